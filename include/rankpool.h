@@ -1,0 +1,253 @@
+/* rankpool: Python's multiprocessing.Pool for C, on forked workers or MPI ranks.
+ *
+ * One pool API, two backends chosen at run time: "local" (worker processes forked
+ * on this machine) and "mpi" (MPI ranks started by mpirun/srun). This header is
+ * the whole public contract; what is not here is not API.
+ *
+ * Conventions
+ *  - Every call that can fail returns an int: RP_OK (0) or a negative RP_E* code.
+ *    rp_strerror() gives a text for any int, rp_err_name() its symbolic name.
+ *  - Destructors accept NULL and do nothing.
+ *  - Buffers of an asynchronous call (in, out) belong to the pool until its result
+ *    is ready, as with MPI's non-blocking calls.
+ *  - Timeouts are seconds as a double: RP_FOREVER waits without limit, 0 polls.
+ */
+#ifndef RANKPOOL_H
+#define RANKPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(RP_BUILDING) && defined(__GNUC__)
+#define RP_API __attribute__((visibility("default")))
+#else
+#define RP_API
+#endif
+
+#if defined(__GNUC__)
+#define RP_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define RP_PRINTF(f, a)
+#endif
+
+#define RP_VERSION_MAJOR 0
+#define RP_VERSION_MINOR 1
+#define RP_VERSION_PATCH 0
+
+/* The status codes: XX(NAME, value, text). RP_DONE is positive: not a failure. */
+#define RP_ERRNO_MAP(XX)                                                            \
+    XX(OK,         0,   "success")                                                  \
+    XX(DONE,       1,   "iteration finished: no more items")                        \
+    XX(EINVAL,    -1,   "invalid argument")                                         \
+    XX(ENOMEM,    -2,   "out of memory")                                            \
+    XX(ETIMEDOUT, -3,   "timed out")                                                \
+    XX(ENOTREADY, -4,   "result not ready yet")                                     \
+    XX(ETASK,     -5,   "a task failed")                                            \
+    XX(EWORKER,   -6,   "a worker died while running a task")                       \
+    XX(ECANCELED, -7,   "canceled: the pool was terminated")                        \
+    XX(ECLOSED,   -8,   "the pool is closed to new work")                           \
+    XX(EINIT,     -9,   "the worker initializer failed")                            \
+    XX(EBACKEND,  -10,  "unknown or unavailable backend")                           \
+    XX(ESYS,      -11,  "a system call failed")                                     \
+    XX(EMPI,      -12,  "an MPI call failed")                                       \
+    XX(EPROTO,    -13,  "malformed message between processes")                     \
+    XX(EFNREF,    -14,  "function cannot be found in the worker's program")         \
+    XX(EOVERFLOW, -15,  "size overflow: item count times item size is too large")   \
+    XX(ENOTMASTER,-16,  "only the master may call this")                            \
+    XX(EBROKEN,   -17,  "the pool has no working worker left")                      \
+    XX(EFORK,     -18,  "pool used from a process forked from its owner")           \
+    XX(ENOOUTPUT, -19,  "a task of a variable-size map set no output")
+
+enum {
+#define RP__ERR_ENUM(name, value, text) RP_##name = value,
+    RP_ERRNO_MAP(RP__ERR_ENUM)
+#undef RP__ERR_ENUM
+};
+
+#define RP_FOREVER (-1.0)
+
+typedef struct rp_pool   rp_pool_t;    /* opaque */
+typedef struct rp_result rp_result_t;  /* opaque: Python's AsyncResult */
+typedef struct rp_iter   rp_iter_t;    /* opaque: imap / imap_unordered */
+typedef struct rp_ctx    rp_ctx_t;     /* opaque: what a running task can ask */
+typedef struct rp_varout rp_varout_t;  /* opaque: outputs of a variable-size map */
+
+/* A failure, with where it happened. */
+typedef struct rp_error {
+    int    code;          /* RP_ETASK, RP_EWORKER, RP_ECANCELED, RP_EINIT, ... */
+    int    task_code;     /* what the task (or initializer) returned, else 0 */
+    size_t index;         /* which input item */
+    int    worker;        /* which worker (0..size-1), -1 if none */
+    int    signal;        /* RP_EWORKER: the signal that killed the worker, else 0 */
+    int    exit_status;   /* RP_EWORKER: its exit status if it exited, else -1 */
+    char   host[64];      /* host the worker ran on */
+    char   message[256];  /* the task's rp_raise() text, or what the pool knows */
+} rp_error_t;
+
+/* A task reads one input item and writes one output item. Return 0 for success;
+ * anything else is a failure, best described with `return rp_raise(ctx, ...)`. */
+typedef int (*rp_task_fn)(const void *in, void *out, rp_ctx_t *ctx);
+/* Runs once in each worker before its first task; non-zero fails pool creation. */
+typedef int (*rp_init_fn)(const void *arg, rp_ctx_t *ctx);
+typedef void (*rp_callback_fn)(rp_result_t *result, void *userdata);
+typedef void (*rp_error_callback_fn)(const rp_error_t *error, void *userdata);
+
+/* Pool options: a zeroed struct (or NULL) means the defaults. */
+typedef struct rp_pool_opts {
+    const char *backend;        /* "local", "mpi", or NULL: $RP_BACKEND, else mpi under
+                                   mpirun/srun with more than one rank, else local */
+    int         workers;        /* local: 0 = one per core this process may use;
+                                   mpi: 0 = every rank but the master; < 0 is RP_EINVAL */
+    rp_init_fn  initializer;    /* optional, run once per worker */
+    const void *initarg;        /* its argument; copied at creation */
+    size_t      initarg_size;   /* bytes at initarg (0: initarg passed as is, local only) */
+    long        max_tasks_per_worker; /* 0 = unlimited; else a worker is replaced
+                                         after that many items */
+    bool        bind;           /* bind worker k to core k (hwloc) */
+    void       *comm;           /* mpi: pointer to an MPI_Comm, NULL = MPI_COMM_WORLD
+                                   (see rankpool_mpi.h) */
+} rp_pool_opts_t;
+
+/* Per-call options: a zeroed struct (or NULL) means the defaults. */
+typedef struct rp_map_opts {
+    size_t               chunksize;       /* items per dispatch; 0 = automatic */
+    rp_callback_fn       callback;        /* once, if every item succeeded */
+    rp_error_callback_fn error_callback;  /* once, with the lowest failing item */
+    void                *userdata;        /* given to both callbacks */
+} rp_map_opts_t;
+
+/* ---- errors ---------------------------------------------------------------- */
+
+/** \return a static text for any code (never NULL; unknown codes too). */
+RP_API const char *rp_strerror(int code);
+/** \return the code's symbolic name, e.g. "RP_ETIMEDOUT" ("RP_UNKNOWN" if none). */
+RP_API const char *rp_err_name(int code);
+
+/* ---- pool ------------------------------------------------------------------ */
+
+/** Creates a pool and starts its workers. For the mpi backend this is collective:
+ * the master returns at once; the other ranks serve tasks inside this call and
+ * return when the master's pool is closed and joined, or freed.
+ * \param opts NULL or zeroed for defaults.
+ * \return RP_OK; RP_EINVAL, RP_EBACKEND, RP_EINIT (initializer failed: *pool is
+ * NULL and rp_pool_create_error() says why), RP_ESYS, RP_EMPI. */
+RP_API int  rp_pool_create(rp_pool_t **pool, const rp_pool_opts_t *opts);
+/** Like rp_pool_create, and fills *err (may be NULL) with why it failed. */
+RP_API int  rp_pool_create_ex(rp_pool_t **pool, const rp_pool_opts_t *opts, rp_error_t *err);
+/** \return true on the process that submits work (always true for "local"). */
+RP_API bool rp_pool_is_master(const rp_pool_t *pool);
+/** \return the number of workers, or RP_EINVAL for NULL. */
+RP_API int  rp_pool_size(const rp_pool_t *pool);
+/** \return the backend's name, "local" or "mpi" ("" for NULL). */
+RP_API const char *rp_pool_backend(const rp_pool_t *pool);
+/** Refuses new work from now on (RP_ECLOSED); queued work still finishes. */
+RP_API int  rp_pool_close(rp_pool_t *pool);
+/** Waits for all work and for the workers to exit. Only after close or terminate
+ * (else RP_EINVAL). */
+RP_API int  rp_pool_join(rp_pool_t *pool);
+/** Stops the workers at once; every unfinished result becomes ready, its
+ * unprocessed items failing with RP_ECANCELED. */
+RP_API int  rp_pool_terminate(rp_pool_t *pool);
+/** Terminates if needed, joins, releases everything. Results still held by the
+ * caller stay valid (ready) and must still be freed with rp_result_free. */
+RP_API void rp_pool_free(rp_pool_t *pool);
+
+/* ---- work ------------------------------------------------------------------ */
+
+/** Applies fn to each of the n items of in[] (in_size bytes each) and writes the
+ * outputs to out[] (out_size bytes each) in input order; blocks until done.
+ * out may be NULL when out_size is 0. *err (may be NULL) gets the lowest failing item.
+ * \return RP_OK, or the lowest failing item's code (RP_ETASK, RP_EWORKER, ...);
+ * every successful item's output is in out[] either way. */
+RP_API int rp_map(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_t in_size,
+                  void *out, size_t out_size, const rp_map_opts_t *opts, rp_error_t *err);
+/** Like rp_map but returns at once with *res; in and out belong to the pool until
+ * *res is ready. Free *res with rp_result_free. */
+RP_API int rp_map_async(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                        size_t in_size, void *out, size_t out_size,
+                        const rp_map_opts_t *opts, rp_result_t **res);
+/** Runs fn once on one item in a worker and waits. \return as rp_map. */
+RP_API int rp_apply(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t in_size,
+                    void *out, size_t out_size, rp_error_t *err);
+/** Runs fn once on one item in a worker; returns at once with *res. */
+RP_API int rp_apply_async(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t in_size,
+                          void *out, size_t out_size, const rp_map_opts_t *opts,
+                          rp_result_t **res);
+/** Lazily yields outputs in input order through rp_iter_next. in belongs to the pool
+ * until the iterator is freed. */
+RP_API int rp_imap(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_t in_size,
+                   size_t out_size, const rp_map_opts_t *opts, rp_iter_t **it);
+/** Like rp_imap, but yields each output as soon as it is ready, with its index. */
+RP_API int rp_imap_unordered(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                             size_t in_size, size_t out_size, const rp_map_opts_t *opts,
+                             rp_iter_t **it);
+/** Next output: copies it to out_item (out_size bytes, may be NULL) and its input
+ * index to *index (may be NULL). \return RP_OK; a failed item's code with *err
+ * filled (iteration goes on); RP_DONE after the last item; RP_ETIMEDOUT. */
+RP_API int rp_iter_next(rp_iter_t *it, double timeout, size_t *index, void *out_item,
+                        rp_error_t *err);
+/** Frees an iterator; waits for its outstanding items first. */
+RP_API void rp_iter_free(rp_iter_t *it);
+
+/* ---- variable-size outputs ------------------------------------------------- */
+
+/** Map whose tasks produce outputs of any length: the task is called with out ==
+ * NULL and gets room for its output with rp_output(). *out receives the outputs
+ * (read with rp_varout_item, free with rp_varout_free); it is filled even when some
+ * items fail. \return as rp_map. */
+RP_API int rp_map_var(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                      size_t in_size, const rp_map_opts_t *opts, rp_varout_t **out,
+                      rp_error_t *err);
+/** Asynchronous rp_map_var: *out is usable once *res is ready. */
+RP_API int rp_map_var_async(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                            size_t in_size, const rp_map_opts_t *opts, rp_varout_t **out,
+                            rp_result_t **res);
+/** Inside a task of rp_map_var: room for this item's output of size bytes (0 is
+ * allowed). Calling it again replaces the earlier output. \return NULL when out of
+ * memory or outside a variable-size map. */
+RP_API void *rp_output(rp_ctx_t *ctx, size_t size);
+/** \return item i's output and its length in *size; NULL (and *size 0) for a failed
+ * item or i out of range. Valid until rp_varout_free. */
+RP_API const void *rp_varout_item(const rp_varout_t *out, size_t i, size_t *size);
+/** \return the number of items. */
+RP_API size_t rp_varout_count(const rp_varout_t *out);
+RP_API void rp_varout_free(rp_varout_t *out);
+
+/* ---- results (AsyncResult) ------------------------------------------------- */
+
+/** Waits until ready or timeout. \return RP_OK (ready) or RP_ETIMEDOUT. */
+RP_API int  rp_result_wait(rp_result_t *res, double timeout);
+/** \return true once every item has been processed, failed ones included. */
+RP_API bool rp_result_ready(const rp_result_t *res);
+/** \return 1 if every item succeeded, 0 if some failed, RP_ENOTREADY before ready. */
+RP_API int  rp_result_successful(const rp_result_t *res);
+/** Waits (up to timeout) and returns RP_OK, RP_ETIMEDOUT (result stays valid), or
+ * the lowest failing item's code with *err (may be NULL) filled. */
+RP_API int  rp_result_get(rp_result_t *res, double timeout, rp_error_t *err);
+/** \return how many items failed (0 before ready). */
+RP_API size_t rp_result_nerrors(const rp_result_t *res);
+/** \return the i-th failure in index order, or NULL. Valid until rp_result_free. */
+RP_API const rp_error_t *rp_result_error(const rp_result_t *res, size_t i);
+/** Items processed so far (failed included) and the total. */
+RP_API void rp_result_progress(const rp_result_t *res, size_t *done, size_t *total);
+/** Frees a result; if it is not ready yet, waits for it first. */
+RP_API void rp_result_free(rp_result_t *res);
+
+/* ---- inside a task --------------------------------------------------------- */
+
+/** Describes a task's failure; use as `return rp_raise(ctx, code, "...", ...)`.
+ * \return code, or RP_ETASK when code is 0 (a raise is always a failure). */
+RP_API int rp_raise(rp_ctx_t *ctx, int code, const char *fmt, ...) RP_PRINTF(3, 4);
+/** \return the running worker's number (0..size-1). */
+RP_API int rp_ctx_worker(const rp_ctx_t *ctx);
+/** \return the input index of the running item (0 in an initializer). */
+RP_API size_t rp_ctx_index(const rp_ctx_t *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RANKPOOL_H */

@@ -1,0 +1,119 @@
+/* Internal declarations shared by the library's files. Nothing here is API.
+ * Internal non-static names are rp__*; they are hidden by -fvisibility=hidden. */
+#ifndef RP_INTERNAL_H
+#define RP_INTERNAL_H
+
+#define RP_BUILDING 1
+#include "rankpool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct rp__backend_ops;
+struct rp__job;
+
+/* ---- the pool object (pool.c) ------------------------------------------------ */
+
+struct rp_pool {
+    const struct rp__backend_ops *ops;
+    void           *bdata;        /* backend's state */
+    int             nworkers;     /* set by the backend's start() */
+    bool            is_master;    /* false on serving MPI ranks */
+    pid_t           owner_pid;    /* getpid() at creation: a forked child is refused */
+    rp_pool_opts_t  opts;         /* copy of the creator's options */
+    void           *initarg_copy; /* opts.initarg copied (initarg_size > 0) */
+    char            host[64];
+
+    /* Lock order: pool->lock, then a result's lock, then backend locks. */
+    pthread_mutex_t lock;
+    int             state;        /* RP__POOL_OPEN, _CLOSED, _TERMINATED, _JOINED */
+    uint64_t        next_job_id;
+    struct rp_result *live;       /* results not yet finished (doubly linked) */
+    pthread_cond_t  idle;         /* signalled when a live result finishes */
+};
+
+enum { RP__POOL_OPEN, RP__POOL_CLOSED, RP__POOL_TERMINATED, RP__POOL_JOINED };
+
+/* Checks a pool handle for the calls that submit or control work: NULL, a
+ * non-master rank, use from a forked child. RP_OK or the code to return. */
+int rp__pool_check(const rp_pool_t *pool);
+
+/* ---- the task context (worker.c) --------------------------------------------- */
+
+/* Where a variable-size output goes: a backend's allocator, called by rp_output(). */
+typedef void *(*rp__output_fn)(void *arg, size_t index, size_t size);
+
+struct rp_ctx {
+    size_t        index;       /* input index of the running item */
+    int           worker;      /* this worker's number */
+    const char   *host;
+    /* set by rp_raise() during the current item */
+    bool          raised;
+    int           raised_code;
+    char          message[256];
+    /* variable-size maps */
+    rp__output_fn output;      /* NULL outside a variable-size map */
+    void         *output_arg;
+    bool          output_set;  /* rp_output() was called for the current item */
+};
+
+/* Receives a failed item's description from rp__worker_run(). */
+typedef void (*rp__fail_fn)(void *arg, const rp_error_t *e);
+
+/* Runs fn on count consecutive items, the first being input index start: in points
+ * to that item's input, out to its output slot (NULL when out_size is 0). Before each
+ * item, *cur (if not NULL) is set to its index (release store), so a backend can tell
+ * which item a dead worker was running. Failures (non-zero return) are described
+ * to on_fail. \return the number of failed items. */
+size_t rp__worker_run(rp_ctx_t *ctx, rp_task_fn fn, const char *in, size_t in_size,
+                      char *out, size_t out_size, size_t start, size_t count,
+                      _Atomic size_t *cur, rp__fail_fn on_fail, void *fail_arg);
+
+/* Runs an initializer in a worker; fills *err (code RP_EINIT) on failure. */
+int rp__worker_init(rp_ctx_t *ctx, rp_init_fn fn, const void *arg, rp_error_t *err);
+
+/* Fills e for a failure of item index with code and message (printf-style). */
+void rp__error_set(rp_error_t *e, int code, size_t index, int worker, const char *host,
+                   const char *fmt, ...) RP_PRINTF(6, 7);
+
+/* ---- the scheduler (scheduler.c) ---------------------------------------------- */
+
+/* Hands out consecutive chunks of [0, n). Lock-free: several threads or processes
+ * (the struct may live in shared memory) may claim at once. No malloc, no syscalls. */
+typedef struct rp__sched {
+    _Atomic uint64_t next;      /* first item not yet claimed */
+    uint64_t         n;
+    uint64_t         chunksize; /* fixed size, or 0 for automatic */
+    uint32_t         nworkers;
+} rp__sched_t;
+
+void rp__sched_init(rp__sched_t *s, size_t n, size_t chunksize, int nworkers);
+/* Claims the next chunk, at most limit items (0 = no limit). \return its length,
+ * 0 when nothing is left; its first item in *start. */
+size_t rp__sched_claim(rp__sched_t *s, size_t limit, size_t *start);
+/* The automatic chunk length for `remaining` unclaimed items out of n. */
+size_t rp__sched_auto(size_t n, size_t remaining, int nworkers);
+/* How many items are not yet claimed. */
+size_t rp__sched_remaining(const rp__sched_t *s);
+
+/* ---- small helpers (util.c) ---------------------------------------------------- */
+
+double rp__now(void);                         /* monotonic seconds */
+/* Absolute monotonic deadline for a timeout (RP_FOREVER -> +inf). */
+double rp__deadline(double timeout);
+/* a * b, or RP_EOVERFLOW. */
+int rp__mul_size(size_t a, size_t b, size_t *res);
+void rp__hostname(char *buf, size_t len);
+/* Debug trace to stderr when RP_DEBUG is set in the environment. */
+void rp__trace(const char *fmt, ...) RP_PRINTF(1, 2);
+
+/* ---- topology (topo.c, hwloc) -------------------------------------------------- */
+
+/* Cores this process may run on (affinity and cgroup limits honoured), >= 1. */
+int rp__topo_ncores(void);
+/* Binds the calling process to the k-th of those cores (modulo their count). */
+int rp__topo_bind(int k);
+
+#endif /* RP_INTERNAL_H */

@@ -1,0 +1,58 @@
+/* Small helpers: clocks, deadlines, overflow-checked sizes, host name, tracing. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+double rp__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double rp__deadline(double timeout)
+{
+    if (timeout < 0 || isnan(timeout) || isinf(timeout))
+        return INFINITY;
+    return rp__now() + timeout;
+}
+
+int rp__mul_size(size_t a, size_t b, size_t *res)
+{
+    if (a != 0 && b > SIZE_MAX / a)
+        return RP_EOVERFLOW;
+    *res = a * b;
+    return RP_OK;
+}
+
+void rp__hostname(char *buf, size_t len)
+{
+    if (len == 0)
+        return;
+    if (gethostname(buf, len) != 0)
+        snprintf(buf, len, "unknown");
+    buf[len - 1] = '\0';
+}
+
+void rp__trace(const char *fmt, ...)
+{
+    static int enabled = -1;
+    if (enabled < 0) {
+        const char *v = getenv("RP_DEBUG");
+        enabled = v != NULL && *v != '\0' && strcmp(v, "0") != 0;
+    }
+    if (!enabled)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "rankpool[%d]: %s\n", (int)getpid(), line);
+}
