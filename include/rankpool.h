@@ -56,11 +56,9 @@ extern "C" {
     XX(EMPI,      -12,  "an MPI call failed")                                       \
     XX(EPROTO,    -13,  "malformed message between processes")                     \
     XX(EFNREF,    -14,  "function cannot be found in the worker's program")         \
-    XX(EOVERFLOW, -15,  "size overflow: item count times item size is too large")   \
-    XX(ENOTMASTER,-16,  "only the master may call this")                            \
-    XX(EBROKEN,   -17,  "the pool has no working worker left")                      \
-    XX(EFORK,     -18,  "pool used from a process forked from its owner")           \
-    XX(ENOOUTPUT, -19,  "a task of a variable-size map set no output")
+    XX(ENOTMASTER,-15,  "only the master may call this")                            \
+    XX(EBROKEN,   -16,  "the pool has no working worker left")                      \
+    XX(EFORK,     -17,  "pool used from a process forked from its owner")
 
 enum {
 #define RP__ERR_ENUM(name, value, text) RP_##name = value,

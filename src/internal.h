@@ -103,7 +103,7 @@ size_t rp__sched_remaining(const rp__sched_t *s);
 double rp__now(void);                         /* monotonic seconds */
 /* Absolute monotonic deadline for a timeout (RP_FOREVER -> +inf). */
 double rp__deadline(double timeout);
-/* a * b, or RP_EOVERFLOW. */
+/* a * b into *res, or RP_EINVAL when it overflows. */
 int rp__mul_size(size_t a, size_t b, size_t *res);
 void rp__hostname(char *buf, size_t len);
 /* Debug trace to stderr when RP_DEBUG is set in the environment. */

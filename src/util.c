@@ -26,7 +26,7 @@ double rp__deadline(double timeout)
 int rp__mul_size(size_t a, size_t b, size_t *res)
 {
     if (a != 0 && b > SIZE_MAX / a)
-        return RP_EOVERFLOW;
+        return RP_EINVAL;
     *res = a * b;
     return RP_OK;
 }

@@ -1,0 +1,77 @@
+/* Shared by the CUnit test programs: a runner whose exit status is the number of
+ * failures, and pool creation that works on either backend (under mpirun the
+ * serving ranks return from rp_pool_create with is_master false and skip the body).
+ *
+ *   static void test_x_y(void) {
+ *       rp_pool_t *p = tu_pool(2, NULL);
+ *       if (!p) return;                 // serving MPI rank, or creation failed
+ *       ... assertions, run on the master only ...
+ *       tu_pool_done(p);
+ *   }
+ */
+#ifndef RP_TESTUTIL_H
+#define RP_TESTUTIL_H
+
+#include <CUnit/Basic.h>
+#include <CUnit/CUnit.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rankpool.h"
+
+/* Creates a pool with `workers` workers (0 = default) and the given options
+ * (may be NULL). Returns NULL on a serving MPI rank (after it has served) and on
+ * failure (recorded as a CUnit failure). */
+static inline rp_pool_t *tu_pool(int workers, const rp_pool_opts_t *base)
+{
+    rp_pool_opts_t o;
+    if (base)
+        o = *base;
+    else
+        memset(&o, 0, sizeof o);
+    if (o.workers == 0)
+        o.workers = workers;
+    rp_pool_t *p = NULL;
+    int rc = rp_pool_create(&p, &o);
+    CU_ASSERT_EQUAL_FATAL(rc, RP_OK);
+    if (rc != RP_OK)
+        return NULL;
+    if (!rp_pool_is_master(p)) {
+        rp_pool_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* close + join + free, asserting each step. */
+static inline void tu_pool_done(rp_pool_t *p)
+{
+    CU_ASSERT_EQUAL(rp_pool_close(p), RP_OK);
+    CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
+    rp_pool_free(p);
+}
+
+typedef struct { const char *name; void (*fn)(void); } tu_test;
+
+/* Runs one suite and returns the number of failures (0 = success). With an
+ * argument, runs only the tests whose names contain it. */
+static inline int tu_run(const char *suite, const tu_test *tests, int argc, char **argv)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite(suite, NULL, NULL);
+    for (const tu_test *t = tests; t->name; t++)
+        if (argc < 2 || strstr(t->name, argv[1]))
+            CU_add_test(s, t->name, t->fn);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    int failures = (int)CU_get_number_of_failures();
+    CU_cleanup_registry();
+    return failures;
+}
+
+#define TU_TEST(fn) { #fn, fn }
+#define TU_END { NULL, NULL }
+
+#endif /* RP_TESTUTIL_H */
