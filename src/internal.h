@@ -40,6 +40,11 @@ enum { RP__POOL_OPEN, RP__POOL_CLOSED, RP__POOL_TERMINATED, RP__POOL_JOINED };
  * non-master rank, use from a forked child. RP_OK or the code to return. */
 int rp__pool_check(const rp_pool_t *pool);
 
+/* Creates a pool on the given backend (rp_pool_create_ex after choosing one);
+ * lets tests run the core on a backend of their own. */
+int rp__pool_create_ops(rp_pool_t **pool, const rp_pool_opts_t *opts,
+                        const struct rp__backend_ops *ops, rp_error_t *err);
+
 /* ---- the task context (worker.c) --------------------------------------------- */
 
 /* Where a variable-size output goes: a backend's allocator, called by rp_output(). */

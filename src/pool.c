@@ -1,1 +1,409 @@
-/* placeholder: being written */
+/* The pool object: options, choice of backend, life cycle (close, join, terminate,
+ * free), and the submitting calls (rp_map*, rp_apply*), which check their
+ * arguments and hand a job to result.c.
+ *
+ * Locks: pool->lock guards state, the live list and the submit count; `ctl`
+ * serializes the backend's close/terminate/join so that several threads may call
+ * them at once. Never hold pool->lock across a backend call that may finalize a
+ * result (finalization unlinks under pool->lock). */
+#include "result.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The pool as allocated: the shared struct plus what only the core uses. */
+struct pool_core {
+    struct rp_pool  pub;
+    pthread_mutex_t ctl;        /* serializes close/terminate/join/destroy */
+    int             submitting; /* submits between state check and ops->submit,
+                                   under pub.lock */
+    bool            backend_joined;
+};
+
+static struct pool_core *core_of(rp_pool_t *pool)
+{
+    return (struct pool_core *)pool;
+}
+
+/* ---- choosing a backend -------------------------------------------------------- */
+
+static const struct rp__backend_ops *backend_named(const char *name)
+{
+    if (strcmp(name, "local") == 0)
+        return &rp__backend_local;
+    if (strcmp(name, "mpi") == 0)
+        return &rp__backend_mpi;
+    return NULL;
+}
+
+static bool env_more_than_one(const char *var)
+{
+    const char *v = getenv(var);
+    return v && atol(v) > 1;
+}
+
+/* Started by mpirun/srun with more than one rank? */
+static bool under_mpi_launcher(void)
+{
+    if (env_more_than_one("OMPI_COMM_WORLD_SIZE") || env_more_than_one("PMI_SIZE") ||
+        env_more_than_one("PMIX_SIZE") || env_more_than_one("MPI_LOCALNRANKS"))
+        return true;
+    return getenv("SLURM_PROCID") && env_more_than_one("SLURM_NTASKS") &&
+           getenv("SLURM_STEP_ID");
+}
+
+static int choose_backend(const char *name, const struct rp__backend_ops **ops)
+{
+    if (!name || !*name) {
+        name = getenv("RP_BACKEND");
+        if (!name || !*name)
+            name = under_mpi_launcher() ? "mpi" : "local";
+    }
+    *ops = backend_named(name);
+    return *ops ? RP_OK : RP_EINVAL;
+}
+
+/* ---- creation --------------------------------------------------------------------- */
+
+static void set_err(rp_error_t *err, int code, const char *msg)
+{
+    if (err)
+        rp__error_set(err, code, 0, -1, NULL, "%s", msg);
+}
+
+static void pool_destroy(struct pool_core *c)
+{
+    pthread_mutex_destroy(&c->ctl);
+    pthread_mutex_destroy(&c->pub.lock);
+    pthread_cond_destroy(&c->pub.idle);
+    free(c->pub.initarg_copy);
+    free(c);
+}
+
+int rp__pool_create_ops(rp_pool_t **pool, const rp_pool_opts_t *opts,
+                        const struct rp__backend_ops *ops, rp_error_t *err)
+{
+    rp_pool_opts_t o;
+    if (opts)
+        o = *opts;
+    else
+        memset(&o, 0, sizeof o);
+    if (o.workers < 0 || o.max_tasks_per_worker < 0 ||
+        (o.initarg_size > 0 && o.initarg == NULL)) {
+        set_err(err, RP_EINVAL, "invalid pool options");
+        return RP_EINVAL;
+    }
+    struct pool_core *c = calloc(1, sizeof *c);
+    if (!c) {
+        set_err(err, RP_ENOMEM, "out of memory");
+        return RP_ENOMEM;
+    }
+    rp_pool_t *p = &c->pub;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->idle, NULL);
+    pthread_mutex_init(&c->ctl, NULL);
+    if (o.initarg_size > 0) {
+        p->initarg_copy = malloc(o.initarg_size);
+        if (!p->initarg_copy) {
+            pool_destroy(c);
+            set_err(err, RP_ENOMEM, "out of memory");
+            return RP_ENOMEM;
+        }
+        memcpy(p->initarg_copy, o.initarg, o.initarg_size);
+        o.initarg = p->initarg_copy;
+    }
+    o.backend = ops->name;
+    if (o.workers == 0 && strcmp(ops->name, "local") == 0)
+        o.workers = rp__topo_ncores();
+    p->ops = ops;
+    p->opts = o;
+    p->owner_pid = getpid();
+    p->is_master = true;
+    p->state = RP__POOL_OPEN;
+    p->next_job_id = 1;
+    rp__hostname(p->host, sizeof p->host);
+
+    rp_error_t e;
+    memset(&e, 0, sizeof e);
+    int rc = ops->start(p, &p->opts, &e);
+    if (rc != RP_OK) {
+        if (e.code == 0)
+            rp__error_set(&e, rc, 0, -1, p->host, "%s", rp_strerror(rc));
+        if (err)
+            *err = e;
+        pool_destroy(c);
+        return rc;
+    }
+    *pool = p;
+    return RP_OK;
+}
+
+int rp_pool_create_ex(rp_pool_t **pool, const rp_pool_opts_t *opts, rp_error_t *err)
+{
+    if (err)
+        memset(err, 0, sizeof *err);
+    if (!pool) {
+        set_err(err, RP_EINVAL, "pool is NULL");
+        return RP_EINVAL;
+    }
+    *pool = NULL;
+    const struct rp__backend_ops *ops;
+    if (choose_backend(opts ? opts->backend : NULL, &ops) != RP_OK) {
+        set_err(err, RP_EINVAL, "unknown backend (expected \"local\" or \"mpi\")");
+        return RP_EINVAL;
+    }
+    return rp__pool_create_ops(pool, opts, ops, err);
+}
+
+int rp_pool_create(rp_pool_t **pool, const rp_pool_opts_t *opts)
+{
+    return rp_pool_create_ex(pool, opts, NULL);
+}
+
+/* ---- queries ------------------------------------------------------------------------ */
+
+int rp__pool_check(const rp_pool_t *pool)
+{
+    if (!pool)
+        return RP_EINVAL;
+    if (!pool->is_master)
+        return RP_ENOTMASTER;
+    if (getpid() != pool->owner_pid)
+        return RP_EFORK;
+    return RP_OK;
+}
+
+bool rp_pool_is_master(const rp_pool_t *pool)
+{
+    return pool && pool->is_master;
+}
+
+int rp_pool_size(const rp_pool_t *pool)
+{
+    return pool ? pool->nworkers : RP_EINVAL;
+}
+
+const char *rp_pool_backend(const rp_pool_t *pool)
+{
+    return pool && pool->ops ? pool->ops->name : "";
+}
+
+/* ---- the live list and the submit gate (used by result.c) ----------------------------- */
+
+int rp__pool_enter_submit(rp_pool_t *pool, rp_result_t *r)
+{
+    pthread_mutex_lock(&pool->lock);
+    if (pool->state != RP__POOL_OPEN) {
+        pthread_mutex_unlock(&pool->lock);
+        return RP_ECLOSED;
+    }
+    core_of(pool)->submitting++;
+    r->job.id = pool->next_job_id++;
+    r->prev = NULL;
+    r->next = pool->live;
+    if (pool->live)
+        pool->live->prev = r;
+    pool->live = r;
+    r->linked = true;
+    pthread_mutex_unlock(&pool->lock);
+    return RP_OK;
+}
+
+void rp__pool_leave_submit(rp_pool_t *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    if (--core_of(pool)->submitting == 0)
+        pthread_cond_broadcast(&pool->idle);
+    pthread_mutex_unlock(&pool->lock);
+}
+
+void rp__pool_unlink(rp_pool_t *pool, rp_result_t *r)
+{
+    pthread_mutex_lock(&pool->lock);
+    if (r->linked) {
+        if (r->prev)
+            r->prev->next = r->next;
+        else
+            pool->live = r->next;
+        if (r->next)
+            r->next->prev = r->prev;
+        r->prev = r->next = NULL;
+        r->linked = false;
+    }
+    pthread_cond_broadcast(&pool->idle);
+    pthread_mutex_unlock(&pool->lock);
+}
+
+/* Under pool->lock: waits until no submit is between its check and ops->submit. */
+static void wait_submits_locked(rp_pool_t *pool)
+{
+    while (core_of(pool)->submitting > 0)
+        pthread_cond_wait(&pool->idle, &pool->lock);
+}
+
+/* Waits until every live result is finalized (finalizing lazily-observed ones). */
+static void wait_live(rp_pool_t *pool)
+{
+    for (;;) {
+        pthread_mutex_lock(&pool->lock);
+        rp_result_t *r = pool->live;
+        if (r)
+            rp__result_hold(r);
+        pthread_mutex_unlock(&pool->lock);
+        if (!r)
+            return;
+        rp__result_wait(r, RP_FOREVER);
+        rp__result_release(r);
+    }
+}
+
+/* ---- life cycle ---------------------------------------------------------------------- */
+
+int rp_pool_close(rp_pool_t *pool)
+{
+    int rc = rp__pool_check(pool);
+    if (rc != RP_OK)
+        return rc;
+    struct pool_core *c = core_of(pool);
+    pthread_mutex_lock(&c->ctl);
+    pthread_mutex_lock(&pool->lock);
+    bool first = pool->state == RP__POOL_OPEN;
+    if (first) {
+        pool->state = RP__POOL_CLOSED;
+        wait_submits_locked(pool);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    if (first)
+        rc = pool->ops->close(pool);
+    pthread_mutex_unlock(&c->ctl);
+    return rc;
+}
+
+int rp_pool_terminate(rp_pool_t *pool)
+{
+    int rc = rp__pool_check(pool);
+    if (rc != RP_OK)
+        return rc;
+    struct pool_core *c = core_of(pool);
+    pthread_mutex_lock(&c->ctl);
+    pthread_mutex_lock(&pool->lock);
+    bool first = pool->state == RP__POOL_OPEN || pool->state == RP__POOL_CLOSED;
+    if (first) {
+        pool->state = RP__POOL_TERMINATED;
+        wait_submits_locked(pool);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    if (first)
+        rc = pool->ops->terminate(pool);
+    pthread_mutex_unlock(&c->ctl);
+    return rc;
+}
+
+int rp_pool_join(rp_pool_t *pool)
+{
+    int rc = rp__pool_check(pool);
+    if (rc != RP_OK)
+        return rc;
+    pthread_mutex_lock(&pool->lock);
+    int state = pool->state;
+    pthread_mutex_unlock(&pool->lock);
+    if (state == RP__POOL_OPEN)
+        return RP_EINVAL;
+    /* Not under ctl: a terminate from another thread must be able to cut this short. */
+    wait_live(pool);
+    struct pool_core *c = core_of(pool);
+    pthread_mutex_lock(&c->ctl);
+    if (!c->backend_joined) {
+        rc = pool->ops->join(pool);
+        c->backend_joined = true;
+        pthread_mutex_lock(&pool->lock);
+        pool->state = RP__POOL_JOINED;
+        pthread_mutex_unlock(&pool->lock);
+    }
+    pthread_mutex_unlock(&c->ctl);
+    return rc;
+}
+
+void rp_pool_free(rp_pool_t *pool)
+{
+    if (!pool)
+        return;
+    /* A copy inherited by a forked child: the workers belong to the parent. */
+    if (getpid() != pool->owner_pid)
+        return;
+    struct pool_core *c = core_of(pool);
+    if (pool->is_master) {
+        pthread_mutex_lock(&pool->lock);
+        int state = pool->state;
+        pthread_mutex_unlock(&pool->lock);
+        if (state == RP__POOL_OPEN || state == RP__POOL_CLOSED)
+            rp_pool_terminate(pool);
+        rp_pool_join(pool);
+    }
+    pool->ops->destroy(pool);
+    pool_destroy(c);
+}
+
+/* ---- submitting work ------------------------------------------------------------------- */
+
+static int check_map_args(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                          size_t in_size, const void *out, size_t out_size)
+{
+    int rc = rp__pool_check(pool);
+    if (rc != RP_OK)
+        return rc;
+    size_t bytes;
+    if (!fn || in_size == 0 || (n > 0 && !in) || (n > 0 && out_size > 0 && !out))
+        return RP_EINVAL;
+    if (rp__mul_size(n, in_size, &bytes) != RP_OK ||
+        rp__mul_size(n, out_size, &bytes) != RP_OK)
+        return RP_EINVAL;
+    return RP_OK;
+}
+
+int rp_map_async(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_t in_size,
+                 void *out, size_t out_size, const rp_map_opts_t *opts, rp_result_t **res)
+{
+    if (!res)
+        return RP_EINVAL;
+    *res = NULL;
+    int rc = check_map_args(pool, fn, in, n, in_size, out, out_size);
+    if (rc != RP_OK)
+        return rc;
+    return rp__result_submit(pool, fn, in, n, in_size, out, out_size, opts, 0, res);
+}
+
+/* Waits for a result, takes its verdict, frees it. */
+static int wait_get_free(rp_result_t *r, rp_error_t *err)
+{
+    int rc = rp_result_get(r, RP_FOREVER, err);
+    rp__result_release(r);
+    return rc;
+}
+
+int rp_map(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_t in_size,
+           void *out, size_t out_size, const rp_map_opts_t *opts, rp_error_t *err)
+{
+    rp_result_t *r;
+    int rc = rp_map_async(pool, fn, in, n, in_size, out, out_size, opts, &r);
+    if (rc != RP_OK)
+        return rc;
+    return wait_get_free(r, err);
+}
+
+int rp_apply_async(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t in_size,
+                   void *out, size_t out_size, const rp_map_opts_t *opts, rp_result_t **res)
+{
+    return rp_map_async(pool, fn, in, 1, in_size, out, out_size, opts, res);
+}
+
+int rp_apply(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t in_size, void *out,
+             size_t out_size, rp_error_t *err)
+{
+    rp_result_t *r;
+    int rc = rp_map_async(pool, fn, in, 1, in_size, out, out_size, NULL, &r);
+    if (rc != RP_OK)
+        return rc;
+    return wait_get_free(r, err);
+}

@@ -1,1 +1,514 @@
-/* placeholder: being written */
+/* AsyncResult: state, waiting, failures sorted by index, callbacks, readiness.
+ *
+ * Life cycle (doc/internals.md): a result is created and linked into pool->live,
+ * its job submitted to the backend. It is *finalized* exactly once: ops->finish(),
+ * failures sorted, the callback run (NOTIFY jobs), unlinked from the pool, marked
+ * READY, waiters woken. Jobs without callbacks are finalized lazily by the first
+ * thread that sees ops->done(); NOTIFY jobs by the backend's thread through
+ * rp__job_done(). A READY result never touches the pool again, so it outlives
+ * rp_pool_free.
+ *
+ * The ops gate: threads calling ops->wait/done/progress/arrivals count themselves
+ * in `opsbusy`; the finalizer sets FINALIZING, then waits for `opsbusy` to drain
+ * before ops->finish(), so no backend call ever sees a finished job. */
+#include "result.h"
+
+#include <errno.h>
+#include <math.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static inline rp_result_t *job_result(struct rp__job *job)
+{
+    return (rp_result_t *)job;
+}
+
+/* ---- the ops gate ------------------------------------------------------------ */
+
+static bool ops_enter(rp_result_t *r)
+{
+    atomic_fetch_add(&r->opsbusy, 1);
+    if (atomic_load(&r->state) != RP__RES_PENDING) {
+        atomic_fetch_sub(&r->opsbusy, 1);
+        return false;
+    }
+    return true;
+}
+
+static void ops_leave(rp_result_t *r)
+{
+    atomic_fetch_sub(&r->opsbusy, 1);
+}
+
+/* ---- failures ---------------------------------------------------------------- */
+
+static void add_fail(rp_result_t *r, size_t start, size_t count, const rp_error_t *e)
+{
+    if (count == 0)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->nerrors += count;
+    if (r->nfails == r->capfails) {
+        size_t cap = r->capfails ? 2 * r->capfails : 4;
+        rp__fail *f = realloc(r->fails, cap * sizeof *f);
+        if (!f) {
+            /* Counted, but no record: rp_result_error() returns NULL for it. */
+            pthread_mutex_unlock(&r->lock);
+            return;
+        }
+        r->fails = f;
+        r->capfails = cap;
+    }
+    rp__fail *f = &r->fails[r->nfails];
+    f->start = start;
+    f->count = count;
+    f->e = *e;
+    f->e.index = start;
+    r->nfails++;
+    if (r->job.flags & RP__JOB_TRACK) {
+        if (!r->failidx && r->job.n > 0)
+            r->failidx = calloc(r->job.n, sizeof *r->failidx);
+        if (r->failidx)
+            for (size_t i = start; i < start + count && i < r->job.n; i++)
+                r->failidx[i] = r->nfails;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+void rp__job_fail(struct rp__job *job, const rp_error_t *e)
+{
+    if (!job || !e)
+        return;
+    add_fail(job_result(job), e->index, 1, e);
+}
+
+void rp__job_fail_range(struct rp__job *job, size_t start, size_t count, const rp_error_t *e)
+{
+    if (!job || !e)
+        return;
+    add_fail(job_result(job), start, count, e);
+}
+
+static int cmp_fail(const void *a, const void *b)
+{
+    const rp__fail *x = a, *y = b;
+    return (x->start > y->start) - (x->start < y->start);
+}
+
+/* Under r->lock: sorts the failures and builds the cumulative counts. */
+static void sort_fails(rp_result_t *r)
+{
+    if (r->sorted)
+        return;
+    if (r->nfails > 1)
+        qsort(r->fails, r->nfails, sizeof *r->fails, cmp_fail);
+    bool ranges = false;
+    for (size_t k = 0; k < r->nfails; k++)
+        ranges |= r->fails[k].count != 1;
+    if (ranges) {
+        r->cum = malloc(r->nfails * sizeof *r->cum);
+        if (r->cum) {
+            size_t c = 0;
+            for (size_t k = 0; k < r->nfails; k++) {
+                r->cum[k] = c;
+                c += r->fails[k].count;
+            }
+        }
+    }
+    free(r->failidx);
+    r->failidx = NULL;
+    r->sorted = true;
+}
+
+/* Under r->lock, sorted: the record holding item index, or NULL. */
+static const rp__fail *find_sorted(const rp_result_t *r, size_t index)
+{
+    size_t lo = 0, hi = r->nfails;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const rp__fail *f = &r->fails[mid];
+        if (index < f->start)
+            hi = mid;
+        else if (index - f->start >= f->count)
+            lo = mid + 1;
+        else
+            return f;
+    }
+    return NULL;
+}
+
+bool rp__result_find_error(rp_result_t *r, size_t index, rp_error_t *e)
+{
+    const rp__fail *f = NULL;
+    pthread_mutex_lock(&r->lock);
+    if (r->sorted) {
+        f = find_sorted(r, index);
+    } else if (r->failidx) {
+        if (index < r->job.n && r->failidx[index])
+            f = &r->fails[r->failidx[index] - 1];
+    } else {
+        for (size_t k = 0; k < r->nfails && !f; k++)
+            if (index >= r->fails[k].start && index - r->fails[k].start < r->fails[k].count)
+                f = &r->fails[k];
+    }
+    if (f && e) {
+        *e = f->e;
+        e->index = index;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return f != NULL;
+}
+
+/* ---- finalization -------------------------------------------------------------- */
+
+static void wait_ready_locked(rp_result_t *r)
+{
+    while (atomic_load(&r->state) != RP__RES_READY)
+        pthread_cond_wait(&r->cond, &r->lock);
+}
+
+static void finalize(rp_result_t *r)
+{
+    pthread_mutex_lock(&r->lock);
+    if (atomic_load(&r->state) != RP__RES_PENDING) {
+        wait_ready_locked(r);
+        pthread_mutex_unlock(&r->lock);
+        return;
+    }
+    atomic_store(&r->state, RP__RES_FINALIZING);
+    pthread_mutex_unlock(&r->lock);
+
+    /* Threads still inside a backend call for this job are about to return (the
+     * job is done); finish() frees the backend's state, so let them out first. */
+    while (atomic_load(&r->opsbusy) != 0)
+        sched_yield();
+
+    rp_pool_t *pool = r->pool;
+    if (r->submitted)
+        pool->ops->finish(pool, &r->job);
+
+    pthread_mutex_lock(&r->lock);
+    sort_fails(r);
+    pthread_mutex_unlock(&r->lock);
+
+    if (r->opts.callback || r->opts.error_callback) {
+        r->cb_thread = pthread_self();
+        atomic_store(&r->in_callback, true);
+        if (r->nerrors == 0) {
+            if (r->opts.callback)
+                r->opts.callback(r, r->opts.userdata);
+        } else if (r->opts.error_callback) {
+            rp_error_t e;
+            if (r->nfails > 0) {
+                e = r->fails[0].e;
+            } else {
+                memset(&e, 0, sizeof e);
+                e.code = RP_ENOMEM;
+                e.worker = -1;
+                e.exit_status = -1;
+            }
+            r->opts.error_callback(&e, r->opts.userdata);
+        }
+        atomic_store(&r->in_callback, false);
+    }
+
+    if (pool)
+        rp__pool_unlink(pool, r);
+    pthread_mutex_lock(&r->lock);
+    atomic_store(&r->state, RP__RES_READY);
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    if (atomic_load(&r->free_pending))
+        rp__result_release(r);
+}
+
+void rp__job_done(struct rp__job *job)
+{
+    if (job)
+        finalize(job_result(job));
+}
+
+/* ---- creation ------------------------------------------------------------------ */
+
+static void destroy(rp_result_t *r)
+{
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->cond);
+    free(r->fails);
+    free(r->cum);
+    free(r->failidx);
+    free(r);
+}
+
+int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                      size_t in_size, void *out, size_t out_size,
+                      const rp_map_opts_t *opts, unsigned flags, rp_result_t **res)
+{
+    rp_result_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return RP_ENOMEM;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&r->lock, NULL);
+    atomic_init(&r->state, RP__RES_PENDING);
+    atomic_init(&r->refs, 1);
+    atomic_init(&r->opsbusy, 0);
+    atomic_init(&r->in_callback, false);
+    atomic_init(&r->free_pending, false);
+    atomic_init(&r->scratch_next, 0);
+    if (opts)
+        r->opts = *opts;
+    if (r->opts.callback || r->opts.error_callback)
+        flags |= RP__JOB_NOTIFY;
+    r->pool = pool;
+    r->job.fn = fn;
+    r->job.in = in;
+    r->job.in_size = in_size;
+    r->job.out = out_size ? out : NULL;
+    r->job.out_size = out_size;
+    r->job.n = n;
+    r->job.chunksize = r->opts.chunksize;
+    r->job.flags = flags;
+    r->job.result = r;
+
+    int rc = rp__pool_enter_submit(pool, r);
+    if (rc != RP_OK) {
+        destroy(r);
+        return rc;
+    }
+    if (n > 0) {
+        rc = pool->ops->submit(pool, &r->job);
+        if (rc == RP_OK)
+            r->submitted = true;
+    }
+    rp__pool_leave_submit(pool);
+    if (rc != RP_OK) {
+        rp__pool_unlink(pool, r);
+        destroy(r);
+        return rc;
+    }
+    if (n == 0)
+        finalize(r); /* nothing to run: ready now, callback included */
+    *res = r;
+    return RP_OK;
+}
+
+void rp__result_hold(rp_result_t *r)
+{
+    atomic_fetch_add(&r->refs, 1);
+}
+
+void rp__result_release(rp_result_t *r)
+{
+    if (atomic_fetch_sub(&r->refs, 1) == 1)
+        destroy(r);
+}
+
+/* ---- waiting --------------------------------------------------------------------- */
+
+static bool is_ready(const rp_result_t *r)
+{
+    return atomic_load_explicit(&((rp_result_t *)r)->state, memory_order_acquire) ==
+           RP__RES_READY;
+}
+
+/* True when called from inside this result's own callback: its outputs and
+ * failures are final, so waiting would only deadlock. */
+static bool in_own_callback(const rp_result_t *r)
+{
+    return atomic_load(&((rp_result_t *)r)->in_callback) &&
+           pthread_equal(r->cb_thread, pthread_self());
+}
+
+/* Waits on the condition variable until READY or the deadline. */
+static int wait_cond(rp_result_t *r, double timeout)
+{
+    int rc = RP_OK;
+    pthread_mutex_lock(&r->lock);
+    if (timeout < 0 || isnan(timeout) || isinf(timeout)) {
+        wait_ready_locked(r);
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double whole = floor(timeout);
+        ts.tv_sec += (time_t)whole;
+        ts.tv_nsec += (long)((timeout - whole) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (atomic_load(&r->state) != RP__RES_READY) {
+            if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT) {
+                if (atomic_load(&r->state) != RP__RES_READY)
+                    rc = RP_ETIMEDOUT;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+int rp__result_wait(rp_result_t *r, double timeout)
+{
+    if (is_ready(r) || in_own_callback(r))
+        return RP_OK;
+    if (timeout < 0 || isnan(timeout) || timeout > 1e9)
+        timeout = RP_FOREVER;
+    if (r->job.flags & RP__JOB_NOTIFY)
+        return wait_cond(r, timeout);
+    if (!ops_enter(r))
+        return wait_cond(r, timeout); /* another thread is finalizing */
+    rp_pool_t *pool = r->pool;
+    int rc = pool->ops->wait(pool, &r->job, timeout);
+    ops_leave(r);
+    if (rc != RP_OK)
+        return RP_ETIMEDOUT;
+    finalize(r);
+    return RP_OK;
+}
+
+size_t rp__result_arrivals(rp_result_t *r, size_t *idx, size_t max, double timeout)
+{
+    if (!ops_enter(r))
+        return 0;
+    rp_pool_t *pool = r->pool;
+    size_t got = pool->ops->arrivals(pool, &r->job, idx, max, timeout);
+    ops_leave(r);
+    return got;
+}
+
+/* ---- the public calls -------------------------------------------------------------- */
+
+int rp_result_wait(rp_result_t *res, double timeout)
+{
+    if (!res)
+        return RP_EINVAL;
+    return rp__result_wait(res, timeout);
+}
+
+bool rp_result_ready(const rp_result_t *res)
+{
+    if (!res)
+        return false;
+    rp_result_t *r = (rp_result_t *)res;
+    if (is_ready(r) || in_own_callback(r))
+        return true;
+    if (r->job.flags & RP__JOB_NOTIFY)
+        return false;
+    if (!ops_enter(r))
+        return false; /* being finalized right now */
+    bool done = r->pool->ops->done(r->pool, &r->job);
+    ops_leave(r);
+    if (done)
+        finalize(r);
+    return done;
+}
+
+int rp_result_successful(const rp_result_t *res)
+{
+    if (!res)
+        return RP_EINVAL;
+    if (!rp_result_ready(res))
+        return RP_ENOTREADY;
+    return res->nerrors == 0 ? 1 : 0;
+}
+
+int rp_result_get(rp_result_t *res, double timeout, rp_error_t *err)
+{
+    if (!res)
+        return RP_EINVAL;
+    int rc = rp__result_wait(res, timeout);
+    if (rc != RP_OK)
+        return rc;
+    if (res->nerrors == 0)
+        return RP_OK;
+    if (res->nfails == 0) { /* failures counted but not recorded: out of memory */
+        if (err) {
+            memset(err, 0, sizeof *err);
+            err->code = RP_ENOMEM;
+            err->worker = -1;
+            err->exit_status = -1;
+        }
+        return RP_ENOMEM;
+    }
+    if (err)
+        *err = res->fails[0].e;
+    return res->fails[0].e.code;
+}
+
+size_t rp_result_nerrors(const rp_result_t *res)
+{
+    if (!res || !(is_ready(res) || in_own_callback(res)))
+        return 0;
+    return res->nerrors;
+}
+
+const rp_error_t *rp_result_error(const rp_result_t *res, size_t i)
+{
+    if (!res || !(is_ready(res) || in_own_callback(res)) || i >= res->nerrors)
+        return NULL;
+    rp_result_t *r = (rp_result_t *)res;
+    if (!r->cum) /* every record is one item */
+        return i < r->nfails ? &r->fails[i].e : NULL;
+    /* The record k with cum[k] <= i < cum[k] + count. */
+    size_t lo = 0, hi = r->nfails;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r->cum[mid] <= i)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    if (lo >= r->nfails || i - r->cum[lo] >= r->fails[lo].count)
+        return NULL;
+    const rp__fail *f = &r->fails[lo];
+    if (f->count == 1)
+        return &f->e;
+    /* Inside a range: a copy with its index, in a small ring of slots (the last
+     * RP__SCRATCH such pointers stay valid). */
+    unsigned k = atomic_fetch_add(&r->scratch_next, 1) % RP__SCRATCH;
+    r->scratch[k] = f->e;
+    r->scratch[k].index = f->start + (i - r->cum[lo]);
+    return &r->scratch[k];
+}
+
+void rp_result_progress(const rp_result_t *res, size_t *done, size_t *total)
+{
+    size_t d = 0, t = 0;
+    if (res) {
+        rp_result_t *r = (rp_result_t *)res;
+        t = r->job.n;
+        if (is_ready(r)) {
+            d = t;
+        } else if (ops_enter(r)) {
+            d = r->pool->ops->progress(r->pool, &r->job);
+            ops_leave(r);
+            if (d > t)
+                d = t;
+        } else {
+            d = t; /* being finalized: every item is processed */
+        }
+    }
+    if (done)
+        *done = d;
+    if (total)
+        *total = t;
+}
+
+void rp_result_free(rp_result_t *res)
+{
+    if (!res)
+        return;
+    if (in_own_callback(res)) { /* freed once the callback has returned */
+        atomic_store(&res->free_pending, true);
+        return;
+    }
+    rp__result_wait(res, RP_FOREVER);
+    rp__result_release(res);
+}

@@ -1,1 +1,74 @@
-/* placeholder */
+/* The AsyncResult object, private to the core (pool.c, result.c, iter.c,
+ * varout.c). Backends see only the embedded struct rp__job. */
+#ifndef RP_RESULT_H
+#define RP_RESULT_H
+
+#include "backend.h"
+
+/* Failures are stored as ranges: one failed item is a range of one; terminate
+ * cancels a million items with one record. e.index is the range's start. */
+typedef struct rp__fail {
+    size_t     start;
+    size_t     count;
+    rp_error_t e;
+} rp__fail;
+
+enum { RP__RES_PENDING, RP__RES_FINALIZING, RP__RES_READY };
+
+#define RP__SCRATCH 16
+
+struct rp_result {
+    struct rp__job   job;        /* first member: (rp_result_t *)job is the result */
+    rp_pool_t       *pool;       /* valid while not ready */
+    rp_map_opts_t    opts;       /* callbacks and userdata */
+    bool             submitted;  /* ops->submit accepted the job */
+
+    /* Lock order: pool->lock, then this lock, then backend locks. */
+    pthread_mutex_t  lock;
+    pthread_cond_t   cond;       /* broadcast when state becomes READY */
+    _Atomic int      state;      /* RP__RES_* */
+    _Atomic int      refs;       /* the caller's handle + transient holders (join) */
+    _Atomic int      opsbusy;    /* threads inside ops->wait/done/progress/arrivals */
+    pthread_t        cb_thread;  /* the thread running this result's callback */
+    _Atomic bool     in_callback;
+    _Atomic bool     free_pending; /* rp_result_free() called from the callback */
+
+    /* Failures, under lock until ready; sorted by start at finalization. */
+    rp__fail        *fails;
+    size_t           nfails, capfails;
+    size_t           nerrors;    /* failed items (sum of counts) */
+    bool             sorted;
+    size_t          *cum;        /* after sorting: failed items before fails[k] */
+    size_t          *failidx;    /* RP__JOB_TRACK: 1 + position in fails, per item,
+                                    while unsorted (lazily allocated) */
+    _Atomic unsigned scratch_next;
+    rp_error_t       scratch[RP__SCRATCH]; /* rp_result_error inside a long range */
+
+    struct rp_result *prev, *next; /* pool->live */
+    bool             linked;
+};
+
+/* Creates a result for a job and submits it. n == 0 is finalized at once (its
+ * callback runs on the calling thread). Arguments were checked by the caller.
+ * \return RP_OK, RP_ECLOSED, RP_ENOMEM, or what ops->submit returned. */
+int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                      size_t in_size, void *out, size_t out_size,
+                      const rp_map_opts_t *opts, unsigned flags, rp_result_t **res);
+/* Waits up to timeout and finalizes. RP_OK or RP_ETIMEDOUT. */
+int rp__result_wait(rp_result_t *r, double timeout);
+/* Takes / drops a reference; the last drop frees the result. */
+void rp__result_hold(rp_result_t *r);
+void rp__result_release(rp_result_t *r);
+/* For iterators: copies the failure of item index into *e; false if it did not
+ * fail (or no record is known). Any time, ready or not. */
+bool rp__result_find_error(rp_result_t *r, size_t index, rp_error_t *e);
+/* RP__JOB_TRACK: ops->arrivals behind the gate that keeps it off a finalizing job.
+ * Returns 0 once the result is being finalized. */
+size_t rp__result_arrivals(rp_result_t *r, size_t *idx, size_t max, double timeout);
+
+/* pool.c: the live list and the submit gate (close waits for submits in flight). */
+int  rp__pool_enter_submit(rp_pool_t *pool, rp_result_t *r);
+void rp__pool_leave_submit(rp_pool_t *pool);
+void rp__pool_unlink(rp_pool_t *pool, rp_result_t *r);
+
+#endif /* RP_RESULT_H */
