@@ -1,1 +1,39 @@
-/* placeholder */
+/* A function pointer as something another process can resolve: (object file,
+ * build-id, offset from the object's load address). Every MPI rank is its own
+ * exec of the program, with its own address layout (ASLR, PIE, shared libraries),
+ * so a raw pointer means nothing on another rank. Users never register functions:
+ * any function of the program or of a loaded library works, static ones too.
+ *
+ * No MPI here; tested in one process (and across an exec) by tests/test_fnref.c. */
+#ifndef RP_FNREF_H
+#define RP_FNREF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RP__FNREF_IDMAX   32   /* longest build-id kept (GNU build-ids are 20 bytes) */
+#define RP__FNREF_NAMEMAX 256  /* object file name, "" for the main program */
+
+typedef void (*rp__anyfn)(void);
+
+typedef struct rp__fnref {
+    uint64_t offset;                  /* address - the object's load bias */
+    uint32_t idlen;                   /* bytes of build_id, 0 if the object has none */
+    uint8_t  build_id[RP__FNREF_IDMAX];
+    char     object[RP__FNREF_NAMEMAX];
+} rp__fnref;
+
+/* Describes fn. \return RP_OK, RP_EINVAL (NULL), RP_EFNREF (not inside an
+ * executable segment of any loaded object). Thread-safe; results are cached. */
+int rp__fnref_make(rp__anyfn fn, rp__fnref *ref);
+
+/* Finds ref in this process. The object is matched by build-id when it has one
+ * (paths may differ between hosts), else by name; the address must fall inside an
+ * executable segment of it. \return RP_OK with *fn set, or RP_EFNREF with a
+ * sentence in why (may be NULL) saying what did not match. Thread-safe; cached. */
+int rp__fnref_resolve(const rp__fnref *ref, rp__anyfn *fn, char *why, size_t whylen);
+
+/* Formats ref for messages: "object+0xoffset [build-id 1a2b...]". */
+void rp__fnref_format(const rp__fnref *ref, char *buf, size_t len);
+
+#endif /* RP_FNREF_H */

@@ -1,0 +1,140 @@
+/* Function references across address layouts (src/fnref.c): a static function and
+ * a library function survive the trip, even into a fresh exec of the program (its
+ * own ASLR layout); a reference to another binary or to non-code is RP_EFNREF. */
+#include "fnref.h"
+#include "testutil.h"
+
+#include <stdint.h>
+#include <unistd.h>
+
+static int triple(int x)
+{
+    return 3 * x;
+}
+
+int fnref_data_object = 5;
+
+static void test_fnref_static_function_round_trip(void)
+{
+    rp__fnref ref;
+    CU_ASSERT_EQUAL_FATAL(rp__fnref_make((rp__anyfn)triple, &ref), RP_OK);
+    CU_ASSERT_STRING_EQUAL(ref.object, ""); /* the main program */
+    rp__anyfn fn = NULL;
+    char why[512];
+    CU_ASSERT_EQUAL_FATAL(rp__fnref_resolve(&ref, &fn, why, sizeof why), RP_OK);
+    CU_ASSERT_PTR_EQUAL(fn, (rp__anyfn)triple);
+    CU_ASSERT_EQUAL(((int (*)(int))fn)(4), 12);
+}
+
+static void test_fnref_library_function_round_trip(void)
+{
+    rp__fnref ref;
+    rp__anyfn q = (rp__anyfn)qsort;
+    CU_ASSERT_EQUAL_FATAL(rp__fnref_make(q, &ref), RP_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ref.object, "libc"));
+    rp__anyfn fn = NULL;
+    CU_ASSERT_EQUAL(rp__fnref_resolve(&ref, &fn, NULL, 0), RP_OK);
+    CU_ASSERT_PTR_EQUAL(fn, q);
+}
+
+static void test_fnref_rejects_non_code(void)
+{
+    rp__fnref ref;
+    CU_ASSERT_EQUAL(rp__fnref_make((rp__anyfn)(uintptr_t)&fnref_data_object, &ref),
+                    RP_EFNREF);
+    CU_ASSERT_EQUAL(rp__fnref_make(NULL, &ref), RP_EINVAL);
+    CU_ASSERT_EQUAL(rp__fnref_make((rp__anyfn)(uintptr_t)16, &ref), RP_EFNREF);
+}
+
+static void test_fnref_other_binary_refused(void)
+{
+    rp__fnref ref;
+    CU_ASSERT_EQUAL_FATAL(rp__fnref_make((rp__anyfn)triple, &ref), RP_OK);
+    if (ref.idlen == 0) {
+        /* no build-id in this build: a changed name stands for another binary */
+        strcpy(ref.object, "/nonexistent/other-program");
+    } else {
+        ref.build_id[0] ^= 0xff;
+    }
+    rp__anyfn fn = NULL;
+    char why[512] = "";
+    CU_ASSERT_EQUAL(rp__fnref_resolve(&ref, &fn, why, sizeof why), RP_EFNREF);
+    CU_ASSERT_PTR_NULL(fn);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "same binary"));
+}
+
+static void test_fnref_offset_outside_code_refused(void)
+{
+    rp__fnref ref;
+    CU_ASSERT_EQUAL_FATAL(rp__fnref_make((rp__anyfn)triple, &ref), RP_OK);
+    ref.offset += (uint64_t)1 << 40;
+    rp__anyfn fn = NULL;
+    char why[512] = "";
+    CU_ASSERT_EQUAL(rp__fnref_resolve(&ref, &fn, why, sizeof why), RP_EFNREF);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "not code"));
+}
+
+/* The reference travels as hex to a new exec of this program, which resolves it in
+ * its own layout, calls it, and prints the result and the address it found. */
+static void to_hex(const void *p, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", ((const unsigned char *)p)[i]);
+}
+
+static int resolve_child(const char *hex)
+{
+    rp__fnref ref;
+    if (strlen(hex) != 2 * sizeof ref)
+        return 2;
+    for (size_t i = 0; i < sizeof ref; i++) {
+        unsigned v;
+        sscanf(hex + 2 * i, "%2x", &v);
+        ((unsigned char *)&ref)[i] = (unsigned char)v;
+    }
+    rp__anyfn fn;
+    char why[512];
+    if (rp__fnref_resolve(&ref, &fn, why, sizeof why) != RP_OK) {
+        printf("EFNREF %s\n", why);
+        return 1;
+    }
+    printf("%d %p\n", ((int (*)(int))fn)(14), (void *)(uintptr_t)fn);
+    return 0;
+}
+
+static void test_fnref_across_exec(void)
+{
+    rp__fnref ref;
+    memset(&ref, 0, sizeof ref);
+    CU_ASSERT_EQUAL_FATAL(rp__fnref_make((rp__anyfn)triple, &ref), RP_OK);
+    char hex[2 * sizeof ref + 1];
+    to_hex(&ref, sizeof ref, hex);
+    char cmd[2 * sizeof ref + 64];
+    snprintf(cmd, sizeof cmd, "/proc/%d/exe --resolve %s", (int)getpid(), hex);
+    FILE *f = popen(cmd, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    char line[600] = "";
+    CU_ASSERT_PTR_NOT_NULL(fgets(line, sizeof line, f));
+    CU_ASSERT_EQUAL(pclose(f), 0);
+    int v = 0;
+    void *addr = NULL;
+    CU_ASSERT_EQUAL(sscanf(line, "%d %p", &v, &addr), 2);
+    CU_ASSERT_EQUAL(v, 42);
+    printf("\n    here %p, in the new process %p ", (void *)(uintptr_t)triple, addr);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--resolve") == 0)
+        return resolve_child(argv[2]);
+    static const tu_test tests[] = {
+        TU_TEST(test_fnref_static_function_round_trip),
+        TU_TEST(test_fnref_library_function_round_trip),
+        TU_TEST(test_fnref_rejects_non_code),
+        TU_TEST(test_fnref_other_binary_refused),
+        TU_TEST(test_fnref_offset_outside_code_refused),
+        TU_TEST(test_fnref_across_exec),
+        TU_END
+    };
+    return tu_run("fnref", tests, argc, argv);
+}
