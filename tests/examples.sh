@@ -1,0 +1,80 @@
+#!/bin/sh
+# Runs every example as a test (make check builds them as check_PROGRAMS), then the
+# main example under real mpirun with 3 ranks, where it must say "backend mpi".
+# An example prints what it computes and exits non-zero on any failure.
+#
+# Environment (make check sets it, see AM_TESTS_ENVIRONMENT): top_builddir, MPIRUN,
+# OMPI_ALLOW_RUN_AS_ROOT*. RP_EXAMPLES_MPI=all also runs every example under mpirun.
+
+top_builddir=${top_builddir:-.}
+# The backend is chosen by how the examples are started here, not by the caller.
+unset RP_BACKEND
+MPIRUN=${MPIRUN:-mpirun}
+ex=$top_builddir/examples
+# Every example finishes in about a second; a hang is a failure, not a stuck build.
+limit=120
+if command -v timeout >/dev/null 2>&1; then tmo="timeout -k 5 $limit"; else tmo=; fi
+
+examples="square square_async people callback error_callback failing_task
+no_return_wait two_async_join chunksize map process imap_unordered starmap divisors"
+
+failed=
+out=$(mktemp "${TMPDIR:-/tmp}/rankpool-examples.XXXXXX") || exit 99
+trap 'rm -f "$out"' EXIT
+
+# run NAME LABEL EXPECT COMMAND...: runs COMMAND, shows its output, and records a
+# failure if it exits non-zero or (EXPECT not empty) its output lacks EXPECT.
+run() {
+    name=$1 label=$2 expect=$3
+    shift 3
+    echo "=== $label: $*"
+    $tmo "$@" >"$out" 2>&1
+    rc=$?
+    sed 's/^/    /' "$out"
+    if [ $rc -ne 0 ]; then
+        [ $rc -eq 124 ] && echo "    (killed after ${limit}s)"
+        echo "FAIL: $label (exit $rc)"
+        failed="$failed $label"
+    elif [ -n "$expect" ] && ! grep -q "$expect" "$out"; then
+        echo "FAIL: $label (output lacks \"$expect\")"
+        failed="$failed $label"
+    else
+        echo "PASS: $label"
+    fi
+}
+
+# ---- every example, locally ---------------------------------------------------
+for name in $examples; do
+    if [ ! -x "$ex/$name" ]; then
+        echo "FAIL: $ex/$name is not built"
+        failed="$failed $name"
+        continue
+    fi
+    expect=
+    [ "$name" = square ] && expect="backend local"
+    run "$name" "$name" "$expect" "$ex/$name"
+done
+
+# ---- the same binary under mpirun ---------------------------------------------
+if ! command -v "$MPIRUN" >/dev/null 2>&1; then
+    echo "FAIL: no MPI launcher ($MPIRUN); install openmpi-bin or configure MPIRUN="
+    failed="$failed mpirun"
+else
+    mpi="$MPIRUN --oversubscribe -np 3"
+    # An example's libtool wrapper sets up the library path and execs the binary;
+    # it was already run once above, so no rank has to relink it.
+    run square "square (mpirun -np 3)" "backend mpi" $mpi "$ex/square"
+    if [ "${RP_EXAMPLES_MPI:-}" = all ]; then
+        for name in $examples; do
+            [ "$name" = square ] && continue
+            run "$name" "$name (mpirun -np 3)" "" $mpi "$ex/$name"
+        done
+    fi
+fi
+
+if [ -n "$failed" ]; then
+    echo "examples.sh: FAILED:$failed"
+    exit 1
+fi
+echo "examples.sh: all examples passed"
+exit 0
