@@ -8,6 +8,7 @@
  * chunks first, single items at the end, so it suits both cases.
  */
 #include <stdio.h>
+#include <time.h>
 
 #include <rankpool.h>
 
@@ -18,9 +19,12 @@ struct item_out {
     int  worker; /* who ran the item */
 };
 
+/* Doubles a number, slowly enough (50 us) for every worker to get a share. */
 static int twice(const void *in, void *out, rp_ctx_t *ctx)
 {
     struct item_out *o = out;
+    struct timespec nap = {0, 50000};
+    nanosleep(&nap, NULL);
     o->value = 2 * *(const long *)in;
     o->worker = rp_ctx_worker(ctx);
     return 0;
