@@ -84,6 +84,9 @@ static void pool_destroy(struct pool_core *c)
 int rp__pool_create_ops(rp_pool_t **pool, const rp_pool_opts_t *opts,
                         const struct rp__backend_ops *ops, rp_error_t *err)
 {
+    if (!pool || !ops)
+        return RP_EINVAL;
+    *pool = NULL;
     rp_pool_opts_t o;
     if (opts)
         o = *opts;
@@ -347,8 +350,8 @@ void rp_pool_free(rp_pool_t *pool)
 
 /* ---- submitting work ------------------------------------------------------------------- */
 
-static int check_map_args(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
-                          size_t in_size, const void *out, size_t out_size)
+int rp__check_map_args(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                       size_t in_size, const void *out, size_t out_size)
 {
     int rc = rp__pool_check(pool);
     if (rc != RP_OK)
@@ -368,7 +371,7 @@ int rp_map_async(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_
     if (!res)
         return RP_EINVAL;
     *res = NULL;
-    int rc = check_map_args(pool, fn, in, n, in_size, out, out_size);
+    int rc = rp__check_map_args(pool, fn, in, n, in_size, out, out_size);
     if (rc != RP_OK)
         return rc;
     return rp__result_submit(pool, fn, in, n, in_size, out, out_size, opts, 0, res);

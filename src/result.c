@@ -169,6 +169,20 @@ static void wait_ready_locked(rp_result_t *r)
         pthread_cond_wait(&r->cond, &r->lock);
 }
 
+/* RP__JOB_VAR: a failed item has no output, whatever it set before failing. */
+static void clear_failed_slots(rp_result_t *r)
+{
+    rp__varslot *slots = (rp__varslot *)r->job.out;
+    for (size_t k = 0; k < r->nfails; k++) {
+        const rp__fail *f = &r->fails[k];
+        for (size_t i = f->start; i < f->start + f->count && i < r->job.n; i++) {
+            free(slots[i].data);
+            slots[i].data = NULL;
+            slots[i].size = 0;
+        }
+    }
+}
+
 static void finalize(rp_result_t *r)
 {
     pthread_mutex_lock(&r->lock);
@@ -192,6 +206,8 @@ static void finalize(rp_result_t *r)
     pthread_mutex_lock(&r->lock);
     sort_fails(r);
     pthread_mutex_unlock(&r->lock);
+    if ((r->job.flags & RP__JOB_VAR) && r->job.out)
+        clear_failed_slots(r);
 
     if (r->opts.callback || r->opts.error_callback) {
         r->cb_thread = pthread_self();
@@ -335,7 +351,7 @@ static int wait_cond(rp_result_t *r, double timeout)
     } else {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        double whole = floor(timeout);
+        double whole = (double)(time_t)timeout;
         ts.tv_sec += (time_t)whole;
         ts.tv_nsec += (long)((timeout - whole) * 1e9);
         if (ts.tv_nsec >= 1000000000L) {

@@ -66,6 +66,12 @@ bool rp__result_find_error(rp_result_t *r, size_t index, rp_error_t *e);
  * Returns 0 once the result is being finalized. */
 size_t rp__result_arrivals(rp_result_t *r, size_t *idx, size_t max, double timeout);
 
+/* pool.c: the argument checks shared by every submitting call: pool usable, fn
+ * set, in_size > 0, in (and out when out_size > 0) non-NULL when n > 0, no size
+ * overflow. RP_OK or the code to return. */
+int rp__check_map_args(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                       size_t in_size, const void *out, size_t out_size);
+
 /* pool.c: the live list and the submit gate (close waits for submits in flight). */
 int  rp__pool_enter_submit(rp_pool_t *pool, rp_result_t *r);
 void rp__pool_leave_submit(rp_pool_t *pool);
