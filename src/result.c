@@ -232,11 +232,14 @@ static void finalize(rp_result_t *r)
 
     if (pool)
         rp__pool_unlink(pool, r);
+    /* Read before READY: once READY, a waiter may free r at any moment. Only the
+     * callback (this thread) sets it. */
+    bool release = atomic_load(&r->free_pending);
     pthread_mutex_lock(&r->lock);
     atomic_store(&r->state, RP__RES_READY);
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
-    if (atomic_load(&r->free_pending))
+    if (release)
         rp__result_release(r);
 }
 
