@@ -64,6 +64,28 @@ static int choose_backend(const char *name, const struct rp__backend_ops **ops)
     return *ops ? RP_OK : RP_EINVAL;
 }
 
+/* This process's id, without a system call on every submit: refreshed in the
+ * child of every fork() (pthread_atfork), the only way a process id changes. */
+static _Atomic pid_t self_pid;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+static void refresh_pid(void)
+{
+    atomic_store(&self_pid, getpid());
+}
+
+static void pid_init(void)
+{
+    refresh_pid();
+    pthread_atfork(NULL, NULL, refresh_pid);
+}
+
+static pid_t current_pid(void)
+{
+    pthread_once(&pid_once, pid_init);
+    return atomic_load_explicit(&self_pid, memory_order_relaxed);
+}
+
 /* ---- creation --------------------------------------------------------------------- */
 
 static void set_err(rp_error_t *err, int code, const char *msg)
@@ -121,7 +143,7 @@ int rp__pool_create_ops(rp_pool_t **pool, const rp_pool_opts_t *opts,
         o.workers = rp__topo_ncores();
     p->ops = ops;
     p->opts = o;
-    p->owner_pid = getpid();
+    p->owner_pid = current_pid();
     p->is_master = true;
     p->state = RP__POOL_OPEN;
     p->next_job_id = 1;
@@ -172,7 +194,7 @@ int rp__pool_check(const rp_pool_t *pool)
         return RP_EINVAL;
     if (!pool->is_master)
         return RP_ENOTMASTER;
-    if (getpid() != pool->owner_pid)
+    if (current_pid() != pool->owner_pid)
         return RP_EFORK;
     return RP_OK;
 }
@@ -333,7 +355,7 @@ void rp_pool_free(rp_pool_t *pool)
     if (!pool)
         return;
     /* A copy inherited by a forked child: the workers belong to the parent. */
-    if (getpid() != pool->owner_pid)
+    if (current_pid() != pool->owner_pid)
         return;
     struct pool_core *c = core_of(pool);
     if (pool->is_master) {

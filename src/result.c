@@ -258,6 +258,7 @@ static void destroy(rp_result_t *r)
     free(r->fails);
     free(r->cum);
     free(r->failidx);
+    free(atomic_load(&r->scratch));
     free(r);
 }
 
@@ -280,6 +281,7 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
     atomic_init(&r->in_callback, false);
     atomic_init(&r->free_pending, false);
     atomic_init(&r->scratch_next, 0);
+    atomic_init(&r->scratch, NULL);
     if (opts)
         r->opts = *opts;
     if (r->opts.callback || r->opts.error_callback)
@@ -491,10 +493,22 @@ const rp_error_t *rp_result_error(const rp_result_t *res, size_t i)
         return &f->e;
     /* Inside a range: a copy with its index, in a small ring of slots (the last
      * RP__SCRATCH such pointers stay valid). */
+    rp_error_t *slots = atomic_load(&r->scratch);
+    if (!slots) {
+        rp_error_t *fresh = calloc(RP__SCRATCH, sizeof *fresh), *expected = NULL;
+        if (!fresh)
+            return NULL;
+        if (atomic_compare_exchange_strong(&r->scratch, &expected, fresh)) {
+            slots = fresh;
+        } else {
+            free(fresh);
+            slots = expected;
+        }
+    }
     unsigned k = atomic_fetch_add(&r->scratch_next, 1) % RP__SCRATCH;
-    r->scratch[k] = f->e;
-    r->scratch[k].index = f->start + (i - r->cum[lo]);
-    return &r->scratch[k];
+    slots[k] = f->e;
+    slots[k].index = f->start + (i - r->cum[lo]);
+    return &slots[k];
 }
 
 void rp_result_progress(const rp_result_t *res, size_t *done, size_t *total)

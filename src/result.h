@@ -42,7 +42,8 @@ struct rp_result {
     size_t          *failidx;    /* RP__JOB_TRACK: 1 + position in fails, per item,
                                     while unsorted (lazily allocated) */
     _Atomic unsigned scratch_next;
-    rp_error_t       scratch[RP__SCRATCH]; /* rp_result_error inside a long range */
+    _Atomic(rp_error_t *) scratch; /* RP__SCRATCH slots for rp_result_error inside
+                                       a range; allocated on first use */
 
     struct rp_result *prev, *next; /* pool->live */
     bool             linked;
