@@ -1,10 +1,14 @@
 /* The scheduler: every item of [0, n) handed out exactly once, chunk sizes as
  * asked (fixed, limited, automatic), also under concurrent claims. */
+#define _GNU_SOURCE /* CPU_SET, sched_setaffinity */
 #include "testutil.h"
 #include "internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* Claims everything single-threaded; counts how often each item was handed out. */
 static int claim_all(rp__sched_t *s, size_t n, size_t limit, size_t *nchunks,
@@ -174,6 +178,57 @@ static void test_scheduler_concurrent_claims_exact(void)
     concurrent_cover(200000, 0, 3);
 }
 
+/* The workers the scheduler shares out default to the cores this process may use:
+ * restricted to one CPU, a process sees one core. Checked in a child, so the
+ * restriction stays there; the parent asks only afterwards, since the count is
+ * cached per process (and inherited by a child forked later). */
+static void test_scheduler_default_workers_follow_affinity(void)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(0, &set);
+        if (sched_setaffinity(0, sizeof set, &set) != 0)
+            _exit(2);
+        _exit(rp__topo_ncores() == 1 ? 0 : 1); /* first call in this child: not cached */
+    }
+    int status = 0;
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* Here, unrestricted (the count is cached from now on: this comes last). */
+    int all = rp__topo_ncores();
+    CU_ASSERT_TRUE(all >= 1);
+    CU_ASSERT_TRUE(all <= sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+/* Binding worker k puts it on one allowed core (modulo their number). */
+static void test_scheduler_bind_to_one_core(void)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        int ncores = rp__topo_ncores();
+        if (rp__topo_bind(ncores + 1) != RP_OK) /* wraps around */
+            _exit(1);
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        if (sched_getaffinity(0, sizeof set, &set) != 0)
+            _exit(2);
+        /* one core: its hardware threads only (1 here unless SMT) */
+        long per_core = sysconf(_SC_NPROCESSORS_ONLN) / (ncores > 0 ? ncores : 1);
+        _exit(CPU_COUNT(&set) >= 1 && CPU_COUNT(&set) <= (per_core > 0 ? per_core : 1) ? 0
+                                                                                      : 3);
+    }
+    int status = 0;
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT_TRUE(WIFEXITED(status));
+    CU_ASSERT_EQUAL(WEXITSTATUS(status), 0);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
@@ -185,6 +240,8 @@ int main(int argc, char **argv)
         TU_TEST(test_scheduler_auto_chunks_shrink),
         TU_TEST(test_scheduler_auto_formula),
         TU_TEST(test_scheduler_concurrent_claims_exact),
+        TU_TEST(test_scheduler_default_workers_follow_affinity),
+        TU_TEST(test_scheduler_bind_to_one_core),
         TU_END
     };
     return tu_run("scheduler", tests, argc, argv);
