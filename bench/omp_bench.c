@@ -167,7 +167,7 @@ int main(int argc, char **argv)
             sin[i] = g.iters_ms;
         double serial = serial_spin(sin, n2);
         int reps = g.reps > 3 ? 3 : g.reps;
-        for (int w = 1; w <= W; w++) {
+        for (int w = 1; w <= W; w = (w < W && 2 * w > W) ? W : 2 * w) { /* 1, 2, 4, ..., W */
             char v[16];
             snprintf(v, sizeof v, "%d", w);
             for (int r = 0; r < reps; r++)

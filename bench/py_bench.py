@@ -261,7 +261,11 @@ class Bench:
         n2 = self.sz["n2_sweep"]
         items = [self.iters_ms] * n2
         serial = self.serial(items)
-        workers = range(1, self.W + 1) if self.args.mode == "mp" else [self.W]
+        workers = [self.W]
+        if self.args.mode == "mp":  # 1, 2, 4, ..., W
+            workers = [1]
+            while workers[-1] < self.W:
+                workers.append(min(2 * workers[-1], self.W))
         for w in workers:
             pool = self.open(w)
             v = str(w)

@@ -443,7 +443,8 @@ static void w7(void)
         scale_one(0); /* the world size decides: bench/run launches -np 2..5 */
         return;
     }
-    for (int w = 1; w <= g.workers; w++)
+    /* 1, 2, 4, ... and W itself */
+    for (int w = 1; w <= g.workers; w = (w < g.workers && 2 * w > g.workers) ? g.workers : 2 * w)
         scale_one(w);
 }
 
