@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -178,6 +179,44 @@ static void test_scheduler_concurrent_claims_exact(void)
     concurrent_cover(200000, 0, 3);
 }
 
+/* The scheduler in memory shared by processes (as the local backend uses it):
+ * forked children claim concurrently, each item is handed out once. */
+static void test_scheduler_shared_memory_processes(void)
+{
+    enum { P = 3 };
+    size_t n = 100000;
+    size_t bytes = sizeof(rp__sched_t) + n;
+    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CU_ASSERT_FATAL(mem != MAP_FAILED);
+    rp__sched_t *s = mem;
+    _Atomic unsigned char *hits = (_Atomic unsigned char *)(s + 1);
+    rp__sched_init(s, n, 0, P);
+    fflush(NULL);
+    pid_t pids[P];
+    for (int i = 0; i < P; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            size_t start, len;
+            while ((len = rp__sched_claim(s, 5, &start)) > 0)
+                for (size_t k = start; k < start + len; k++)
+                    atomic_fetch_add(&hits[k], 1);
+            _exit(0);
+        }
+    }
+    for (int i = 0; i < P; i++) {
+        int status = 1;
+        if (pids[i] > 0)
+            waitpid(pids[i], &status, 0);
+        CU_ASSERT_TRUE(pids[i] > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    size_t bad = 0;
+    for (size_t k = 0; k < n; k++)
+        bad += atomic_load(&hits[k]) != 1;
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(rp__sched_remaining(s), 0);
+    munmap(mem, bytes);
+}
+
 /* The workers the scheduler shares out default to the cores this process may use:
  * restricted to one CPU, a process sees one core. Checked in a child, so the
  * restriction stays there; the parent asks only afterwards, since the count is
@@ -240,6 +279,7 @@ int main(int argc, char **argv)
         TU_TEST(test_scheduler_auto_chunks_shrink),
         TU_TEST(test_scheduler_auto_formula),
         TU_TEST(test_scheduler_concurrent_claims_exact),
+        TU_TEST(test_scheduler_shared_memory_processes),
         TU_TEST(test_scheduler_default_workers_follow_affinity),
         TU_TEST(test_scheduler_bind_to_one_core),
         TU_END
