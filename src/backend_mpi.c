@@ -1,1 +1,1979 @@
-/* placeholder: being written */
+/* The mpi backend: the pool's workers are MPI ranks (started by mpirun/srun).
+ *
+ * Roles. Rank 0 of the pool's communicator (a named duplicate of the one given) is
+ * the master: rp_pool_create returns there at once, and a progress thread (the
+ * backend's "pool thread") moves work. Every other rank serves inside
+ * rp_pool_create until the master stops it. A serving rank hosts one or more
+ * workers (worker w lives on rank 1 + w % nranks); each worker is a child process
+ * the rank forked, which runs the tasks and never calls MPI. The rank supervises it:
+ * when it dies (signal, exit), the item it was running fails with RP_EWORKER
+ * naming host, rank and signal, a new child takes its place and carries on with
+ * the rest of the batch. So a crashing task never takes MPI down with it.
+ *
+ * Data path. The master cuts jobs with rp__sched_claim and sends *batches* (one
+ * or more chunks of consecutive items, inputs copied in, the task as an rp__fnref)
+ * with MPI_Isend, up to DEPTH batches in flight per worker, so workers never wait
+ * for a round trip. A serving rank receives a batch straight into a memory region
+ * it shares with the worker's child (MPI_Mprobe + MPI_Mrecv), posts it, and the
+ * child runs it with rp__worker_run, writing outputs and failure records into
+ * the same region. The rank then sends the result from that region: a header with
+ * the records, and the outputs, which the master receives straight into job->out
+ * (small outputs ride inline in the header message).
+ *
+ * Messages are framed and checked by wire.c: a malformed message makes the
+ * master give up on that rank (its items fail with RP_EPROTO), never crash.
+ *
+ * Waiting. User threads wait on a condition variable. The progress thread polls
+ * MPI (there is nothing to sleep on) but backs off to short sleeps when idle;
+ * serving ranks do the same, and sleep on a futex while their children compute.
+ *
+ * Locks (master): pool->lock, then a result's lock, then mp->lock. The progress
+ * thread never holds mp->lock while calling into the core (rp__job_fail*,
+ * rp__job_done). */
+#define _GNU_SOURCE 1
+#include "backend.h"
+#include "fnref.h"
+#include "wire.h"
+
+#include "rankpool_mpi.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <math.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Message tags, all on the pool's own communicator. TAG_WORK0 + i routes a batch
+ * to the i-th worker of a rank (so it lands in that worker's memory); what to run
+ * is in the payload. */
+enum { TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
+
+#define DEPTH        4                  /* batches in flight per worker */
+#define BATCH_BYTES  ((size_t)4 << 20)  /* input + output bytes per batch, soft */
+#define BATCH_ITEMS  ((size_t)1 << 16)  /* items per batch, at most */
+#define INLINE_MAX   ((size_t)16 << 10) /* outputs up to this ride in the header */
+#define SLOT_BYTES   ((size_t)256 << 20)/* virtual size of a batch's shared region */
+#define SPIN_IDLE_S  50e-6              /* poll this long before sleeping */
+#define SLEEP_MAX_S  1e-3               /* longest idle sleep */
+
+/* ---- small helpers ----------------------------------------------------------------- */
+
+static int futex_wait(_Atomic uint32_t *addr, uint32_t val, double timeout)
+{
+    struct timespec ts, *tp = NULL;
+    if (timeout >= 0) {
+        ts.tv_sec = (time_t)timeout;
+        ts.tv_nsec = (long)((timeout - (double)ts.tv_sec) * 1e9);
+        tp = &ts;
+    }
+    return (int)syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT, val, tp, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *addr)
+{
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+    nanosleep(&ts, NULL);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static size_t align_up(size_t v, size_t a)
+{
+    return (v + a - 1) & ~(a - 1);
+}
+
+static const char *signal_name(int sig)
+{
+    const char *s = sig > 0 ? strsignal(sig) : NULL;
+    return s ? s : "unknown signal";
+}
+
+/* ---- MPI set-up shared by both roles ------------------------------------------------ */
+
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool we_initialized;   /* this library called MPI_Init_thread */
+static int  live_pools;       /* mpi pools not yet destroyed, in this process */
+
+/* MPI cannot be initialised twice, so when the library initialised it, it
+ * finalises it when the program exits (after the last pool), not at each
+ * rp_pool_free: a program may create pool after pool. */
+static void finalize_at_exit(void)
+{
+    int fin = 0, init = 0;
+    pthread_mutex_lock(&init_lock);
+    bool mine = we_initialized && live_pools == 0;
+    pthread_mutex_unlock(&init_lock);
+    if (!mine)
+        return;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (init && !fin)
+        MPI_Finalize();
+}
+
+static int mpi_begin(const rp_pool_opts_t *opts, MPI_Comm *comm, rp_error_t *err,
+                     const char *host)
+{
+    int init = 0, fin = 0;
+    pthread_mutex_lock(&init_lock);
+    MPI_Finalized(&fin);
+    if (fin) {
+        pthread_mutex_unlock(&init_lock);
+        rp__error_set(err, RP_EMPI, 0, -1, host, "MPI was already finalized");
+        return RP_EMPI;
+    }
+    MPI_Initialized(&init);
+    if (!init) {
+        int provided = 0;
+        if (MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS) {
+            pthread_mutex_unlock(&init_lock);
+            rp__error_set(err, RP_EMPI, 0, -1, host, "MPI_Init_thread failed");
+            return RP_EMPI;
+        }
+        if (!we_initialized)
+            atexit(finalize_at_exit);
+        we_initialized = true;
+    } else {
+        int provided = MPI_THREAD_SINGLE;
+        MPI_Query_thread(&provided);
+        if (provided < MPI_THREAD_SERIALIZED)
+            rp__trace("mpi: MPI was initialised without thread support; the pool's "
+                      "progress thread calls MPI while the program does not");
+    }
+    live_pools++;
+    pthread_mutex_unlock(&init_lock);
+
+    MPI_Comm base = opts->comm ? *(const MPI_Comm *)opts->comm : MPI_COMM_WORLD;
+    if (MPI_Comm_dup(base, comm) != MPI_SUCCESS) {
+        pthread_mutex_lock(&init_lock);
+        live_pools--;
+        pthread_mutex_unlock(&init_lock);
+        rp__error_set(err, RP_EMPI, 0, -1, host, "MPI_Comm_dup failed");
+        return RP_EMPI;
+    }
+    MPI_Comm_set_name(*comm, "rankpool");
+    MPI_Comm_set_errhandler(*comm, MPI_ERRORS_RETURN);
+    return RP_OK;
+}
+
+static void mpi_end(MPI_Comm *comm)
+{
+    if (*comm != MPI_COMM_NULL)
+        MPI_Comm_free(comm);
+    pthread_mutex_lock(&init_lock);
+    live_pools--;
+    pthread_mutex_unlock(&init_lock);
+}
+
+/* Receives one TAG_CTL message from src (MPI_ANY_SOURCE ok) into *buf (grown);
+ * blocking. \return its length, or -1. */
+static long recv_ctl(MPI_Comm comm, int src, char **buf, size_t *cap, int *from)
+{
+    MPI_Message msg;
+    MPI_Status st;
+    if (MPI_Mprobe(src, TAG_CTL, comm, &msg, &st) != MPI_SUCCESS)
+        return -1;
+    int count = 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    if ((size_t)count > *cap) {
+        char *b = realloc(*buf, (size_t)count);
+        if (!b) {
+            MPI_Mrecv(NULL, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE); /* truncates: dropped */
+            return -1;
+        }
+        *buf = b;
+        *cap = (size_t)count;
+    }
+    if (MPI_Mrecv(*buf, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+        return -1;
+    if (from)
+        *from = st.MPI_SOURCE;
+    return count;
+}
+
+/* ======================================================================================
+ * Serving ranks: the workers' child processes and their supervision
+ * ==================================================================================== */
+
+/* One batch's region, shared by the rank and its worker's child:
+ *   [0, msglen)                  the BATCH message as received
+ *   [out_off, out_off + outbytes) fixed outputs, written by the child
+ *   [res_off, ...)               the RESULT message: fixed part, records (child),
+ *                                then inline outputs (rank)                        */
+struct slotdesc {
+    /* set by the rank before posting */
+    rp_task_fn fn;
+    size_t     in_off, in_size, out_off, out_size, start, count, chunk;
+    size_t     res_off, cap;
+    uint32_t   flags;
+    /* progress, written by whoever owns the slot (the child while running) */
+    size_t     resume;      /* items [0, resume) of the batch are processed */
+    size_t     rec_len;     /* bytes of records after res_off + RP__RESULT_FIXED */
+    size_t     nrec;
+    size_t     var_last;    /* offset of the current item's VAR record + 1, or 0 */
+    size_t     var_index;
+};
+
+enum { CHILD_STARTING, CHILD_READY, CHILD_INIT_FAILED, CHILD_RETIRING };
+
+/* The page a worker's child shares with its rank. */
+struct wctl {
+    _Atomic uint32_t posted;       /* batches posted by the rank (futex word) */
+    _Atomic uint32_t child_sleeps;
+    _Atomic uint32_t completed;    /* batches finished by the child */
+    _Atomic uint32_t running_seq;  /* the batch the child is in, + 1 (0: none) */
+    _Atomic size_t   cur;          /* the item the child is running */
+    _Atomic int      state;        /* CHILD_* */
+    rp_error_t       init_err;
+    struct slotdesc  slot[DEPTH];
+};
+
+/* The page all children of a rank share with it: the rank sleeps on `bell`. */
+struct rankbell {
+    _Atomic uint32_t bell;
+    _Atomic uint32_t rank_sleeps;
+};
+
+struct lworker {
+    int            id;          /* global worker number */
+    int            local;       /* index among this rank's workers */
+    pid_t          pid;         /* 0: no child */
+    bool           gone;        /* could not be (re)started: its batches fail */
+    struct wctl   *ctl;
+    char          *slot[DEPTH]; /* shared regions */
+    uint64_t       seq[DEPTH];  /* the master's batch number in each slot */
+    uint64_t       job[DEPTH];
+    uint32_t       nposted;     /* == ctl->posted */
+    uint32_t       nsent;       /* batches whose results were sent */
+    MPI_Request    req[DEPTH][2];
+    bool           sending[DEPTH];
+    long           tasks;       /* items run by the current child */
+};
+
+struct server {
+    MPI_Comm          comm;
+    int               rank;
+    char              host[64];
+    rp__wire_hello    hello;
+    void             *initarg;
+    rp_init_fn        init;
+    int               nlocal;
+    struct lworker   *w;
+    struct rankbell  *bell;
+    rp__wbuf          out;      /* small control messages */
+    char             *rbuf;
+    size_t            rcap;
+};
+
+/* ---- inside the child -------------------------------------------------------------- */
+
+struct child_run {
+    struct wctl     *ctl;
+    struct slotdesc *sd;
+    char            *base;
+};
+
+static void *child_heap(struct child_run *cr, size_t bytes)
+{
+    struct slotdesc *sd = cr->sd;
+    size_t at = sd->res_off + RP__RESULT_FIXED + sd->rec_len;
+    if (at + bytes > sd->cap || bytes > sd->cap)
+        return NULL;
+    sd->rec_len += bytes;
+    return cr->base + at;
+}
+
+static void child_on_fail(void *arg, const rp_error_t *e)
+{
+    struct child_run *cr = arg;
+    void *p = child_heap(cr, rp__wire_error_size(e));
+    if (p) {
+        rp__wire_error_write(p, e);
+        cr->sd->nrec++;
+    }
+}
+
+static void *child_output(void *arg, size_t index, size_t size)
+{
+    struct child_run *cr = arg;
+    struct slotdesc *sd = cr->sd;
+    if (sd->var_last && sd->var_index == index) /* replaced: the old one is dead */
+        rp__wire_var_kill(cr->base + sd->var_last - 1);
+    size_t padded = align_up(size, 8);
+    if (padded < size)
+        return NULL;
+    size_t before = sd->res_off + RP__RESULT_FIXED + sd->rec_len;
+    char *p = child_heap(cr, RP__WIRE_VAR_HDR + padded);
+    if (!p)
+        return NULL;
+    rp__wire_var_write(p, index, size);
+    memset(p + RP__WIRE_VAR_HDR + size, 0, padded - size);
+    sd->nrec++;
+    sd->var_last = before + 1;
+    sd->var_index = index;
+    return p + RP__WIRE_VAR_HDR;
+}
+
+static void child_main(struct server *sv, struct lworker *lw)
+{
+    struct wctl *ctl = lw->ctl;
+    /* The task's crash must be the default action, not MPI's handlers. */
+    int sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTERM, SIGINT, SIGPIPE,
+                   SIGCHLD };
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        signal(sigs[i], SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        _exit(0);
+    if (sv->hello.bind) {
+        const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+        int base = lr ? atoi(lr) : sv->rank;
+        rp__topo_bind(base * sv->nlocal + lw->local);
+    }
+
+    rp_ctx_t ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.worker = lw->id;
+    ctx.host = sv->host;
+    if (sv->init) {
+        rp_error_t e;
+        if (rp__worker_init(&ctx, sv->init, sv->initarg, &e) != RP_OK) {
+            ctl->init_err = e;
+            atomic_store(&ctl->state, CHILD_INIT_FAILED);
+            atomic_fetch_add(&sv->bell->bell, 1);
+            futex_wake(&sv->bell->bell);
+            _exit(0);
+        }
+    }
+    atomic_store(&ctl->state, CHILD_READY);
+    atomic_fetch_add(&sv->bell->bell, 1);
+    if (atomic_load(&sv->bell->rank_sleeps))
+        futex_wake(&sv->bell->bell);
+
+    long tasks = 0;
+    long max_tasks = (long)sv->hello.max_tasks;
+    for (uint32_t k = atomic_load(&ctl->completed);; k++) {
+        /* wait for batch k: spin a little, then sleep on the futex */
+        uint32_t posted;
+        int spins = 0;
+        while ((posted = atomic_load(&ctl->posted)) == k) {
+            if (++spins < 2000) {
+                cpu_relax();
+                continue;
+            }
+            atomic_store(&ctl->child_sleeps, 1);
+            if (atomic_load(&ctl->posted) == k)
+                futex_wait(&ctl->posted, k, 0.1);
+            atomic_store(&ctl->child_sleeps, 0);
+            if (getppid() == 1)
+                _exit(0);
+        }
+        int s = (int)(k % DEPTH);
+        struct slotdesc *sd = &ctl->slot[s];
+        struct child_run cr = { ctl, sd, lw->slot[s] };
+        ctx.output = (sd->flags & RP__JOB_VAR) ? child_output : NULL;
+        ctx.output_arg = &cr;
+        atomic_store(&ctl->running_seq, k + 1);
+        size_t chunk = sd->chunk ? sd->chunk : sd->count;
+        const char *in = cr.base + sd->in_off;
+        char *out = sd->out_size ? cr.base + sd->out_off : NULL;
+        while (sd->resume < sd->count) {
+            size_t off = sd->resume;
+            /* chunks are counted from the batch's start */
+            size_t len = chunk - off % chunk;
+            if (len > sd->count - off)
+                len = sd->count - off;
+            sd->var_last = 0;
+            rp__worker_run(&ctx, sd->fn, in + off * sd->in_size, sd->in_size,
+                           out ? out + off * sd->out_size : NULL, sd->out_size,
+                           sd->start + off, len, &ctl->cur, child_on_fail, &cr);
+            sd->resume = off + len;
+            tasks += (long)len;
+            if (max_tasks > 0 && tasks >= max_tasks && sd->resume < sd->count) {
+                atomic_store(&ctl->state, CHILD_RETIRING);
+                atomic_store(&ctl->running_seq, 0);
+                _exit(0);
+            }
+        }
+        atomic_store(&ctl->running_seq, 0);
+        atomic_store(&ctl->completed, k + 1);
+        atomic_fetch_add(&sv->bell->bell, 1);
+        if (atomic_load(&sv->bell->rank_sleeps))
+            futex_wake(&sv->bell->bell);
+        if (max_tasks > 0 && tasks >= max_tasks) {
+            atomic_store(&ctl->state, CHILD_RETIRING);
+            _exit(0);
+        }
+    }
+}
+
+/* ---- the rank's side ---------------------------------------------------------------- */
+
+static int spawn_child(struct server *sv, struct lworker *lw)
+{
+    atomic_store(&lw->ctl->running_seq, 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return RP_ESYS;
+    if (pid == 0) {
+        child_main(sv, lw);
+        _exit(0);
+    }
+    lw->pid = pid;
+    lw->tasks = 0;
+    return RP_OK;
+}
+
+/* Waits for a starting child's verdict (READY or INIT_FAILED) or its death. */
+static int await_child_start(struct server *sv, struct lworker *lw, rp_error_t *err)
+{
+    for (;;) {
+        int st = atomic_load(&lw->ctl->state);
+        if (st == CHILD_READY)
+            return RP_OK;
+        if (st == CHILD_INIT_FAILED) {
+            *err = lw->ctl->init_err;
+            waitpid(lw->pid, NULL, 0);
+            lw->pid = 0;
+            return RP_EINIT;
+        }
+        int status;
+        pid_t r = waitpid(lw->pid, &status, WNOHANG);
+        if (r == lw->pid || (r < 0 && errno == ECHILD)) {
+            lw->pid = 0;
+            if (atomic_load(&lw->ctl->state) == CHILD_INIT_FAILED) {
+                *err = lw->ctl->init_err;
+                return RP_EINIT;
+            }
+            rp__error_set(err, RP_EINIT, 0, lw->id, sv->host,
+                          "worker %d (rank %d on %s) died while starting (%s %d)", lw->id,
+                          sv->rank, sv->host,
+                          r == lw->pid && WIFSIGNALED(status) ? "signal" : "exit status",
+                          r == lw->pid && WIFSIGNALED(status) ? WTERMSIG(status)
+                          : r == lw->pid ? WEXITSTATUS(status) : -1);
+            if (r == lw->pid && WIFSIGNALED(status))
+                err->signal = WTERMSIG(status);
+            return RP_EINIT;
+        }
+        uint32_t b = atomic_load(&sv->bell->bell);
+        if (atomic_load(&lw->ctl->state) == CHILD_STARTING)
+            futex_wait(&sv->bell->bell, b, 0.002);
+    }
+}
+
+static void kill_child(struct lworker *lw)
+{
+    if (lw->pid > 0) {
+        kill(lw->pid, SIGKILL);
+        waitpid(lw->pid, NULL, 0);
+        lw->pid = 0;
+    }
+}
+
+static void server_free(struct server *sv)
+{
+    for (int i = 0; i < sv->nlocal; i++) {
+        struct lworker *lw = &sv->w[i];
+        kill_child(lw);
+        for (int s = 0; s < DEPTH; s++)
+            if (lw->slot[s])
+                munmap(lw->slot[s], SLOT_BYTES);
+        if (lw->ctl)
+            munmap(lw->ctl, sizeof *lw->ctl);
+    }
+    free(sv->w);
+    if (sv->bell)
+        munmap(sv->bell, sizeof *sv->bell);
+    free(sv->initarg);
+    free(sv->rbuf);
+    rp__wbuf_free(&sv->out);
+}
+
+static void *shared_map(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Sends the result of slot s of lw (the child finished it, or the worker is gone). */
+static int send_result(struct server *sv, struct lworker *lw, int s, uint32_t extra_flags)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    char *base = lw->slot[s];
+    size_t outbytes = sd->out_size * sd->count;
+    uint32_t flags = extra_flags;
+    size_t len = RP__RESULT_FIXED + sd->rec_len;
+    if (outbytes > 0 && outbytes <= INLINE_MAX &&
+        sd->res_off + len + outbytes <= sd->cap) {
+        memcpy(base + sd->res_off + len, base + sd->out_off, outbytes);
+        len += outbytes;
+        flags |= RP__RESULT_INLINE;
+    }
+    rp__wire_result m = { .job = lw->job[s], .seq = lw->seq[s], .start = sd->start,
+                          .count = sd->count, .out_size = sd->out_size, .nrec = sd->nrec,
+                          .rec_bytes = sd->rec_len };
+    rp__wire_result_write(base + sd->res_off, (uint32_t)lw->id, flags, &m, len);
+    lw->req[s][0] = lw->req[s][1] = MPI_REQUEST_NULL;
+    if (MPI_Isend(base + sd->res_off, (int)len, MPI_BYTE, 0, TAG_CTL, sv->comm,
+                  &lw->req[s][0]) != MPI_SUCCESS)
+        return RP_EMPI;
+    if (outbytes > 0 && !(flags & RP__RESULT_INLINE) &&
+        MPI_Isend(base + sd->out_off, (int)outbytes, MPI_BYTE, 0, TAG_DATA, sv->comm,
+                  &lw->req[s][1]) != MPI_SUCCESS)
+        return RP_EMPI;
+    lw->sending[s] = true;
+    return RP_OK;
+}
+
+/* Appends an error record for items of slot s the rank fails itself. */
+static void slot_fail_item(struct server *sv, struct lworker *lw, int s, rp_error_t *e)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    struct child_run cr = { lw->ctl, sd, lw->slot[s] };
+    child_on_fail(&cr, e);
+}
+
+/* A whole batch fails with one error (bad function, bad message, gone worker):
+ * a result with the ALLFAIL flag and one record. */
+enum { RESULT_ALLFAIL = 2u, RESULT_GONE = 4u };
+
+static int send_batch_failure(struct server *sv, struct lworker *lw, int s, int code,
+                              const char *msg)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    rp_error_t e;
+    rp__error_set(&e, code, sd->start, lw->id, sv->host, "%s", msg);
+    sd->rec_len = 0;
+    sd->nrec = 0;
+    sd->out_size = 0; /* no outputs travel */
+    slot_fail_item(sv, lw, s, &e);
+    return send_result(sv, lw, s, RESULT_ALLFAIL | (lw->gone ? RESULT_GONE : 0));
+}
+
+/* Waits for the sends of slot s to complete, so the region can be reused. */
+static void slot_drain(struct lworker *lw, int s)
+{
+    if (lw->sending[s]) {
+        MPI_Waitall(2, lw->req[s], MPI_STATUSES_IGNORE);
+        lw->sending[s] = false;
+    }
+}
+
+/* A BATCH message arrived for lw in buf (msglen bytes): normally slot s itself;
+ * a message too large for the slot was received elsewhere and only fails. */
+static int post_batch(struct server *sv, struct lworker *lw, int s, const char *buf,
+                      size_t msglen)
+{
+    char *base = lw->slot[s];
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    rp__wire_hdr h;
+    rp__rbuf r;
+    rp__wire_batch b;
+    memset(sd, 0, sizeof *sd);
+    sd->cap = SLOT_BYTES;
+    sd->res_off = align_up(msglen, 64);
+    if (rp__wire_open(buf, msglen, &h, &r) != RP_OK || rp__wire_get_batch(&r, &b) != RP_OK)
+        return RP_EPROTO;
+    lw->job[s] = b.job;
+    lw->seq[s] = b.seq;
+    sd->start = (size_t)b.start;
+    sd->count = (size_t)b.count;
+    sd->chunk = (size_t)b.chunk;
+    sd->in_size = (size_t)b.in_size;
+    sd->flags = b.flags;
+    sd->in_off = (size_t)(b.input - buf);
+    size_t outbytes = (size_t)(b.out_size * b.count);
+    sd->out_off = align_up(msglen, 64);
+    sd->res_off = align_up(sd->out_off + outbytes, 64);
+    sd->out_size = (size_t)b.out_size;
+    if (buf != base || sd->res_off + RP__RESULT_FIXED + INLINE_MAX > sd->cap) {
+        sd->res_off = 0;
+        sd->out_size = 0;
+        return send_batch_failure(sv, lw, s, RP_ENOMEM,
+                                  "batch too large for the worker's transfer area");
+    }
+    if (lw->gone) {
+        return send_batch_failure(sv, lw, s, RP_EBROKEN,
+                                  "the worker could not be restarted");
+    }
+    rp__anyfn fn;
+    char why[200 + RP__FNREF_NAMEMAX];
+    if (rp__fnref_resolve(&b.fn, &fn, why, sizeof why) != RP_OK) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "rank %d on %s: %s", sv->rank, sv->host, why);
+        return send_batch_failure(sv, lw, s, RP_EFNREF, msg);
+    }
+    sd->fn = (rp_task_fn)fn;
+    lw->nposted++;
+    atomic_store(&lw->ctl->posted, lw->nposted);
+    if (atomic_load(&lw->ctl->child_sleeps))
+        futex_wake(&lw->ctl->posted);
+    return RP_OK;
+}
+
+static void worker_gone(struct server *sv, struct lworker *lw, const char *why);
+
+/* The child of lw died (status from waitpid, or -1 unknown). Fails the item it was
+ * running, restarts it, and lets it carry on with the rest. */
+static void child_died(struct server *sv, struct lworker *lw, int status)
+{
+    struct wctl *ctl = lw->ctl;
+    pid_t pid = lw->pid;
+    lw->pid = 0;
+    bool retiring = atomic_load(&ctl->state) == CHILD_RETIRING && status >= 0 &&
+                    WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    uint32_t running = atomic_load(&ctl->running_seq);
+    uint32_t k = atomic_load(&ctl->completed);
+    if (!retiring && running == k + 1 && k < lw->nposted) {
+        int s = (int)(k % DEPTH);
+        struct slotdesc *sd = &ctl->slot[s];
+        size_t cur = atomic_load(&ctl->cur);
+        if (cur >= sd->start + sd->resume && cur < sd->start + sd->count) {
+            rp_error_t e;
+            int sig = status >= 0 && WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+            int ex = status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+            if (sig)
+                rp__error_set(&e, RP_EWORKER, cur, lw->id, sv->host,
+                              "worker %d (rank %d on %s, pid %d) was killed by signal %d "
+                              "(%s) while running item %zu",
+                              lw->id, sv->rank, sv->host, (int)pid, sig, signal_name(sig), cur);
+            else
+                rp__error_set(&e, RP_EWORKER, cur, lw->id, sv->host,
+                              "worker %d (rank %d on %s, pid %d) exited with status %d "
+                              "while running item %zu",
+                              lw->id, sv->rank, sv->host, (int)pid, ex, cur);
+            e.signal = sig;
+            e.exit_status = ex;
+            /* drop a variable-size output the dead item may have begun */
+            if (sd->var_last && sd->var_index == cur)
+                rp__wire_var_kill(lw->slot[s] + sd->var_last - 1);
+            slot_fail_item(sv, lw, s, &e);
+            sd->resume = cur - sd->start + 1;
+            rp__trace("mpi: %s", e.message);
+        }
+    }
+    if (lw->gone)
+        return;
+    atomic_store(&ctl->state, CHILD_STARTING);
+    if (spawn_child(sv, lw) != RP_OK)
+        worker_gone(sv, lw, "could not fork a new worker process");
+}
+
+/* lw cannot run tasks any more (its replacement's initializer failed, fork
+ * failed): the unprocessed items of its posted batches fail, and every batch sent
+ * to it from now on fails at once; the master stops using it. */
+static void worker_gone(struct server *sv, struct lworker *lw, const char *why)
+{
+    lw->gone = true;
+    rp__trace("mpi: worker %d on rank %d is gone: %s", lw->id, sv->rank, why);
+    for (uint32_t k = atomic_load(&lw->ctl->completed); k < lw->nposted; k++) {
+        int s = (int)(k % DEPTH);
+        struct slotdesc *sd = &lw->ctl->slot[s];
+        for (size_t i = sd->resume; i < sd->count; i++) {
+            rp_error_t e;
+            rp__error_set(&e, RP_EBROKEN, sd->start + i, lw->id, sv->host,
+                          "worker %d (rank %d on %s) is gone: %s", lw->id, sv->rank,
+                          sv->host, why);
+            slot_fail_item(sv, lw, s, &e);
+        }
+        sd->resume = sd->count;
+    }
+    atomic_store(&lw->ctl->completed, lw->nposted);
+}
+
+static int send_ctl(struct server *sv, unsigned kind, uint32_t worker, int32_t status)
+{
+    if (rp__wire_put_ctl(&sv->out, kind, worker, status, 0) != RP_OK)
+        return RP_ENOMEM;
+    return MPI_Send(sv->out.buf, (int)sv->out.len, MPI_BYTE, 0, TAG_CTL, sv->comm) ==
+                   MPI_SUCCESS
+               ? RP_OK
+               : RP_EMPI;
+}
+
+/* Sends the results of every batch the children finished; checks on the children. */
+static int serve_workers(struct server *sv, bool check_children, int *events)
+{
+    for (int i = 0; i < sv->nlocal; i++) {
+        struct lworker *lw = &sv->w[i];
+        if (check_children && lw->pid > 0) {
+            int status;
+            pid_t r = waitpid(lw->pid, &status, WNOHANG);
+            if (r == lw->pid)
+                child_died(sv, lw, status);
+            else if (r < 0 && errno == ECHILD)
+                child_died(sv, lw, -1);
+        }
+        if (!lw->gone && lw->pid > 0 &&
+            atomic_load(&lw->ctl->state) == CHILD_INIT_FAILED) {
+            char why[300];
+            snprintf(why, sizeof why, "its replacement's initializer failed: %s",
+                     lw->ctl->init_err.message);
+            waitpid(lw->pid, NULL, 0);
+            lw->pid = 0;
+            worker_gone(sv, lw, why);
+        }
+        uint32_t done = atomic_load(&lw->ctl->completed);
+        while (lw->nsent != done) {
+            int s = (int)(lw->nsent % DEPTH);
+            int rc = send_result(sv, lw, s, lw->gone ? RESULT_GONE : 0);
+            if (rc != RP_OK)
+                return rc;
+            lw->nsent++;
+            (*events)++;
+        }
+        for (int s = 0; s < DEPTH; s++)
+            if (lw->sending[s]) {
+                int flag = 0;
+                MPI_Testall(2, lw->req[s], &flag, MPI_STATUSES_IGNORE);
+                if (flag)
+                    lw->sending[s] = false;
+            }
+    }
+    return RP_OK;
+}
+
+/* Receives one message from the master. \return RP_OK, RP_DONE (STOP/TERMINATE
+ * handled: leave the loop), or a failure. */
+static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
+{
+    int count = 0;
+    MPI_Get_count(st, MPI_BYTE, &count);
+    int tag = st->MPI_TAG;
+    if (tag >= TAG_WORK0 && tag < TAG_WORK0 + sv->nlocal) {
+        struct lworker *lw = &sv->w[tag - TAG_WORK0];
+        int s = (int)(lw->nposted % DEPTH);
+        slot_drain(lw, s);
+        char *buf = lw->slot[s];
+        char *tmp = NULL;
+        if ((size_t)count > SLOT_BYTES / 2) {
+            tmp = malloc((size_t)count);
+            buf = tmp;
+        }
+        if (!buf || MPI_Mrecv(buf, count, MPI_BYTE, msg, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+            free(tmp);
+            return RP_EMPI;
+        }
+        int rc = post_batch(sv, lw, s, buf, (size_t)count);
+        free(tmp);
+        if (rc == RP_EPROTO)
+            return send_ctl(sv, RP__MSG_PROTO, (uint32_t)lw->id, RP_EPROTO);
+        return rc;
+    }
+    if ((size_t)count > sv->rcap) {
+        char *b = realloc(sv->rbuf, (size_t)count);
+        if (!b)
+            return RP_ENOMEM;
+        sv->rbuf = b;
+        sv->rcap = (size_t)count;
+    }
+    if (MPI_Mrecv(sv->rbuf, count, MPI_BYTE, msg, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+        return RP_EMPI;
+    rp__wire_hdr h;
+    rp__rbuf r;
+    int32_t status;
+    uint64_t seq;
+    if (tag != TAG_CTL || rp__wire_open(sv->rbuf, (size_t)count, &h, &r) != RP_OK ||
+        (h.kind != RP__MSG_STOP && h.kind != RP__MSG_TERMINATE) ||
+        rp__wire_get_ctl(&r, &status, &seq) != RP_OK)
+        return send_ctl(sv, RP__MSG_PROTO, 0, RP_EPROTO);
+    /* STOP comes after every job finished, TERMINATE at any time: either way the
+     * children go now; results not sent yet are not wanted. */
+    for (int i = 0; i < sv->nlocal; i++) {
+        struct lworker *lw = &sv->w[i];
+        kill_child(lw);
+        for (int s = 0; s < DEPTH; s++)
+            slot_drain(lw, s);
+    }
+    int rc = send_ctl(sv, RP__MSG_BYE, 0, RP_OK);
+    return rc == RP_OK ? RP_DONE : rc;
+}
+
+/* The serving loop: until the master says STOP or TERMINATE. */
+static int serve(struct server *sv)
+{
+    double idle_since = rp__now(), nap = 20e-6;
+    unsigned iter = 0;
+    for (;;) {
+        int events = 0;
+        for (int m = 0; m < 32; m++) {
+            int flag = 0;
+            MPI_Message msg;
+            MPI_Status st;
+            if (MPI_Improbe(0, MPI_ANY_TAG, sv->comm, &flag, &msg, &st) != MPI_SUCCESS)
+                return RP_EMPI;
+            if (!flag)
+                break;
+            events++;
+            int rc = serve_message(sv, &msg, &st);
+            if (rc == RP_DONE)
+                return RP_OK;
+            if (rc != RP_OK)
+                return rc;
+        }
+        iter++;
+        int rc = serve_workers(sv, events == 0 || iter % 64 == 0, &events);
+        if (rc != RP_OK)
+            return rc;
+        if (events) {
+            idle_since = rp__now();
+            nap = 20e-6;
+            continue;
+        }
+        if (rp__now() - idle_since < SPIN_IDLE_S) {
+            cpu_relax();
+            continue;
+        }
+        /* Idle: sleep on the bell while a child computes (it rings when done),
+         * else a short nap before polling MPI again. */
+        bool computing = false;
+        for (int i = 0; i < sv->nlocal; i++)
+            if (atomic_load(&sv->w[i].ctl->completed) != sv->w[i].nposted)
+                computing = true;
+        uint32_t b = atomic_load(&sv->bell->bell);
+        atomic_store(&sv->bell->rank_sleeps, 1);
+        bool changed = false;
+        for (int i = 0; i < sv->nlocal; i++)
+            if (atomic_load(&sv->w[i].ctl->completed) != sv->w[i].nsent)
+                changed = true;
+        if (!changed) {
+            if (computing)
+                futex_wait(&sv->bell->bell, b, nap);
+            else
+                sleep_s(nap);
+        }
+        atomic_store(&sv->bell->rank_sleeps, 0);
+        nap = fmin(nap * 2, SLEEP_MAX_S);
+    }
+}
+
+/* A serving rank's part of rp_pool_create: the settings, the children, READY for
+ * each, the master's verdict, then serving. */
+static int server_run(struct server *sv, rp_error_t *err)
+{
+    long len = recv_ctl(sv->comm, 0, &sv->rbuf, &sv->rcap, NULL);
+    if (len < 0)
+        return RP_EMPI;
+    rp__wire_hdr h;
+    rp__rbuf r;
+    if (rp__wire_open(sv->rbuf, (size_t)len, &h, &r) != RP_OK)
+        return RP_EPROTO;
+    if (h.kind == RP__MSG_GO) { /* the master gave up before starting */
+        int32_t status;
+        uint64_t seq;
+        if (rp__wire_get_ctl(&r, &status, &seq) != RP_OK)
+            return RP_EPROTO;
+        return status < 0 ? status : RP_EPROTO;
+    }
+    if (h.kind != RP__MSG_HELLO || rp__wire_get_hello(&r, &sv->hello) != RP_OK)
+        return RP_EPROTO;
+    if (sv->hello.initarg_size > 0) {
+        sv->initarg = malloc((size_t)sv->hello.initarg_size);
+        if (!sv->initarg)
+            return RP_ENOMEM;
+        memcpy(sv->initarg, sv->hello.initarg, (size_t)sv->hello.initarg_size);
+    }
+    sv->hello.initarg = sv->initarg;
+    int init_rc = RP_OK;
+    char init_why[300] = "";
+    if (sv->hello.has_init) {
+        rp__anyfn fn;
+        init_rc = rp__fnref_resolve(&sv->hello.init, &fn, init_why, sizeof init_why);
+        sv->init = (rp_init_fn)fn;
+    }
+    int nranks = (int)sv->hello.nranks, nworkers = (int)sv->hello.nworkers;
+    int me = sv->rank - 1;
+    sv->nlocal = me < nranks ? nworkers / nranks + (me < nworkers % nranks) : 0;
+    sv->bell = shared_map(sizeof *sv->bell);
+    sv->w = calloc((size_t)(sv->nlocal > 0 ? sv->nlocal : 1), sizeof *sv->w);
+    if (!sv->bell || !sv->w)
+        return RP_ENOMEM;
+    int rc = RP_OK;
+    for (int i = 0; i < sv->nlocal; i++) {
+        struct lworker *lw = &sv->w[i];
+        lw->id = me + i * nranks;
+        lw->local = i;
+        lw->ctl = shared_map(sizeof *lw->ctl);
+        for (int s = 0; s < DEPTH; s++) {
+            lw->slot[s] = shared_map(SLOT_BYTES);
+            lw->req[s][0] = lw->req[s][1] = MPI_REQUEST_NULL;
+        }
+    }
+    for (int i = 0; i < sv->nlocal; i++) {
+        struct lworker *lw = &sv->w[i];
+        rp__wire_ready m;
+        memset(&m, 0, sizeof m);
+        snprintf(m.host, sizeof m.host, "%s", sv->host);
+        bool mapped = lw->ctl != NULL;
+        for (int s = 0; s < DEPTH; s++)
+            mapped = mapped && lw->slot[s] != NULL;
+        if (!mapped) {
+            m.status = RP_ENOMEM;
+            rp__error_set(&m.err, RP_ENOMEM, 0, lw->id, sv->host,
+                          "rank %d on %s: cannot map the transfer area", sv->rank, sv->host);
+        } else if (init_rc != RP_OK) {
+            m.status = init_rc;
+            rp__error_set(&m.err, init_rc, 0, lw->id, sv->host,
+                          "initializer: rank %d on %s: %s", sv->rank, sv->host, init_why);
+        } else {
+            atomic_store(&lw->ctl->state, CHILD_STARTING);
+            if (spawn_child(sv, lw) != RP_OK) {
+                m.status = RP_ESYS;
+                rp__error_set(&m.err, RP_ESYS, 0, lw->id, sv->host,
+                              "rank %d on %s: fork failed: %s", sv->rank, sv->host,
+                              strerror(errno));
+            } else {
+                m.status = await_child_start(sv, lw, &m.err);
+                m.pid = (int32_t)lw->pid;
+            }
+        }
+        if (rp__wire_put_ready(&sv->out, (uint32_t)lw->id, &m) != RP_OK)
+            return RP_ENOMEM;
+        if (MPI_Send(sv->out.buf, (int)sv->out.len, MPI_BYTE, 0, TAG_CTL, sv->comm) !=
+            MPI_SUCCESS)
+            return RP_EMPI;
+    }
+    len = recv_ctl(sv->comm, 0, &sv->rbuf, &sv->rcap, NULL);
+    int32_t status;
+    uint64_t seq;
+    if (len < 0)
+        return RP_EMPI;
+    if (rp__wire_open(sv->rbuf, (size_t)len, &h, &r) != RP_OK || h.kind != RP__MSG_GO ||
+        rp__wire_get_ctl(&r, &status, &seq) != RP_OK)
+        return RP_EPROTO;
+    if (status != RP_OK) {
+        rp__error_set(err, status, 0, -1, sv->host, "the pool could not start (%s)",
+                      rp_strerror(status));
+        return status;
+    }
+    rc = serve(sv);
+    return rc;
+}
+
+/* ======================================================================================
+ * The master
+ * ==================================================================================== */
+
+struct range {
+    size_t start, count;
+};
+
+/* The backend's state of one job. */
+struct mjob {
+    struct rp__job  *job;
+    rp__sched_t      sched;
+    rp__fnref        fn;
+    _Atomic size_t   processed;  /* written by the progress thread only */
+    _Atomic bool     done;
+    struct mjob     *next;       /* pending queue, then the active list */
+    /* RP__JOB_TRACK: processed ranges not yet returned by arrivals(), under mp->lock */
+    struct range    *arr;
+    size_t           arr_head, arr_len, arr_cap;
+};
+
+struct inflight {
+    struct mjob *mj;
+    uint64_t     seq;
+    size_t       start, count;
+    rp__wbuf     buf;
+    MPI_Request  req;
+    bool         used;
+};
+
+struct mworker {
+    int             id, rank, tag;
+    bool            alive;
+    char            host[64];
+    int             pid;
+    int             ninflight;
+    struct inflight fl[DEPTH];
+    uint64_t        next_seq;
+};
+
+struct mpi_pool {
+    MPI_Comm        comm;
+    int             rank, size, nranks, nworkers;
+    char            host[64];
+    struct server  *sv;          /* serving ranks */
+
+    /* master */
+    struct mworker *w;
+    pthread_t       thread;
+    bool            thread_started;
+    pthread_mutex_t lock;
+    pthread_cond_t  cond;        /* waiters: a job completed, arrivals, terminated */
+    pthread_cond_t  kick;        /* the progress thread's nap */
+    struct mjob    *pending, *pending_tail;   /* under lock */
+    _Atomic int     npending;
+    _Atomic bool    want_stop, want_terminate;
+    bool            terminated;  /* under lock */
+    bool            thread_done; /* under lock */
+    struct mjob    *active, *active_tail;      /* progress thread only */
+    bool           *rank_broken; /* per rank: gave up on it */
+    int             byes;
+    char           *rbuf;
+    size_t          rcap;
+    rp__wbuf        ctl;
+};
+
+static struct mpi_pool *mp_of(rp_pool_t *pool)
+{
+    return pool->bdata;
+}
+
+static int worker_rank(const struct mpi_pool *mp, int w)
+{
+    return 1 + w % mp->nranks;
+}
+
+/* ---- completion --------------------------------------------------------------------- */
+
+static void arrivals_push(struct mpi_pool *mp, struct mjob *mj, size_t start, size_t count)
+{
+    if (!(mj->job->flags & RP__JOB_TRACK) || count == 0)
+        return;
+    pthread_mutex_lock(&mp->lock);
+    if (mj->arr_len == mj->arr_cap) {
+        size_t cap = mj->arr_cap ? 2 * mj->arr_cap : 16;
+        struct range *a = malloc(cap * sizeof *a);
+        if (a) {
+            for (size_t i = 0; i < mj->arr_len; i++)
+                a[i] = mj->arr[(mj->arr_head + i) % mj->arr_cap];
+            free(mj->arr);
+            mj->arr = a;
+            mj->arr_cap = cap;
+            mj->arr_head = 0;
+        }
+    }
+    if (mj->arr_len < mj->arr_cap) {
+        mj->arr[(mj->arr_head + mj->arr_len) % mj->arr_cap] = (struct range){ start, count };
+        mj->arr_len++;
+    }
+    pthread_cond_broadcast(&mp->cond);
+    pthread_mutex_unlock(&mp->lock);
+}
+
+static void active_remove(struct mpi_pool *mp, struct mjob *mj)
+{
+    struct mjob **pp = &mp->active;
+    struct mjob *prev = NULL;
+    while (*pp && *pp != mj) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp) {
+        *pp = mj->next;
+        if (mp->active_tail == mj)
+            mp->active_tail = prev;
+    }
+    mj->next = NULL;
+}
+
+/* count more items of mj are processed (outputs written, failures reported). After
+ * the last one the job leaves the progress thread's hands for good. */
+static void items_processed(struct mpi_pool *mp, struct mjob *mj, size_t start, size_t count)
+{
+    arrivals_push(mp, mj, start, count);
+    size_t p = atomic_load(&mj->processed) + count;
+    atomic_store(&mj->processed, p);
+    if (p < mj->job->n)
+        return;
+    active_remove(mp, mj);
+    struct rp__job *job = mj->job;
+    bool notify = job->flags & RP__JOB_NOTIFY;
+    pthread_mutex_lock(&mp->lock);
+    atomic_store(&mj->done, true);
+    pthread_cond_broadcast(&mp->cond);
+    pthread_mutex_unlock(&mp->lock);
+    if (notify)
+        rp__job_done(job); /* finish() and the callback, here on the pool thread */
+}
+
+static void fail_items(struct mpi_pool *mp, struct mjob *mj, size_t start, size_t count,
+                       const rp_error_t *e)
+{
+    if (count == 0)
+        return;
+    if (count == 1) {
+        rp_error_t one = *e;
+        one.index = start;
+        rp__job_fail(mj->job, &one);
+    } else {
+        rp__job_fail_range(mj->job, start, count, e);
+    }
+    items_processed(mp, mj, start, count);
+}
+
+/* Fails every unclaimed item of every active job with e (terminate, no workers). */
+static void fail_unclaimed(struct mpi_pool *mp, const rp_error_t *e)
+{
+    struct mjob *mj = mp->active;
+    while (mj) {
+        struct mjob *next = mj->next;
+        size_t start, len, first = 0, total = 0;
+        while ((len = rp__sched_claim(&mj->sched, 0, &start)) > 0) {
+            if (total == 0)
+                first = start;
+            if (start != first + total) { /* cannot happen: we are the only claimer */
+                fail_items(mp, mj, first, total, e);
+                first = start;
+                total = 0;
+            }
+            total += len;
+        }
+        fail_items(mp, mj, first, total, e); /* may finish and unlink mj */
+        mj = next;
+    }
+}
+
+static void release_inflight(struct mworker *w, struct inflight *fl)
+{
+    if (fl->req != MPI_REQUEST_NULL)
+        MPI_Wait(&fl->req, MPI_STATUS_IGNORE);
+    fl->used = false;
+    fl->mj = NULL;
+    w->ninflight--;
+}
+
+static int alive_workers(const struct mpi_pool *mp)
+{
+    int n = 0;
+    for (int i = 0; i < mp->nworkers; i++)
+        n += mp->w[i].alive;
+    return n;
+}
+
+/* Gives up on a rank: its batches in flight fail with code, and it gets no more. */
+static void break_rank(struct mpi_pool *mp, int rank, int code, const char *why)
+{
+    if (rank <= 0 || rank >= mp->size || mp->rank_broken[rank])
+        return;
+    mp->rank_broken[rank] = true;
+    rp__trace("mpi: giving up on rank %d: %s", rank, why);
+    for (int i = 0; i < mp->nworkers; i++) {
+        struct mworker *w = &mp->w[i];
+        if (w->rank != rank)
+            continue;
+        w->alive = false;
+        for (int k = 0; k < DEPTH; k++) {
+            struct inflight *fl = &w->fl[k];
+            if (!fl->used)
+                continue;
+            struct mjob *mj = fl->mj;
+            size_t start = fl->start, count = fl->count;
+            if (fl->req != MPI_REQUEST_NULL) {
+                MPI_Cancel(&fl->req);
+                MPI_Request_free(&fl->req);
+            }
+            fl->req = MPI_REQUEST_NULL;
+            release_inflight(w, fl);
+            rp_error_t e;
+            rp__error_set(&e, code, start, w->id, w->host,
+                          "worker %d (rank %d on %s): %s", w->id, rank, w->host, why);
+            fail_items(mp, mj, start, count, &e);
+        }
+    }
+}
+
+/* ---- sending batches --------------------------------------------------------------- */
+
+static int send_batch(struct mpi_pool *mp, struct mworker *w, struct mjob *mj)
+{
+    struct rp__job *job = mj->job;
+    bool var = job->flags & RP__JOB_VAR;
+    size_t per = job->in_size + (var ? 0 : job->out_size);
+    size_t max_items = BATCH_BYTES / (per ? per : 1);
+    if (max_items > BATCH_ITEMS)
+        max_items = BATCH_ITEMS;
+    if (max_items == 0)
+        max_items = 1;
+    size_t chunk = job->chunksize;
+    size_t start = 0, total = 0, len;
+    if (chunk == 0) {
+        total = rp__sched_claim(&mj->sched, max_items, &start);
+    } else {
+        /* several chunks per message: guided at the message level, so the tail is
+         * single chunks and no worker holds much more than its share */
+        size_t remaining = rp__sched_remaining(&mj->sched);
+        size_t target = remaining / (2 * (size_t)alive_workers(mp) * DEPTH);
+        if (target < chunk)
+            target = chunk;
+        if (target > max_items)
+            target = max_items;
+        size_t s0;
+        while (total < target &&
+               (len = rp__sched_claim(&mj->sched, target - total < chunk ? target - total : 0,
+                                      &s0)) > 0) {
+            if (total == 0)
+                start = s0;
+            total += len;
+            if (total + chunk > target)
+                break;
+        }
+    }
+    if (total == 0)
+        return 0;
+    struct inflight *fl = NULL;
+    for (int k = 0; k < DEPTH; k++)
+        if (!w->fl[k].used) {
+            fl = &w->fl[k];
+            break;
+        }
+    rp__wire_batch b = { .job = job->id, .seq = ++w->next_seq, .start = start,
+                         .count = total, .chunk = chunk, .in_size = job->in_size,
+                         .out_size = var ? 0 : job->out_size, .flags = job->flags,
+                         .fn = mj->fn };
+    int rc = rp__wire_put_batch(&fl->buf, (uint32_t)w->id, &b,
+                                job->in + start * job->in_size);
+    if (rc == RP_OK && fl->buf.len > INT_MAX)
+        rc = RP_EINVAL;
+    if (rc != RP_OK) {
+        rp_error_t e;
+        rp__error_set(&e, rc, start, w->id, w->host,
+                      rc == RP_EINVAL ? "item too large for one MPI message"
+                                      : "out of memory building a batch");
+        fail_items(mp, mj, start, total, &e);
+        return 1;
+    }
+    fl->used = true;
+    fl->mj = mj;
+    fl->seq = b.seq;
+    fl->start = start;
+    fl->count = total;
+    w->ninflight++;
+    if (MPI_Isend(fl->buf.buf, (int)fl->buf.len, MPI_BYTE, w->rank, w->tag, mp->comm,
+                  &fl->req) != MPI_SUCCESS) {
+        fl->req = MPI_REQUEST_NULL;
+        break_rank(mp, w->rank, RP_EMPI, "MPI_Isend failed");
+    }
+    return 1;
+}
+
+/* Keeps every live worker's pipeline full, one batch per worker per round. */
+static int dispatch(struct mpi_pool *mp)
+{
+    int events = 0;
+    if (!mp->active)
+        return 0;
+    if (alive_workers(mp) == 0) {
+        rp_error_t e;
+        rp__error_set(&e, RP_EBROKEN, 0, -1, mp->host, "the pool has no working worker left");
+        fail_unclaimed(mp, &e);
+        return 1;
+    }
+    bool any;
+    do {
+        any = false;
+        for (int i = 0; i < mp->nworkers; i++) {
+            struct mworker *w = &mp->w[i];
+            if (!w->alive || w->ninflight >= DEPTH)
+                continue;
+            struct mjob *mj = mp->active;
+            while (mj && rp__sched_remaining(&mj->sched) == 0)
+                mj = mj->next;
+            if (!mj)
+                return events;
+            int n = send_batch(mp, w, mj);
+            events += n;
+            any = any || n > 0;
+        }
+    } while (any);
+    return events;
+}
+
+/* ---- receiving results -------------------------------------------------------------- */
+
+/* Applies a RESULT message from rank src. \return RP_OK or RP_EPROTO/RP_EMPI (the
+ * caller gives up on the rank). */
+static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp__rbuf *r)
+{
+    rp__wire_result m;
+    if (h->worker >= (uint32_t)mp->nworkers || rp__wire_get_result(r, h, &m) != RP_OK)
+        return RP_EPROTO;
+    struct mworker *w = &mp->w[h->worker];
+    if (w->rank != src)
+        return RP_EPROTO;
+    struct inflight *fl = NULL;
+    for (int k = 0; k < DEPTH; k++)
+        if (w->fl[k].used && w->fl[k].seq == m.seq)
+            fl = &w->fl[k];
+    if (!fl || fl->mj->job->id != m.job || fl->start != m.start || fl->count != m.count)
+        return RP_EPROTO;
+    struct mjob *mj = fl->mj;
+    struct rp__job *job = mj->job;
+    bool var = job->flags & RP__JOB_VAR;
+    size_t start = fl->start, count = fl->count;
+
+    if (h->flags & RESULT_ALLFAIL) {
+        rp__rbuf rr;
+        rp__rbuf_init(&rr, m.records, (size_t)m.rec_bytes);
+        int kind;
+        rp_error_t e;
+        uint64_t index, size;
+        const void *data;
+        if (rp__wire_next_record(&rr, &kind, &e, &index, &data, &size) != 1 ||
+            kind != RP__REC_ERROR)
+            return RP_EPROTO;
+        snprintf(e.host, sizeof e.host, "%s", w->host);
+        release_inflight(w, fl);
+        if (h->flags & RESULT_GONE)
+            w->alive = false;
+        fail_items(mp, mj, start, count, &e);
+        return RP_OK;
+    }
+    if (m.out_size != (var ? 0 : job->out_size))
+        return RP_EPROTO;
+    /* check every record before acting on any */
+    rp__rbuf rr;
+    rp__rbuf_init(&rr, m.records, (size_t)m.rec_bytes);
+    int kind, rc;
+    rp_error_t e;
+    uint64_t index, size;
+    const void *data;
+    while ((rc = rp__wire_next_record(&rr, &kind, &e, &index, &data, &size)) == 1) {
+        if (kind == RP__REC_ERROR)
+            index = e.index;
+        if (kind != RP__REC_DEAD && (index < start || index - start >= count))
+            return RP_EPROTO;
+        if (kind == RP__REC_VAR && !var)
+            return RP_EPROTO;
+    }
+    if (rc != 0)
+        return RP_EPROTO;
+    size_t outbytes = count * (var ? 0 : job->out_size);
+    if (outbytes > 0) {
+        char *dst = job->out + start * job->out_size;
+        if (m.outputs) {
+            memcpy(dst, m.outputs, outbytes);
+        } else {
+            MPI_Status st;
+            int got = 0;
+            if (MPI_Recv(dst, (int)outbytes, MPI_BYTE, src, TAG_DATA, mp->comm, &st) !=
+                MPI_SUCCESS)
+                return RP_EMPI;
+            MPI_Get_count(&st, MPI_BYTE, &got);
+            if ((size_t)got != outbytes)
+                return RP_EPROTO;
+        }
+    }
+    rp__rbuf_init(&rr, m.records, (size_t)m.rec_bytes);
+    while (rp__wire_next_record(&rr, &kind, &e, &index, &data, &size) == 1) {
+        if (kind == RP__REC_ERROR) {
+            snprintf(e.host, sizeof e.host, "%s", w->host);
+            rp__job_fail(job, &e);
+        } else if (kind == RP__REC_VAR) {
+            rp__varslot *slot = (rp__varslot *)(job->out + index * sizeof(rp__varslot));
+            void *copy = malloc(size ? (size_t)size : 1);
+            if (copy) {
+                memcpy(copy, data, (size_t)size);
+                free(slot->data);
+                slot->data = copy;
+                slot->size = (size_t)size;
+            } else {
+                rp__error_set(&e, RP_ENOMEM, (size_t)index, w->id, mp->host,
+                              "out of memory receiving a variable-size output");
+                rp__job_fail(job, &e);
+            }
+        }
+    }
+    release_inflight(w, fl);
+    if (h->flags & RESULT_GONE)
+        w->alive = false;
+    items_processed(mp, mj, start, count);
+    return RP_OK;
+}
+
+static int poll_messages(struct mpi_pool *mp)
+{
+    int events = 0;
+    for (int m = 0; m < 64; m++) {
+        int flag = 0;
+        MPI_Message msg;
+        MPI_Status st;
+        if (MPI_Improbe(MPI_ANY_SOURCE, TAG_CTL, mp->comm, &flag, &msg, &st) != MPI_SUCCESS) {
+            for (int rk = 1; rk < mp->size; rk++)
+                break_rank(mp, rk, RP_EMPI, "MPI_Improbe failed");
+            return events + 1;
+        }
+        if (!flag)
+            break;
+        events++;
+        int count = 0, src = st.MPI_SOURCE;
+        MPI_Get_count(&st, MPI_BYTE, &count);
+        if ((size_t)count > mp->rcap) {
+            char *b = realloc(mp->rbuf, (size_t)count);
+            if (!b) {
+                MPI_Mrecv(NULL, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+                break_rank(mp, src, RP_ENOMEM, "out of memory receiving a result");
+                continue;
+            }
+            mp->rbuf = b;
+            mp->rcap = (size_t)count;
+        }
+        if (MPI_Mrecv(mp->rbuf, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+            break_rank(mp, src, RP_EMPI, "MPI_Mrecv failed");
+            continue;
+        }
+        rp__wire_hdr h;
+        rp__rbuf r;
+        int rc = rp__wire_open(mp->rbuf, (size_t)count, &h, &r);
+        if (rc == RP_OK && h.kind == RP__MSG_RESULT) {
+            rc = handle_result(mp, src, &h, &r);
+        } else if (rc == RP_OK && h.kind == RP__MSG_BYE) {
+            mp->byes++;
+        } else if (rc == RP_OK && h.kind == RP__MSG_PROTO) {
+            break_rank(mp, src, RP_EPROTO, "it received a malformed message");
+        } else {
+            rc = RP_EPROTO;
+        }
+        if (rc != RP_OK)
+            break_rank(mp, src, rc,
+                       rc == RP_EPROTO ? "malformed message from it" : "MPI failure");
+    }
+    return events;
+}
+
+/* ---- the progress thread ------------------------------------------------------------ */
+
+static void send_all_ranks(struct mpi_pool *mp, unsigned kind)
+{
+    for (int rk = 1; rk < mp->size; rk++) {
+        if (rp__wire_put_ctl(&mp->ctl, kind, 0, RP_OK, 0) != RP_OK)
+            return;
+        MPI_Send(mp->ctl.buf, (int)mp->ctl.len, MPI_BYTE, rk, TAG_CTL, mp->comm);
+    }
+}
+
+static int ranks_expected(const struct mpi_pool *mp)
+{
+    int n = 0;
+    for (int rk = 1; rk < mp->size; rk++)
+        n += !mp->rank_broken[rk];
+    return n;
+}
+
+static void take_pending(struct mpi_pool *mp)
+{
+    if (atomic_load(&mp->npending) == 0)
+        return;
+    pthread_mutex_lock(&mp->lock);
+    if (mp->pending) {
+        if (mp->active_tail)
+            mp->active_tail->next = mp->pending;
+        else
+            mp->active = mp->pending;
+        mp->active_tail = mp->pending_tail;
+        mp->pending = mp->pending_tail = NULL;
+        atomic_store(&mp->npending, 0);
+    }
+    pthread_mutex_unlock(&mp->lock);
+}
+
+static void *progress_main(void *arg)
+{
+    struct mpi_pool *mp = arg;
+    double idle_since = rp__now(), nap = 20e-6;
+    bool terminating = false, stopping = false;
+    for (;;) {
+        int events = 0;
+        take_pending(mp);
+        if (!terminating && atomic_load(&mp->want_terminate)) {
+            send_all_ranks(mp, RP__MSG_TERMINATE);
+            terminating = true;
+            events++;
+        }
+        if (!terminating)
+            events += dispatch(mp);
+        events += poll_messages(mp);
+        if (terminating && mp->byes >= ranks_expected(mp)) {
+            rp_error_t e;
+            rp__error_set(&e, RP_ECANCELED, 0, -1, mp->host, "canceled: the pool was terminated");
+            for (int i = 0; i < mp->nworkers; i++) {
+                struct mworker *w = &mp->w[i];
+                for (int k = 0; k < DEPTH; k++) {
+                    struct inflight *fl = &w->fl[k];
+                    if (!fl->used)
+                        continue;
+                    struct mjob *mj = fl->mj;
+                    size_t start = fl->start, count = fl->count;
+                    release_inflight(w, fl);
+                    fail_items(mp, mj, start, count, &e);
+                }
+            }
+            take_pending(mp);
+            fail_unclaimed(mp, &e);
+            pthread_mutex_lock(&mp->lock);
+            mp->terminated = true;
+            pthread_cond_broadcast(&mp->cond);
+            pthread_mutex_unlock(&mp->lock);
+            break;
+        }
+        if (!terminating && !stopping && atomic_load(&mp->want_stop) && !mp->active &&
+            atomic_load(&mp->npending) == 0) {
+            send_all_ranks(mp, RP__MSG_STOP);
+            stopping = true;
+            events++;
+        }
+        if (stopping && mp->byes >= ranks_expected(mp))
+            break;
+        if (events) {
+            idle_since = rp__now();
+            nap = 20e-6;
+            continue;
+        }
+        if (rp__now() - idle_since < SPIN_IDLE_S) {
+            cpu_relax();
+            continue;
+        }
+        pthread_mutex_lock(&mp->lock);
+        if (atomic_load(&mp->npending) == 0 && !atomic_load(&mp->want_stop) &&
+            !atomic_load(&mp->want_terminate)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            long ns = ts.tv_nsec + (long)(nap * 1e9);
+            ts.tv_sec += ns / 1000000000L;
+            ts.tv_nsec = ns % 1000000000L;
+            pthread_cond_timedwait(&mp->kick, &mp->lock, &ts);
+        }
+        pthread_mutex_unlock(&mp->lock);
+        nap = fmin(nap * 2, 250e-6);
+    }
+    pthread_mutex_lock(&mp->lock);
+    mp->thread_done = true;
+    pthread_cond_broadcast(&mp->cond);
+    pthread_mutex_unlock(&mp->lock);
+    return NULL;
+}
+
+/* ---- start --------------------------------------------------------------------------- */
+
+static void master_free(struct mpi_pool *mp)
+{
+    if (mp->w)
+        for (int i = 0; i < mp->nworkers; i++)
+            for (int k = 0; k < DEPTH; k++)
+                rp__wbuf_free(&mp->w[i].fl[k].buf);
+    free(mp->w);
+    free(mp->rank_broken);
+    free(mp->rbuf);
+    rp__wbuf_free(&mp->ctl);
+    pthread_mutex_destroy(&mp->lock);
+    pthread_cond_destroy(&mp->cond);
+    pthread_cond_destroy(&mp->kick);
+}
+
+/* Tells every serving rank the verdict of the start (when status is a failure). */
+static void master_go(struct mpi_pool *mp, int status)
+{
+    for (int rk = 1; rk < mp->size; rk++) {
+        if (rp__wire_put_ctl(&mp->ctl, RP__MSG_GO, 0, status, 0) != RP_OK)
+            return;
+        MPI_Send(mp->ctl.buf, (int)mp->ctl.len, MPI_BYTE, rk, TAG_CTL, mp->comm);
+    }
+}
+
+static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts_t *opts,
+                        rp_error_t *err)
+{
+    mp->nworkers = opts->workers > 0 ? opts->workers : mp->size - 1;
+    mp->nranks = mp->nworkers < mp->size - 1 ? mp->nworkers : mp->size - 1;
+    mp->w = calloc((size_t)mp->nworkers, sizeof *mp->w);
+    mp->rank_broken = calloc((size_t)mp->size, sizeof *mp->rank_broken);
+    if (!mp->w || !mp->rank_broken) {
+        master_go(mp, RP_ENOMEM);
+        rp__error_set(err, RP_ENOMEM, 0, -1, mp->host, "out of memory");
+        return RP_ENOMEM;
+    }
+    rp__wire_hello hello = { .nworkers = (uint32_t)mp->nworkers,
+                             .nranks = (uint32_t)mp->nranks,
+                             .max_tasks = opts->max_tasks_per_worker,
+                             .bind = opts->bind };
+    if (opts->initializer) {
+        hello.has_init = 1;
+        if (rp__fnref_make((rp__anyfn)opts->initializer, &hello.init) != RP_OK) {
+            master_go(mp, RP_EFNREF);
+            rp__error_set(err, RP_EFNREF, 0, -1, mp->host,
+                          "the initializer is not a function of a loaded object");
+            return RP_EFNREF;
+        }
+    }
+    if (opts->initarg_size > 0) {
+        hello.initarg = opts->initarg;
+        hello.initarg_size = opts->initarg_size;
+    }
+    rp__wbuf hb;
+    rp__wbuf_init(&hb);
+    if (rp__wire_put_hello(&hb, &hello) != RP_OK || hb.len > INT_MAX) {
+        rp__wbuf_free(&hb);
+        master_go(mp, RP_ENOMEM);
+        rp__error_set(err, RP_ENOMEM, 0, -1, mp->host, "initializer argument too large");
+        return RP_ENOMEM;
+    }
+    for (int rk = 1; rk < mp->size; rk++)
+        MPI_Send(hb.buf, (int)hb.len, MPI_BYTE, rk, TAG_CTL, mp->comm);
+    rp__wbuf_free(&hb);
+
+    int verdict = RP_OK;
+    rp_error_t first;
+    memset(&first, 0, sizeof first);
+    int first_worker = INT_MAX;
+    for (int got = 0; got < mp->nworkers; got++) {
+        int src = -1;
+        long len = recv_ctl(mp->comm, MPI_ANY_SOURCE, &mp->rbuf, &mp->rcap, &src);
+        rp__wire_hdr h;
+        rp__rbuf r;
+        rp__wire_ready m;
+        if (len < 0 || rp__wire_open(mp->rbuf, (size_t)len, &h, &r) != RP_OK ||
+            h.kind != RP__MSG_READY || h.worker >= (uint32_t)mp->nworkers ||
+            rp__wire_get_ready(&r, &m) != RP_OK) {
+            master_go(mp, RP_EPROTO);
+            rp__error_set(err, RP_EPROTO, 0, -1, mp->host,
+                          "malformed start-up message from rank %d", src);
+            return RP_EPROTO;
+        }
+        struct mworker *w = &mp->w[h.worker];
+        w->id = (int)h.worker;
+        w->rank = worker_rank(mp, w->id);
+        w->tag = TAG_WORK0 + w->id / mp->nranks;
+        w->pid = m.pid;
+        w->alive = m.status == RP_OK;
+        snprintf(w->host, sizeof w->host, "%s", m.host);
+        for (int k = 0; k < DEPTH; k++) {
+            rp__wbuf_init(&w->fl[k].buf);
+            w->fl[k].req = MPI_REQUEST_NULL;
+        }
+        if (m.status != RP_OK && w->id < first_worker) {
+            first_worker = w->id;
+            verdict = m.status;
+            first = m.err;
+            first.worker = w->id;
+            snprintf(first.host, sizeof first.host, "%s", m.host);
+        }
+    }
+    master_go(mp, verdict);
+    if (verdict != RP_OK) {
+        *err = first;
+        err->code = verdict;
+        return verdict;
+    }
+    pool->nworkers = mp->nworkers;
+    if (pthread_create(&mp->thread, NULL, progress_main, mp) != 0) {
+        /* the ranks are serving already: stop them */
+        send_all_ranks(mp, RP__MSG_STOP);
+        for (int rk = 1; rk < mp->size; rk++)
+            recv_ctl(mp->comm, MPI_ANY_SOURCE, &mp->rbuf, &mp->rcap, NULL);
+        rp__error_set(err, RP_ESYS, 0, -1, mp->host, "cannot start the pool thread");
+        return RP_ESYS;
+    }
+    mp->thread_started = true;
+    return RP_OK;
+}
+
+static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *err)
+{
+    struct mpi_pool *mp = calloc(1, sizeof *mp);
+    if (!mp) {
+        rp__error_set(err, RP_ENOMEM, 0, -1, pool->host, "out of memory");
+        return RP_ENOMEM;
+    }
+    snprintf(mp->host, sizeof mp->host, "%s", pool->host);
+    mp->comm = MPI_COMM_NULL;
+    int rc = mpi_begin(opts, &mp->comm, err, mp->host);
+    if (rc != RP_OK) {
+        free(mp);
+        return rc;
+    }
+    MPI_Comm_rank(mp->comm, &mp->rank);
+    MPI_Comm_size(mp->comm, &mp->size);
+    if (mp->size < 2) {
+        mpi_end(&mp->comm);
+        free(mp);
+        rp__error_set(err, RP_EBACKEND, 0, -1, pool->host,
+                      "the mpi backend needs at least 2 ranks (one master, one or more "
+                      "workers): start the program with mpirun -np N, N >= 2");
+        return RP_EBACKEND;
+    }
+    pool->bdata = mp;
+    if (mp->rank != 0) {
+        struct server *sv = calloc(1, sizeof *sv);
+        if (!sv) {
+            mpi_end(&mp->comm);
+            free(mp);
+            pool->bdata = NULL;
+            return RP_ENOMEM;
+        }
+        sv->comm = mp->comm;
+        sv->rank = mp->rank;
+        snprintf(sv->host, sizeof sv->host, "%s", pool->host);
+        rp__wbuf_init(&sv->out);
+        mp->sv = sv;
+        pool->is_master = false;
+        rc = server_run(sv, err);
+        pool->nworkers = (int)sv->hello.nworkers;
+        if (rc != RP_OK) {
+            if (err->code == 0)
+                rp__error_set(err, rc, 0, -1, sv->host, "rank %d: %s", sv->rank,
+                              rp_strerror(rc));
+            server_free(sv);
+            free(sv);
+            mpi_end(&mp->comm);
+            free(mp);
+            pool->bdata = NULL;
+        }
+        return rc;
+    }
+    pthread_mutex_init(&mp->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&mp->cond, &ca);
+    pthread_cond_init(&mp->kick, &ca);
+    pthread_condattr_destroy(&ca);
+    rp__wbuf_init(&mp->ctl);
+    rc = master_start(pool, mp, opts, err);
+    if (rc != RP_OK) {
+        master_free(mp);
+        mpi_end(&mp->comm);
+        free(mp);
+        pool->bdata = NULL;
+    }
+    return rc;
+}
+
+/* ---- the rest of the backend interface --------------------------------------------------- */
+
+static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
+{
+    struct mpi_pool *mp = mp_of(pool);
+    struct mjob *mj = calloc(1, sizeof *mj);
+    if (!mj)
+        return RP_ENOMEM;
+    if (rp__fnref_make((rp__anyfn)job->fn, &mj->fn) != RP_OK) {
+        free(mj);
+        return RP_EFNREF;
+    }
+    mj->job = job;
+    rp__sched_init(&mj->sched, job->n, job->chunksize, mp->nworkers);
+    atomic_init(&mj->processed, 0);
+    atomic_init(&mj->done, job->n == 0);
+    job->bdata = mj;
+    if (job->n == 0)
+        return RP_OK;
+    pthread_mutex_lock(&mp->lock);
+    if (mp->pending_tail)
+        mp->pending_tail->next = mj;
+    else
+        mp->pending = mj;
+    mp->pending_tail = mj;
+    atomic_fetch_add(&mp->npending, 1);
+    pthread_cond_signal(&mp->kick);
+    pthread_mutex_unlock(&mp->lock);
+    return RP_OK;
+}
+
+static bool mpi_done(rp_pool_t *pool, struct rp__job *job)
+{
+    struct mjob *mj = job->bdata;
+    return mj && atomic_load(&mj->done);
+}
+
+static int timed_wait(struct mpi_pool *mp, double deadline)
+{
+    if (isinf(deadline))
+        return pthread_cond_wait(&mp->cond, &mp->lock);
+    struct timespec ts;
+    ts.tv_sec = (time_t)deadline;
+    ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
+    return pthread_cond_timedwait(&mp->cond, &mp->lock, &ts);
+}
+
+static int mpi_wait(rp_pool_t *pool, struct rp__job *job, double timeout)
+{
+    struct mpi_pool *mp = mp_of(pool);
+    struct mjob *mj = job->bdata;
+    for (int i = 0; i < 200; i++) {
+        if (atomic_load(&mj->done))
+            return RP_OK;
+        if (timeout == 0)
+            return RP_ETIMEDOUT;
+        cpu_relax();
+    }
+    double deadline = rp__deadline(timeout);
+    int rc = RP_OK;
+    pthread_mutex_lock(&mp->lock);
+    while (!atomic_load(&mj->done)) {
+        if (rp__now() >= deadline) {
+            rc = RP_ETIMEDOUT;
+            break;
+        }
+        timed_wait(mp, deadline);
+    }
+    pthread_mutex_unlock(&mp->lock);
+    return rc;
+}
+
+static size_t mpi_progress(rp_pool_t *pool, struct rp__job *job)
+{
+    struct mjob *mj = job->bdata;
+    return mj ? atomic_load(&mj->processed) : 0;
+}
+
+static void mpi_finish(rp_pool_t *pool, struct rp__job *job)
+{
+    struct mjob *mj = job->bdata;
+    if (!mj)
+        return;
+    free(mj->arr);
+    free(mj);
+    job->bdata = NULL;
+}
+
+static size_t mpi_arrivals(rp_pool_t *pool, struct rp__job *job, size_t *idx, size_t max,
+                           double timeout)
+{
+    struct mpi_pool *mp = mp_of(pool);
+    struct mjob *mj = job->bdata;
+    double deadline = rp__deadline(timeout);
+    size_t got = 0;
+    pthread_mutex_lock(&mp->lock);
+    for (;;) {
+        while (got < max && mj->arr_len > 0) {
+            struct range *rg = &mj->arr[mj->arr_head];
+            idx[got++] = rg->start++;
+            if (--rg->count == 0) {
+                mj->arr_head = (mj->arr_head + 1) % mj->arr_cap;
+                mj->arr_len--;
+            }
+        }
+        if (got > 0 || max == 0 || atomic_load(&mj->done) || rp__now() >= deadline)
+            break;
+        timed_wait(mp, deadline);
+    }
+    pthread_mutex_unlock(&mp->lock);
+    return got;
+}
+
+static int mpi_close(rp_pool_t *pool)
+{
+    return RP_OK;
+}
+
+static int mpi_join(rp_pool_t *pool)
+{
+    struct mpi_pool *mp = mp_of(pool);
+    if (!mp || !mp->thread_started)
+        return RP_OK;
+    pthread_mutex_lock(&mp->lock);
+    atomic_store(&mp->want_stop, true);
+    pthread_cond_signal(&mp->kick);
+    pthread_mutex_unlock(&mp->lock);
+    pthread_join(mp->thread, NULL);
+    mp->thread_started = false;
+    return RP_OK;
+}
+
+static int mpi_terminate(rp_pool_t *pool)
+{
+    struct mpi_pool *mp = mp_of(pool);
+    if (!mp || !mp->thread_started)
+        return RP_OK;
+    pthread_mutex_lock(&mp->lock);
+    atomic_store(&mp->want_terminate, true);
+    pthread_cond_signal(&mp->kick);
+    while (!mp->terminated && !mp->thread_done)
+        pthread_cond_wait(&mp->cond, &mp->lock);
+    pthread_mutex_unlock(&mp->lock);
+    return RP_OK;
+}
+
+static void mpi_destroy(rp_pool_t *pool)
+{
+    struct mpi_pool *mp = mp_of(pool);
+    if (!mp)
+        return;
+    if (mp->sv) {
+        server_free(mp->sv);
+        free(mp->sv);
+    } else {
+        if (mp->thread_started) {
+            mpi_terminate(pool);
+            pthread_join(mp->thread, NULL);
+        }
+        master_free(mp);
+    }
+    mpi_end(&mp->comm);
+    free(mp);
+    pool->bdata = NULL;
+}
+
+const struct rp__backend_ops rp__backend_mpi = {
+    .name = "mpi",
+    .start = mpi_start,
+    .submit = mpi_submit,
+    .wait = mpi_wait,
+    .done = mpi_done,
+    .progress = mpi_progress,
+    .finish = mpi_finish,
+    .arrivals = mpi_arrivals,
+    .close = mpi_close,
+    .join = mpi_join,
+    .terminate = mpi_terminate,
+    .destroy = mpi_destroy,
+};
+
+/* ---- rankpool_mpi.h ------------------------------------------------------------------ */
+
+int rp_pool_create_comm(rp_pool_t **pool, const rp_pool_opts_t *opts, MPI_Comm comm,
+                        rp_error_t *err)
+{
+    rp_pool_opts_t o;
+    if (opts)
+        o = *opts;
+    else
+        memset(&o, 0, sizeof o);
+    o.backend = "mpi";
+    o.comm = &comm;
+    return rp_pool_create_ex(pool, &o, err);
+}
+
+MPI_Comm rp_pool_comm(const rp_pool_t *pool)
+{
+    if (!pool || pool->ops != &rp__backend_mpi || !pool->bdata)
+        return MPI_COMM_NULL;
+    return ((const struct mpi_pool *)pool->bdata)->comm;
+}
+
+int rp_pool_worker_rank(const rp_pool_t *pool, int worker)
+{
+    if (!pool || pool->ops != &rp__backend_mpi || !pool->bdata)
+        return -1;
+    const struct mpi_pool *mp = pool->bdata;
+    if (worker < 0 || worker >= mp->nworkers || mp->nranks <= 0)
+        return -1;
+    return 1 + worker % mp->nranks;
+}
