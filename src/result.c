@@ -303,9 +303,13 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
         return rc;
     }
     if (n > 0) {
+        /* Set first: the job may complete, and be finalized on the backend's
+         * thread, before submit() even returns. Nobody sees r before the
+         * submit gate is left (close and terminate wait for it). */
+        r->submitted = true;
         rc = pool->ops->submit(pool, &r->job);
-        if (rc == RP_OK)
-            r->submitted = true;
+        if (rc != RP_OK)
+            r->submitted = false;
     }
     rp__pool_leave_submit(pool);
     if (rc != RP_OK) {
@@ -314,7 +318,8 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
         return rc;
     }
     if (n == 0)
-        finalize(r); /* nothing to run: ready now, callback included */
+        finalize(r); /* nothing to run: ready now, callback included (on this
+                        thread); until then waiters use the condition variable */
     *res = r;
     return RP_OK;
 }
@@ -381,7 +386,7 @@ int rp__result_wait(rp_result_t *r, double timeout)
         return RP_OK;
     if (timeout < 0 || isnan(timeout) || timeout > 1e9)
         timeout = RP_FOREVER;
-    if (r->job.flags & RP__JOB_NOTIFY)
+    if ((r->job.flags & RP__JOB_NOTIFY) || !r->submitted)
         return wait_cond(r, timeout);
     if (!ops_enter(r))
         return wait_cond(r, timeout); /* another thread is finalizing */
@@ -396,7 +401,7 @@ int rp__result_wait(rp_result_t *r, double timeout)
 
 size_t rp__result_arrivals(rp_result_t *r, size_t *idx, size_t max, double timeout)
 {
-    if (!ops_enter(r))
+    if (!r->submitted || !ops_enter(r))
         return 0;
     rp_pool_t *pool = r->pool;
     size_t got = pool->ops->arrivals(pool, &r->job, idx, max, timeout);
@@ -420,7 +425,7 @@ bool rp_result_ready(const rp_result_t *res)
     rp_result_t *r = (rp_result_t *)res;
     if (is_ready(r) || in_own_callback(r))
         return true;
-    if (r->job.flags & RP__JOB_NOTIFY)
+    if ((r->job.flags & RP__JOB_NOTIFY) || !r->submitted)
         return false;
     if (!ops_enter(r))
         return false; /* being finalized right now */
@@ -517,8 +522,8 @@ void rp_result_progress(const rp_result_t *res, size_t *done, size_t *total)
     if (res) {
         rp_result_t *r = (rp_result_t *)res;
         t = r->job.n;
-        if (is_ready(r)) {
-            d = t;
+        if (is_ready(r) || !r->submitted) {
+            d = is_ready(r) ? t : 0;
         } else if (ops_enter(r)) {
             d = r->pool->ops->progress(r->pool, &r->job);
             ops_leave(r);

@@ -379,7 +379,7 @@ static void test_result_free_pool_with_pending_work(void)
 {
     rp_pool_t *p = pool_n(2);
     size_t n = 500;
-    long *in = iota(n), *out = calloc(n, sizeof *out);
+    long *in = iota(n), *out = calloc(n, sizeof *out), *out2 = calloc(n, sizeof *out2);
     rp_map_opts_t mo = { .chunksize = 1 };
     struct cb_state s = { 0 };
     rp_map_opts_t cbo = { .chunksize = 1, .callback = on_ok, .error_callback = on_err,
@@ -387,8 +387,8 @@ static void test_result_free_pool_with_pending_work(void)
     rp_result_t *r, *r2;
     CU_ASSERT_EQUAL_FATAL(rp_map_async(p, slow, in, n, sizeof *in, out, sizeof *out, &mo,
                                        &r), RP_OK);
-    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, slow, in, n, sizeof *in, out, sizeof *out, &cbo,
-                                       &r2), RP_OK);
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, slow, in, n, sizeof *in, out2, sizeof *out2,
+                                       &cbo, &r2), RP_OK);
     rp_pool_free(p); /* terminates: both become ready */
     CU_ASSERT_TRUE(rp_result_ready(r));
     CU_ASSERT_TRUE(rp_result_ready(r2));
@@ -398,6 +398,7 @@ static void test_result_free_pool_with_pending_work(void)
     rp_result_free(r2);
     free(in);
     free(out);
+    free(out2);
 }
 
 static void test_result_join_waits_for_work(void)
