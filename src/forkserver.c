@@ -1,1 +1,178 @@
-/* placeholder: being written */
+/* The local backend's fork server: a single-threaded copy of the program, forked
+ * by the master at pool creation, that forks every worker (the first ones and
+ * each replacement) and reaps them. Workers are therefore never forked from a
+ * threaded process and are not children of the user's program: a user's SIGCHLD
+ * handler or wait() cannot take them.
+ *
+ * It talks to the master over a SOCK_SEQPACKET socketpair (struct rp__fs_msg).
+ * EOF on the socket, or a new parent, means the master is gone: it kills every
+ * worker, reaps them and exits. It never returns into the user's program and
+ * never calls malloc. */
+#define _GNU_SOURCE 1
+#include "local_shm.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static pid_t pids[RP__MAXWORKERS];  /* this fork server's workers, by number */
+static int nlive;
+
+static void send_msg(struct rp__fs_conf *c, int kind, int worker, int pid, int status)
+{
+    struct rp__fs_msg m = { kind, worker, pid, status };
+    while (send(c->sock, &m, sizeof m, MSG_NOSIGNAL) < 0 && errno == EINTR)
+        ;
+}
+
+static void spawn(struct rp__fs_conf *c, int k, int sigfd)
+{
+    struct rp__wslot *ws = c->wslot(c->lp, k);
+    atomic_store(&ws->life, RP__W_STARTING);
+    atomic_store(&ws->pid, 0);
+    pid_t me = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* The worker dies with the fork server (which is single-threaded, so the
+         * "parent thread" of PR_SET_PDEATHSIG is the whole process). */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != me)
+            _exit(1);
+        close(c->sock);
+        close(sigfd);
+        sigaction(SIGCHLD, &c->chld, NULL);
+        sigaction(SIGINT, &c->intr, NULL);
+        sigprocmask(SIG_SETMASK, &c->mask, NULL);
+        c->worker_main(c->lp, k);
+        _exit(0);
+    }
+    if (pid < 0) {
+        atomic_store(&ws->life, RP__W_EMPTY);
+        send_msg(c, RP__FS_SPAWNFAIL, k, 0, errno);
+        return;
+    }
+    atomic_store(&ws->pid, pid);
+    pids[k] = pid;
+    nlive++;
+}
+
+static int find(struct rp__fs_conf *c, pid_t pid)
+{
+    for (int k = 0; k < c->nworkers; k++)
+        if (pids[k] == pid)
+            return k;
+    return -1;
+}
+
+/* Reaps what has ended; reports deaths unless quiet. */
+static void reap(struct rp__fs_conf *c, bool block, bool quiet)
+{
+    for (;;) {
+        int st;
+        pid_t pid = waitpid(-1, &st, block ? 0 : WNOHANG);
+        if (pid < 0 && errno == EINTR)
+            continue;
+        if (pid <= 0)
+            return;
+        int k = find(c, pid);
+        if (k < 0)
+            continue;
+        pids[k] = 0;
+        nlive--;
+        if (!quiet)
+            send_msg(c, RP__FS_DIED, k, pid, st);
+        if (block && nlive == 0)
+            return;
+    }
+}
+
+static void kill_all(struct rp__fs_conf *c)
+{
+    for (int k = 0; k < c->nworkers; k++)
+        if (pids[k] > 0)
+            kill(pids[k], SIGKILL);
+    while (nlive > 0) {
+        int before = nlive;
+        reap(c, true, true);
+        if (nlive == before)  /* ECHILD: nothing left to wait for */
+            break;
+    }
+}
+
+void rp__forkserver_main(struct rp__fs_conf *c)
+{
+    /* SIGCHLD through a signalfd, with the default action (SIG_IGN would make
+     * the kernel reap our workers); Ctrl-C is the master's business. */
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGPIPE, &sa, NULL);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+    int sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sigfd < 0)
+        _exit(127);
+
+    memset(pids, 0, sizeof pids);
+    nlive = 0;
+    for (int k = 0; k < c->nworkers; k++)
+        spawn(c, k, sigfd);
+
+    bool quitting = false, killed = false;
+    for (;;) {
+        struct pollfd p[2] = { { c->sock, POLLIN, 0 }, { sigfd, POLLIN, 0 } };
+        int rc = poll(p, 2, 1000);
+        if (rc < 0 && errno != EINTR)
+            break;
+        if (getppid() != c->master)
+            break;
+        if (p[1].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            while (read(sigfd, &si, sizeof si) > 0)
+                ;
+            reap(c, false, killed || quitting);
+        }
+        if (quitting && nlive == 0)
+            _exit(0);
+        if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            struct rp__fs_msg m;
+            ssize_t got = recv(c->sock, &m, sizeof m, MSG_DONTWAIT);
+            if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR))
+                break;  /* the master is gone */
+            if (got != (ssize_t)sizeof m)
+                continue;
+            switch (m.kind) {
+            case RP__FS_SPAWN:
+                if (!killed && !quitting && m.worker >= 0 && m.worker < c->nworkers
+                    && pids[m.worker] == 0)
+                    spawn(c, m.worker, sigfd);
+                break;
+            case RP__FS_KILLALL:
+                killed = true;
+                kill_all(c);
+                send_msg(c, RP__FS_KILLED, -1, 0, 0);
+                break;
+            case RP__FS_QUIT:
+                quitting = true;
+                if (nlive == 0)
+                    _exit(0);
+                break;
+            default:
+                break;
+            }
+        }
+    }
+    kill_all(c);
+    _exit(0);
+}

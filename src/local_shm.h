@@ -1,1 +1,129 @@
-/* placeholder */
+/* The local backend's shared region and fork-server protocol: what the master,
+ * the fork server and the workers see in common. Layout, invariants and the
+ * claiming protocol are described in doc/internals.md ("The local backend").
+ *
+ * Region: [hdr][slots][workers][arena][var heap], one MAP_SHARED|MAP_ANONYMOUS
+ * mapping at the same address in every process (inherited through fork). */
+#ifndef RP_LOCAL_SHM_H
+#define RP_LOCAL_SHM_H
+
+#include "internal.h"
+
+#include <signal.h>
+#include <stdalign.h>
+
+#define RP__CL 64                 /* cache line */
+#define RP__NSLOTS 64             /* jobs in flight at once (more wait in a queue) */
+#define RP__NRANGES 16            /* per job: the main range + retried ranges */
+#define RP__RING 32               /* error records per worker */
+#define RP__MAXWORKERS 1024
+
+/* A range word packs a tag (24 bits) and an item index (40 bits): a claim is a
+ * CAS on the whole word, so a stale claimer fails once the range is reused. */
+#define RP__IDX_BITS 40
+#define RP__IDX_MASK ((UINT64_C(1) << RP__IDX_BITS) - 1)
+#define RP__IDX_NONE RP__IDX_MASK /* "no item": >= any end */
+#define RP__RW(tag, idx) (((uint64_t)(tag) << RP__IDX_BITS) | (uint64_t)(idx))
+#define RP__RW_IDX(w) ((w) & RP__IDX_MASK)
+#define RP__RW_TAG(w) ((uint32_t)((w) >> RP__IDX_BITS))
+#define RP__MAX_ITEMS (RP__IDX_MASK - 1)
+
+/* Slot state word (also a futex): gen << 2 | one of these. */
+enum { RP__SLOT_FREE = 0, RP__SLOT_ACTIVE = 1, RP__SLOT_DONE = 2 };
+#define RP__SW(gen, st) ((uint32_t)(((gen) << 2) | (st)))
+
+struct rp__range {
+    alignas(RP__CL) _Atomic uint64_t next; /* tag | first unclaimed index */
+    _Atomic uint64_t end;                  /* one past the last item */
+};
+
+struct rp__slot {
+    /* read-mostly parameters, written by the master before the job is published */
+    alignas(RP__CL) uint64_t id;
+    uint32_t     gen;            /* job generation (30 bits used in the state word) */
+    uint32_t     flags;          /* RP__JOB_* */
+    rp_task_fn   fn;
+    uint64_t     n, in_size, out_size, chunksize;
+    uint64_t     in_off, out_off, mark_off;  /* in the arena */
+    _Atomic uint32_t nranges;
+    uint32_t     tag;            /* last range tag used (master only) */
+    alignas(RP__CL) _Atomic uint32_t state;   /* RP__SW(gen, st); futex of waiters */
+    _Atomic uint32_t waiters;
+    alignas(RP__CL) _Atomic uint32_t tseq;    /* RP__JOB_TRACK: bumped per chunk */
+    _Atomic uint32_t twaiters;
+    alignas(RP__CL) _Atomic uint64_t mdone;   /* items the master accounted for */
+    struct rp__range range[RP__NRANGES];
+};
+
+/* Worker life, in its slot. */
+enum { RP__W_EMPTY, RP__W_STARTING, RP__W_READY, RP__W_INITFAIL, RP__W_RETIRED };
+/* What a worker holds (hold.state). */
+enum { RP__H_NONE, RP__H_TENTATIVE, RP__H_CONFIRMED };
+
+struct rp__ring_entry {
+    uint32_t   slot, gen;
+    rp_error_t e;
+};
+
+struct rp__wslot {
+    /* the chunk held, written by the worker only; read by the master after its death */
+    alignas(RP__CL) _Atomic uint32_t hstate;
+    uint32_t hslot, hgen, hrange;
+    uint64_t hstart, hlen, hbase;
+    _Atomic size_t cur;          /* the item running (rp__worker_run stores it) */
+    /* life */
+    alignas(RP__CL) _Atomic int32_t pid;
+    _Atomic uint32_t life;       /* RP__W_* */
+    uint64_t   processed;        /* items run by this process (max_tasks_per_worker) */
+    rp_error_t init_err;
+    /* items processed per job slot: only this worker writes them */
+    alignas(RP__CL) _Atomic uint64_t done[RP__NSLOTS];
+    /* error ring: the worker writes head, the master tail */
+    alignas(RP__CL) _Atomic uint32_t head;
+    alignas(RP__CL) _Atomic uint32_t tail;
+    _Atomic uint32_t full;       /* the worker waits on tail for room */
+    struct rp__ring_entry ring[RP__RING];
+};
+
+struct rp__hdr {
+    alignas(RP__CL) _Atomic uint32_t work_seq; /* futex of idle workers */
+    _Atomic uint32_t nsleep;
+    alignas(RP__CL) _Atomic uint64_t work_mask; /* slots that may have work */
+    _Atomic uint32_t shutdown;
+    _Atomic uint32_t init_report;             /* workers write the eventfd at init */
+    alignas(RP__CL) _Atomic uint64_t var_top; /* bump pointer of the var heap */
+    alignas(RP__CL) struct rp__slot slots[RP__NSLOTS];
+};
+
+/* Fork-server messages (SOCK_SEQPACKET, one struct per message). */
+enum {
+    RP__FS_SPAWN = 1,  /* master -> fs: start worker `worker` */
+    RP__FS_KILLALL,    /* master -> fs: SIGKILL every worker, reap, answer KILLED */
+    RP__FS_QUIT,       /* master -> fs: reap the (exiting) workers, then exit */
+    RP__FS_DIED,       /* fs -> master: worker `worker` (pid) ended with `status` */
+    RP__FS_SPAWNFAIL,  /* fs -> master: fork failed for `worker` */
+    RP__FS_KILLED,     /* fs -> master: every worker is reaped */
+};
+struct rp__fs_msg {
+    int32_t kind, worker, pid, status;
+};
+
+/* What the fork server needs; lives in the master's memory, inherited by fork. */
+struct rp__fs_conf {
+    struct rp__hdr   *hdr;
+    struct rp__wslot *(*wslot)(void *lp, int k);
+    void (*worker_main)(void *lp, int k);   /* never returns */
+    void   *lp;
+    int     nworkers;
+    int     sock;      /* the fork server's end */
+    int     efd;       /* eventfd to wake the master's pool thread */
+    pid_t   master;
+    /* the signal state to give back to workers */
+    sigset_t         mask;
+    struct sigaction chld, intr;
+};
+
+/* Runs the fork server in a freshly forked child; never returns. */
+void rp__forkserver_main(struct rp__fs_conf *c) __attribute__((noreturn));
+
+#endif /* RP_LOCAL_SHM_H */
