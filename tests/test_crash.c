@@ -1,0 +1,644 @@
+/* Failures on the local backend, with real processes: a task that fails, workers
+ * that die inside a task (segfault, abort, _exit, kill -9 from outside), a
+ * terminate while tasks sleep, failing initializers, and replacements that cannot
+ * start. Nothing may hang; every other item must still be delivered. */
+#define _GNU_SOURCE 1
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static rp_pool_t *local_pool(int workers, const rp_pool_opts_t *base)
+{
+    rp_pool_opts_t o;
+    if (base)
+        o = *base;
+    else
+        memset(&o, 0, sizeof o);
+    o.backend = "local";
+    if (!o.workers)
+        o.workers = workers;
+    rp_pool_t *p = NULL;
+    int rc = rp_pool_create(&p, &o);
+    CU_ASSERT_EQUAL_FATAL(rc, RP_OK);
+    return p;
+}
+
+/* A pipe created before the pool: workers inherit the write end and tell the
+ * test their pid (and that a task started). */
+static int pids_pipe[2] = { -1, -1 };
+
+static void pipe_open(void)
+{
+    CU_ASSERT_EQUAL_FATAL(pipe(pids_pipe), 0);
+}
+
+static void pipe_close(void)
+{
+    close(pids_pipe[0]);
+    close(pids_pipe[1]);
+    pids_pipe[0] = pids_pipe[1] = -1;
+}
+
+/* Reads one pid from the pipe, waiting at most `seconds`; 0 on timeout. */
+static pid_t pipe_read_pid(double seconds)
+{
+    struct pollfd p = { pids_pipe[0], POLLIN, 0 };
+    if (poll(&p, 1, (int)(seconds * 1000)) != 1)
+        return 0;
+    int32_t pid = 0;
+    if (read(pids_pipe[0], &pid, sizeof pid) != (ssize_t)sizeof pid)
+        return 0;
+    return pid;
+}
+
+static void tell_pid(void)
+{
+    int32_t pid = (int32_t)getpid();
+    ssize_t r = write(pids_pipe[1], &pid, sizeof pid);
+    (void)r;
+}
+
+/* Waits until pid is gone (reaped), at most `seconds`. */
+static bool gone(pid_t pid, double seconds)
+{
+    double end = now() + seconds;
+    do {
+        if (kill(pid, 0) != 0 && errno == ESRCH)
+            return true;
+        usleep(2000);
+    } while (now() < end);
+    return false;
+}
+
+/* Children of this process (zombies included), from /proc. */
+static int count_children(void)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    int count = 0;
+    for (char *s = strtok(buf, " \n"); s; s = strtok(NULL, " \n"))
+        count++;
+    return count;
+}
+
+static bool wait_children(int expected, double seconds)
+{
+    double end = now() + seconds;
+    do {
+        if (count_children() == expected)
+            return true;
+        usleep(2000);
+    } while (now() < end);
+    return false;
+}
+
+/* ---- tasks --------------------------------------------------------------------- */
+
+static long target;  /* the item that misbehaves (set before the pool forks) */
+
+static int square_or_fail(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    if (x % 10 == 3)
+        return rp_raise(ctx, 40 + (int)(x % 7), "item %ld refused", x);
+    *(long *)out = x * x;
+    return 0;
+}
+
+static int square_segv(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    if (x == target)
+        raise(SIGSEGV);
+    *(long *)out = x * x;
+    return 0;
+}
+
+static int square_abort(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    if (x == target)
+        abort();
+    *(long *)out = x * x;
+    return 0;
+}
+
+static int square_exit3(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    if (x == target)
+        _exit(3);
+    *(long *)out = x * x;
+    return 0;
+}
+
+static int square_hang(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    if (x == target) {
+        tell_pid();
+        sleep(120);  /* killed from outside long before */
+    }
+    *(long *)out = x * x;
+    return 0;
+}
+
+static int square(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    *(long *)out = x * x;
+    return 0;
+}
+
+static int always_segv(const void *in, void *out, rp_ctx_t *ctx)
+{
+    volatile int *p = NULL;
+    *p = 1;
+    return 0;
+}
+
+static int sleep_long(const void *in, void *out, rp_ctx_t *ctx)
+{
+    tell_pid();
+    sleep(120);
+    return 0;
+}
+
+static int worker_number(const void *in, void *out, rp_ctx_t *ctx)
+{
+    *(int *)out = rp_ctx_worker(ctx);
+    return 0;
+}
+
+/* ---- helpers -------------------------------------------------------------------- */
+
+enum { N = 200 };
+static long in_items[N];
+
+static void fill_in(void)
+{
+    for (long i = 0; i < N; i++)
+        in_items[i] = i;
+}
+
+/* Every item but `bad` holds its square. */
+static int wrong_outputs(const long *out, size_t n, long bad)
+{
+    int wrong = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((long)i != bad && out[i] != (long)(i * i))
+            wrong++;
+    return wrong;
+}
+
+/* Runs fn over N items where item `target` kills its worker; checks the failure
+ * and the outputs, then that the pool goes on. */
+static void check_death(rp_task_fn fn, size_t chunksize, int sig, int status)
+{
+    fill_in();
+    target = 37;
+    rp_pool_t *p = local_pool(2, NULL);
+    if (!p)
+        return;
+    long out[N];
+    memset(out, 0, sizeof out);
+    rp_map_opts_t mo = { .chunksize = chunksize };
+    rp_result_t *r = NULL;
+    CU_ASSERT_EQUAL(rp_map_async(p, fn, in_items, N, sizeof(long), out, sizeof(long), &mo, &r),
+                    RP_OK);
+    rp_error_t e;
+    memset(&e, 0, sizeof e);
+    CU_ASSERT_EQUAL(rp_result_get(r, 30.0, &e), RP_EWORKER);
+    CU_ASSERT_EQUAL(e.code, RP_EWORKER);
+    CU_ASSERT_EQUAL(e.index, (size_t)target);
+    CU_ASSERT_EQUAL(e.signal, sig);
+    CU_ASSERT_EQUAL(e.exit_status, status);
+    CU_ASSERT(e.worker >= 0 && e.worker < 2);
+    CU_ASSERT(e.message[0] != '\0');
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), 1);
+    CU_ASSERT_EQUAL(rp_result_successful(r), 0);
+    CU_ASSERT_EQUAL(wrong_outputs(out, N, target), 0);
+    rp_result_free(r);
+
+    /* The replacement works, keeps numbers in 0..size-1, and later jobs complete. */
+    memset(out, 0, sizeof out);
+    CU_ASSERT_EQUAL(rp_map(p, square, in_items, N, sizeof(long), out, sizeof(long), NULL, NULL),
+                    RP_OK);
+    CU_ASSERT_EQUAL(wrong_outputs(out, N, -1), 0);
+    int who[N];
+    rp_map_opts_t one = { .chunksize = 1 };
+    CU_ASSERT_EQUAL(rp_map(p, worker_number, in_items, N, sizeof(long), who, sizeof(int), &one,
+                           NULL),
+                    RP_OK);
+    for (int i = 0; i < N; i++)
+        CU_ASSERT(who[i] >= 0 && who[i] < 2);
+    CU_ASSERT_EQUAL(rp_pool_size(p), 2);
+    tu_pool_done(p);
+}
+
+/* ---- tests ---------------------------------------------------------------------- */
+
+static void test_crash_task_failure(void)
+{
+    fill_in();
+    rp_pool_t *p = local_pool(2, NULL);
+    if (!p)
+        return;
+    long out[N];
+    memset(out, 0, sizeof out);
+    rp_error_t e;
+    CU_ASSERT_EQUAL(rp_map(p, square_or_fail, in_items, N, sizeof(long), out, sizeof(long), NULL,
+                           &e),
+                    RP_ETASK);
+    CU_ASSERT_EQUAL(e.code, RP_ETASK);
+    CU_ASSERT_EQUAL(e.index, 3);
+    CU_ASSERT_EQUAL(e.task_code, 43);
+    CU_ASSERT_STRING_EQUAL(e.message, "item 3 refused");
+    for (long i = 0; i < N; i++)
+        if (i % 10 != 3)
+            CU_ASSERT_EQUAL(out[i], i * i);
+
+    rp_result_t *r;
+    CU_ASSERT_EQUAL(rp_map_async(p, square_or_fail, in_items, N, sizeof(long), out, sizeof(long),
+                                 NULL, &r),
+                    RP_OK);
+    CU_ASSERT_EQUAL(rp_result_wait(r, RP_FOREVER), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), N / 10);
+    for (size_t k = 0; k < N / 10; k++) {
+        const rp_error_t *x = rp_result_error(r, k);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+        CU_ASSERT_EQUAL(x->index, 10 * k + 3);
+        CU_ASSERT_EQUAL(x->task_code, 40 + (int)((10 * k + 3) % 7));
+    }
+    rp_result_free(r);
+    tu_pool_done(p);
+}
+
+static void test_crash_segfault(void) { check_death(square_segv, 0, SIGSEGV, -1); }
+static void test_crash_segfault_chunks(void) { check_death(square_segv, 16, SIGSEGV, -1); }
+static void test_crash_abort(void) { check_death(square_abort, 0, SIGABRT, -1); }
+static void test_crash_exit_status(void) { check_death(square_exit3, 5, 0, 3); }
+
+static void test_crash_kill9(void)
+{
+    fill_in();
+    target = 123;
+    pipe_open();
+    rp_pool_t *p = local_pool(2, NULL);
+    if (!p)
+        return;
+    long out[N];
+    memset(out, 0, sizeof out);
+    rp_result_t *r;
+    rp_map_opts_t mo = { .chunksize = 7 };
+    CU_ASSERT_EQUAL(rp_map_async(p, square_hang, in_items, N, sizeof(long), out, sizeof(long),
+                                 &mo, &r),
+                    RP_OK);
+    pid_t pid = pipe_read_pid(20);
+    CU_ASSERT_FATAL(pid > 0);
+    CU_ASSERT_EQUAL(kill(pid, SIGKILL), 0);
+    rp_error_t e;
+    double t0 = now();
+    CU_ASSERT_EQUAL(rp_result_get(r, 30.0, &e), RP_EWORKER);
+    CU_ASSERT(now() - t0 < 10);
+    CU_ASSERT_EQUAL(e.index, 123);
+    CU_ASSERT_EQUAL(e.signal, SIGKILL);
+    CU_ASSERT_EQUAL(e.exit_status, -1);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), 1);
+    CU_ASSERT_EQUAL(wrong_outputs(out, N, 123), 0);
+    rp_result_free(r);
+    CU_ASSERT(gone(pid, 5));
+    memset(out, 0, sizeof out);
+    CU_ASSERT_EQUAL(rp_map(p, square, in_items, N, sizeof(long), out, sizeof(long), NULL, NULL),
+                    RP_OK);
+    CU_ASSERT_EQUAL(wrong_outputs(out, N, -1), 0);
+    tu_pool_done(p);
+    pipe_close();
+}
+
+/* Every item kills its worker: each fails alone, the pool survives. */
+static void test_crash_every_item(void)
+{
+    fill_in();
+    rp_pool_t *p = local_pool(2, NULL);
+    if (!p)
+        return;
+    long out[20];
+    rp_result_t *r;
+    CU_ASSERT_EQUAL(rp_map_async(p, always_segv, in_items, 20, sizeof(long), out, sizeof(long),
+                                 NULL, &r),
+                    RP_OK);
+    CU_ASSERT_EQUAL(rp_result_wait(r, 60), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), 20);
+    for (size_t i = 0; i < 20; i++) {
+        const rp_error_t *x = rp_result_error(r, i);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+        CU_ASSERT_EQUAL(x->index, i);
+        CU_ASSERT_EQUAL(x->code, RP_EWORKER);
+        CU_ASSERT_EQUAL(x->signal, SIGSEGV);
+    }
+    rp_result_free(r);
+    long sq[N];
+    CU_ASSERT_EQUAL(rp_map(p, square, in_items, N, sizeof(long), sq, sizeof(long), NULL, NULL),
+                    RP_OK);
+    CU_ASSERT_EQUAL(wrong_outputs(sq, N, -1), 0);
+    tu_pool_done(p);
+}
+
+/* A worker dying inside an imap: the item is yielded with RP_EWORKER, the
+ * iteration goes on. */
+static void test_crash_imap(void)
+{
+    fill_in();
+    target = 11;
+    rp_pool_t *p = local_pool(2, NULL);
+    if (!p)
+        return;
+    rp_iter_t *it;
+    rp_map_opts_t mo = { .chunksize = 3 };
+    CU_ASSERT_EQUAL_FATAL(rp_imap(p, square_segv, in_items, 50, sizeof(long), sizeof(long), &mo,
+                                  &it),
+                          RP_OK);
+    size_t idx, count = 0;
+    long v;
+    rp_error_t e;
+    int rc;
+    while ((rc = rp_iter_next(it, 30, &idx, &v, &e)) != RP_DONE) {
+        CU_ASSERT_EQUAL(idx, count);
+        if (idx == 11) {
+            CU_ASSERT_EQUAL(rc, RP_EWORKER);
+            CU_ASSERT_EQUAL(e.signal, SIGSEGV);
+        } else {
+            CU_ASSERT_EQUAL(rc, RP_OK);
+            CU_ASSERT_EQUAL(v, (long)(idx * idx));
+        }
+        if (rc == RP_ETIMEDOUT)
+            break;
+        count++;
+    }
+    CU_ASSERT_EQUAL(count, 50);
+    rp_iter_free(it);
+    tu_pool_done(p);
+}
+
+/* terminate while tasks sleep for minutes: prompt, every result canceled, no
+ * process left behind. */
+static void test_crash_terminate_sleeping(void)
+{
+    fill_in();
+    pipe_open();
+    int children0 = count_children();
+    rp_pool_t *p = local_pool(2, NULL);
+    if (!p)
+        return;
+    rp_result_t *r1, *r2;
+    rp_map_opts_t one = { .chunksize = 1 };
+    CU_ASSERT_EQUAL(rp_map_async(p, sleep_long, in_items, 10, sizeof(long), NULL, 0, &one, &r1),
+                    RP_OK);
+    long out[N];
+    CU_ASSERT_EQUAL(rp_map_async(p, square, in_items, N, sizeof(long), out, sizeof(long), NULL,
+                                 &r2),
+                    RP_OK);
+    pid_t w1 = pipe_read_pid(20), w2 = pipe_read_pid(20);
+    CU_ASSERT_FATAL(w1 > 0 && w2 > 0);
+    CU_ASSERT_EQUAL(rp_result_get(r1, 0, NULL), RP_ETIMEDOUT);
+    double t0 = now();
+    CU_ASSERT_EQUAL(rp_pool_terminate(p), RP_OK);
+    CU_ASSERT(now() - t0 < 2.0);
+    CU_ASSERT(rp_result_ready(r1));
+    CU_ASSERT(rp_result_ready(r2));
+    rp_error_t e;
+    CU_ASSERT_EQUAL(rp_result_get(r1, 0, &e), RP_ECANCELED);
+    CU_ASSERT_EQUAL(e.index, 0);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r1), 10);
+    CU_ASSERT_EQUAL(rp_result_get(r2, 0, &e), RP_ECANCELED);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r2), N);
+    CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
+    CU_ASSERT(now() - t0 < 3.0);
+    rp_pool_free(p);
+    rp_result_free(r1);
+    rp_result_free(r2);
+    CU_ASSERT(gone(w1, 5));
+    CU_ASSERT(gone(w2, 5));
+    CU_ASSERT(wait_children(children0, 5));
+    pipe_close();
+}
+
+/* rp_pool_free on a pool with sleeping tasks: the same, without an explicit
+ * terminate. */
+static void test_crash_free_while_running(void)
+{
+    fill_in();
+    pipe_open();
+    int children0 = count_children();
+    rp_pool_t *p = local_pool(2, NULL);
+    if (!p)
+        return;
+    rp_result_t *r;
+    CU_ASSERT_EQUAL(rp_map_async(p, sleep_long, in_items, 4, sizeof(long), NULL, 0, NULL, &r),
+                    RP_OK);
+    pid_t w = pipe_read_pid(20);
+    CU_ASSERT_FATAL(w > 0);
+    double t0 = now();
+    rp_pool_free(p);
+    CU_ASSERT(now() - t0 < 3.0);
+    CU_ASSERT(rp_result_ready(r));
+    CU_ASSERT_EQUAL(rp_result_get(r, 0, NULL), RP_ECANCELED);
+    rp_result_free(r);
+    CU_ASSERT(gone(w, 5));
+    CU_ASSERT(wait_children(children0, 5));
+    pipe_close();
+}
+
+static int init_fail(const void *arg, rp_ctx_t *ctx)
+{
+    return rp_raise(ctx, 7, "cannot open %s", (const char *)arg);
+}
+
+static int init_fail_on_1(const void *arg, rp_ctx_t *ctx)
+{
+    if (rp_ctx_worker(ctx) == 1)
+        return rp_raise(ctx, 9, "worker one says no");
+    return 0;
+}
+
+static int init_segv(const void *arg, rp_ctx_t *ctx)
+{
+    raise(SIGSEGV);
+    return 0;
+}
+
+static int init_slow_fail(const void *arg, rp_ctx_t *ctx)
+{
+    if (rp_ctx_worker(ctx) == 0)
+        sleep(60);  /* killed when creation fails because of the other one */
+    return rp_raise(ctx, 3, "slow no");
+}
+
+static void test_crash_init_failure(void)
+{
+    int children0 = count_children();
+    rp_pool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.backend = "local";
+    o.workers = 2;
+    o.initializer = init_fail;
+    o.initarg = "the database";
+    o.initarg_size = strlen("the database") + 1;
+    rp_pool_t *p = (rp_pool_t *)1;
+    rp_error_t e;
+    double t0 = now();
+    CU_ASSERT_EQUAL(rp_pool_create_ex(&p, &o, &e), RP_EINIT);
+    CU_ASSERT(now() - t0 < 2.0);
+    CU_ASSERT_PTR_NULL(p);
+    CU_ASSERT_EQUAL(e.code, RP_EINIT);
+    CU_ASSERT_EQUAL(e.task_code, 7);
+    CU_ASSERT_STRING_EQUAL(e.message, "cannot open the database");
+
+    o.initializer = init_fail_on_1;
+    CU_ASSERT_EQUAL(rp_pool_create_ex(&p, &o, &e), RP_EINIT);
+    CU_ASSERT_EQUAL(e.worker, 1);
+    CU_ASSERT_STRING_EQUAL(e.message, "worker one says no");
+
+    o.initializer = init_segv;
+    CU_ASSERT_EQUAL(rp_pool_create_ex(&p, &o, &e), RP_EINIT);
+    CU_ASSERT_EQUAL(e.signal, SIGSEGV);
+
+    o.initializer = init_slow_fail;
+    t0 = now();
+    CU_ASSERT_EQUAL(rp_pool_create(&p, &o), RP_EINIT);
+    CU_ASSERT(now() - t0 < 5.0);
+    CU_ASSERT(wait_children(children0, 5));
+}
+
+/* Replacement workers whose initializer fails are not retried forever: with no
+ * worker left, the pending items fail with RP_EBROKEN. */
+static char flag_path[64];
+
+static int init_fails_once_flagged(const void *arg, rp_ctx_t *ctx)
+{
+    if (access(flag_path, F_OK) == 0)
+        return rp_raise(ctx, 1, "replacement refused");
+    return 0;
+}
+
+static void test_crash_replacement_init_fails(void)
+{
+    fill_in();
+    snprintf(flag_path, sizeof flag_path, "/tmp/rp_test_flag_%d", (int)getpid());
+    unlink(flag_path);
+    rp_pool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 2;
+    o.initializer = init_fails_once_flagged;
+    rp_pool_t *p = local_pool(2, &o);
+    if (!p)
+        return;
+    int fd = open(flag_path, O_CREAT | O_WRONLY, 0600);
+    CU_ASSERT_FATAL(fd >= 0);
+    close(fd);
+    long out[40];
+    rp_result_t *r;
+    rp_map_opts_t one = { .chunksize = 1 };
+    CU_ASSERT_EQUAL(rp_map_async(p, always_segv, in_items, 40, sizeof(long), out, sizeof(long),
+                                 &one, &r),
+                    RP_OK);
+    rp_error_t e;
+    CU_ASSERT_EQUAL(rp_result_get(r, 30, &e), RP_EWORKER);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), 40);
+    const rp_error_t *last = rp_result_error(r, 39);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(last);
+    CU_ASSERT_EQUAL(last->code, RP_EBROKEN);
+    rp_result_free(r);
+    /* Later work fails at once rather than hanging. */
+    CU_ASSERT_EQUAL(rp_map(p, square, in_items, 10, sizeof(long), out, sizeof(long), NULL, &e),
+                    RP_EBROKEN);
+    tu_pool_done(p);
+    unlink(flag_path);
+}
+
+/* max_tasks_per_worker: workers are replaced after that many items, without any
+ * error; every item is still right. */
+static int pid_of_worker(const void *in, void *out, rp_ctx_t *ctx)
+{
+    *(int *)out = (int)getpid();
+    return 0;
+}
+
+static void test_crash_max_tasks(void)
+{
+    fill_in();
+    rp_pool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.max_tasks_per_worker = 5;
+    rp_pool_t *p = local_pool(2, &o);
+    if (!p)
+        return;
+    int pids[100];
+    rp_error_t e;
+    CU_ASSERT_EQUAL(rp_map(p, pid_of_worker, in_items, 100, sizeof(long), pids, sizeof(int),
+                           NULL, &e),
+                    RP_OK);
+    /* Each process ran at most 5 items: at least 20 distinct pids. */
+    int distinct = 0;
+    for (int i = 0; i < 100; i++) {
+        int seen = 0;
+        for (int k = 0; k < i; k++)
+            seen |= pids[k] == pids[i];
+        distinct += !seen;
+        int same = 0;
+        for (int k = 0; k < 100; k++)
+            same += pids[k] == pids[i];
+        CU_ASSERT(same <= 5);
+    }
+    CU_ASSERT(distinct >= 20);
+    long out[N];
+    CU_ASSERT_EQUAL(rp_map(p, square, in_items, N, sizeof(long), out, sizeof(long), NULL, NULL),
+                    RP_OK);
+    CU_ASSERT_EQUAL(wrong_outputs(out, N, -1), 0);
+    tu_pool_done(p);
+}
+
+int main(int argc, char **argv)
+{
+    struct rlimit nocore = { 0, 0 };
+    setrlimit(RLIMIT_CORE, &nocore);  /* abort() and SIGSEGV without core files */
+    static const tu_test tests[] = {
+        TU_TEST(test_crash_task_failure),
+        TU_TEST(test_crash_segfault),
+        TU_TEST(test_crash_segfault_chunks),
+        TU_TEST(test_crash_abort),
+        TU_TEST(test_crash_exit_status),
+        TU_TEST(test_crash_kill9),
+        TU_TEST(test_crash_every_item),
+        TU_TEST(test_crash_imap),
+        TU_TEST(test_crash_terminate_sleeping),
+        TU_TEST(test_crash_free_while_running),
+        TU_TEST(test_crash_init_failure),
+        TU_TEST(test_crash_replacement_init_fails),
+        TU_TEST(test_crash_max_tasks),
+        TU_END,
+    };
+    return tu_run("crash", tests, argc, argv);
+}
