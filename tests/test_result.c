@@ -504,6 +504,55 @@ static void test_result_control_from_several_threads(void)
     free(out);
 }
 
+struct waiter_arg {
+    rp_result_t *r;
+    int          rc;
+    int          nerrors;
+};
+
+static void *waiter_thread(void *arg)
+{
+    struct waiter_arg *a = arg;
+    rp_error_t e;
+    a->rc = rp_result_get(a->r, RP_FOREVER, &e);
+    a->nerrors = (int)rp_result_nerrors(a->r);
+    return NULL;
+}
+
+/* Several threads wait on one result, callbacks or not: every one sees the same
+ * final verdict (finalized once). */
+static void test_result_many_waiters_one_result(void)
+{
+    rp_pool_t *p = pool_n(2);
+    size_t n = 64;
+    long *in = iota(n), *out = calloc(n, sizeof *out);
+    struct cb_state s = { 0 };
+    rp_map_opts_t variants[2] = { { .chunksize = 1 },
+                                  { .chunksize = 1, .error_callback = on_err, .userdata = &s } };
+    for (int v = 0; v < 2; v++) {
+        rp_result_t *r;
+        CU_ASSERT_EQUAL_FATAL(rp_map_async(p, fail_odd, in, n, sizeof *in, out, sizeof *out,
+                                           &variants[v], &r), RP_OK);
+        pthread_t t[5];
+        struct waiter_arg a[5];
+        for (int i = 0; i < 5; i++) {
+            a[i] = (struct waiter_arg){ r, 0, 0 };
+            pthread_create(&t[i], NULL, waiter_thread, &a[i]);
+        }
+        int bad = 0;
+        for (int i = 0; i < 5; i++) {
+            pthread_join(t[i], NULL);
+            bad += a[i].rc != RP_ETASK || a[i].nerrors != (int)n / 2;
+        }
+        CU_ASSERT_EQUAL(bad, 0);
+        rp_result_free(r);
+    }
+    CU_ASSERT_EQUAL(atomic_load(&s.err), 1);
+    pool_done(p);
+    free(in);
+    free(out);
+}
+
 static void test_result_free_unwaited(void)
 {
     rp_pool_t *p = pool_n(2);
@@ -779,6 +828,7 @@ int main(int argc, char **argv)
         TU_TEST(test_result_join_waits_for_work),
         TU_TEST(test_result_maps_from_several_threads),
         TU_TEST(test_result_control_from_several_threads),
+        TU_TEST(test_result_many_waiters_one_result),
         TU_TEST(test_result_free_unwaited),
         TU_TEST(test_result_imap_ordered_with_failures),
         TU_TEST(test_result_imap_unordered_each_once),
