@@ -1,0 +1,421 @@
+/* The local backend's own behaviour: worker numbering, more jobs in flight than
+ * job slots, large inputs through the shared arena, binding, and living with a
+ * user program that forks, uses threads, and reaps children in its own SIGCHLD
+ * handler. */
+#define _GNU_SOURCE 1
+#include "testutil.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static rp_pool_t *local_pool(int workers, const rp_pool_opts_t *base)
+{
+    rp_pool_opts_t o;
+    if (base)
+        o = *base;
+    else
+        memset(&o, 0, sizeof o);
+    o.backend = "local";
+    if (!o.workers)
+        o.workers = workers;
+    rp_pool_t *p = NULL;
+    int rc = rp_pool_create(&p, &o);
+    CU_ASSERT_EQUAL_FATAL(rc, RP_OK);
+    return p;
+}
+
+static int square(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    *(long *)out = x * x;
+    return 0;
+}
+
+static int worker_number(const void *in, void *out, rp_ctx_t *ctx)
+{
+    *(int *)out = rp_ctx_worker(ctx);
+    struct timespec ts = { 0, 200000 };  /* 0.2 ms: every worker gets some */
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
+static long *iota(size_t n)
+{
+    long *v = malloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (long)i;
+    return v;
+}
+
+static int wrong_squares(const long *out, size_t n)
+{
+    int wrong = 0;
+    for (size_t i = 0; i < n; i++)
+        wrong += out[i] != (long)(i * i);
+    return wrong;
+}
+
+static void test_local_worker_numbers(void)
+{
+    rp_pool_t *p = local_pool(3, NULL);
+    if (!p)
+        return;
+    CU_ASSERT_EQUAL(rp_pool_size(p), 3);
+    CU_ASSERT_STRING_EQUAL(rp_pool_backend(p), "local");
+    long *in = iota(60);
+    int who[60];
+    rp_map_opts_t one = { .chunksize = 1 };
+    CU_ASSERT_EQUAL(rp_map(p, worker_number, in, 60, sizeof(long), who, sizeof(int), &one, NULL),
+                    RP_OK);
+    int seen[3] = { 0 };
+    for (int i = 0; i < 60; i++) {
+        CU_ASSERT(who[i] >= 0 && who[i] < 3);
+        if (who[i] >= 0 && who[i] < 3)
+            seen[who[i]] = 1;
+    }
+    CU_ASSERT(seen[0] + seen[1] + seen[2] >= 2);
+    free(in);
+    tu_pool_done(p);
+}
+
+static void test_local_default_size(void)
+{
+    rp_pool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.backend = "local";
+    rp_pool_t *p = NULL;
+    CU_ASSERT_EQUAL_FATAL(rp_pool_create(&p, &o), RP_OK);
+    CU_ASSERT(rp_pool_size(p) >= 1);
+    long x = 12, y = 0;
+    CU_ASSERT_EQUAL(rp_apply(p, square, &x, sizeof x, &y, sizeof y, NULL), RP_OK);
+    CU_ASSERT_EQUAL(y, 144);
+    tu_pool_done(p);
+}
+
+/* More jobs in flight than the backend has job slots: they queue, and complete
+ * even when the caller waits for the last one first. */
+static void test_local_many_jobs(void)
+{
+    enum { JOBS = 300, M = 50 };
+    rp_pool_t *p = local_pool(2, NULL);
+    if (!p)
+        return;
+    long *in = iota(M);
+    long *out = calloc(JOBS * M, sizeof(long));
+    rp_result_t *r[JOBS];
+    for (int j = 0; j < JOBS; j++)
+        CU_ASSERT_EQUAL_FATAL(rp_map_async(p, square, in, M, sizeof(long), out + j * M,
+                                           sizeof(long), NULL, &r[j]),
+                              RP_OK);
+    CU_ASSERT_EQUAL(rp_result_get(r[JOBS - 1], 30, NULL), RP_OK);
+    for (int j = JOBS - 1; j >= 0; j--) {
+        CU_ASSERT_EQUAL(rp_result_get(r[j], 30, NULL), RP_OK);
+        CU_ASSERT_EQUAL(wrong_squares(out + j * M, M), 0);
+        rp_result_free(r[j]);
+    }
+    free(in);
+    free(out);
+    tu_pool_done(p);
+}
+
+/* A few million items with automatic chunking, then chunksize 1 on fewer. */
+static void test_local_large(void)
+{
+    size_t n = 3000000;
+    rp_pool_t *p = local_pool(2, NULL);
+    if (!p)
+        return;
+    long *in = iota(n), *out = calloc(n, sizeof(long));
+    CU_ASSERT_EQUAL(rp_map(p, square, in, n, sizeof(long), out, sizeof(long), NULL, NULL), RP_OK);
+    CU_ASSERT_EQUAL(wrong_squares(out, n), 0);
+    memset(out, 0, n * sizeof(long));
+    rp_map_opts_t one = { .chunksize = 1 };
+    CU_ASSERT_EQUAL(rp_map(p, square, in, 200000, sizeof(long), out, sizeof(long), &one, NULL),
+                    RP_OK);
+    CU_ASSERT_EQUAL(wrong_squares(out, 200000), 0);
+    /* imap_unordered over many items: each index exactly once. */
+    rp_iter_t *it;
+    size_t m = 100000;
+    CU_ASSERT_EQUAL_FATAL(rp_imap_unordered(p, square, in, m, sizeof(long), sizeof(long), NULL,
+                                            &it),
+                          RP_OK);
+    unsigned char *seen = calloc(m, 1);
+    size_t idx, count = 0;
+    long v;
+    int rc, bad = 0;
+    while ((rc = rp_iter_next(it, 30, &idx, &v, NULL)) == RP_OK) {
+        bad += idx >= m || seen[idx] || v != (long)(idx * idx);
+        if (idx < m)
+            seen[idx] = 1;
+        count++;
+    }
+    CU_ASSERT_EQUAL(rc, RP_DONE);
+    CU_ASSERT_EQUAL(count, m);
+    CU_ASSERT_EQUAL(bad, 0);
+    rp_iter_free(it);
+    free(seen);
+    free(in);
+    free(out);
+    tu_pool_done(p);
+}
+
+static void test_local_bind(void)
+{
+    rp_pool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.bind = true;
+    rp_pool_t *p = local_pool(2, &o);
+    if (!p)
+        return;
+    long *in = iota(1000), out[1000];
+    CU_ASSERT_EQUAL(rp_map(p, square, in, 1000, sizeof(long), out, sizeof(long), NULL, NULL),
+                    RP_OK);
+    CU_ASSERT_EQUAL(wrong_squares(out, 1000), 0);
+    free(in);
+    tu_pool_done(p);
+}
+
+/* ---- a user program that forks and reaps ------------------------------------- */
+
+static _Atomic int reaped;
+
+static void reap_all(int sig)
+{
+    int saved = errno;
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        atomic_fetch_add(&reaped, 1);
+    errno = saved;
+}
+
+static int crash_on_5(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    if (x == 5)
+        raise(SIGSEGV);
+    *(long *)out = x * x;
+    return 0;
+}
+
+/* A SIGCHLD handler that reaps everything, and children of the user's own: the
+ * pool's deaths are still seen, the user's children still reaped by the user. */
+static void test_local_sigchld_handler(void)
+{
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = reap_all;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGCHLD, &sa, &old);
+    atomic_store(&reaped, 0);
+
+    rp_pool_t *p = local_pool(2, NULL);
+    if (p) {
+        long *in = iota(100), out[100];
+        rp_map_opts_t mo = { .chunksize = 4 };
+        rp_error_t e;
+        CU_ASSERT_EQUAL(rp_map(p, crash_on_5, in, 100, sizeof(long), out, sizeof(long), &mo, &e),
+                        RP_EWORKER);
+        CU_ASSERT_EQUAL(e.index, 5);
+        CU_ASSERT_EQUAL(e.signal, SIGSEGV);
+        for (int i = 0; i < 100; i++)
+            if (i != 5)
+                CU_ASSERT_EQUAL(out[i], (long)i * i);
+        /* The user's own children. */
+        for (int k = 0; k < 3; k++) {
+            pid_t c = fork();
+            if (c == 0)
+                _exit(0);
+            CU_ASSERT(c > 0);
+        }
+        for (int t = 0; t < 500 && atomic_load(&reaped) < 3; t++)
+            usleep(2000);
+        CU_ASSERT(atomic_load(&reaped) >= 3);
+        CU_ASSERT_EQUAL(rp_map(p, square, in, 100, sizeof(long), out, sizeof(long), NULL, NULL),
+                        RP_OK);
+        CU_ASSERT_EQUAL(wrong_squares(out, 100), 0);
+        free(in);
+        tu_pool_done(p);
+    }
+    sigaction(SIGCHLD, &old, NULL);
+}
+
+/* A child forked by the user cannot use its parent's pool (RP_EFORK), and its
+ * life does not disturb the parent's pool. */
+static void test_local_user_fork(void)
+{
+    rp_pool_t *p = local_pool(2, NULL);
+    if (!p)
+        return;
+    long *in = iota(100), out[100];
+    pid_t c = fork();
+    if (c == 0) {
+        int rc = rp_map(p, square, in, 100, sizeof(long), out, sizeof(long), NULL, NULL);
+        rp_pool_free(p);  /* a no-op in the child */
+        _exit(rc == RP_EFORK ? 0 : 1);
+    }
+    CU_ASSERT_FATAL(c > 0);
+    int st = 0;
+    CU_ASSERT_EQUAL(waitpid(c, &st, 0), c);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CU_ASSERT_EQUAL(rp_map(p, square, in, 100, sizeof(long), out, sizeof(long), NULL, NULL), RP_OK);
+    CU_ASSERT_EQUAL(wrong_squares(out, 100), 0);
+    free(in);
+    tu_pool_done(p);
+}
+
+/* Threads mapping on one pool at once, while another thread creates and frees
+ * pools of its own. */
+struct thr {
+    rp_pool_t *p;
+    int wrong, rc;
+};
+
+static void *mapper(void *arg)
+{
+    struct thr *t = arg;
+    size_t n = 5000;
+    long *in = iota(n), *out = malloc(n * sizeof(long));
+    for (int k = 0; k < 20; k++) {
+        rp_map_opts_t mo = { .chunksize = (size_t)(k % 3) * 7 };
+        int rc = rp_map(t->p, square, in, n, sizeof(long), out, sizeof(long), &mo, NULL);
+        if (rc != RP_OK)
+            t->rc = rc;
+        t->wrong += wrong_squares(out, n);
+    }
+    free(in);
+    free(out);
+    return NULL;
+}
+
+static void *creator(void *arg)
+{
+    struct thr *t = arg;
+    for (int k = 0; k < 10; k++) {
+        rp_pool_opts_t o;
+        memset(&o, 0, sizeof o);
+        o.backend = "local";
+        o.workers = 1;
+        rp_pool_t *q;
+        int rc = rp_pool_create(&q, &o);
+        if (rc != RP_OK) {
+            t->rc = rc;
+            continue;
+        }
+        long x = k, y = -1;
+        if (rp_apply(q, square, &x, sizeof x, &y, sizeof y, NULL) != RP_OK || y != x * x)
+            t->wrong++;
+        rp_pool_close(q);
+        rp_pool_join(q);
+        rp_pool_free(q);
+    }
+    return NULL;
+}
+
+static void test_local_threads(void)
+{
+    rp_pool_t *p = local_pool(2, NULL);
+    if (!p)
+        return;
+    pthread_t th[4];
+    struct thr t[4];
+    memset(t, 0, sizeof t);
+    for (int i = 0; i < 4; i++) {
+        t[i].p = p;
+        pthread_create(&th[i], NULL, i == 3 ? creator : mapper, &t[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CU_ASSERT_EQUAL(t[i].rc, RP_OK);
+        CU_ASSERT_EQUAL(t[i].wrong, 0);
+    }
+    tu_pool_done(p);
+}
+
+/* Callbacks run on the pool's own thread, not the caller's. */
+static pthread_t cb_thread;
+static _Atomic int cb_calls;
+
+static void on_done(rp_result_t *r, void *ud)
+{
+    cb_thread = pthread_self();
+    atomic_fetch_add(&cb_calls, 1);
+}
+
+static void test_local_callback_thread(void)
+{
+    rp_pool_t *p = local_pool(2, NULL);
+    if (!p)
+        return;
+    long *in = iota(100), out[100];
+    atomic_store(&cb_calls, 0);
+    rp_map_opts_t mo = { .callback = on_done };
+    rp_result_t *r;
+    CU_ASSERT_EQUAL(rp_map_async(p, square, in, 100, sizeof(long), out, sizeof(long), &mo, &r),
+                    RP_OK);
+    CU_ASSERT_EQUAL(rp_result_get(r, 30, NULL), RP_OK);
+    CU_ASSERT_EQUAL(atomic_load(&cb_calls), 1);
+    CU_ASSERT(!pthread_equal(cb_thread, pthread_self()));
+    rp_result_free(r);
+    free(in);
+    tu_pool_done(p);
+}
+
+/* progress() counts items while a job runs. */
+static int slow_square(const void *in, void *out, rp_ctx_t *ctx)
+{
+    struct timespec ts = { 0, 2000000 };
+    nanosleep(&ts, NULL);
+    return square(in, out, ctx);
+}
+
+static void test_local_progress(void)
+{
+    rp_pool_t *p = local_pool(2, NULL);
+    if (!p)
+        return;
+    long *in = iota(200), out[200];
+    rp_map_opts_t one = { .chunksize = 1 };
+    rp_result_t *r;
+    CU_ASSERT_EQUAL(rp_map_async(p, slow_square, in, 200, sizeof(long), out, sizeof(long), &one,
+                                 &r),
+                    RP_OK);
+    size_t done = 0, total = 0, last = 0;
+    int monotone = 1;
+    while (!rp_result_ready(r)) {
+        rp_result_progress(r, &done, &total);
+        monotone &= done >= last && done <= 200;
+        last = done;
+        usleep(5000);
+    }
+    rp_result_progress(r, &done, &total);
+    CU_ASSERT(monotone);
+    CU_ASSERT_EQUAL(done, 200);
+    CU_ASSERT_EQUAL(total, 200);
+    CU_ASSERT_EQUAL(rp_result_get(r, 0, NULL), RP_OK);
+    CU_ASSERT_EQUAL(wrong_squares(out, 200), 0);
+    rp_result_free(r);
+    free(in);
+    tu_pool_done(p);
+}
+
+int main(int argc, char **argv)
+{
+    static const tu_test tests[] = {
+        TU_TEST(test_local_worker_numbers),
+        TU_TEST(test_local_default_size),
+        TU_TEST(test_local_many_jobs),
+        TU_TEST(test_local_large),
+        TU_TEST(test_local_bind),
+        TU_TEST(test_local_sigchld_handler),
+        TU_TEST(test_local_user_fork),
+        TU_TEST(test_local_threads),
+        TU_TEST(test_local_callback_thread),
+        TU_TEST(test_local_progress),
+        TU_END,
+    };
+    return tu_run("local", tests, argc, argv);
+}
