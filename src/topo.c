@@ -5,6 +5,9 @@
  * the machine's core count: under `taskset -c 0-1` or a Slurm allocation the
  * default pool has as many workers as the process has cores.
  *
+ * The topology is loaded once per process and kept (loading costs milliseconds);
+ * a worker forked afterwards inherits it, so binding a new worker is cheap.
+ *
  * Note: under valgrind, hwloc's x86 CPUID discovery misbehaves; run with
  * HWLOC_COMPONENTS=-x86 there. */
 #include "internal.h"
@@ -13,16 +16,19 @@
 #include <unistd.h>
 
 static pthread_once_t topo_once = PTHREAD_ONCE_INIT;
+static hwloc_topology_t topo;       /* NULL if hwloc failed */
+static hwloc_bitmap_t allowed;      /* cpus this process may use, at load time */
+static hwloc_obj_type_t core_type;  /* cores, or PUs where cores are unknown */
 static int topo_ncores = 1;
 
 /* The allowed cpuset of this process, restricted to what the topology knows. */
-static hwloc_bitmap_t allowed_set(hwloc_topology_t topo)
+static hwloc_bitmap_t allowed_set(void)
 {
     hwloc_bitmap_t set = hwloc_bitmap_alloc();
     if (!set)
         return NULL;
-    if (hwloc_get_proc_cpubind(topo, getpid(), set, HWLOC_CPUBIND_PROCESS) != 0 &&
-        hwloc_get_cpubind(topo, set, HWLOC_CPUBIND_PROCESS) != 0)
+    if (hwloc_get_cpubind(topo, set, HWLOC_CPUBIND_PROCESS) != 0 &&
+        hwloc_get_proc_cpubind(topo, getpid(), set, HWLOC_CPUBIND_PROCESS) != 0)
         hwloc_bitmap_copy(set, hwloc_topology_get_allowed_cpuset(topo));
     hwloc_bitmap_and(set, set, hwloc_topology_get_allowed_cpuset(topo));
     if (hwloc_bitmap_iszero(set))
@@ -30,47 +36,40 @@ static hwloc_bitmap_t allowed_set(hwloc_topology_t topo)
     return set;
 }
 
-/* Loads the topology; the caller destroys it. */
-static int load(hwloc_topology_t *topo)
+/* The k-th core (0-based) that meets the allowed set, or NULL. With k < 0,
+ * counts them into *count instead. */
+static hwloc_obj_t nth_core(int k, int *count)
 {
-    if (hwloc_topology_init(topo) != 0)
-        return -1;
-    if (hwloc_topology_load(*topo) != 0) {
-        hwloc_topology_destroy(*topo);
-        return -1;
-    }
-    return 0;
-}
-
-/* Cores whose cpuset meets the allowed set. */
-static int count_cores(hwloc_topology_t topo, hwloc_const_bitmap_t set)
-{
-    int type = HWLOC_OBJ_CORE;
-    if (hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE) <= 0)
-        type = HWLOC_OBJ_PU;
-    int total = hwloc_get_nbobjs_by_type(topo, (hwloc_obj_type_t)type);
-    int n = 0;
+    int total = hwloc_get_nbobjs_by_type(topo, core_type), seen = 0;
     for (int i = 0; i < total; i++) {
-        hwloc_obj_t o = hwloc_get_obj_by_type(topo, (hwloc_obj_type_t)type, (unsigned)i);
-        if (o && o->cpuset && hwloc_bitmap_intersects(o->cpuset, set))
-            n++;
+        hwloc_obj_t o = hwloc_get_obj_by_type(topo, core_type, (unsigned)i);
+        if (!o || !o->cpuset || !hwloc_bitmap_intersects(o->cpuset, allowed))
+            continue;
+        if (seen++ == k)
+            return o;
     }
-    return n;
+    if (count)
+        *count = seen;
+    return NULL;
 }
 
 static void topo_init(void)
 {
-    hwloc_topology_t topo;
-    if (load(&topo) != 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        topo_ncores = n > 0 ? (int)n : 1;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    topo_ncores = online > 0 ? (int)online : 1;
+    if (hwloc_topology_init(&topo) != 0) {
+        topo = NULL;
         return;
     }
-    hwloc_bitmap_t set = allowed_set(topo);
-    int n = set ? count_cores(topo, set) : 0;
-    if (set)
-        hwloc_bitmap_free(set);
-    hwloc_topology_destroy(topo);
+    if (hwloc_topology_load(topo) != 0 || !(allowed = allowed_set())) {
+        hwloc_topology_destroy(topo);
+        topo = NULL;
+        return;
+    }
+    core_type = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE) > 0 ? HWLOC_OBJ_CORE
+                                                                  : HWLOC_OBJ_PU;
+    int n = 0;
+    nth_core(-1, &n);
     topo_ncores = n > 0 ? n : 1;
 }
 
@@ -82,38 +81,17 @@ int rp__topo_ncores(void)
 
 int rp__topo_bind(int k)
 {
-    hwloc_topology_t topo;
-    if (load(&topo) != 0)
+    pthread_once(&topo_once, topo_init);
+    if (!topo)
         return RP_ESYS;
-    int rc = RP_ESYS;
-    hwloc_bitmap_t set = allowed_set(topo);
-    if (!set)
-        goto out;
-    int type = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE) > 0 ? HWLOC_OBJ_CORE
-                                                                   : HWLOC_OBJ_PU;
-    int ncores = count_cores(topo, set);
-    if (ncores <= 0)
-        goto out_set;
-    int want = (int)((unsigned)k % (unsigned)ncores);
-    int total = hwloc_get_nbobjs_by_type(topo, (hwloc_obj_type_t)type);
-    for (int i = 0, seen = 0; i < total; i++) {
-        hwloc_obj_t o = hwloc_get_obj_by_type(topo, (hwloc_obj_type_t)type, (unsigned)i);
-        if (!o || !o->cpuset || !hwloc_bitmap_intersects(o->cpuset, set))
-            continue;
-        if (seen++ != want)
-            continue;
-        hwloc_bitmap_t target = hwloc_bitmap_dup(o->cpuset);
-        if (!target)
-            break;
-        hwloc_bitmap_and(target, target, set);
-        if (hwloc_set_cpubind(topo, target, HWLOC_CPUBIND_PROCESS) == 0)
-            rc = RP_OK;
-        hwloc_bitmap_free(target);
-        break;
-    }
-out_set:
-    hwloc_bitmap_free(set);
-out:
-    hwloc_topology_destroy(topo);
+    hwloc_obj_t core = nth_core((int)((unsigned)k % (unsigned)topo_ncores), NULL);
+    if (!core)
+        return RP_ESYS;
+    hwloc_bitmap_t target = hwloc_bitmap_dup(core->cpuset);
+    if (!target)
+        return RP_ENOMEM;
+    hwloc_bitmap_and(target, target, allowed);
+    int rc = hwloc_set_cpubind(topo, target, HWLOC_CPUBIND_PROCESS) == 0 ? RP_OK : RP_ESYS;
+    hwloc_bitmap_free(target);
     return rc;
 }
