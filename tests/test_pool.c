@@ -270,6 +270,62 @@ static void test_pool_used_from_forked_child(void)
     tu_pool_done(p);
 }
 
+static long init_seen = -1; /* per worker process */
+
+static int init_store(const void *arg, rp_ctx_t *ctx)
+{
+    init_seen = *(const long *)arg;
+    return 0;
+}
+
+static int init_fail(const void *arg, rp_ctx_t *ctx)
+{
+    return rp_raise(ctx, 5, "cannot start: %ld", *(const long *)arg);
+}
+
+static int report_init(const void *in, void *out, rp_ctx_t *ctx)
+{
+    *(long *)out = init_seen;
+    return 0;
+}
+
+/* initarg is copied at creation: workers started later (max_tasks_per_worker
+ * replaces them) still see the value it had then. */
+static void test_pool_initarg_copied(void)
+{
+    long arg = 1234;
+    rp_pool_opts_t o = { .backend = "local", .workers = 2, .initializer = init_store,
+                         .initarg = &arg, .initarg_size = sizeof arg,
+                         .max_tasks_per_worker = 1 };
+    rp_pool_t *p = tu_pool(2, &o);
+    if (!p)
+        return;
+    arg = -7; /* the caller's buffer changes (or goes away) */
+    long in[8] = { 0 }, out[8];
+    rp_map_opts_t mo = { .chunksize = 1 };
+    CU_ASSERT_EQUAL(rp_map(p, report_init, in, 8, sizeof *in, out, sizeof *out, &mo, NULL),
+                    RP_OK);
+    int bad = 0;
+    for (int i = 0; i < 8; i++)
+        bad += out[i] != 1234;
+    CU_ASSERT_EQUAL(bad, 0);
+    tu_pool_done(p);
+}
+
+static void test_pool_initializer_failure_reported(void)
+{
+    long arg = 77;
+    rp_pool_opts_t o = { .backend = "local", .workers = 2, .initializer = init_fail,
+                         .initarg = &arg, .initarg_size = sizeof arg };
+    rp_pool_t *p = (rp_pool_t *)&p;
+    rp_error_t e;
+    CU_ASSERT_EQUAL(rp_pool_create_ex(&p, &o, &e), RP_EINIT);
+    CU_ASSERT_PTR_NULL(p);
+    CU_ASSERT_EQUAL(e.code, RP_EINIT);
+    CU_ASSERT_EQUAL(e.task_code, 5);
+    CU_ASSERT_STRING_EQUAL(e.message, "cannot start: 77");
+}
+
 static void test_pool_strerror_odd_values(void)
 {
     CU_ASSERT_PTR_NOT_NULL(rp_strerror(-12345));
@@ -291,6 +347,8 @@ int main(int argc, char **argv)
         TU_TEST(test_pool_calls_after_terminate),
         TU_TEST(test_pool_free_unjoined),
         TU_TEST(test_pool_used_from_forked_child),
+        TU_TEST(test_pool_initarg_copied),
+        TU_TEST(test_pool_initializer_failure_reported),
         TU_TEST(test_pool_strerror_odd_values),
         TU_END
     };
