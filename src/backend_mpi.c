@@ -63,7 +63,7 @@ enum { TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define BATCH_ITEMS  ((size_t)1 << 16)  /* items per batch, at most */
 #define INLINE_MAX   ((size_t)16 << 10) /* outputs up to this ride in the header */
 #define SLOT_BYTES   ((size_t)256 << 20)/* virtual size of a batch's shared region */
-#define SPIN_IDLE_S  50e-6              /* poll this long before sleeping */
+#define SPIN_IDLE_S  1e-3               /* poll this long before sleeping */
 #define SLEEP_MAX_S  1e-3               /* longest idle sleep */
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -380,8 +380,8 @@ static void child_main(struct server *sv, struct lworker *lw)
         uint32_t posted;
         int spins = 0;
         while ((posted = atomic_load(&ctl->posted)) == k) {
-            if (++spins < 2000) {
-                cpu_relax();
+            if (++spins < 200) {
+                sched_yield();
                 continue;
             }
             atomic_store(&ctl->child_sleeps, 1);
@@ -846,7 +846,7 @@ static int serve(struct server *sv)
             continue;
         }
         if (rp__now() - idle_since < SPIN_IDLE_S) {
-            cpu_relax();
+            sched_yield(); /* oversubscribed nodes: let the child or a peer run */
             continue;
         }
         /* Idle: sleep on the bell while a child computes (it rings when done),
@@ -1035,7 +1035,7 @@ struct mpi_pool {
     bool            thread_done; /* under lock */
     struct mjob    *active, *active_tail;      /* progress thread only */
     bool           *rank_broken; /* per rank: gave up on it */
-    int             byes;
+    bool           *rank_bye;    /* per rank: said BYE */
     char           *rbuf;
     size_t          rcap;
     rp__wbuf        ctl;
@@ -1445,7 +1445,7 @@ static int poll_messages(struct mpi_pool *mp)
         if (rc == RP_OK && h.kind == RP__MSG_RESULT) {
             rc = handle_result(mp, src, &h, &r);
         } else if (rc == RP_OK && h.kind == RP__MSG_BYE) {
-            mp->byes++;
+            mp->rank_bye[src] = true;
         } else if (rc == RP_OK && h.kind == RP__MSG_PROTO) {
             break_rank(mp, src, RP_EPROTO, "it received a malformed message");
         } else {
@@ -1469,12 +1469,13 @@ static void send_all_ranks(struct mpi_pool *mp, unsigned kind)
     }
 }
 
-static int ranks_expected(const struct mpi_pool *mp)
+/* Has every rank we still talk to said BYE? */
+static bool all_byes(const struct mpi_pool *mp)
 {
-    int n = 0;
     for (int rk = 1; rk < mp->size; rk++)
-        n += !mp->rank_broken[rk];
-    return n;
+        if (!mp->rank_broken[rk] && !mp->rank_bye[rk])
+            return false;
+    return true;
 }
 
 static void take_pending(struct mpi_pool *mp)
@@ -1510,7 +1511,7 @@ static void *progress_main(void *arg)
         if (!terminating)
             events += dispatch(mp);
         events += poll_messages(mp);
-        if (terminating && mp->byes >= ranks_expected(mp)) {
+        if (terminating && all_byes(mp)) {
             rp_error_t e;
             rp__error_set(&e, RP_ECANCELED, 0, -1, mp->host, "canceled: the pool was terminated");
             for (int i = 0; i < mp->nworkers; i++) {
@@ -1539,7 +1540,7 @@ static void *progress_main(void *arg)
             stopping = true;
             events++;
         }
-        if (stopping && mp->byes >= ranks_expected(mp))
+        if (stopping && all_byes(mp))
             break;
         if (events) {
             idle_since = rp__now();
@@ -1547,7 +1548,7 @@ static void *progress_main(void *arg)
             continue;
         }
         if (rp__now() - idle_since < SPIN_IDLE_S) {
-            cpu_relax();
+            sched_yield();
             continue;
         }
         pthread_mutex_lock(&mp->lock);
@@ -1580,6 +1581,7 @@ static void master_free(struct mpi_pool *mp)
                 rp__wbuf_free(&mp->w[i].fl[k].buf);
     free(mp->w);
     free(mp->rank_broken);
+    free(mp->rank_bye);
     free(mp->rbuf);
     rp__wbuf_free(&mp->ctl);
     pthread_mutex_destroy(&mp->lock);
@@ -1604,7 +1606,8 @@ static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts
     mp->nranks = mp->nworkers < mp->size - 1 ? mp->nworkers : mp->size - 1;
     mp->w = calloc((size_t)mp->nworkers, sizeof *mp->w);
     mp->rank_broken = calloc((size_t)mp->size, sizeof *mp->rank_broken);
-    if (!mp->w || !mp->rank_broken) {
+    mp->rank_bye = calloc((size_t)mp->size, sizeof *mp->rank_bye);
+    if (!mp->w || !mp->rank_broken || !mp->rank_bye) {
         master_go(mp, RP_ENOMEM);
         rp__error_set(err, RP_ENOMEM, 0, -1, mp->host, "out of memory");
         return RP_ENOMEM;
@@ -1816,12 +1819,12 @@ static int mpi_wait(rp_pool_t *pool, struct rp__job *job, double timeout)
 {
     struct mpi_pool *mp = mp_of(pool);
     struct mjob *mj = job->bdata;
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 100; i++) {
         if (atomic_load(&mj->done))
             return RP_OK;
         if (timeout == 0)
             return RP_ETIMEDOUT;
-        cpu_relax();
+        sched_yield();
     }
     double deadline = rp__deadline(timeout);
     int rc = RP_OK;

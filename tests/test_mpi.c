@@ -1,0 +1,374 @@
+/* The mpi backend under real mpirun (tests/mpi-np{2,3,5}.sh): what only MPI has.
+ * The program initialises MPI itself and does its own MPI work before and after
+ * each pool, so it also checks that the pool leaves MPI to the program. Every rank
+ * runs every test; serving ranks return from pool creation and skip the master's
+ * assertions. The exit status, the same on every rank, is the total number of
+ * failures over all ranks. */
+#include "rankpool_mpi.h"
+#include "testutil.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+static int world_rank, world_size;
+
+/* ---- tasks: static on purpose (resolved on every rank despite ASLR/PIE) ------------ */
+
+static int square(const void *in, void *out, rp_ctx_t *ctx)
+{
+    double x = *(const double *)in;
+    *(double *)out = x * x;
+    return 0;
+}
+
+static int who_runs(const void *in, void *out, rp_ctx_t *ctx)
+{
+    *(int *)out = rp_ctx_worker(ctx);
+    return 0;
+}
+
+static int fail_seven(const void *in, void *out, rp_ctx_t *ctx)
+{
+    int i = *(const int *)in;
+    if (i == 7)
+        return rp_raise(ctx, 5, "item %d is bad", i);
+    *(int *)out = i;
+    return 0;
+}
+
+static int crash_five(const void *in, void *out, rp_ctx_t *ctx)
+{
+    int i = *(const int *)in;
+    if (i == 5)
+        raise(SIGSEGV);
+    *(int *)out = 2 * i;
+    return 0;
+}
+
+static int offset_value;
+
+static int init_offset(const void *arg, rp_ctx_t *ctx)
+{
+    offset_value = *(const int *)arg;
+    return 0;
+}
+
+static int add_offset(const void *in, void *out, rp_ctx_t *ctx)
+{
+    *(int *)out = *(const int *)in + offset_value;
+    return 0;
+}
+
+static int init_refuses(const void *arg, rp_ctx_t *ctx)
+{
+    return rp_raise(ctx, 3, "no licence on worker %d", rp_ctx_worker(ctx));
+}
+
+static int slow_item(const void *in, void *out, rp_ctx_t *ctx)
+{
+    usleep(2000);
+    *(int *)out = *(const int *)in;
+    return 0;
+}
+
+/* ---- tests -------------------------------------------------------------------------- */
+
+static rp_pool_t *world_pool(const rp_pool_opts_t *opts)
+{
+    rp_pool_t *p = NULL;
+    rp_error_t err;
+    int rc = rp_pool_create_comm(&p, opts, MPI_COMM_WORLD, &err);
+    CU_ASSERT_EQUAL_FATAL(rc, RP_OK);
+    if (rc != RP_OK)
+        return NULL;
+    if (!rp_pool_is_master(p)) {
+        rp_pool_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* SPMD: the program's MPI before and after, the pool in between, MPI untouched. */
+static void test_mpi_spmd_phases_around_the_pool(void)
+{
+    int sum = 0;
+    MPI_Allreduce(&world_rank, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    CU_ASSERT_EQUAL(sum, world_size * (world_size - 1) / 2);
+
+    rp_pool_t *p = NULL;
+    int rc = rp_pool_create_comm(&p, NULL, MPI_COMM_WORLD, NULL);
+    CU_ASSERT_EQUAL_FATAL(rc, RP_OK);
+    CU_ASSERT_EQUAL(rp_pool_is_master(p), world_rank == 0);
+    if (rp_pool_is_master(p)) {
+        CU_ASSERT_STRING_EQUAL(rp_pool_backend(p), "mpi");
+        CU_ASSERT_EQUAL(rp_pool_size(p), world_size - 1);
+        MPI_Comm c = rp_pool_comm(p);
+        int cmp = -1, len = 0;
+        char name[MPI_MAX_OBJECT_NAME];
+        MPI_Comm_compare(c, MPI_COMM_WORLD, &cmp);
+        CU_ASSERT_EQUAL(cmp, MPI_CONGRUENT); /* a duplicate, not the world itself */
+        MPI_Comm_get_name(c, name, &len);
+        CU_ASSERT_STRING_EQUAL(name, "rankpool");
+        for (int w = 0; w < rp_pool_size(p); w++)
+            CU_ASSERT_EQUAL(rp_pool_worker_rank(p, w), 1 + w);
+
+        double in[1000], out[1000];
+        for (int i = 0; i < 1000; i++)
+            in[i] = i;
+        CU_ASSERT_EQUAL(rp_map(p, square, in, 1000, sizeof *in, out, sizeof *out, NULL, NULL),
+                        RP_OK);
+        int bad = 0;
+        for (int i = 0; i < 1000; i++)
+            bad += out[i] != (double)i * i;
+        CU_ASSERT_EQUAL(bad, 0);
+
+        /* chunksize 1: every worker (rank) gets work */
+        int idx[200], by[200];
+        for (int i = 0; i < 200; i++)
+            idx[i] = i;
+        rp_map_opts_t mo = { .chunksize = 1 };
+        CU_ASSERT_EQUAL(rp_map(p, who_runs, idx, 200, sizeof *idx, by, sizeof *by, &mo, NULL),
+                        RP_OK);
+        int seen[64] = { 0 };
+        for (int i = 0; i < 200; i++)
+            if (by[i] >= 0 && by[i] < 64)
+                seen[by[i]] = 1;
+        for (int w = 0; w < rp_pool_size(p) && w < 64; w++)
+            CU_ASSERT_EQUAL(seen[w], 1);
+        CU_ASSERT_EQUAL(rp_pool_close(p), RP_OK);
+        CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
+    } else {
+        CU_ASSERT_EQUAL(rp_pool_close(p), RP_ENOTMASTER);
+    }
+    rp_pool_free(p);
+
+    int init = 0, fin = 1;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    CU_ASSERT_TRUE(init);
+    CU_ASSERT_FALSE(fin);
+    sum = 0;
+    MPI_Allreduce(&world_rank, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    CU_ASSERT_EQUAL(sum, world_size * (world_size - 1) / 2);
+}
+
+/* Two pools at once, on the two halves of a split communicator. */
+static void test_mpi_pool_on_user_communicator(void)
+{
+    MPI_Comm half;
+    MPI_Comm_split(MPI_COMM_WORLD, world_rank % 2, world_rank, &half);
+    int hsize, hrank;
+    MPI_Comm_size(half, &hsize);
+    MPI_Comm_rank(half, &hrank);
+    rp_pool_t *p = NULL;
+    rp_error_t err;
+    int rc = rp_pool_create_comm(&p, NULL, half, &err);
+    if (hsize < 2) {
+        CU_ASSERT_EQUAL(rc, RP_EBACKEND); /* nobody to serve */
+        CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "mpirun"));
+    } else {
+        CU_ASSERT_EQUAL_FATAL(rc, RP_OK);
+        CU_ASSERT_EQUAL(rp_pool_is_master(p), hrank == 0);
+        if (rp_pool_is_master(p)) {
+            CU_ASSERT_EQUAL(rp_pool_size(p), hsize - 1);
+            double in[300], out[300];
+            for (int i = 0; i < 300; i++)
+                in[i] = i + world_rank;
+            CU_ASSERT_EQUAL(rp_map(p, square, in, 300, 8, out, 8, NULL, NULL), RP_OK);
+            CU_ASSERT_EQUAL(out[299], in[299] * in[299]);
+            rp_pool_close(p);
+            rp_pool_join(p);
+        }
+        rp_pool_free(p);
+    }
+    MPI_Comm_free(&half);
+}
+
+static void test_mpi_remote_failure_names_host_and_rank(void)
+{
+    rp_pool_t *p = world_pool(NULL);
+    if (!p)
+        return;
+    int in[20], out[20];
+    for (int i = 0; i < 20; i++)
+        in[i] = i;
+    rp_error_t err;
+    CU_ASSERT_EQUAL(rp_map(p, fail_seven, in, 20, sizeof *in, out, sizeof *out, NULL, &err),
+                    RP_ETASK);
+    CU_ASSERT_EQUAL(err.code, RP_ETASK);
+    CU_ASSERT_EQUAL(err.index, 7);
+    CU_ASSERT_EQUAL(err.task_code, 5);
+    CU_ASSERT_STRING_EQUAL(err.message, "item 7 is bad");
+    char host[64];
+    gethostname(host, sizeof host);
+    host[63] = '\0';
+    CU_ASSERT_STRING_EQUAL(err.host, host);
+    CU_ASSERT_TRUE(err.worker >= 0 && err.worker < rp_pool_size(p));
+    CU_ASSERT_TRUE(rp_pool_worker_rank(p, err.worker) >= 1);
+    CU_ASSERT_EQUAL(out[19], 19); /* the other items are there */
+    tu_pool_done(p);
+}
+
+static void test_mpi_static_initializer_and_task(void)
+{
+    int arg = 1000;
+    rp_pool_opts_t o = { .initializer = init_offset, .initarg = &arg,
+                         .initarg_size = sizeof arg };
+    rp_pool_t *p = world_pool(&o);
+    if (!p)
+        return;
+    int in[100], out[100];
+    for (int i = 0; i < 100; i++)
+        in[i] = i;
+    CU_ASSERT_EQUAL(rp_map(p, add_offset, in, 100, sizeof *in, out, sizeof *out, NULL, NULL),
+                    RP_OK);
+    CU_ASSERT_EQUAL(out[0], 1000);
+    CU_ASSERT_EQUAL(out[99], 1099);
+    CU_ASSERT_EQUAL(offset_value, 0); /* it ran on the workers, not here */
+    tu_pool_done(p);
+}
+
+static void test_mpi_initializer_failure_everywhere(void)
+{
+    rp_pool_opts_t o = { .initializer = init_refuses };
+    rp_pool_t *p = NULL;
+    rp_error_t err;
+    int rc = rp_pool_create_comm(&p, &o, MPI_COMM_WORLD, &err);
+    CU_ASSERT_EQUAL(rc, RP_EINIT); /* on every rank: the master's verdict */
+    CU_ASSERT_PTR_NULL(p);
+    if (world_rank == 0) {
+        CU_ASSERT_EQUAL(err.code, RP_EINIT);
+        CU_ASSERT_EQUAL(err.task_code, 3);
+        CU_ASSERT_STRING_EQUAL(err.message, "no licence on worker 0");
+    }
+}
+
+/* A task segfaults on a worker rank: its item fails with RP_EWORKER naming the
+ * signal, rank and host; the other items and later maps are fine. */
+static void test_mpi_crash_of_a_task(void)
+{
+    rp_pool_t *p = world_pool(NULL);
+    if (!p)
+        return;
+    int in[20], out[20];
+    for (int i = 0; i < 20; i++) {
+        in[i] = i;
+        out[i] = -1;
+    }
+    rp_error_t err;
+    rp_result_t *r = NULL;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, crash_five, in, 20, sizeof *in, out, sizeof *out,
+                                       NULL, &r), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_get(r, 30.0, &err), RP_EWORKER);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), 1);
+    CU_ASSERT_EQUAL(err.index, 5);
+    CU_ASSERT_EQUAL(err.signal, SIGSEGV);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "signal 11"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "rank"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, err.host));
+    CU_ASSERT_TRUE(err.host[0] != '\0');
+    int bad = 0;
+    for (int i = 0; i < 20; i++)
+        if (i != 5)
+            bad += out[i] != 2 * i;
+    CU_ASSERT_EQUAL(bad, 0);
+    rp_result_free(r);
+    /* the worker was replaced: the pool goes on */
+    double x = 4, y = 0;
+    CU_ASSERT_EQUAL(rp_apply(p, square, &x, 8, &y, 8, NULL), RP_OK);
+    CU_ASSERT_EQUAL(y, 16);
+    tu_pool_done(p);
+}
+
+/* While the master does not call into the pool, batches keep going out: progress
+ * reaches every item without any wait or get. */
+static void test_mpi_progress_while_master_computes(void)
+{
+    rp_pool_t *p = world_pool(NULL);
+    if (!p)
+        return;
+    enum { N = 120 };
+    int in[N], out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    rp_map_opts_t mo = { .chunksize = 1 };
+    rp_result_t *r = NULL;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, slow_item, in, N, sizeof *in, out, sizeof *out, &mo,
+                                       &r), RP_OK);
+    size_t done = 0, total = 0;
+    volatile double acc = 0;
+    double t0 = MPI_Wtime();
+    while (done < N && MPI_Wtime() - t0 < 60) {
+        for (int i = 0; i < 100000; i++) /* the master's own computation */
+            acc += i * 0.5;
+        rp_result_progress(r, &done, &total);
+    }
+    CU_ASSERT_EQUAL(total, N);
+    CU_ASSERT_EQUAL(done, N);
+    CU_ASSERT_EQUAL(rp_result_get(r, RP_FOREVER, NULL), RP_OK);
+    CU_ASSERT_EQUAL(out[N - 1], N - 1);
+    rp_result_free(r);
+    tu_pool_done(p);
+}
+
+/* Garbage sent to a serving rank on the pool's communicator: that rank is given up
+ * (RP_EPROTO), nothing crashes or hangs, the other ranks go on. */
+static void test_mpi_malformed_message_is_an_error(void)
+{
+    rp_pool_t *p = world_pool(NULL);
+    if (!p)
+        return;
+    char junk[64];
+    memset(junk, 0x5a, sizeof junk);
+    /* 7310: the tag that routes a batch to a rank's first worker */
+    MPI_Send(junk, sizeof junk, MPI_BYTE, 1, 7310, rp_pool_comm(p));
+    double in[50], out[50];
+    for (int i = 0; i < 50; i++)
+        in[i] = i;
+    rp_error_t err;
+    int rc = RP_OK;
+    /* the rank's complaint may arrive after a map or two */
+    for (int k = 0; k < 20 && rc == RP_OK; k++) {
+        rc = rp_map(p, square, in, 50, 8, out, 8, NULL, &err);
+        usleep(10000);
+    }
+    if (world_size == 2) {
+        CU_ASSERT_TRUE(rc == RP_EPROTO || rc == RP_EBROKEN);
+    } else {
+        CU_ASSERT_TRUE(rc == RP_OK || rc == RP_EPROTO);
+        /* once given up, rank 1 gets no more work and the others do it all */
+        for (int k = 0; k < 3; k++)
+            rc = rp_map(p, square, in, 50, 8, out, 8, NULL, &err);
+        CU_ASSERT_EQUAL(rc, RP_OK);
+        CU_ASSERT_EQUAL(out[49], 49.0 * 49.0);
+    }
+    tu_pool_done(p);
+}
+
+int main(int argc, char **argv)
+{
+    int provided;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    static const tu_test tests[] = {
+        TU_TEST(test_mpi_spmd_phases_around_the_pool),
+        TU_TEST(test_mpi_pool_on_user_communicator),
+        TU_TEST(test_mpi_remote_failure_names_host_and_rank),
+        TU_TEST(test_mpi_static_initializer_and_task),
+        TU_TEST(test_mpi_initializer_failure_everywhere),
+        TU_TEST(test_mpi_crash_of_a_task),
+        TU_TEST(test_mpi_progress_while_master_computes),
+        TU_TEST(test_mpi_malformed_message_is_an_error),
+        TU_END
+    };
+    if (world_rank != 0) /* one report, from the master */
+        freopen("/dev/null", "w", stdout);
+    int failures = tu_run("mpi", tests, argc, argv);
+    int total = 0;
+    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (world_rank == 0 && total != failures)
+        fprintf(stderr, "test_mpi: %d failure(s) on serving ranks\n", total - failures);
+    MPI_Finalize();
+    return total > 255 ? 255 : total;
+}
