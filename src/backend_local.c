@@ -1579,8 +1579,6 @@ static size_t collect(struct lpool *lp, struct ljob *lj, size_t *idx, size_t max
     bool copy = !harvested && j >= 0;
     if (j < 0 && !atomic_load(&lj->complete))
         return 0;
-    if (copy)
-        drain(lp);
     uint64_t frontier = job->n;
     const volatile unsigned char *marks = NULL;
     if (!all) {
@@ -1627,6 +1625,10 @@ static size_t collect(struct lpool *lp, struct ljob *lj, size_t *idx, size_t max
         }
     }
     free(old);
+    /* Failures are recorded before their items are marked: read the rings after
+     * the marks, so every failure of a returned item is reported. */
+    if (copy)
+        drain(lp);
     return got;
 }
 
