@@ -1,0 +1,75 @@
+/* Runs a map over every rank of MPI_COMM_WORLD and reports on which hosts the
+ * items ran (tests/netns.sh: two simulated hosts). Exit status 0 when every item
+ * is right and at least `argv[1]` distinct hosts (default 2) did work. */
+#include "rankpool_mpi.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+    char host[64];
+    int  worker;
+    int  value;
+} where_t;
+
+static int where(const void *in, void *out, rp_ctx_t *ctx)
+{
+    where_t *w = out;
+    gethostname(w->host, sizeof w->host);
+    w->host[sizeof w->host - 1] = '\0';
+    w->worker = rp_ctx_worker(ctx);
+    w->value = 3 * *(const int *)in;
+    usleep(1000); /* long enough that every worker gets a share */
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int want = argc > 1 ? atoi(argv[1]) : 2;
+    rp_pool_t *pool;
+    rp_error_t err;
+    int rc = rp_pool_create_comm(&pool, NULL, MPI_COMM_WORLD, &err);
+    if (rc != RP_OK) {
+        fprintf(stderr, "mpi_hosts: pool: %s: %s\n", rp_strerror(rc), err.message);
+        return 1;
+    }
+    if (!rp_pool_is_master(pool)) {
+        rp_pool_free(pool);
+        return 0;
+    }
+    enum { N = 400 };
+    static int in[N];
+    static where_t out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    rp_map_opts_t mo = { .chunksize = 1 };
+    rc = rp_map(pool, where, in, N, sizeof *in, out, sizeof *out, &mo, &err);
+    char me[64];
+    gethostname(me, sizeof me);
+    printf("master on %s, %d workers: %s\n", me, rp_pool_size(pool), rp_strerror(rc));
+    char hosts[16][64];
+    int count[16] = { 0 }, nhosts = 0, bad = 0;
+    for (int i = 0; i < N; i++) {
+        bad += out[i].value != 3 * i;
+        int h = 0;
+        while (h < nhosts && strcmp(hosts[h], out[i].host) != 0)
+            h++;
+        if (h == nhosts && nhosts < 16)
+            strcpy(hosts[nhosts++], out[i].host);
+        if (h < 16)
+            count[h]++;
+    }
+    for (int h = 0; h < nhosts; h++)
+        printf("  %-20s %d items\n", hosts[h], count[h]);
+    rp_pool_close(pool);
+    rp_pool_join(pool);
+    rp_pool_free(pool);
+    if (rc != RP_OK || bad || nhosts < want) {
+        fprintf(stderr, "mpi_hosts: FAILED (%d wrong items, %d hosts, %d wanted)\n", bad,
+                nhosts, want);
+        return 1;
+    }
+    return 0;
+}

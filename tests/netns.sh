@@ -1,0 +1,93 @@
+#!/bin/sh
+# The mpi backend across two hosts, simulated on this machine: two network
+# namespaces joined by a veth pair, each with its own hostname (UTS namespace).
+# mpirun runs on "host A" and starts the ranks of "host B" through a launch agent
+# (--mca plm_rsh_agent) that enters B's namespaces, as ssh would log in to a node.
+# Ranks talk TCP over the veth only. The program maps items with chunksize 1 and
+# the test passes when both hosts did work and every item is right.
+#
+# Exit 77 (skip) where namespaces cannot be made (not root, no ip/unshare, a
+# container without CAP_SYS_ADMIN/CAP_NET_ADMIN).
+top_builddir=${top_builddir:-.}
+MPIRUN=${MPIRUN:-mpirun}
+prog=$top_builddir/tests/mpi_hosts
+
+skip() {
+    echo "netns: $*: skipped"
+    exit 77
+}
+
+[ "$(id -u)" = 0 ] || skip "needs root for network namespaces"
+command -v ip >/dev/null 2>&1 || skip "no ip command"
+command -v unshare >/dev/null 2>&1 || skip "no unshare command"
+command -v "$MPIRUN" >/dev/null 2>&1 || skip "no $MPIRUN"
+[ -x "$prog" ] || { echo "netns: $prog is not built"; exit 99; }
+
+id=$$
+nsa=rpA$id
+nsb=rpB$id
+# a /24 private to this run
+net=10.$((100 + id % 100)).$((id / 100 % 250))
+ipa=$net.1
+ipb=$net.2
+work=$(mktemp -d "${TMPDIR:-/tmp}/rp-netns.XXXXXX") || exit 99
+
+cleanup() {
+    for ns in $nsa $nsb; do
+        for pid in $(ip netns pids $ns 2>/dev/null); do
+            kill -9 "$pid" 2>/dev/null
+        done
+        ip netns del $ns 2>/dev/null
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+ip netns add $nsa 2>/dev/null || skip "cannot create a network namespace"
+ip netns add $nsb || exit 99
+ip link add va$id type veth peer name vb$id || skip "cannot create a veth pair"
+ip link set va$id netns $nsa || exit 99
+ip link set vb$id netns $nsb || exit 99
+ip -n $nsa addr add $ipa/24 dev va$id || exit 99
+ip -n $nsb addr add $ipb/24 dev vb$id || exit 99
+for ns in $nsa $nsb; do
+    ip -n $ns link set lo up || exit 99
+done
+ip -n $nsa link set va$id up || exit 99
+ip -n $nsb link set vb$id up || exit 99
+ip netns exec $nsa unshare --uts true 2>/dev/null || skip "cannot create a UTS namespace"
+
+# The launch agent: called by mpirun as `agent HOST COMMAND...`, it runs the
+# command (a shell command line, as ssh would) in the namespaces of HOST.
+cat >"$work/agent" <<EOF
+#!/bin/sh
+host=\$1
+shift
+case \$host in
+$ipa|rp-host-a) ns=$nsa name=rp-host-a ;;
+$ipb|rp-host-b) ns=$nsb name=rp-host-b ;;
+*) echo "agent: unknown host \$host" >&2; exit 255 ;;
+esac
+exec ip netns exec \$ns unshare --uts sh -c 'hostname "\$0"; eval "\$*"' \$name "\$@"
+EOF
+chmod +x "$work/agent"
+printf '%s slots=2\n%s slots=2\n' $ipa $ipb >"$work/hosts"
+
+# Host A runs mpirun; it reaches B over TCP on the veth subnet only.
+ip netns exec $nsa unshare --uts sh -c '
+    hostname rp-host-a
+    exec timeout 120 "$0" --allow-run-as-root --oversubscribe --bind-to none \
+        -np 4 --hostfile "$1" \
+        --mca plm_rsh_agent "$2" \
+        --mca btl tcp,self --mca btl_tcp_if_include "$3" \
+        --mca oob_tcp_if_include "$3" \
+        -x RP_BACKEND=mpi -x PATH \
+        "$4" 2' "$MPIRUN" "$work/hosts" "$work/agent" "$net.0/24" "$prog" >"$work/out" 2>&1
+rc=$?
+cat "$work/out"
+[ $rc -eq 0 ] || { echo "netns: mpirun failed ($rc)"; exit 1; }
+grep -q 'rp-host-a' "$work/out" && grep -q 'rp-host-b' "$work/out" ||
+    { echo "netns: work was not done on both hosts"; exit 1; }
+echo "netns: work done on both hosts over TCP ($net.0/24)"
+exit 0
