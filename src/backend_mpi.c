@@ -334,6 +334,7 @@ static void *child_output(void *arg, size_t index, size_t size)
     return p + RP__WIRE_VAR_HDR;
 }
 
+static int child_spins(void) { static int v = -1; if (v < 0) { const char *e = getenv("RP_CSPIN"); v = e ? atoi(e) : 200; } return v; }
 static void child_main(struct server *sv, struct lworker *lw)
 {
     struct wctl *ctl = lw->ctl;
@@ -380,7 +381,7 @@ static void child_main(struct server *sv, struct lworker *lw)
         uint32_t posted;
         int spins = 0;
         while ((posted = atomic_load(&ctl->posted)) == k) {
-            if (++spins < 200) {
+            if (++spins < child_spins()) {
                 sched_yield();
                 continue;
             }
@@ -1033,7 +1034,16 @@ struct mpi_pool {
     _Atomic bool    want_stop, want_terminate;
     bool            terminated;  /* under lock */
     bool            thread_done; /* under lock */
-    struct mjob    *active, *active_tail;      /* progress thread only */
+    /* Progress: whoever holds plock moves messages: the pool thread, or a user
+     * thread waiting for its result (no hand-off to another thread on the fast
+     * path), or a submitting one sending its first batches. Others only trylock
+     * it, so it never deadlocks against the core's locks. */
+    pthread_mutex_t plock;
+    _Atomic int     drivers;     /* user threads polling in wait() */
+    bool            terminating; /* under plock */
+    struct rp__job **notify;     /* NOTIFY jobs done, for the pool thread; under lock */
+    size_t          nnotify, capnotify;
+    struct mjob    *active, *active_tail;      /* under plock */
     bool           *rank_broken; /* per rank: gave up on it */
     bool           *rank_bye;    /* per rank: said BYE */
     char           *rbuf;
@@ -1050,6 +1060,10 @@ static int worker_rank(const struct mpi_pool *mp, int w)
 {
     return 1 + w % mp->nranks;
 }
+
+static void take_pending(struct mpi_pool *mp);
+static int dispatch(struct mpi_pool *mp);
+static int poll_messages(struct mpi_pool *mp);
 
 /* ---- completion --------------------------------------------------------------------- */
 
@@ -1105,13 +1119,50 @@ static void items_processed(struct mpi_pool *mp, struct mjob *mj, size_t start, 
         return;
     active_remove(mp, mj);
     struct rp__job *job = mj->job;
-    bool notify = job->flags & RP__JOB_NOTIFY;
     pthread_mutex_lock(&mp->lock);
-    atomic_store(&mj->done, true);
-    pthread_cond_broadcast(&mp->cond);
+    if (job->flags & RP__JOB_NOTIFY) {
+        /* finish() and the callback run on the pool thread, outside plock */
+        if (mp->nnotify == mp->capnotify) {
+            size_t cap = mp->capnotify ? 2 * mp->capnotify : 8;
+            struct rp__job **a = realloc(mp->notify, cap * sizeof *a);
+            if (a) {
+                mp->notify = a;
+                mp->capnotify = cap;
+            }
+        }
+        if (mp->nnotify < mp->capnotify)
+            mp->notify[mp->nnotify++] = job;
+        pthread_cond_signal(&mp->kick);
+    } else {
+        atomic_store(&mj->done, true);
+        pthread_cond_broadcast(&mp->cond);
+    }
     pthread_mutex_unlock(&mp->lock);
-    if (notify)
-        rp__job_done(job); /* finish() and the callback, here on the pool thread */
+}
+
+/* On the pool thread: rp__job_done() for the NOTIFY jobs that completed. */
+static int run_notifies(struct mpi_pool *mp)
+{
+    int n = 0;
+    for (;;) {
+        pthread_mutex_lock(&mp->lock);
+        struct rp__job *job = mp->nnotify ? mp->notify[--mp->nnotify] : NULL;
+        pthread_mutex_unlock(&mp->lock);
+        if (!job)
+            return n;
+        rp__job_done(job);
+        n++;
+    }
+}
+
+/* One round of progress by whoever holds plock. */
+static int progress_step(struct mpi_pool *mp)
+{
+    take_pending(mp);
+    int events = 0;
+    if (!mp->terminating)
+        events += dispatch(mp);
+    return events + poll_messages(mp);
 }
 
 static void fail_items(struct mpi_pool *mp, struct mjob *mj, size_t start, size_t count,
@@ -1499,19 +1550,17 @@ static void *progress_main(void *arg)
 {
     struct mpi_pool *mp = arg;
     double idle_since = rp__now(), nap = 20e-6;
-    bool terminating = false, stopping = false;
-    for (;;) {
+    bool stopping = false, finished = false;
+    while (!finished) {
         int events = 0;
-        take_pending(mp);
-        if (!terminating && atomic_load(&mp->want_terminate)) {
+        pthread_mutex_lock(&mp->plock);
+        if (!mp->terminating && atomic_load(&mp->want_terminate)) {
             send_all_ranks(mp, RP__MSG_TERMINATE);
-            terminating = true;
+            mp->terminating = true;
             events++;
         }
-        if (!terminating)
-            events += dispatch(mp);
-        events += poll_messages(mp);
-        if (terminating && all_byes(mp)) {
+        events += progress_step(mp);
+        if (mp->terminating && all_byes(mp)) {
             rp_error_t e;
             rp__error_set(&e, RP_ECANCELED, 0, -1, mp->host, "canceled: the pool was terminated");
             for (int i = 0; i < mp->nworkers; i++) {
@@ -1528,32 +1577,31 @@ static void *progress_main(void *arg)
             }
             take_pending(mp);
             fail_unclaimed(mp, &e);
-            pthread_mutex_lock(&mp->lock);
-            mp->terminated = true;
-            pthread_cond_broadcast(&mp->cond);
-            pthread_mutex_unlock(&mp->lock);
-            break;
-        }
-        if (!terminating && !stopping && atomic_load(&mp->want_stop) && !mp->active &&
-            atomic_load(&mp->npending) == 0) {
+            finished = true;
+        } else if (!mp->terminating && !stopping && atomic_load(&mp->want_stop) &&
+                   !mp->active && atomic_load(&mp->npending) == 0) {
             send_all_ranks(mp, RP__MSG_STOP);
             stopping = true;
             events++;
+        } else if (stopping && all_byes(mp)) {
+            finished = true;
         }
-        if (stopping && all_byes(mp))
+        pthread_mutex_unlock(&mp->plock);
+        events += run_notifies(mp);
+        if (finished)
             break;
         if (events) {
             idle_since = rp__now();
             nap = 20e-6;
             continue;
         }
-        if (rp__now() - idle_since < SPIN_IDLE_S) {
+        if (atomic_load(&mp->drivers) == 0 && rp__now() - idle_since < SPIN_IDLE_S) {
             sched_yield();
             continue;
         }
         pthread_mutex_lock(&mp->lock);
-        if (atomic_load(&mp->npending) == 0 && !atomic_load(&mp->want_stop) &&
-            !atomic_load(&mp->want_terminate)) {
+        if (atomic_load(&mp->npending) == 0 && mp->nnotify == 0 &&
+            !atomic_load(&mp->want_stop) && !atomic_load(&mp->want_terminate)) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             long ns = ts.tv_nsec + (long)(nap * 1e9);
@@ -1565,6 +1613,8 @@ static void *progress_main(void *arg)
         nap = fmin(nap * 2, 250e-6);
     }
     pthread_mutex_lock(&mp->lock);
+    if (mp->terminating)
+        mp->terminated = true;
     mp->thread_done = true;
     pthread_cond_broadcast(&mp->cond);
     pthread_mutex_unlock(&mp->lock);
@@ -1584,6 +1634,8 @@ static void master_free(struct mpi_pool *mp)
     free(mp->rank_bye);
     free(mp->rbuf);
     rp__wbuf_free(&mp->ctl);
+    free(mp->notify);
+    pthread_mutex_destroy(&mp->plock);
     pthread_mutex_destroy(&mp->lock);
     pthread_cond_destroy(&mp->cond);
     pthread_cond_destroy(&mp->kick);
@@ -1751,6 +1803,7 @@ static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *er
         return rc;
     }
     pthread_mutex_init(&mp->lock, NULL);
+    pthread_mutex_init(&mp->plock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1796,6 +1849,14 @@ static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
     atomic_fetch_add(&mp->npending, 1);
     pthread_cond_signal(&mp->kick);
     pthread_mutex_unlock(&mp->lock);
+    /* send the first batches from here when nobody else is moving messages */
+    if (pthread_mutex_trylock(&mp->plock) == 0) {
+        if (!mp->terminating) {
+            take_pending(mp);
+            dispatch(mp);
+        }
+        pthread_mutex_unlock(&mp->plock);
+    }
     return RP_OK;
 }
 
@@ -1819,14 +1880,26 @@ static int mpi_wait(rp_pool_t *pool, struct rp__job *job, double timeout)
 {
     struct mpi_pool *mp = mp_of(pool);
     struct mjob *mj = job->bdata;
-    for (int i = 0; i < 100; i++) {
-        if (atomic_load(&mj->done))
-            return RP_OK;
-        if (timeout == 0)
-            return RP_ETIMEDOUT;
-        sched_yield();
-    }
+    if (atomic_load(&mj->done))
+        return RP_OK;
+    if (timeout == 0)
+        return RP_ETIMEDOUT;
     double deadline = rp__deadline(timeout);
+    /* Poll MPI ourselves for a while: a short job's result comes back without
+     * waking any other thread. Then sleep until the pool thread signals. */
+    double spin_until = fmin(deadline, rp__now() + SPIN_IDLE_S);
+    atomic_fetch_add(&mp->drivers, 1);
+    while (!atomic_load(&mj->done) && rp__now() < spin_until) {
+        if (pthread_mutex_trylock(&mp->plock) == 0) {
+            int ev = mp->terminating ? 0 : progress_step(mp);
+            pthread_mutex_unlock(&mp->plock);
+            if (ev == 0)
+                sched_yield();
+        } else {
+            sched_yield();
+        }
+    }
+    atomic_fetch_sub(&mp->drivers, 1);
     int rc = RP_OK;
     pthread_mutex_lock(&mp->lock);
     while (!atomic_load(&mj->done)) {
