@@ -31,7 +31,8 @@ static void test_fnref_library_function_round_trip(void)
     rp__fnref ref;
     rp__anyfn q = (rp__anyfn)qsort;
     CU_ASSERT_EQUAL_FATAL(rp__fnref_make(q, &ref), RP_OK);
-    CU_ASSERT_PTR_NOT_NULL(strstr(ref.object, "libc"));
+    /* a shared library (libc, or a sanitizer runtime that interposes qsort) */
+    CU_ASSERT_PTR_NOT_NULL(strstr(ref.object, ".so"));
     rp__anyfn fn = NULL;
     CU_ASSERT_EQUAL(rp__fnref_resolve(&ref, &fn, NULL, 0), RP_OK);
     CU_ASSERT_PTR_EQUAL(fn, q);

@@ -45,6 +45,21 @@ static int crash_five(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
+static int crash_several(const void *in, void *out, rp_ctx_t *ctx)
+{
+    int i = *(const int *)in;
+    if (i == 50)
+        raise(SIGSEGV);
+    if (i == 77)
+        _exit(3);
+    if (i == 120)
+        abort();
+    if (i == 150)
+        raise(SIGKILL);
+    *(int *)out = i + 1;
+    return 0;
+}
+
 static int offset_value;
 
 static int init_offset(const void *arg, rp_ctx_t *ctx)
@@ -280,6 +295,49 @@ static void test_mpi_crash_of_a_task(void)
     tu_pool_done(p);
 }
 
+/* Several deaths inside large batches: exactly the items that died fail, with
+ * their signal or exit status; the rest of each batch is run by the replacement. */
+static void test_mpi_crashes_inside_batches(void)
+{
+    rp_pool_t *p = world_pool(NULL);
+    if (!p)
+        return;
+    enum { N = 200 };
+    int in[N], out[N];
+    for (int i = 0; i < N; i++) {
+        in[i] = i;
+        out[i] = -1;
+    }
+    rp_result_t *r = NULL;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, crash_several, in, N, sizeof *in, out, sizeof *out,
+                                       NULL, &r), RP_OK);
+    rp_error_t err;
+    CU_ASSERT_EQUAL(rp_result_get(r, 60.0, &err), RP_EWORKER);
+    CU_ASSERT_EQUAL(err.index, 50);
+    CU_ASSERT_EQUAL_FATAL(rp_result_nerrors(r), 4);
+    const rp_error_t *e = rp_result_error(r, 0);
+    CU_ASSERT_EQUAL(e->index, 50);
+    CU_ASSERT_EQUAL(e->signal, SIGSEGV);
+    e = rp_result_error(r, 1);
+    CU_ASSERT_EQUAL(e->index, 77);
+    CU_ASSERT_EQUAL(e->signal, 0);
+    CU_ASSERT_EQUAL(e->exit_status, 3);
+    e = rp_result_error(r, 2);
+    CU_ASSERT_EQUAL(e->index, 120);
+    CU_ASSERT_EQUAL(e->signal, SIGABRT);
+    e = rp_result_error(r, 3);
+    CU_ASSERT_EQUAL(e->index, 150);
+    CU_ASSERT_EQUAL(e->signal, SIGKILL);
+    CU_ASSERT_EQUAL(e->code, RP_EWORKER);
+    int bad = 0;
+    for (int i = 0; i < N; i++)
+        if (i != 50 && i != 77 && i != 120 && i != 150)
+            bad += out[i] != i + 1;
+    CU_ASSERT_EQUAL(bad, 0);
+    rp_result_free(r);
+    tu_pool_done(p);
+}
+
 /* While the master does not call into the pool, batches keep going out: progress
  * reaches every item without any wait or get. */
 static void test_mpi_progress_while_master_computes(void)
@@ -358,6 +416,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_static_initializer_and_task),
         TU_TEST(test_mpi_initializer_failure_everywhere),
         TU_TEST(test_mpi_crash_of_a_task),
+        TU_TEST(test_mpi_crashes_inside_batches),
         TU_TEST(test_mpi_progress_while_master_computes),
         TU_TEST(test_mpi_malformed_message_is_an_error),
         TU_END
