@@ -16,11 +16,16 @@ static struct {
     uint64_t iters_ms;
 } g;
 
+/* chunk: 1 = schedule(dynamic, 1), 0 = schedule(dynamic), -1 = schedule(static) */
 static void trivial_once(const char *wl, const char *variant, int workers, size_t n,
                          int chunk, const long *in, long *out)
 {
     double t0 = bench_now();
-    if (chunk == 1) {
+    if (chunk < 0) {
+#pragma omp parallel for schedule(static) num_threads(workers)
+        for (size_t i = 0; i < n; i++)
+            out[i] = in[i] * in[i];
+    } else if (chunk == 1) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(workers)
         for (size_t i = 0; i < n; i++)
             out[i] = in[i] * in[i];
@@ -98,11 +103,16 @@ int main(int argc, char **argv)
         in[i] = (long)i;
 
     if (bench_wants(g.only, "w1")) {
-        trivial_once("w1_trivial", "warmup", W, g.sz.n1 / 10, 0, in, out);
+        trivial_once("w1_trivial", "warmup", W, g.sz.n1, 0, in, out);
         for (int r = 0; r < g.reps; r++)
             trivial_once("w1_trivial", "auto", W, g.sz.n1, 0, in, out);
         for (int r = 0; r < g.reps; r++)
             trivial_once("w1_trivial", "cs1", W, g.sz.n1_cs1, 1, in, out);
+        /* schedule(static): no dispatch at all, the floor of the floor */
+        bench_impl = "openmp-static";
+        for (int r = 0; r < g.reps; r++)
+            trivial_once("w1_trivial", "auto", W, g.sz.n1, -1, in, out);
+        bench_impl = "openmp";
     }
 
     if (bench_wants(g.only, "w2")) {

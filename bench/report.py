@@ -9,12 +9,13 @@ import argparse
 import collections
 import csv
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 
-IMPLS = ["rankpool-local", "rankpool-mpi", "openmp", "python-mp", "mpi4py", "xargs",
+IMPLS = ["rankpool-local", "rankpool-mpi", "openmp", "openmp-static", "python-mp", "mpi4py", "xargs",
          "mpi-pingpong"]
 
 WORKLOADS = collections.OrderedDict([
@@ -362,6 +363,21 @@ def plots(st, outdir, machine):
     return made
 
 
+def warnings(machine):
+    """What makes this run's numbers unreliable, read from the machine line."""
+    ws = []
+    if "QUICK" in machine:
+        ws.append("quick run (small sizes, one repetition): a smoke test, not a "
+                  "measurement; the goal checks below mean nothing here.")
+    m = re.search(r"load ([0-9.]+) [0-9.]+ [0-9.]+ at start", machine)
+    c = re.search(r"(\d+) cores available", machine)
+    if m and c and float(m.group(1)) > 0.25 * int(c.group(1)):
+        ws.append("the machine was busy at the start (load %s on %s cores): other "
+                  "processes share the cores, rerun on a quiet machine." %
+                  (m.group(1), c.group(1)))
+    return ws
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("raw")
@@ -384,6 +400,8 @@ def main():
             w.writerow(list(r[:7]) + ["%.6g" % r[7], "%.6g" % r[8], "%.6g" % r[9], r[10]])
 
     out = ["# rankpool benchmark results", "", "Machine: " + machine, ""]
+    for w in warnings(machine):
+        out += ["**Warning:** " + w, ""]
     out.append("Medians over repetitions, with min-max. \"better by\" = how many times "
                "better rankpool is than that row (> 1: rankpool ahead).")
     table(st, out)
