@@ -60,7 +60,7 @@ enum { TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 
 #define DEPTH        4                  /* batches in flight per worker */
 #define BATCH_BYTES  ((size_t)4 << 20)  /* input + output bytes per batch, soft */
-#define BATCH_ITEMS  ((size_t)1 << 16)  /* items per batch, at most */
+#define BATCH_ITEMS  ((size_t)1 << 18)  /* items per batch, at most */
 #define INLINE_MAX   ((size_t)16 << 10) /* outputs up to this ride in the header */
 #define SLOT_BYTES   ((size_t)256 << 20)/* virtual size of a batch's shared region */
 #define SPIN_IDLE_S  1e-3               /* poll this long before sleeping */
@@ -334,7 +334,6 @@ static void *child_output(void *arg, size_t index, size_t size)
     return p + RP__WIRE_VAR_HDR;
 }
 
-static int child_spins(void) { static int v = -1; if (v < 0) { const char *e = getenv("RP_CSPIN"); v = e ? atoi(e) : 200; } return v; }
 static void child_main(struct server *sv, struct lworker *lw)
 {
     struct wctl *ctl = lw->ctl;
@@ -381,7 +380,7 @@ static void child_main(struct server *sv, struct lworker *lw)
         uint32_t posted;
         int spins = 0;
         while ((posted = atomic_load(&ctl->posted)) == k) {
-            if (++spins < child_spins()) {
+            if (++spins < 200) {
                 sched_yield();
                 continue;
             }
@@ -1265,17 +1264,21 @@ static int send_batch(struct mpi_pool *mp, struct mworker *w, struct mjob *mj)
         max_items = 1;
     size_t chunk = job->chunksize;
     size_t start = 0, total = 0, len;
+    /* Guided at the message level: a batch is about 1/(2 * workers * DEPTH) of
+     * what is left, so each worker's pipeline holds about half its share, the
+     * tail is single chunks, and batches are small enough to overlap transfer
+     * and computation. */
+    size_t remaining = rp__sched_remaining(&mj->sched);
+    size_t target = remaining / (2 * (size_t)alive_workers(mp) * DEPTH);
+    if (target > max_items)
+        target = max_items;
     if (chunk == 0) {
-        total = rp__sched_claim(&mj->sched, max_items, &start);
+        /* the scheduler's automatic chunk, capped by the batch size */
+        total = rp__sched_claim(&mj->sched, target ? target : 1, &start);
     } else {
-        /* several chunks per message: guided at the message level, so the tail is
-         * single chunks and no worker holds much more than its share */
-        size_t remaining = rp__sched_remaining(&mj->sched);
-        size_t target = remaining / (2 * (size_t)alive_workers(mp) * DEPTH);
+        /* several whole chunks per message */
         if (target < chunk)
             target = chunk;
-        if (target > max_items)
-            target = max_items;
         size_t s0;
         while (total < target &&
                (len = rp__sched_claim(&mj->sched, target - total < chunk ? target - total : 0,
@@ -1847,15 +1850,22 @@ static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
         mp->pending = mj;
     mp->pending_tail = mj;
     atomic_fetch_add(&mp->npending, 1);
-    pthread_cond_signal(&mp->kick);
     pthread_mutex_unlock(&mp->lock);
-    /* send the first batches from here when nobody else is moving messages */
+    /* Send the first batches from here when nobody else is moving messages (no
+     * thread hand-off for an apply); wake the pool thread only for what is left. */
+    bool kick = true;
     if (pthread_mutex_trylock(&mp->plock) == 0) {
         if (!mp->terminating) {
             take_pending(mp);
             dispatch(mp);
+            kick = rp__sched_remaining(&mj->sched) > 0;
         }
         pthread_mutex_unlock(&mp->plock);
+    }
+    if (kick) {
+        pthread_mutex_lock(&mp->lock);
+        pthread_cond_signal(&mp->kick);
+        pthread_mutex_unlock(&mp->lock);
     }
     return RP_OK;
 }
