@@ -112,6 +112,7 @@ static const char *signal_name(int sig)
 
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool we_initialized;   /* this library called MPI_Init_thread */
+static pid_t init_pid;        /* ... in this process (not in a forked worker) */
 static int  live_pools;       /* mpi pools not yet destroyed, in this process */
 
 /* MPI cannot be initialised twice, so when the library initialised it, it
@@ -121,7 +122,7 @@ static void finalize_at_exit(void)
 {
     int fin = 0, init = 0;
     pthread_mutex_lock(&init_lock);
-    bool mine = we_initialized && live_pools == 0;
+    bool mine = we_initialized && live_pools == 0 && getpid() == init_pid;
     pthread_mutex_unlock(&init_lock);
     if (!mine)
         return;
@@ -153,6 +154,7 @@ static int mpi_begin(const rp_pool_opts_t *opts, MPI_Comm *comm, rp_error_t *err
         if (!we_initialized)
             atexit(finalize_at_exit);
         we_initialized = true;
+        init_pid = getpid();
     } else {
         int provided = MPI_THREAD_SINGLE;
         MPI_Query_thread(&provided);
@@ -624,7 +626,7 @@ static int post_batch(struct server *sv, struct lworker *lw, int s, const char *
     rp__anyfn fn;
     char why[200 + RP__FNREF_NAMEMAX];
     if (rp__fnref_resolve(&b.fn, &fn, why, sizeof why) != RP_OK) {
-        char msg[256];
+        char msg[sizeof why + 100]; /* cut to rp_error_t's 256 bytes later */
         snprintf(msg, sizeof msg, "rank %d on %s: %s", sv->rank, sv->host, why);
         return send_batch_failure(sv, lw, s, RP_EFNREF, msg);
     }
@@ -679,6 +681,14 @@ static void child_died(struct server *sv, struct lworker *lw, int status)
     }
     if (lw->gone)
         return;
+    if (atomic_load(&ctl->state) == CHILD_INIT_FAILED) {
+        /* a replacement whose initializer fails: no endless respawning */
+        char why[300];
+        snprintf(why, sizeof why, "its replacement's initializer failed: %s",
+                 ctl->init_err.message);
+        worker_gone(sv, lw, why);
+        return;
+    }
     atomic_store(&ctl->state, CHILD_STARTING);
     if (spawn_child(sv, lw) != RP_OK)
         worker_gone(sv, lw, "could not fork a new worker process");

@@ -60,6 +60,32 @@ static int crash_several(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
+/* The first initializer succeeds; once a task left the marker file, the
+ * replacement's initializer fails. */
+static char marker[64];
+
+static int init_unless_marker(const void *arg, rp_ctx_t *ctx)
+{
+    snprintf(marker, sizeof marker, "%s", (const char *)arg);
+    if (access(marker, F_OK) == 0)
+        return rp_raise(ctx, 9, "marker %s exists", marker);
+    return 0;
+}
+
+static int mark_and_crash(const void *in, void *out, rp_ctx_t *ctx)
+{
+    int i = *(const int *)in;
+    if (i == 3) {
+        FILE *f = fopen(marker, "w");
+        if (f)
+            fclose(f);
+        raise(SIGSEGV);
+    }
+    usleep(500);
+    *(int *)out = i;
+    return 0;
+}
+
 static int offset_value;
 
 static int init_offset(const void *arg, rp_ctx_t *ctx)
@@ -338,6 +364,50 @@ static void test_mpi_crashes_inside_batches(void)
     tu_pool_done(p);
 }
 
+/* A worker dies and its replacement's initializer fails: that worker is gone,
+ * its queued items fail with RP_EBROKEN, the others (if any) carry on. */
+static void test_mpi_replacement_cannot_start(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/rp-test-mpi-%d", (int)getpid());
+    MPI_Bcast(path, sizeof path, MPI_CHAR, 0, MPI_COMM_WORLD);
+    rp_pool_opts_t o = { .initializer = init_unless_marker, .initarg = path,
+                         .initarg_size = sizeof path };
+    rp_pool_t *p = world_pool(&o);
+    if (!p)
+        return;
+    enum { N = 40 };
+    int in[N], out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    rp_map_opts_t mo = { .chunksize = 1 };
+    rp_result_t *r = NULL;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, mark_and_crash, in, N, sizeof *in, out, sizeof *out,
+                                       &mo, &r), RP_OK);
+    rp_error_t err;
+    CU_ASSERT_EQUAL(rp_result_get(r, 60.0, &err), RP_EWORKER);
+    CU_ASSERT_EQUAL(err.index, 3);
+    size_t nerr = rp_result_nerrors(r);
+    CU_ASSERT_TRUE(nerr >= 1);
+    for (size_t k = 1; k < nerr; k++) {
+        const rp_error_t *e = rp_result_error(r, k);
+        CU_ASSERT_EQUAL(e->code, RP_EBROKEN);
+    }
+    if (world_size > 2)
+        CU_ASSERT_TRUE(nerr < N - 3); /* the other workers did their share */
+    rp_result_free(r);
+    double x = 5, y = 0;
+    int rc = rp_apply(p, square, &x, 8, &y, 8, NULL);
+    if (world_size == 2) {
+        CU_ASSERT_EQUAL(rc, RP_EBROKEN);
+    } else {
+        CU_ASSERT_EQUAL(rc, RP_OK);
+        CU_ASSERT_EQUAL(y, 25);
+    }
+    tu_pool_done(p);
+    unlink(path);
+}
+
 /* While the master does not call into the pool, batches keep going out: progress
  * reaches every item without any wait or get. */
 static void test_mpi_progress_while_master_computes(void)
@@ -417,6 +487,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_initializer_failure_everywhere),
         TU_TEST(test_mpi_crash_of_a_task),
         TU_TEST(test_mpi_crashes_inside_batches),
+        TU_TEST(test_mpi_replacement_cannot_start),
         TU_TEST(test_mpi_progress_while_master_computes),
         TU_TEST(test_mpi_malformed_message_is_an_error),
         TU_END
