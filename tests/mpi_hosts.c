@@ -1,8 +1,12 @@
 /* Runs a map over every rank of MPI_COMM_WORLD and reports on which hosts the
  * items ran (tests/netns.sh: two simulated hosts). Exit status 0 when every item
- * is right and at least `argv[1]` distinct hosts (default 2) did work. */
+ * is right and at least `argv[1]` distinct hosts (default 2) did work.
+ *
+ * `mpi_hosts efnref`, launched MPMD with tests/mpi_other serving (another
+ * binary): the map must fail with RP_EFNREF, not run a wrong function. */
 #include "rankpool_mpi.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +29,30 @@ static int where(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
+static int where_int(const void *in, void *out, rp_ctx_t *ctx)
+{
+    *(int *)out = *(const int *)in;
+    return 0;
+}
+
+static int expect_efnref(rp_pool_t *pool)
+{
+    int in[10], out[10];
+    for (int i = 0; i < 10; i++)
+        in[i] = i;
+    rp_error_t err;
+    int rc = rp_map(pool, where_int, in, 10, sizeof *in, out, sizeof *out, NULL, &err);
+    printf("map on another binary: %s: %s\n", rp_err_name(rc), err.message);
+    rp_pool_close(pool);
+    rp_pool_join(pool);
+    rp_pool_free(pool);
+    return rc == RP_EFNREF && strstr(err.message, "same binary") ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
-    int want = argc > 1 ? atoi(argv[1]) : 2;
+    bool efnref = argc > 1 && strcmp(argv[1], "efnref") == 0;
+    int want = argc > 1 && !efnref ? atoi(argv[1]) : 2;
     rp_pool_t *pool;
     rp_error_t err;
     int rc = rp_pool_create_comm(&pool, NULL, MPI_COMM_WORLD, &err);
@@ -39,6 +64,8 @@ int main(int argc, char **argv)
         rp_pool_free(pool);
         return 0;
     }
+    if (efnref)
+        return expect_efnref(pool);
     enum { N = 400 };
     static int in[N];
     static where_t out[N];
