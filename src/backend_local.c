@@ -86,7 +86,6 @@ struct lpool {
     uint64_t         free_slots;   /* bit j set: slot j free (L) */
     struct ljob     *live;         /* live jobs (L) */
     struct ljob     *qhead, *qtail;
-    _Atomic int      nqueued;
     struct seg      *fl;           /* arena free list, sorted by offset (L) */
     size_t           nfl, capfl;
     uint64_t         arena_hw;     /* high-water mark of the arena */
@@ -195,7 +194,7 @@ static void check_complete(struct lpool *lp, int j, uint32_t gen)
     if (!atomic_compare_exchange_strong(&s->state, &active, RP__SW(gen, RP__SLOT_DONE)))
         return;
     slot_wake(lp, s);
-    if ((s->flags & RP__JOB_NOTIFY) || atomic_load(&lp->nqueued) > 0)
+    if ((s->flags & RP__JOB_NOTIFY) || atomic_load(&lp->hdr->nqueued) > 0)
         wake_master(lp);
 }
 
@@ -637,7 +636,7 @@ static void promote(struct lpool *lp)
         if (!lp->qhead)
             lp->qtail = NULL;
         lj->queued = false;
-        atomic_fetch_sub(&lp->nqueued, 1);
+        atomic_fetch_sub(&lp->hdr->nqueued, 1);
         pthread_mutex_unlock(&lp->lock);
         publish(lp, lj);
         pthread_mutex_lock(&lp->lock);
@@ -875,7 +874,7 @@ static void cancel_all(struct lpool *lp, int code, const char *msg)
         }
     }
     lp->qhead = lp->qtail = NULL;
-    atomic_store(&lp->nqueued, 0);
+    atomic_store(&lp->hdr->nqueued, 0);
     pthread_mutex_unlock(&lp->lock);
     fails_report(lp, &f);
     pthread_mutex_lock(&lp->lock);
@@ -1036,7 +1035,7 @@ static void service(struct lpool *lp)
         struct ljob *found = NULL;
         bool notify = false;
         pthread_mutex_lock(&lp->lock);
-        bool queued = atomic_load(&lp->nqueued) > 0;
+        bool queued = atomic_load(&lp->hdr->nqueued) > 0;
         for (struct ljob *lj = lp->live; lj; lj = lj->next) {
             if (!job_done(lj, lp))
                 continue;
@@ -1438,7 +1437,7 @@ static int local_submit(rp_pool_t *pool, struct rp__job *job)
     else
         lp->qhead = lj;
     lp->qtail = lj;
-    atomic_fetch_add(&lp->nqueued, 1);
+    atomic_fetch_add(&lp->hdr->nqueued, 1);
     pthread_mutex_unlock(&lp->lock);
     wake_master(lp);  /* the pool thread frees slots of done jobs */
     promote(lp);

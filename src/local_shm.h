@@ -91,6 +91,7 @@ struct rp__hdr {
     alignas(RP__CL) _Atomic uint64_t work_mask; /* slots that may have work */
     _Atomic uint32_t shutdown;
     _Atomic uint32_t init_report;             /* workers write the eventfd at init */
+    _Atomic int32_t  nqueued;                 /* jobs waiting for a slot (master) */
     alignas(RP__CL) _Atomic uint64_t var_top; /* bump pointer of the var heap */
     alignas(RP__CL) struct rp__slot slots[RP__NSLOTS];
 };
