@@ -10,6 +10,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Mappings: a few may come from the allocator growing (malloc arenas, sanitizer
+ * pools); one per pool would be hundreds. */
+#define MAPS_SLACK 8
+
 struct counts {
     int fds, maps, threads, children;
 };
@@ -71,7 +75,7 @@ static struct counts settle(struct counts want)
 {
     struct counts c = measure();
     for (int t = 0; t < 200; t++) {
-        if (c.fds == want.fds && c.maps <= want.maps && c.threads == want.threads
+        if (c.fds == want.fds && c.maps <= want.maps + MAPS_SLACK && c.threads == want.threads
             && c.children == want.children)
             break;
         usleep(5000);
@@ -83,10 +87,11 @@ static struct counts settle(struct counts want)
 static void check_same(struct counts before, struct counts after)
 {
     CU_ASSERT_EQUAL(after.fds, before.fds);
-    CU_ASSERT(after.maps <= before.maps);
+    CU_ASSERT(after.maps <= before.maps + MAPS_SLACK);
     CU_ASSERT_EQUAL(after.threads, before.threads);
     CU_ASSERT_EQUAL(after.children, before.children);
-    if (after.fds != before.fds || after.maps > before.maps || after.threads != before.threads
+    if (after.fds != before.fds || after.maps > before.maps + MAPS_SLACK
+        || after.threads != before.threads
         || after.children != before.children)
         fprintf(stderr, "\n  before: fds %d maps %d threads %d children %d"
                         "\n  after:  fds %d maps %d threads %d children %d\n",
