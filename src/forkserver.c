@@ -126,7 +126,8 @@ void rp__forkserver_main(struct rp__fs_conf *c)
 
     memset(pids, 0, sizeof pids);
     nlive = 0;
-    for (int k = 0; k < c->nworkers; k++)
+    /* A pool joined at once needs no workers: look at the shutdown flag first. */
+    for (int k = 0; k < c->nworkers && !atomic_load(&c->hdr->shutdown); k++)
         spawn(c, k, sigfd);
 
     bool quitting = false, killed = false;
@@ -154,8 +155,8 @@ void rp__forkserver_main(struct rp__fs_conf *c)
                 continue;
             switch (m.kind) {
             case RP__FS_SPAWN:
-                if (!killed && !quitting && m.worker >= 0 && m.worker < c->nworkers
-                    && pids[m.worker] == 0)
+                if (!killed && !quitting && !atomic_load(&c->hdr->shutdown) && m.worker >= 0
+                    && m.worker < c->nworkers && pids[m.worker] == 0)
                     spawn(c, m.worker, sigfd);
                 break;
             case RP__FS_KILLALL:
