@@ -62,6 +62,9 @@ enum { TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define BATCH_BYTES  ((size_t)4 << 20)  /* input + output bytes per batch, soft */
 #define BATCH_ITEMS  ((size_t)1 << 18)  /* items per batch, at most */
 #define INLINE_MAX   ((size_t)16 << 10) /* outputs up to this ride in the header */
+#define BATCH_MIN_S  200e-6             /* shortest batch once item cost is known */
+#define SHORT_BATCH_S 100e-6            /* shorter batches need DEPTH in flight */
+#define LONG_BATCH_S 1e-3               /* for longer ones the pool thread naps */
 #define SLOT_BYTES   ((size_t)256 << 20)/* virtual size of a batch's shared region */
 #define SPIN_IDLE_S  1e-3               /* poll this long before sleeping */
 #define SLEEP_MAX_S  1e-3               /* longest idle sleep */
@@ -234,6 +237,7 @@ struct slotdesc {
     size_t     nrec;
     size_t     var_last;    /* offset of the current item's VAR record + 1, or 0 */
     size_t     var_index;
+    uint64_t   compute_ns;  /* time spent running it (all children) */
 };
 
 enum { CHILD_STARTING, CHILD_READY, CHILD_INIT_FAILED, CHILD_RETIRING };
@@ -399,6 +403,7 @@ static void child_main(struct server *sv, struct lworker *lw)
         ctx.output = (sd->flags & RP__JOB_VAR) ? child_output : NULL;
         ctx.output_arg = &cr;
         atomic_store(&ctl->running_seq, k + 1);
+        double t0 = rp__now();
         size_t chunk = sd->chunk ? sd->chunk : sd->count;
         const char *in = cr.base + sd->in_off;
         char *out = sd->out_size ? cr.base + sd->out_off : NULL;
@@ -415,11 +420,13 @@ static void child_main(struct server *sv, struct lworker *lw)
             sd->resume = off + len;
             tasks += (long)len;
             if (max_tasks > 0 && tasks >= max_tasks && sd->resume < sd->count) {
+                sd->compute_ns += (uint64_t)((rp__now() - t0) * 1e9);
                 atomic_store(&ctl->state, CHILD_RETIRING);
                 atomic_store(&ctl->running_seq, 0);
                 _exit(0);
             }
         }
+        sd->compute_ns += (uint64_t)((rp__now() - t0) * 1e9);
         atomic_store(&ctl->running_seq, 0);
         atomic_store(&ctl->completed, k + 1);
         atomic_fetch_add(&sv->bell->bell, 1);
@@ -538,7 +545,7 @@ static int send_result(struct server *sv, struct lworker *lw, int s, uint32_t ex
     }
     rp__wire_result m = { .job = lw->job[s], .seq = lw->seq[s], .start = sd->start,
                           .count = sd->count, .out_size = sd->out_size, .nrec = sd->nrec,
-                          .rec_bytes = sd->rec_len };
+                          .rec_bytes = sd->rec_len, .compute_ns = sd->compute_ns };
     rp__wire_result_write(base + sd->res_off, (uint32_t)lw->id, flags, &m, len);
     lw->req[s][0] = lw->req[s][1] = MPI_REQUEST_NULL;
     if (MPI_Isend(base + sd->res_off, (int)len, MPI_BYTE, 0, TAG_CTL, sv->comm,
@@ -586,10 +593,27 @@ static void slot_drain(struct lworker *lw, int s)
     }
 }
 
-/* A BATCH message arrived for lw in buf (msglen bytes): normally slot s itself;
- * a message too large for the slot was received elsewhere and only fails. */
-static int post_batch(struct server *sv, struct lworker *lw, int s, const char *buf,
-                      size_t msglen)
+/* Receives (and drops) the next message on tag from the master: the separate
+ * input of a batch that cannot run. */
+static int drop_next(struct server *sv, int tag)
+{
+    MPI_Message msg;
+    MPI_Status st;
+    int count = 0;
+    if (MPI_Mprobe(0, tag, sv->comm, &msg, &st) != MPI_SUCCESS)
+        return RP_EMPI;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    char *tmp = malloc(count > 0 ? (size_t)count : 1);
+    int rc = tmp && MPI_Mrecv(tmp, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE) == MPI_SUCCESS;
+    free(tmp);
+    return rc ? RP_OK : RP_EMPI;
+}
+
+/* A BATCH message arrived for lw in buf (msglen bytes) on tag: normally slot s
+ * itself; a message too large for the slot was received elsewhere and only fails.
+ * A separate input (RP__BATCH_SEPARATE) is received here, after the header. */
+static int post_batch(struct server *sv, struct lworker *lw, int s, int tag,
+                      const char *buf, size_t msglen)
 {
     char *base = lw->slot[s];
     struct slotdesc *sd = &lw->ctl->slot[s];
@@ -599,8 +623,14 @@ static int post_batch(struct server *sv, struct lworker *lw, int s, const char *
     memset(sd, 0, sizeof *sd);
     sd->cap = SLOT_BYTES;
     sd->res_off = align_up(msglen, 64);
-    if (rp__wire_open(buf, msglen, &h, &r) != RP_OK || rp__wire_get_batch(&r, &b) != RP_OK)
+    if (rp__wire_open(buf, msglen, &h, &r) != RP_OK)
         return RP_EPROTO;
+    bool separate = h.flags & RP__BATCH_SEPARATE;
+    if (rp__wire_get_batch(&r, &h, &b) != RP_OK) {
+        if (separate && drop_next(sv, tag) != RP_OK)
+            return RP_EMPI;
+        return RP_EPROTO;
+    }
     lw->job[s] = b.job;
     lw->seq[s] = b.seq;
     sd->start = (size_t)b.start;
@@ -608,12 +638,33 @@ static int post_batch(struct server *sv, struct lworker *lw, int s, const char *
     sd->chunk = (size_t)b.chunk;
     sd->in_size = (size_t)b.in_size;
     sd->flags = b.flags;
-    sd->in_off = (size_t)(b.input - buf);
+    size_t inbytes = (size_t)(b.in_size * b.count);
     size_t outbytes = (size_t)(b.out_size * b.count);
-    sd->out_off = align_up(msglen, 64);
+    sd->in_off = separate ? align_up(msglen, 64) : (size_t)(b.input - buf);
+    sd->out_off = align_up(separate ? sd->in_off + inbytes : msglen, 64);
     sd->res_off = align_up(sd->out_off + outbytes, 64);
     sd->out_size = (size_t)b.out_size;
-    if (buf != base || sd->res_off + RP__RESULT_FIXED + INLINE_MAX > sd->cap) {
+    bool fits = buf == base && inbytes <= sd->cap && outbytes <= sd->cap &&
+                sd->res_off + RP__RESULT_FIXED + INLINE_MAX <= sd->cap;
+    if (separate) {
+        int rc = RP_OK;
+        if (fits && inbytes <= INT_MAX) {
+            MPI_Status st;
+            int got = 0;
+            if (MPI_Recv(base + sd->in_off, (int)inbytes, MPI_BYTE, 0, tag, sv->comm, &st) !=
+                MPI_SUCCESS)
+                return RP_EMPI;
+            MPI_Get_count(&st, MPI_BYTE, &got);
+            if ((size_t)got != inbytes)
+                return RP_EPROTO;
+        } else {
+            fits = false;
+            rc = drop_next(sv, tag);
+        }
+        if (rc != RP_OK)
+            return rc;
+    }
+    if (!fits) {
         sd->res_off = 0;
         sd->out_size = 0;
         return send_batch_failure(sv, lw, s, RP_ENOMEM,
@@ -789,7 +840,7 @@ static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
             free(tmp);
             return RP_EMPI;
         }
-        int rc = post_batch(sv, lw, s, buf, (size_t)count);
+        int rc = post_batch(sv, lw, s, tag, buf, (size_t)count);
         free(tmp);
         if (rc == RP_EPROTO)
             return send_ctl(sv, RP__MSG_PROTO, (uint32_t)lw->id, RP_EPROTO);
@@ -855,16 +906,17 @@ static int serve(struct server *sv)
             nap = 20e-6;
             continue;
         }
-        if (rp__now() - idle_since < SPIN_IDLE_S) {
-            sched_yield(); /* oversubscribed nodes: let the child or a peer run */
-            continue;
-        }
-        /* Idle: sleep on the bell while a child computes (it rings when done),
-         * else a short nap before polling MPI again. */
+        /* While a child computes, sleep on the bell at once (the child rings it
+         * when done): the core is the child's. Idle, poll MPI for a while (the
+         * master may be sending), then take short naps. */
         bool computing = false;
         for (int i = 0; i < sv->nlocal; i++)
             if (atomic_load(&sv->w[i].ctl->completed) != sv->w[i].nposted)
                 computing = true;
+        if (!computing && rp__now() - idle_since < SPIN_IDLE_S) {
+            sched_yield(); /* oversubscribed nodes: let the child or a peer run */
+            continue;
+        }
         uint32_t b = atomic_load(&sv->bell->bell);
         atomic_store(&sv->bell->rank_sleeps, 1);
         bool changed = false;
@@ -1000,6 +1052,7 @@ struct mjob {
     rp__fnref        fn;
     _Atomic size_t   processed;  /* written by the progress thread only */
     _Atomic bool     done;
+    double           item_s;     /* estimated seconds per item, 0 until known */
     struct mjob     *next;       /* pending queue, then the active list */
     /* RP__JOB_TRACK: processed ranges not yet returned by arrivals(), under mp->lock */
     struct range    *arr;
@@ -1011,7 +1064,7 @@ struct inflight {
     uint64_t     seq;
     size_t       start, count;
     rp__wbuf     buf;
-    MPI_Request  req;
+    MPI_Request  req, dreq;  /* the batch, its separate input */
     bool         used;
 };
 
@@ -1215,6 +1268,8 @@ static void release_inflight(struct mworker *w, struct inflight *fl)
 {
     if (fl->req != MPI_REQUEST_NULL)
         MPI_Wait(&fl->req, MPI_STATUS_IGNORE);
+    if (fl->dreq != MPI_REQUEST_NULL)
+        MPI_Wait(&fl->dreq, MPI_STATUS_IGNORE);
     fl->used = false;
     fl->mj = NULL;
     w->ninflight--;
@@ -1246,11 +1301,14 @@ static void break_rank(struct mpi_pool *mp, int rank, int code, const char *why)
                 continue;
             struct mjob *mj = fl->mj;
             size_t start = fl->start, count = fl->count;
-            if (fl->req != MPI_REQUEST_NULL) {
-                MPI_Cancel(&fl->req);
-                MPI_Request_free(&fl->req);
+            MPI_Request *reqs[2] = { &fl->req, &fl->dreq };
+            for (int q = 0; q < 2; q++) {
+                if (*reqs[q] != MPI_REQUEST_NULL) {
+                    MPI_Cancel(reqs[q]);
+                    MPI_Request_free(reqs[q]);
+                }
+                *reqs[q] = MPI_REQUEST_NULL;
             }
-            fl->req = MPI_REQUEST_NULL;
             release_inflight(w, fl);
             rp_error_t e;
             rp__error_set(&e, code, start, w->id, w->host,
@@ -1280,6 +1338,13 @@ static int send_batch(struct mpi_pool *mp, struct mworker *w, struct mjob *mj)
      * and computation. */
     size_t remaining = rp__sched_remaining(&mj->sched);
     size_t target = remaining / (2 * (size_t)alive_workers(mp) * DEPTH);
+    /* ... but once the items' cost is known, no batch shorter than BATCH_MIN_S:
+     * trivial items go in few messages, and the tail still ends within that. */
+    if (mj->item_s > 0) {
+        double min_items = BATCH_MIN_S / mj->item_s;
+        if ((double)target < min_items)
+            target = min_items < (double)max_items ? (size_t)min_items : max_items;
+    }
     if (target > max_items)
         target = max_items;
     if (chunk == 0) {
@@ -1312,9 +1377,12 @@ static int send_batch(struct mpi_pool *mp, struct mworker *w, struct mjob *mj)
                          .count = total, .chunk = chunk, .in_size = job->in_size,
                          .out_size = var ? 0 : job->out_size, .flags = job->flags,
                          .fn = mj->fn };
-    int rc = rp__wire_put_batch(&fl->buf, (uint32_t)w->id, &b,
-                                job->in + start * job->in_size);
-    if (rc == RP_OK && fl->buf.len > INT_MAX)
+    /* A large input goes as its own message straight from the caller's array. */
+    const char *input = job->in + start * job->in_size;
+    size_t inbytes = total * job->in_size;
+    bool separate = inbytes > INLINE_MAX;
+    int rc = rp__wire_put_batch(&fl->buf, (uint32_t)w->id, &b, separate ? NULL : input);
+    if (rc == RP_OK && (fl->buf.len > INT_MAX || inbytes > INT_MAX))
         rc = RP_EINVAL;
     if (rc != RP_OK) {
         rp_error_t e;
@@ -1330,12 +1398,36 @@ static int send_batch(struct mpi_pool *mp, struct mworker *w, struct mjob *mj)
     fl->start = start;
     fl->count = total;
     w->ninflight++;
+    rp__trace("mpi: job %llu items [%zu, %zu) -> worker %d (%d in flight)",
+              (unsigned long long)job->id, start, start + total, w->id, w->ninflight);
+    fl->req = fl->dreq = MPI_REQUEST_NULL;
     if (MPI_Isend(fl->buf.buf, (int)fl->buf.len, MPI_BYTE, w->rank, w->tag, mp->comm,
-                  &fl->req) != MPI_SUCCESS) {
-        fl->req = MPI_REQUEST_NULL;
+                  &fl->req) != MPI_SUCCESS ||
+        (separate && MPI_Isend(input, (int)inbytes, MPI_BYTE, w->rank, w->tag, mp->comm,
+                               &fl->dreq) != MPI_SUCCESS)) {
         break_rank(mp, w->rank, RP_EMPI, "MPI_Isend failed");
     }
     return 1;
+}
+
+/* Batches in flight per worker for mj: two (one running, one queued) unless the
+ * batches are known to be so short that more are needed to cover the round
+ * trip. Deeper queues would pin work to a worker that another could have run
+ * sooner (imbalanced items). */
+/* Expected seconds of the next batch of mj (0: not known yet). */
+static double batch_seconds(struct mpi_pool *mp, struct mjob *mj)
+{
+    size_t remaining = rp__sched_remaining(&mj->sched);
+    int alive = alive_workers(mp);
+    size_t guided = remaining / (2 * (size_t)(alive > 0 ? alive : 1) * DEPTH);
+    return mj->item_s * (double)(guided + 1);
+}
+
+static int depth_for(struct mpi_pool *mp, struct mjob *mj)
+{
+    if (mj->item_s <= 0)
+        return 2;
+    return batch_seconds(mp, mj) < SHORT_BATCH_S ? DEPTH : 2;
 }
 
 /* Keeps every live worker's pipeline full, one batch per worker per round. */
@@ -1362,6 +1454,8 @@ static int dispatch(struct mpi_pool *mp)
                 mj = mj->next;
             if (!mj)
                 return events;
+            if (w->ninflight >= depth_for(mp, mj))
+                continue;
             int n = send_batch(mp, w, mj);
             events += n;
             any = any || n > 0;
@@ -1468,6 +1562,10 @@ static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp
     release_inflight(w, fl);
     if (h->flags & RESULT_GONE)
         w->alive = false;
+    if (count > 0 && m.compute_ns > 0) {
+        double t = (double)m.compute_ns * 1e-9 / (double)count;
+        mj->item_s = mj->item_s > 0 ? 0.5 * mj->item_s + 0.5 * t : t;
+    }
     items_processed(mp, mj, start, count);
     return RP_OK;
 }
@@ -1599,6 +1697,13 @@ static void *progress_main(void *arg)
         } else if (stopping && all_byes(mp)) {
             finished = true;
         }
+        /* The shortest batch we expect back: no point polling hard for results
+         * of long batches, but answer within a fraction of the short ones. */
+        double shortest = mp->active ? INFINITY : 0;
+        for (struct mjob *mj = mp->active; mj; mj = mj->next)
+            shortest = fmin(shortest, batch_seconds(mp, mj));
+        bool long_only = shortest > LONG_BATCH_S;
+        double nap_max = fmax(20e-6, fmin(250e-6, shortest > 0 ? shortest / 4 : 250e-6));
         pthread_mutex_unlock(&mp->plock);
         events += run_notifies(mp);
         if (finished)
@@ -1606,9 +1711,11 @@ static void *progress_main(void *arg)
         if (events) {
             idle_since = rp__now();
             nap = 20e-6;
-            continue;
+            if (!long_only)
+                continue;
         }
-        if (atomic_load(&mp->drivers) == 0 && rp__now() - idle_since < SPIN_IDLE_S) {
+        if (atomic_load(&mp->drivers) == 0 && !long_only &&
+            rp__now() - idle_since < SPIN_IDLE_S) {
             sched_yield();
             continue;
         }
@@ -1623,7 +1730,7 @@ static void *progress_main(void *arg)
             pthread_cond_timedwait(&mp->kick, &mp->lock, &ts);
         }
         pthread_mutex_unlock(&mp->lock);
-        nap = fmin(nap * 2, 250e-6);
+        nap = fmin(nap * 2, nap_max);
     }
     pthread_mutex_lock(&mp->lock);
     if (mp->terminating)
@@ -1733,7 +1840,7 @@ static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts
         snprintf(w->host, sizeof w->host, "%s", m.host);
         for (int k = 0; k < DEPTH; k++) {
             rp__wbuf_init(&w->fl[k].buf);
-            w->fl[k].req = MPI_REQUEST_NULL;
+            w->fl[k].req = w->fl[k].dreq = MPI_REQUEST_NULL;
         }
         if (m.status != RP_OK && w->id < first_worker) {
             first_worker = w->id;

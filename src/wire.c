@@ -332,7 +332,7 @@ int rp__wire_put_batch(rp__wbuf *w, uint32_t worker, const rp__wire_batch *m,
     size_t bytes;
     if (rp__mul_size((size_t)m->count, (size_t)m->in_size, &bytes) != RP_OK)
         return RP_EINVAL;
-    rp__wire_begin(w, RP__MSG_BATCH, worker, 0);
+    rp__wire_begin(w, RP__MSG_BATCH, worker, input ? 0 : RP__BATCH_SEPARATE);
     rp__wbuf_u64(w, m->job);
     rp__wbuf_u64(w, m->seq);
     rp__wbuf_u64(w, m->start);
@@ -346,11 +346,12 @@ int rp__wire_put_batch(rp__wbuf *w, uint32_t worker, const rp__wire_batch *m,
     size_t pad = (8 - (w->len + 4) % 8) % 8;
     rp__wbuf_u32(w, (uint32_t)pad);
     rp__wbuf_grow(w, pad);
-    rp__wbuf_put(w, input, bytes);
+    if (input)
+        rp__wbuf_put(w, input, bytes);
     return rp__wire_end(w);
 }
 
-int rp__wire_get_batch(rp__rbuf *r, rp__wire_batch *m)
+int rp__wire_get_batch(rp__rbuf *r, const rp__wire_hdr *h, rp__wire_batch *m)
 {
     memset(m, 0, sizeof *m);
     m->job = rp__rbuf_u64(r);
@@ -369,8 +370,11 @@ int rp__wire_get_batch(rp__rbuf *r, rp__wire_batch *m)
     size_t bytes;
     if (m->count == 0 || m->in_size == 0 || m->start + m->count < m->start ||
         rp__mul_size((size_t)m->count, (size_t)m->in_size, &bytes) != RP_OK ||
-        rp__mul_size((size_t)m->count, (size_t)m->out_size, &(size_t){ 0 }) != RP_OK ||
-        bytes != r->left)
+        rp__mul_size((size_t)m->count, (size_t)m->out_size, &(size_t){ 0 }) != RP_OK)
+        return r->err = RP_EPROTO;
+    if (h->flags & RP__BATCH_SEPARATE)
+        return r->left == 0 ? RP_OK : (r->err = RP_EPROTO);
+    if (bytes != r->left)
         return r->err = RP_EPROTO;
     m->input = rp__rbuf_get(r, bytes);
     return m->input ? RP_OK : RP_EPROTO;
@@ -383,8 +387,8 @@ void rp__wire_result_write(void *p, uint32_t worker, uint32_t flags,
 {
     char *c = p;
     rp__wire_hdr_write(c, RP__MSG_RESULT, worker, flags, length);
-    uint64_t v[7] = { m->job, m->seq, m->start, m->count, m->out_size, m->nrec,
-                      m->rec_bytes };
+    uint64_t v[8] = { m->job, m->seq, m->start, m->count, m->out_size, m->nrec,
+                      m->rec_bytes, m->compute_ns };
     memcpy(c + RP__WIRE_HDR_SIZE, v, sizeof v);
 }
 
@@ -398,6 +402,7 @@ int rp__wire_get_result(rp__rbuf *r, const rp__wire_hdr *h, rp__wire_result *m)
     m->out_size = rp__rbuf_u64(r);
     m->nrec = rp__rbuf_u64(r);
     m->rec_bytes = rp__rbuf_u64(r);
+    m->compute_ns = rp__rbuf_u64(r);
     if (r->err || m->rec_bytes > r->left || m->nrec > m->rec_bytes / 8 ||
         m->start + m->count < m->start)
         return r->err = RP_EPROTO;

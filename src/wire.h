@@ -126,11 +126,17 @@ typedef struct rp__wire_batch {
     const char *input;     /* count * in_size bytes, inside the message */
 } rp__wire_batch;
 
-/* Writes the whole message; the input is copied from `input`. */
+/* Header flag of a BATCH whose input is not in the message but follows as a
+ * separate raw message (sent straight from the caller's array: no copy). */
+enum { RP__BATCH_SEPARATE = 1u };
+
+/* Writes the whole message; the input is copied from `input`, or, when input is
+ * NULL, announced as a separate message (RP__BATCH_SEPARATE). */
 int rp__wire_put_batch(rp__wbuf *w, uint32_t worker, const rp__wire_batch *m,
                        const void *input);
-/* Reads a batch message; m->input points into the message. Checks the sizes add up. */
-int rp__wire_get_batch(rp__rbuf *r, rp__wire_batch *m);
+/* Reads a batch message; m->input points into the message (NULL for a separate
+ * input). Checks the sizes add up. */
+int rp__wire_get_batch(rp__rbuf *r, const rp__wire_hdr *h, rp__wire_batch *m);
 
 /* RESULT: the fixed part, then nrec records, then (flag RP__RESULT_INLINE) the
  * count * out_size output bytes; without the flag they follow as a separate raw
@@ -141,11 +147,12 @@ typedef struct rp__wire_result {
     uint64_t job, seq, start, count, out_size;
     uint64_t nrec;
     uint64_t rec_bytes;    /* bytes of the records */
+    uint64_t compute_ns;   /* time the worker spent running the batch */
     const char *records;   /* inside the message */
     const char *outputs;   /* inside the message when inline, else NULL */
 } rp__wire_result;
 
-#define RP__RESULT_FIXED (RP__WIRE_HDR_SIZE + 7 * 8)
+#define RP__RESULT_FIXED (RP__WIRE_HDR_SIZE + 8 * 8)
 
 /* Writes the fixed part (header included) at p: RP__RESULT_FIXED bytes. The records
  * must follow at p + RP__RESULT_FIXED, inline outputs after them. */

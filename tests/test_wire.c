@@ -64,7 +64,7 @@ static void test_wire_batch_round_trip(void)
     CU_ASSERT_EQUAL(h.kind, RP__MSG_BATCH);
     CU_ASSERT_EQUAL(h.worker, 2);
     rp__wire_batch b;
-    CU_ASSERT_EQUAL_FATAL(rp__wire_get_batch(&r, &b), RP_OK);
+    CU_ASSERT_EQUAL_FATAL(rp__wire_get_batch(&r, &h, &b), RP_OK);
     CU_ASSERT_EQUAL(b.job, 3);
     CU_ASSERT_EQUAL(b.seq, 11);
     CU_ASSERT_EQUAL(b.start, 100);
@@ -103,7 +103,7 @@ static size_t make_result(char *buf, bool inline_out)
         len += sizeof outs;
     }
     rp__wire_result m = { .job = 3, .seq = 11, .start = 100, .count = 3, .out_size = 4,
-                          .nrec = 3, .rec_bytes = off };
+                          .nrec = 3, .rec_bytes = off, .compute_ns = 123456 };
     rp__wire_result_write(buf, 2, inline_out ? RP__RESULT_INLINE : 0, &m, len);
     return len;
 }
@@ -120,6 +120,7 @@ static void test_wire_result_records(void)
     CU_ASSERT_EQUAL_FATAL(rp__wire_get_result(&r, &h, &m), RP_OK);
     CU_ASSERT_EQUAL(m.start, 100);
     CU_ASSERT_EQUAL(m.count, 3);
+    CU_ASSERT_EQUAL(m.compute_ns, 123456);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m.outputs);
     int outs[3];
     memcpy(outs, m.outputs, sizeof outs);
@@ -151,6 +152,38 @@ static void test_wire_result_records(void)
     CU_ASSERT_EQUAL_FATAL(rp__wire_open(buf, len, &h, &r), RP_OK);
     CU_ASSERT_EQUAL(rp__wire_get_result(&r, &h, &m), RP_OK);
     CU_ASSERT_PTR_NULL(m.outputs);
+}
+
+/* A batch whose input travels as its own message: the header says so, the
+ * message has no input bytes, and a message that has some anyway is refused. */
+static void test_wire_batch_separate_input(void)
+{
+    rp__wbuf w;
+    rp__wbuf_init(&w);
+    rp__wire_batch m = { .job = 1, .seq = 2, .start = 0, .count = 1000, .chunk = 0,
+                         .in_size = 8, .out_size = 8 };
+    sample_ref(&m.fn);
+    CU_ASSERT_EQUAL_FATAL(rp__wire_put_batch(&w, 0, &m, NULL), RP_OK);
+    CU_ASSERT_TRUE(w.len < 200);
+    rp__wire_hdr h;
+    rp__rbuf r;
+    rp__wire_batch b;
+    CU_ASSERT_EQUAL_FATAL(rp__wire_open(w.buf, w.len, &h, &r), RP_OK);
+    CU_ASSERT_TRUE(h.flags & RP__BATCH_SEPARATE);
+    CU_ASSERT_EQUAL(rp__wire_get_batch(&r, &h, &b), RP_OK);
+    CU_ASSERT_PTR_NULL(b.input);
+    CU_ASSERT_EQUAL(b.count, 1000);
+    /* the same header on a message carrying input bytes */
+    double in[1000] = { 0 };
+    rp__wbuf w2;
+    rp__wbuf_init(&w2);
+    CU_ASSERT_EQUAL_FATAL(rp__wire_put_batch(&w2, 0, &m, in), RP_OK);
+    uint32_t flags = RP__BATCH_SEPARATE;
+    memcpy(w2.buf + 12, &flags, 4);
+    CU_ASSERT_EQUAL_FATAL(rp__wire_open(w2.buf, w2.len, &h, &r), RP_OK);
+    CU_ASSERT_EQUAL(rp__wire_get_batch(&r, &h, &b), RP_EPROTO);
+    rp__wbuf_free(&w);
+    rp__wbuf_free(&w2);
 }
 
 static void test_wire_header_checks(void)
@@ -196,12 +229,12 @@ static void test_wire_batch_size_mismatch(void)
     rp__rbuf r;
     rp__wire_batch b;
     CU_ASSERT_EQUAL_FATAL(rp__wire_open(w.buf, w.len, &h, &r), RP_OK);
-    CU_ASSERT_EQUAL(rp__wire_get_batch(&r, &b), RP_EPROTO);
+    CU_ASSERT_EQUAL(rp__wire_get_batch(&r, &h, &b), RP_EPROTO);
     /* an absurd item size overflowing count * in_size */
     uint64_t huge = UINT64_MAX / 2;
     memcpy(w.buf + RP__WIRE_HDR_SIZE + 40, &huge, 8);
     CU_ASSERT_EQUAL_FATAL(rp__wire_open(w.buf, w.len, &h, &r), RP_OK);
-    CU_ASSERT_EQUAL(rp__wire_get_batch(&r, &b), RP_EPROTO);
+    CU_ASSERT_EQUAL(rp__wire_get_batch(&r, &h, &b), RP_EPROTO);
     rp__wbuf_free(&w);
 }
 
@@ -220,7 +253,7 @@ static int decode_any(const char *buf, size_t len)
     }
     case RP__MSG_BATCH: {
         rp__wire_batch m;
-        return rp__wire_get_batch(&r, &m);
+        return rp__wire_get_batch(&r, &h, &m);
     }
     case RP__MSG_RESULT: {
         rp__wire_result m;
@@ -323,6 +356,7 @@ int main(int argc, char **argv)
         TU_TEST(test_wire_hello_round_trip),
         TU_TEST(test_wire_batch_round_trip),
         TU_TEST(test_wire_result_records),
+        TU_TEST(test_wire_batch_separate_input),
         TU_TEST(test_wire_header_checks),
         TU_TEST(test_wire_batch_size_mismatch),
         TU_TEST(test_wire_mutations_never_crash),
