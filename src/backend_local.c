@@ -56,6 +56,12 @@ struct ljob {
     _Atomic bool complete;         /* completed by the master (no slot) */
     _Atomic bool harvested;        /* outputs delivered, slot and arena released */
     bool         notified, var, track, queued;
+    /* claims interrupted by a death whose CAS may have happened (D) */
+    struct susp { uint32_t r; uint64_t a, b; } *sus;
+    size_t       nsus;
+    /* items to put back when a range frees up (L) */
+    struct span *pend;
+    size_t       npend;
     /* RP__JOB_TRACK delivery: everything below hi not in holes was returned */
     uint64_t     hi;
     struct span *holes;
@@ -215,6 +221,8 @@ struct wctx {
     long              max_tasks;
     rp_ctx_t          ctx;
     struct chunk      c;
+    long              claims;
+    long              die_at;     /* tests: see RP_TEST_DIE_IN_CLAIM */
 };
 
 static void worker_exit(struct wctx *w, int status)
@@ -294,13 +302,18 @@ static bool claim_slot(struct wctx *w, int j, uint64_t budget)
             ws->hslot = (uint32_t)j;
             ws->hgen = st >> 2;
             ws->hrange = r;
+            ws->htag = RP__RW_TAG(v);
             ws->hstart = x;
             ws->hlen = len;
             ws->hbase = atomic_load_explicit(&ws->done[j], memory_order_relaxed);
             atomic_store_explicit(&ws->hstate, RP__H_TENTATIVE, memory_order_release);
+            if (__builtin_expect(w->die_at < 0, 0) && ++w->claims == -w->die_at)
+                raise(SIGKILL);
             if (atomic_compare_exchange_weak_explicit(&rg->next, &v, RP__RW(RP__RW_TAG(v), x + len),
                                                       memory_order_acq_rel,
                                                       memory_order_relaxed)) {
+                if (__builtin_expect(w->die_at > 0, 0) && ++w->claims == w->die_at)
+                    raise(SIGKILL);
                 atomic_store_explicit(&ws->cur, (size_t)x, memory_order_relaxed);
                 atomic_store_explicit(&ws->hstate, RP__H_CONFIRMED, memory_order_release);
                 struct chunk *c = &w->c;
@@ -384,8 +397,11 @@ static void run_chunk(struct wctx *w)
         if (atomic_load(&s->twaiters))
             rp__futex_wake(&s->tseq, INT_MAX);
     }
-    if (slot_exhausted(s))
+    if (slot_exhausted(s)) {
         check_complete(lp, c->slot, c->gen);
+        if (atomic_load(&s->suspect))
+            wake_master(lp);  /* the master may have to resolve a dead claimer */
+    }
 }
 
 static void worker_loop(struct wctx *w)
@@ -444,6 +460,11 @@ static void worker_main(void *arg, int k)
     w.ws = wslot(lp, k);
     w.k = k;
     w.max_tasks = pool->opts.max_tasks_per_worker;
+    /* Tests only: worker 0 kills itself inside its N-th claim, after the CAS
+     * (N > 0) or just before it (N < 0), where no task can crash. */
+    const char *die = getenv("RP_TEST_DIE_IN_CLAIM");
+    if (die && k == 0)
+        w.die_at = atol(die);
     w.ws->processed = 0;
     atomic_store(&w.ws->hstate, RP__H_NONE);
     atomic_store(&w.ws->pid, (int32_t)getpid());
@@ -854,6 +875,11 @@ static void cancel_all(struct lpool *lp, int code, const char *msg)
         }
         uint64_t dummy = 0;
         take_unclaimed(lp, lj, &f, &e, &dummy);
+        for (size_t i = 0; i < lj->npend; i++)
+            fails_add(&f, lj, lj->pend[i].a, lj->pend[i].b, &e);
+        for (size_t i = 0; i < lj->nsus; i++)
+            fails_add(&f, lj, lj->sus[i].a, lj->sus[i].b, &e);
+        lj->npend = lj->nsus = 0;
         for (int w = 0; w < lp->nworkers; w++) {
             struct rp__wslot *ws = wslot(lp, w);
             uint32_t hs = atomic_load(&ws->hstate);
@@ -900,6 +926,134 @@ static void send_fs(struct lpool *lp, int kind, int worker)
         ;
 }
 
+/* Puts items [a, b) of slot j back to be claimed (under L). A new range, or an
+ * exhausted one that no claim record refers to (its tag changes, so a stale
+ * claimer's CAS fails). False when there is none. */
+static bool add_retry(struct lpool *lp, int j, uint64_t a, uint64_t b)
+{
+    struct rp__slot *s = &lp->hdr->slots[j];
+    uint32_t nr = atomic_load(&s->nranges);
+    uint32_t r = nr;
+    if (nr >= RP__NRANGES) {
+        for (r = 1; r < RP__NRANGES; r++) {
+            struct rp__range *rg = &s->range[r];
+            if (RP__RW_IDX(atomic_load(&rg->next)) < atomic_load(&rg->end))
+                continue;
+            bool referred = false;
+            for (int w = 0; w < lp->nworkers && !referred; w++) {
+                struct rp__wslot *o = wslot(lp, w);
+                referred = atomic_load(&o->hstate) != RP__H_NONE && (int)o->hslot == j
+                           && o->hrange == r;
+            }
+            if (!referred)
+                break;
+        }
+        if (r >= RP__NRANGES)
+            return false;
+    }
+    struct rp__range *rg = &s->range[r];
+    s->tag = (s->tag + 1) & 0xffffff;
+    atomic_store(&rg->next, RP__RW(s->tag, RP__IDX_NONE));
+    atomic_store(&rg->end, b);
+    atomic_store_explicit(&rg->next, RP__RW(s->tag, a), memory_order_release);
+    if (r == nr)
+        atomic_store(&s->nranges, nr + 1);
+    atomic_fetch_or(&lp->hdr->work_mask, UINT64_C(1) << j);
+    atomic_fetch_add(&lp->hdr->work_seq, 1);
+    rp__futex_wake(&lp->hdr->work_seq, INT_MAX);
+    return true;
+}
+
+/* Puts [a, b) back now, or as soon as a range frees up (under L). */
+static void retry_later(struct lpool *lp, struct ljob *lj, int j, uint64_t a, uint64_t b)
+{
+    if (b <= a || add_retry(lp, j, a, b))
+        return;
+    struct span *n = realloc(lj->pend, (lj->npend + 1) * sizeof *n);
+    if (!n)
+        return;  /* out of memory: these items would hang; nothing better to do */
+    lj->pend = n;
+    lj->pend[lj->npend++] = (struct span){ a, b };
+    atomic_store(&lp->hdr->slots[j].suspect, 1);  /* workers wake the pool thread */
+}
+
+/* Retries what waits for a range (under L). */
+static void flush_pending(struct lpool *lp, struct ljob *lj)
+{
+    int j = atomic_load(&lj->slot);
+    size_t k = 0;
+    for (size_t i = 0; i < lj->npend; i++)
+        if (!add_retry(lp, j, lj->pend[i].a, lj->pend[i].b))
+            lj->pend[k++] = lj->pend[i];
+    lj->npend = k;
+    if (!lj->npend && !lj->nsus)
+        atomic_store(&lp->hdr->slots[j].suspect, 0);
+}
+
+/* A worker killed between recording a claim and confirming it may or may not
+ * have taken [a, b): another worker may have claimed from the same point and
+ * already finished. Resolved once the job is quiescent (nothing claimable,
+ * nobody holding any of it): then the items missing from the counts are the
+ * dead worker's. Under D. */
+static bool audit_locked(struct lpool *lp, struct ljob *lj, struct fails *f, uint64_t *acct)
+{
+    if ((!lj->nsus && !lj->npend) || atomic_load(&lj->harvested) || atomic_load(&lj->complete))
+        return false;
+    int j = atomic_load(&lj->slot);
+    struct rp__slot *s = &lp->hdr->slots[j];
+    if (lj->npend)
+        flush_pending(lp, lj);
+    if (!lj->nsus || lj->npend)
+        return false;
+    if (atomic_load(&s->state) != RP__SW(lj->gen, RP__SLOT_ACTIVE) || !slot_exhausted(s))
+        return false;
+    for (int w = 0; w < lp->nworkers; w++) {
+        struct rp__wslot *o = wslot(lp, w);
+        if (atomic_load(&o->hstate) != RP__H_NONE && (int)o->hslot == j && o->hgen == lj->gen)
+            return false;
+    }
+    atomic_thread_fence(memory_order_seq_cst);
+    uint64_t sum = atomic_load(&s->mdone);
+    for (int w = 0; w < lp->nworkers; w++)
+        sum += atomic_load(&wslot(lp, w)->done[j]);
+    *acct = 0;
+    if (sum < s->n) {
+        uint64_t deficit = s->n - sum, total = 0;
+        for (size_t i = 0; i < lj->nsus; i++)
+            total += lj->sus[i].b - lj->sus[i].a;
+        for (size_t i = 0; i < lj->nsus; i++) {
+            uint64_t a = lj->sus[i].a, b = lj->sus[i].b;
+            /* Exactly one candidate of the right size, or all of them. */
+            if (total != deficit && b - a != deficit)
+                continue;
+            retry_later(lp, lj, j, a, b);
+            if (total != deficit)
+                break;
+        }
+    }
+    lj->nsus = 0;
+    if (!lj->npend)
+        atomic_store(&s->suspect, 0);
+    return true;
+}
+
+/* Resolves lj's suspect claims if it is quiescent. Under D, not L. */
+static void audit(struct lpool *lp, struct ljob *lj)
+{
+    struct fails f = { 0 };
+    uint64_t acct = 0;
+    pthread_mutex_lock(&lp->lock);
+    bool resolved = audit_locked(lp, lj, &f, &acct);
+    int j = atomic_load(&lj->slot);
+    uint32_t gen = lj->gen;
+    pthread_mutex_unlock(&lp->lock);
+    fails_report(lp, &f);
+    if (resolved) {
+        atomic_fetch_add(&lp->hdr->slots[j].mdone, acct);
+        check_complete(lp, j, gen);
+    }
+}
+
 /* A worker ended (pool thread). */
 static void on_death(struct lpool *lp, int k, int pid, int status)
 {
@@ -913,7 +1067,7 @@ static void on_death(struct lpool *lp, int k, int pid, int status)
     }
     drain(lp);  /* its last failures first */
     struct fails f = { 0 };
-    struct ljob *lj = NULL;
+    struct ljob *lj = NULL, *audit_job = NULL;
     uint64_t acct = 0;
     int j = -1;
     pthread_mutex_lock(&lp->lock);
@@ -953,44 +1107,30 @@ static void on_death(struct lpool *lp, int k, int pid, int status)
                 fails_add(&f, lj, cur, cur + 1, &e);
                 acct = cur + 1 - start;
                 /* The rest of its chunk goes back to the other workers. */
-                if (cur + 1 < end) {
-                    uint32_t nr = atomic_load(&s->nranges);
-                    if (nr < RP__NRANGES) {
-                        struct rp__range *rg = &s->range[nr];
-                        s->tag = (s->tag + 1) & 0xffffff;
-                        atomic_store(&rg->next, RP__RW(s->tag, RP__IDX_NONE));
-                        atomic_store(&rg->end, end);
-                        atomic_store_explicit(&rg->next, RP__RW(s->tag, cur + 1),
-                                              memory_order_release);
-                        atomic_store(&s->nranges, nr + 1);
-                        atomic_fetch_or(&lp->hdr->work_mask, UINT64_C(1) << j);
-                        atomic_fetch_add(&lp->hdr->work_seq, 1);
-                        rp__futex_wake(&lp->hdr->work_seq, INT_MAX);
-                    } else {
-                        rp_error_t e2 = e;
-                        snprintf(e2.message, sizeof e2.message,
-                                 "not run: too many worker deaths in one job");
-                        fails_add(&f, lj, cur + 1, end, &e2);
-                        acct = end - start;
-                    }
-                }
+                retry_later(lp, lj, j, cur + 1, end);
             }
         } else if (lj && hs == RP__H_TENTATIVE) {
             /* Died inside a claim. If its CAS did not happen nothing is lost;
              * if it did, the chunk starts at hstart and nobody else holds it. */
-            struct rp__range *rg = &s->range[ws->hrange];
+            struct rp__range *rg = &s->range[ws->hrange < RP__NRANGES ? ws->hrange : 0];
             uint64_t v = atomic_load(&rg->next);
             bool other = false;
             for (int w = 0; w < lp->nworkers; w++) {
                 struct rp__wslot *o = wslot(lp, w);
                 if (w != k && atomic_load(&o->hstate) != RP__H_NONE && o->hslot == ws->hslot
-                    && o->hrange == ws->hrange && o->hstart == ws->hstart)
+                    && o->hgen == ws->hgen && o->hrange == ws->hrange
+                    && o->hstart == ws->hstart)
                     other = true;
             }
-            (void)v;
-            (void)other;
-            /* Ambiguous only when a kill lands between two stores; left to the
-             * completion audit (see doc/internals.md). */
+            if (RP__RW_TAG(v) == ws->htag && RP__RW_IDX(v) > ws->hstart && !other) {
+                struct susp *n = realloc(lj->sus, (lj->nsus + 1) * sizeof *n);
+                if (n) {
+                    lj->sus = n;
+                    lj->sus[lj->nsus++] = (struct susp){ ws->hrange, ws->hstart, end };
+                    atomic_fetch_add(&s->suspect, 1);
+                    audit_job = lj;
+                }
+            }
         }
         atomic_store(&ws->hstate, RP__H_NONE);
     }
@@ -1016,6 +1156,8 @@ static void on_death(struct lpool *lp, int k, int pid, int status)
         }
         check_complete(lp, j, lj->gen);
     }
+    if (audit_job)
+        audit(lp, audit_job);
     if (none_left)
         cancel_all(lp, RP_EBROKEN, "no worker left: replacement workers failed to start");
     pthread_mutex_unlock(&lp->drain_lock);
@@ -1027,6 +1169,20 @@ static void service(struct lpool *lp)
 {
     pthread_mutex_lock(&lp->drain_lock);
     drain(lp);
+    for (;;) {
+        struct ljob *found = NULL;
+        pthread_mutex_lock(&lp->lock);
+        for (struct ljob *lj = lp->live; lj && !found; lj = lj->next)
+            if ((lj->nsus || lj->npend) && !atomic_load(&lj->complete))
+                found = lj;
+        pthread_mutex_unlock(&lp->lock);
+        if (!found)
+            break;
+        size_t before = found->nsus + found->npend;
+        audit(lp, found);  /* under D: found cannot be finished meanwhile */
+        if (found->nsus + found->npend == before)
+            break;  /* not quiescent yet: a worker wakes us when it is */
+    }
     pthread_mutex_unlock(&lp->drain_lock);
 
     /* Jobs with callbacks that are done: rp__job_done on this thread. Jobs
@@ -1678,11 +1834,15 @@ static void local_finish(rp_pool_t *pool, struct rp__job *job)
     if (!lj)
         return;
     harvest(lp, lj);
+    pthread_mutex_lock(&lp->drain_lock);  /* holders of D may be looking at lj */
     pthread_mutex_lock(&lp->lock);
     live_remove(lp, lj);
     pthread_cond_broadcast(&lp->cond);
     pthread_mutex_unlock(&lp->lock);
+    pthread_mutex_unlock(&lp->drain_lock);
     free(lj->holes);
+    free(lj->sus);
+    free(lj->pend);
     free(lj);
     job->bdata = NULL;
 }
@@ -1778,6 +1938,8 @@ static void local_destroy(rp_pool_t *pool)
         if (lj->job)
             lj->job->bdata = NULL;
         free(lj->holes);
+        free(lj->sus);
+        free(lj->pend);
         free(lj);
     }
     free(lp->fl);

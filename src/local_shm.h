@@ -51,6 +51,7 @@ struct rp__slot {
     _Atomic uint32_t waiters;
     alignas(RP__CL) _Atomic uint32_t tseq;    /* RP__JOB_TRACK: bumped per chunk */
     _Atomic uint32_t twaiters;
+    _Atomic uint32_t suspect;    /* claims of dead workers not yet resolved */
     alignas(RP__CL) _Atomic uint64_t mdone;   /* items the master accounted for */
     struct rp__range range[RP__NRANGES];
 };
@@ -68,7 +69,7 @@ struct rp__ring_entry {
 struct rp__wslot {
     /* the chunk held, written by the worker only; read by the master after its death */
     alignas(RP__CL) _Atomic uint32_t hstate;
-    uint32_t hslot, hgen, hrange;
+    uint32_t hslot, hgen, hrange, htag;
     uint64_t hstart, hlen, hbase;
     _Atomic size_t cur;          /* the item running (rp__worker_run stores it) */
     /* life */

@@ -620,6 +620,65 @@ static void test_crash_max_tasks(void)
     tu_pool_done(p);
 }
 
+/* A worker killed inside a claim, after taking items from the shared counter but
+ * before recording them as its own (or just before taking them): no item may be
+ * lost or failed, nothing hangs. Uses the library's test hook
+ * RP_TEST_DIE_IN_CLAIM (worker 0 kills itself at its N-th claim, in every
+ * incarnation). */
+static int pid_after_nap(const void *in, void *out, rp_ctx_t *ctx)
+{
+    usleep(50);
+    *(int *)out = (int)getpid();
+    return 0;
+}
+
+static void check_die_in_claim(const char *when, size_t chunksize, size_t n)
+{
+    setenv("RP_TEST_DIE_IN_CLAIM", when, 1);
+    rp_pool_t *p = local_pool(2, NULL);
+    unsetenv("RP_TEST_DIE_IN_CLAIM");
+    if (!p)
+        return;
+    long *in = calloc(n, sizeof *in);
+    int *out = calloc(n, sizeof *out);
+    rp_map_opts_t mo = { .chunksize = chunksize };
+    rp_result_t *r;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, pid_after_nap, in, n, sizeof(long), out, sizeof(int),
+                                       &mo, &r),
+                          RP_OK);
+    CU_ASSERT_EQUAL(rp_result_wait(r, 60), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_get(r, 0, NULL), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), 0);
+    int missing = 0, distinct = 0;
+    for (size_t i = 0; i < n; i++) {
+        missing += out[i] == 0;
+        int seen = 0;
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = out[k] == out[i];
+        distinct += !seen;
+    }
+    CU_ASSERT_EQUAL(missing, 0);
+    CU_ASSERT(distinct >= 3);  /* worker 0 did die, more than once */
+    rp_result_free(r);
+    free(in);
+    free(out);
+    rp_pool_terminate(p);
+    rp_pool_free(p);
+}
+
+static void test_crash_die_in_claim_after_cas(void)
+{
+    check_die_in_claim("3", 1, 400);
+    check_die_in_claim("2", 0, 3000);
+    check_die_in_claim("2", 7, 800);
+}
+
+static void test_crash_die_in_claim_before_cas(void)
+{
+    check_die_in_claim("-3", 1, 400);
+    check_die_in_claim("-2", 0, 3000);
+}
+
 int main(int argc, char **argv)
 {
     struct rlimit nocore = { 0, 0 };
@@ -638,6 +697,8 @@ int main(int argc, char **argv)
         TU_TEST(test_crash_init_failure),
         TU_TEST(test_crash_replacement_init_fails),
         TU_TEST(test_crash_max_tasks),
+        TU_TEST(test_crash_die_in_claim_after_cas),
+        TU_TEST(test_crash_die_in_claim_before_cas),
         TU_END,
     };
     return tu_run("crash", tests, argc, argv);
