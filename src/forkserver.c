@@ -131,13 +131,16 @@ void rp__forkserver_main(struct rp__fs_conf *c)
         spawn(c, k, sigfd);
 
     bool quitting = false, killed = false;
+    double quit_at = 0;
     for (;;) {
         struct pollfd p[2] = { { c->sock, POLLIN, 0 }, { sigfd, POLLIN, 0 } };
         int rc = poll(p, 2, 1000);
         if (rc < 0 && errno != EINTR)
             break;
         if (getppid() != c->master)
-            break;
+            break;  /* the master is gone (EOF may be held up by a stray copy) */
+        if (quitting && rp__now() - quit_at > 5.0)
+            break;  /* idle workers exit at once; one that does not is killed */
         if (p[1].revents & POLLIN) {
             struct signalfd_siginfo si;
             while (read(sigfd, &si, sizeof si) > 0)
@@ -166,6 +169,7 @@ void rp__forkserver_main(struct rp__fs_conf *c)
                 break;
             case RP__FS_QUIT:
                 quitting = true;
+                quit_at = rp__now();
                 if (nlive == 0)
                     _exit(0);
                 break;
