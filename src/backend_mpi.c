@@ -67,6 +67,7 @@ enum { TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define LONG_BATCH_S 1e-3               /* for longer ones the pool thread naps */
 #define SLOT_BYTES   ((size_t)256 << 20)/* virtual size of a batch's shared region */
 #define SPIN_IDLE_S  1e-3               /* poll this long before sleeping */
+#define SPIN_BUSY_S  50e-6              /* ... while a child computes */
 #define SLEEP_MAX_S  1e-3               /* longest idle sleep */
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -906,14 +907,15 @@ static int serve(struct server *sv)
             nap = 20e-6;
             continue;
         }
-        /* While a child computes, sleep on the bell at once (the child rings it
-         * when done): the core is the child's. Idle, poll MPI for a while (the
-         * master may be sending), then take short naps. */
+        /* While a child computes, poll briefly (a short batch is back at once),
+         * then sleep on the bell (the child rings it when done): the core is the
+         * child's. Idle, poll MPI for longer (the master may be sending), then
+         * take short naps. */
         bool computing = false;
         for (int i = 0; i < sv->nlocal; i++)
             if (atomic_load(&sv->w[i].ctl->completed) != sv->w[i].nposted)
                 computing = true;
-        if (!computing && rp__now() - idle_since < SPIN_IDLE_S) {
+        if (rp__now() - idle_since < (computing ? SPIN_BUSY_S : SPIN_IDLE_S)) {
             sched_yield(); /* oversubscribed nodes: let the child or a peer run */
             continue;
         }
