@@ -2110,7 +2110,10 @@ static int mpi_terminate(rp_pool_t *pool)
     pthread_mutex_lock(&mp->lock);
     atomic_store(&mp->want_terminate, true);
     pthread_cond_signal(&mp->kick);
-    while (!mp->terminated && !mp->thread_done)
+    /* From a callback (the pool thread itself) it cannot wait for itself: the
+     * pool thread stops the workers as soon as the callback returns. */
+    bool self = pthread_equal(pthread_self(), mp->thread);
+    while (!self && !mp->terminated && !mp->thread_done)
         pthread_cond_wait(&mp->cond, &mp->lock);
     pthread_mutex_unlock(&mp->lock);
     return RP_OK;
