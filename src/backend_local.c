@@ -56,6 +56,7 @@ struct ljob {
     _Atomic bool complete;         /* completed by the master (no slot) */
     _Atomic bool harvested;        /* outputs delivered, slot and arena released */
     bool         notified, var, track, queued;
+    bool         var_live;         /* counted in nvar_live */
     /* claims interrupted by a death whose CAS may have happened (D) */
     struct susp { uint32_t r; uint64_t a, b; } *sus;
     size_t       nsus;
@@ -759,7 +760,7 @@ static void harvest(struct lpool *lp, struct ljob *lj)
         lp->free_slots |= UINT64_C(1) << j;
         arena_free(lp, lj->aoff, lj->asize);
     }
-    if (lj->var && --lp->nvar_live == 0) {
+    if (lj->var_live && --lp->nvar_live == 0) {
         uint64_t top = atomic_load(&lp->hdr->var_top);
         if (top > ARENA_KEEP && top <= lp->var_size)
             madvise(lp->var + ARENA_KEEP, top - ARENA_KEEP, MADV_REMOVE);
@@ -995,7 +996,7 @@ static void flush_pending(struct lpool *lp, struct ljob *lj)
  * already finished. Resolved once the job is quiescent (nothing claimable,
  * nobody holding any of it): then the items missing from the counts are the
  * dead worker's. Under D. */
-static bool audit_locked(struct lpool *lp, struct ljob *lj, struct fails *f, uint64_t *acct)
+static bool audit_locked(struct lpool *lp, struct ljob *lj)
 {
     if ((!lj->nsus && !lj->npend) || atomic_load(&lj->harvested) || atomic_load(&lj->complete))
         return false;
@@ -1016,7 +1017,6 @@ static bool audit_locked(struct lpool *lp, struct ljob *lj, struct fails *f, uin
     uint64_t sum = atomic_load(&s->mdone);
     for (int w = 0; w < lp->nworkers; w++)
         sum += atomic_load(&wslot(lp, w)->done[j]);
-    *acct = 0;
     if (sum < s->n) {
         uint64_t deficit = s->n - sum, total = 0;
         for (size_t i = 0; i < lj->nsus; i++)
@@ -1040,18 +1040,13 @@ static bool audit_locked(struct lpool *lp, struct ljob *lj, struct fails *f, uin
 /* Resolves lj's suspect claims if it is quiescent. Under D, not L. */
 static void audit(struct lpool *lp, struct ljob *lj)
 {
-    struct fails f = { 0 };
-    uint64_t acct = 0;
     pthread_mutex_lock(&lp->lock);
-    bool resolved = audit_locked(lp, lj, &f, &acct);
+    bool resolved = audit_locked(lp, lj);
     int j = atomic_load(&lj->slot);
     uint32_t gen = lj->gen;
     pthread_mutex_unlock(&lp->lock);
-    fails_report(lp, &f);
-    if (resolved) {
-        atomic_fetch_add(&lp->hdr->slots[j].mdone, acct);
+    if (resolved)
         check_complete(lp, j, gen);
-    }
 }
 
 /* A worker ended (pool thread). */
@@ -1366,6 +1361,13 @@ static int wait_init(struct lpool *lp, rp_error_t *err)
             }
             if (got != (ssize_t)sizeof m)
                 continue;
+            if (m.worker < 0 || m.worker >= lp->nworkers)
+                continue;
+            if (m.kind == RP__FS_DIED && atomic_load(&wslot(lp, m.worker)->life) == RP__W_READY) {
+                /* past its initializer, killed from outside: replace it */
+                send_fs(lp, RP__FS_SPAWN, m.worker);
+                continue;
+            }
             if (m.kind == RP__FS_DIED || m.kind == RP__FS_SPAWNFAIL) {
                 struct rp__wslot *ws = wslot(lp, m.worker);
                 if (atomic_load(&ws->life) == RP__W_INITFAIL) {
@@ -1580,8 +1582,10 @@ static int local_submit(rp_pool_t *pool, struct rp__job *job)
             wake_master(lp);
         return RP_OK;
     }
-    if (lj->var)
+    if (lj->var) {
         lp->nvar_live++;
+        lj->var_live = true;
+    }
     if (!lp->qhead && try_assign(lp, lj)) {
         pthread_mutex_unlock(&lp->lock);
         publish(lp, lj);
