@@ -193,6 +193,35 @@ static void test_mpi_spmd_phases_around_the_pool(void)
     CU_ASSERT_EQUAL(sum, world_size * (world_size - 1) / 2);
 }
 
+/* More workers than serving ranks: each rank runs several worker processes. */
+static void test_mpi_more_workers_than_ranks(void)
+{
+    int want = 2 * (world_size - 1) + 1;
+    rp_pool_opts_t o = { .workers = want };
+    rp_pool_t *p = world_pool(&o);
+    if (!p)
+        return;
+    CU_ASSERT_EQUAL(rp_pool_size(p), want);
+    for (int w = 0; w < want; w++)
+        CU_ASSERT_EQUAL(rp_pool_worker_rank(p, w), 1 + w % (world_size - 1));
+    CU_ASSERT_EQUAL(rp_pool_worker_rank(p, want), -1);
+    enum { N = 300 };
+    int idx[N], by[N];
+    for (int i = 0; i < N; i++)
+        idx[i] = i;
+    rp_map_opts_t mo = { .chunksize = 1 };
+    CU_ASSERT_EQUAL(rp_map(p, who_runs, idx, N, sizeof *idx, by, sizeof *by, &mo, NULL), RP_OK);
+    int seen[64] = { 0 };
+    for (int i = 0; i < N; i++)
+        if (by[i] >= 0 && by[i] < 64)
+            seen[by[i]] = 1;
+    int nseen = 0;
+    for (int w = 0; w < want && w < 64; w++)
+        nseen += seen[w];
+    CU_ASSERT_EQUAL(nseen, want);
+    tu_pool_done(p);
+}
+
 /* Two pools at once, on the two halves of a split communicator. */
 static void test_mpi_pool_on_user_communicator(void)
 {
@@ -481,6 +510,7 @@ int main(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
     static const tu_test tests[] = {
         TU_TEST(test_mpi_spmd_phases_around_the_pool),
+        TU_TEST(test_mpi_more_workers_than_ranks),
         TU_TEST(test_mpi_pool_on_user_communicator),
         TU_TEST(test_mpi_remote_failure_names_host_and_rank),
         TU_TEST(test_mpi_static_initializer_and_task),
