@@ -222,6 +222,51 @@ static void test_mpi_more_workers_than_ranks(void)
     tu_pool_done(p);
 }
 
+/* Large inputs and outputs: batches whose input travels as its own message and
+ * whose outputs land straight in the caller's array; 1 MiB items too. */
+static int copy_mib(const void *in, void *out, rp_ctx_t *ctx)
+{
+    memcpy(out, in, 1 << 20);
+    ((char *)out)[rp_ctx_index(ctx) % (1 << 20)] ^= 1;
+    return 0;
+}
+
+static void test_mpi_large_data(void)
+{
+    rp_pool_t *p = world_pool(NULL);
+    if (!p)
+        return;
+    size_t n = 300000;
+    double *in = malloc(n * sizeof *in), *out = malloc(n * sizeof *out);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(in);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    for (size_t i = 0; i < n; i++)
+        in[i] = (double)i;
+    CU_ASSERT_EQUAL(rp_map(p, square, in, n, sizeof *in, out, sizeof *out, NULL, NULL), RP_OK);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += out[i] != (double)i * (double)i;
+    CU_ASSERT_EQUAL(bad, 0);
+    free(in);
+    free(out);
+
+    enum { M = 6, MIB = 1 << 20 };
+    char *big_in = malloc((size_t)M * MIB), *big_out = malloc((size_t)M * MIB);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big_in);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big_out);
+    for (size_t i = 0; i < (size_t)M * MIB; i++)
+        big_in[i] = (char)(i * 7);
+    CU_ASSERT_EQUAL(rp_map(p, copy_mib, big_in, M, MIB, big_out, MIB, NULL, NULL), RP_OK);
+    bad = 0;
+    for (size_t k = 0; k < M; k++)
+        for (size_t j = 0; j < MIB; j++)
+            bad += big_out[k * MIB + j] != (char)(big_in[k * MIB + j] ^ (j == k ? 1 : 0));
+    CU_ASSERT_EQUAL(bad, 0);
+    free(big_in);
+    free(big_out);
+    tu_pool_done(p);
+}
+
 /* Two pools at once, on the two halves of a split communicator. */
 static void test_mpi_pool_on_user_communicator(void)
 {
@@ -511,6 +556,7 @@ int main(int argc, char **argv)
     static const tu_test tests[] = {
         TU_TEST(test_mpi_spmd_phases_around_the_pool),
         TU_TEST(test_mpi_more_workers_than_ranks),
+        TU_TEST(test_mpi_large_data),
         TU_TEST(test_mpi_pool_on_user_communicator),
         TU_TEST(test_mpi_remote_failure_names_host_and_rank),
         TU_TEST(test_mpi_static_initializer_and_task),
