@@ -85,6 +85,30 @@ static bool gone(pid_t pid, double seconds)
     return false;
 }
 
+/* Waits until pid is not running any more (a zombie counts: when its parent was
+ * killed, reaping it is init's business), at most `seconds`. */
+static bool dead(pid_t pid, double seconds)
+{
+    double end = now() + seconds;
+    do {
+        if (kill(pid, 0) != 0 && errno == ESRCH)
+            return true;
+        char path[64], buf[256];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+            buf[n] = '\0';
+            const char *close_paren = strrchr(buf, ')');
+            if (close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z')
+                return true;
+        }
+        usleep(2000);
+    } while (now() < end);
+    return false;
+}
+
 /* Children of this process (zombies included), from /proc. */
 static int count_children(void)
 {
@@ -679,6 +703,90 @@ static void test_crash_die_in_claim_before_cas(void)
     check_die_in_claim("-2", 0, 3000);
 }
 
+/* The pid of this process's only child, or 0. */
+static pid_t only_child(void)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    int a = 0, b = 0;
+    int got = sscanf(buf, "%d %d", &a, &b);
+    return got == 1 ? a : 0;
+}
+
+/* Someone kills the fork server: pending items fail with RP_EBROKEN, later work
+ * fails at once, nothing hangs, the workers go too. */
+static void test_crash_fork_server_killed(void)
+{
+    fill_in();
+    pipe_open();
+    rp_pool_t *p = local_pool(2, NULL);
+    if (!p)
+        return;
+    pid_t fs = only_child();
+    CU_ASSERT_FATAL(fs > 0);
+    rp_result_t *r;
+    rp_map_opts_t one = { .chunksize = 1 };
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, sleep_long, in_items, 6, sizeof(long), NULL, 0, &one,
+                                       &r),
+                          RP_OK);
+    pid_t w = pipe_read_pid(20);
+    CU_ASSERT_FATAL(w > 0);
+    CU_ASSERT_EQUAL(kill(fs, SIGKILL), 0);
+    rp_error_t e;
+    CU_ASSERT_EQUAL(rp_result_wait(r, 10), RP_OK);
+    int rc = rp_result_get(r, 0, &e);
+    CU_ASSERT(rc == RP_EBROKEN || rc == RP_EWORKER);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), 6);
+    rp_result_free(r);
+    long out[10];
+    CU_ASSERT_EQUAL(rp_map(p, square, in_items, 10, sizeof(long), out, sizeof(long), NULL, NULL),
+                    RP_EBROKEN);
+    CU_ASSERT(dead(w, 5));
+    double t0 = now();
+    tu_pool_done(p);
+    CU_ASSERT(now() - t0 < 2);
+    CU_ASSERT(wait_children(0, 5));
+    pipe_close();
+}
+
+/* The master dies (kill -9): its fork server and workers do not outlive it. */
+static void test_crash_master_killed(void)
+{
+    fill_in();
+    pipe_open();
+    pid_t m = fork();
+    if (m == 0) {
+        rp_pool_opts_t o;
+        memset(&o, 0, sizeof o);
+        o.backend = "local";
+        o.workers = 2;
+        rp_pool_t *p;
+        if (rp_pool_create(&p, &o) != RP_OK)
+            _exit(1);
+        int32_t fs = (int32_t)only_child();
+        ssize_t wr = write(pids_pipe[1], &fs, sizeof fs);
+        (void)wr;
+        rp_map(p, sleep_long, in_items, 4, sizeof(long), NULL, 0, NULL, NULL);
+        _exit(2);
+    }
+    CU_ASSERT_FATAL(m > 0);
+    pid_t fs = pipe_read_pid(20), w = pipe_read_pid(20);
+    CU_ASSERT(fs > 0);
+    CU_ASSERT(w > 0);
+    kill(m, SIGKILL);
+    int st;
+    CU_ASSERT_EQUAL(waitpid(m, &st, 0), m);
+    CU_ASSERT(fs > 0 && dead(fs, 5));
+    CU_ASSERT(w > 0 && dead(w, 5));
+    pipe_close();
+}
+
 int main(int argc, char **argv)
 {
     struct rlimit nocore = { 0, 0 };
@@ -699,6 +807,8 @@ int main(int argc, char **argv)
         TU_TEST(test_crash_max_tasks),
         TU_TEST(test_crash_die_in_claim_after_cas),
         TU_TEST(test_crash_die_in_claim_before_cas),
+        TU_TEST(test_crash_fork_server_killed),
+        TU_TEST(test_crash_master_killed),
         TU_END,
     };
     return tu_run("crash", tests, argc, argv);
