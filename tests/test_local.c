@@ -402,6 +402,67 @@ static void test_local_progress(void)
     tu_pool_done(p);
 }
 
+/* terminate during an imap: every item is still yielded once, the ones never
+ * run with RP_ECANCELED, then RP_DONE. */
+static int nap_square(const void *in, void *out, rp_ctx_t *ctx)
+{
+    struct timespec ts = { 0, 20000000 };
+    nanosleep(&ts, NULL);
+    return square(in, out, ctx);
+}
+
+static void test_local_terminate_imap(void)
+{
+    for (int ordered = 0; ordered < 2; ordered++) {
+        rp_pool_t *p = local_pool(2, NULL);
+        if (!p)
+            return;
+        size_t n = 200;
+        long *in = iota(n);
+        rp_iter_t *it;
+        rp_map_opts_t one = { .chunksize = 1 };
+        int rc = ordered ? rp_imap(p, nap_square, in, n, sizeof(long), sizeof(long), &one, &it)
+                         : rp_imap_unordered(p, nap_square, in, n, sizeof(long), sizeof(long),
+                                             &one, &it);
+        CU_ASSERT_EQUAL_FATAL(rc, RP_OK);
+        size_t idx;
+        long v;
+        rp_error_t e;
+        CU_ASSERT_EQUAL(rp_iter_next(it, 30, &idx, &v, &e), RP_OK);
+        CU_ASSERT_EQUAL(rp_pool_terminate(p), RP_OK);
+        unsigned char *seen = calloc(n, 1);
+        size_t count = 1, ok = 1, canceled = 0;
+        seen[idx] = 1;
+        int bad = 0;
+        while ((rc = rp_iter_next(it, 10, &idx, &v, &e)) != RP_DONE) {
+            if (rc == RP_ETIMEDOUT) {
+                bad++;
+                break;
+            }
+            bad += idx >= n || seen[idx];
+            if (idx < n)
+                seen[idx] = 1;
+            if (rc == RP_OK) {
+                ok++;
+                bad += v != (long)(idx * idx);
+            } else {
+                canceled += rc == RP_ECANCELED;
+                bad += rc != RP_ECANCELED || e.code != RP_ECANCELED;
+            }
+            count++;
+        }
+        CU_ASSERT_EQUAL(bad, 0);
+        CU_ASSERT_EQUAL(count, n);
+        CU_ASSERT(canceled > 0);
+        CU_ASSERT_EQUAL(ok + canceled, n);
+        rp_iter_free(it);
+        free(seen);
+        free(in);
+        CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
+        rp_pool_free(p);
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
@@ -415,6 +476,7 @@ int main(int argc, char **argv)
         TU_TEST(test_local_threads),
         TU_TEST(test_local_callback_thread),
         TU_TEST(test_local_progress),
+        TU_TEST(test_local_terminate_imap),
         TU_END,
     };
     return tu_run("local", tests, argc, argv);
