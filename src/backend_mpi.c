@@ -118,6 +118,11 @@ static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool we_initialized;   /* this library called MPI_Init_thread */
 static pid_t init_pid;        /* ... in this process (not in a forked worker) */
 static int  live_pools;       /* mpi pools not yet destroyed, in this process */
+/* Their communicators: a second pool over the same group while one runs would
+ * wait forever for ranks that are serving the first. */
+#define MAX_LIVE 64
+static MPI_Comm live_comms[MAX_LIVE];
+static int      nlive_comms;
 
 /* MPI cannot be initialised twice, so when the library initialised it, it
  * finalises it when the program exits (after the last pool), not at each
@@ -170,13 +175,38 @@ static int mpi_begin(const rp_pool_opts_t *opts, MPI_Comm *comm, rp_error_t *err
     pthread_mutex_unlock(&init_lock);
 
     MPI_Comm base = opts->comm ? *(const MPI_Comm *)opts->comm : MPI_COMM_WORLD;
-    if (MPI_Comm_dup(base, comm) != MPI_SUCCESS) {
-        pthread_mutex_lock(&init_lock);
+    const char *why = NULL;
+    int code = RP_OK;
+    pthread_mutex_lock(&init_lock);
+    if (base == MPI_COMM_NULL) {
+        why = "the communicator is MPI_COMM_NULL";
+        code = RP_EINVAL;
+    }
+    for (int i = 0; !why && i < nlive_comms; i++) {
+        int cmp = MPI_UNEQUAL;
+        MPI_Comm_compare(base, live_comms[i], &cmp);
+        if (cmp == MPI_IDENT || cmp == MPI_CONGRUENT) {
+            why = "a pool is already running on this communicator (its other ranks are "
+                  "serving it): free that pool first";
+            code = RP_EINVAL;
+        }
+    }
+    if (!why && nlive_comms == MAX_LIVE) {
+        why = "too many mpi pools at once";
+        code = RP_EINVAL;
+    }
+    if (!why && MPI_Comm_dup(base, comm) != MPI_SUCCESS) {
+        why = "MPI_Comm_dup failed";
+        code = RP_EMPI;
+    }
+    if (why) {
         live_pools--;
         pthread_mutex_unlock(&init_lock);
-        rp__error_set(err, RP_EMPI, 0, -1, host, "MPI_Comm_dup failed");
-        return RP_EMPI;
+        rp__error_set(err, code, 0, -1, host, "%s", why);
+        return code;
     }
+    live_comms[nlive_comms++] = *comm;
+    pthread_mutex_unlock(&init_lock);
     MPI_Comm_set_name(*comm, "rankpool");
     MPI_Comm_set_errhandler(*comm, MPI_ERRORS_RETURN);
     return RP_OK;
@@ -184,11 +214,16 @@ static int mpi_begin(const rp_pool_opts_t *opts, MPI_Comm *comm, rp_error_t *err
 
 static void mpi_end(MPI_Comm *comm)
 {
-    if (*comm != MPI_COMM_NULL)
-        MPI_Comm_free(comm);
     pthread_mutex_lock(&init_lock);
+    for (int i = 0; i < nlive_comms; i++)
+        if (live_comms[i] == *comm) {
+            live_comms[i] = live_comms[--nlive_comms];
+            break;
+        }
     live_pools--;
     pthread_mutex_unlock(&init_lock);
+    if (*comm != MPI_COMM_NULL)
+        MPI_Comm_free(comm);
 }
 
 /* Receives one TAG_CTL message from src (MPI_ANY_SOURCE ok) into *buf (grown);

@@ -267,6 +267,26 @@ static void test_mpi_large_data(void)
     tu_pool_done(p);
 }
 
+/* A second pool over the ranks already serving a first one would wait forever:
+ * refused at once, like a null communicator. */
+static void test_mpi_second_pool_on_busy_communicator(void)
+{
+    rp_pool_t *p = world_pool(NULL);
+    if (!p)
+        return;
+    rp_pool_t *q = NULL;
+    rp_error_t err;
+    CU_ASSERT_EQUAL(rp_pool_create_comm(&q, NULL, MPI_COMM_WORLD, &err), RP_EINVAL);
+    CU_ASSERT_PTR_NULL(q);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "already running"));
+    CU_ASSERT_EQUAL(rp_pool_create_comm(&q, NULL, MPI_COMM_NULL, &err), RP_EINVAL);
+    CU_ASSERT_PTR_NULL(q);
+    double x = 3, y = 0;
+    CU_ASSERT_EQUAL(rp_apply(p, square, &x, 8, &y, 8, NULL), RP_OK); /* p unharmed */
+    CU_ASSERT_EQUAL(y, 9);
+    tu_pool_done(p);
+}
+
 /* Two pools at once, on the two halves of a split communicator. */
 static void test_mpi_pool_on_user_communicator(void)
 {
@@ -556,6 +576,7 @@ int main(int argc, char **argv)
     static const tu_test tests[] = {
         TU_TEST(test_mpi_spmd_phases_around_the_pool),
         TU_TEST(test_mpi_more_workers_than_ranks),
+        TU_TEST(test_mpi_second_pool_on_busy_communicator),
         TU_TEST(test_mpi_large_data),
         TU_TEST(test_mpi_pool_on_user_communicator),
         TU_TEST(test_mpi_remote_failure_names_host_and_rank),
