@@ -10,12 +10,15 @@
  * naming host, rank and signal, a new child takes its place and carries on with
  * the rest of the batch. So a crashing task never takes MPI down with it.
  *
- * Data path. The master cuts jobs with rp__sched_claim and sends *batches* (one
- * or more chunks of consecutive items, inputs copied in, the task as an rp__fnref)
- * with MPI_Isend, up to DEPTH batches in flight per worker, so workers never wait
- * for a round trip. A serving rank receives a batch straight into a memory region
- * it shares with the worker's child (MPI_Mprobe + MPI_Mrecv), posts it, and the
- * child runs it with rp__worker_run, writing outputs and failure records into
+ * Data path. The master cuts jobs with rp__sched_claim into *batches* (one or
+ * more chunks of consecutive items, the task as an rp__fnref) and sends them with
+ * MPI_Isend, several in flight per worker, so workers never wait for a round trip.
+ * Batch sizes are guided (a fraction of what is left) and, once the workers have
+ * reported what items cost, at least BATCH_MIN_S of work. Small inputs are copied
+ * into the batch message; large ones follow as a second message sent straight
+ * from the caller's array. A serving rank receives a batch straight into a memory
+ * region it shares with the worker's child (MPI_Mprobe + MPI_Mrecv), posts it, and
+ * the child runs it with rp__worker_run, writing outputs and failure records into
  * the same region. The rank then sends the result from that region: a header with
  * the records, and the outputs, which the master receives straight into job->out
  * (small outputs ride inline in the header message).
@@ -23,13 +26,18 @@
  * Messages are framed and checked by wire.c: a malformed message makes the
  * master give up on that rank (its items fail with RP_EPROTO), never crash.
  *
- * Waiting. User threads wait on a condition variable. The progress thread polls
- * MPI (there is nothing to sleep on) but backs off to short sleeps when idle;
- * serving ranks do the same, and sleep on a futex while their children compute.
+ * Progress and waiting. Whoever holds plock moves the master's messages: the pool
+ * thread, a user thread waiting for a result (it polls MPI itself for a moment, so
+ * a short job needs no hand-off between threads), or a submitting thread sending
+ * its first batches. Others only trylock plock. Waiters then sleep on a condition
+ * variable; the pool thread backs off to short naps when idle, relative to the
+ * expected batch time; serving ranks poll briefly, then sleep on a futex while
+ * their children compute, or nap while idle.
  *
- * Locks (master): pool->lock, then a result's lock, then mp->lock. The progress
- * thread never holds mp->lock while calling into the core (rp__job_fail*,
- * rp__job_done). */
+ * Locks (master): pool->lock, then a result's lock, then mp->lock; plock is only
+ * ever taken with trylock by user threads, so holding it while calling into the
+ * core (rp__job_fail*) cannot deadlock. Callbacks (rp__job_done) run on the pool
+ * thread with no lock held. */
 #define _GNU_SOURCE 1
 #include "backend.h"
 #include "fnref.h"
@@ -309,7 +317,6 @@ struct lworker {
     uint32_t       nsent;       /* batches whose results were sent */
     MPI_Request    req[DEPTH][2];
     bool           sending[DEPTH];
-    long           tasks;       /* items run by the current child */
 };
 
 struct server {
@@ -489,7 +496,6 @@ static int spawn_child(struct server *sv, struct lworker *lw)
         _exit(0);
     }
     lw->pid = pid;
-    lw->tasks = 0;
     return RP_OK;
 }
 
