@@ -11,10 +11,11 @@
  *
  * Locks in the master: D (drain_lock) serializes the reading of error rings and
  * the accounting of dead workers with the delivery of outputs; L (lock) protects
- * slots, arena, queue and the list of live jobs. Order: D, then L. L is never
- * held while calling into the core (rp__job_fail*, rp__job_done); D may be (its
- * order after the core's result locks is: result lock never held when calling
- * the backend's finish/arrivals/terminate). */
+ * slots, arena, queue and the list of live jobs. Order: D, then L, then (inside
+ * rp__job_fail*) a result's lock; the core holds no result lock when it calls
+ * the backend. L is never held while calling into the core; rp__job_done (which
+ * runs user callbacks) is called with no lock held. Workers take no lock: they
+ * share only atomics with the master. */
 #define _GNU_SOURCE 1
 #include "backend.h"
 #include "futex.h"
@@ -424,10 +425,12 @@ static void worker_loop(struct wctx *w)
             run_chunk(w);
             continue;
         }
-        /* Nothing to do: spin a little (a futex wake costs tens of µs), then sleep. */
+        /* Nothing to do: spin a little (a futex wake costs tens of µs), then sleep.
+         * Only as many spin as there are cores to spare. */
         double t0 = rp__now();
         bool moved = false;
-        for (unsigned i = 1;; i++) {
+        bool spin = atomic_fetch_add(&hdr->nspin, 1) < hdr->max_spin;
+        for (unsigned i = 1; spin; i++) {
             if (atomic_load_explicit(&hdr->work_seq, memory_order_acquire) != seq
                 || atomic_load_explicit(&hdr->shutdown, memory_order_relaxed)) {
                 moved = true;
@@ -440,6 +443,7 @@ static void worker_loop(struct wctx *w)
                 sched_yield();
             }
         }
+        atomic_fetch_sub(&hdr->nspin, 1);
         if (moved)
             continue;
         atomic_fetch_add(&hdr->nsleep, 1);
@@ -640,7 +644,9 @@ static void publish(struct lpool *lp, struct ljob *lj)
     struct rp__hdr *hdr = lp->hdr;
     atomic_fetch_or(&hdr->work_mask, UINT64_C(1) << j);
     atomic_fetch_add(&hdr->work_seq, 1);
-    if (atomic_load(&hdr->nsleep) > 0)
+    /* One item: a spinning worker takes it (a spinner sees work_seq move before it
+     * can sleep), so no wake. More: every sleeper. */
+    if (atomic_load(&hdr->nsleep) > 0 && (job->n > 1 || atomic_load(&hdr->nspin) == 0))
         rp__futex_wake(&hdr->work_seq, job->n > 1 ? INT_MAX : 1);
 }
 
@@ -1464,6 +1470,8 @@ static int local_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *
     lp->fl[0].off = 0;
     lp->fl[0].size = big;
     atomic_store(&lp->hdr->init_report, opts && opts->initializer ? 1u : 0u);
+    int ncores = rp__topo_ncores();
+    lp->hdr->max_spin = ncores > 2 ? (uint32_t)ncores - 1 : 1;
 
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)

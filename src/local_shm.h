@@ -89,6 +89,8 @@ struct rp__wslot {
 struct rp__hdr {
     alignas(RP__CL) _Atomic uint32_t work_seq; /* futex of idle workers */
     _Atomic uint32_t nsleep;
+    _Atomic uint32_t nspin;                   /* idle workers spinning */
+    uint32_t         max_spin;                /* more would only take cores from others */
     alignas(RP__CL) _Atomic uint64_t work_mask; /* slots that may have work */
     _Atomic uint32_t shutdown;
     _Atomic uint32_t init_report;             /* workers write the eventfd at init */

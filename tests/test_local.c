@@ -463,6 +463,158 @@ static void test_local_terminate_imap(void)
     }
 }
 
+/* Several threads, every kind of call, failures and worker deaths mixed in, more
+ * jobs than slots: every output and every error where it belongs. */
+static int soak_task(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    if (x % 1009 == 0 && x > 0)
+        return rp_raise(ctx, 9, "fail %ld", x);
+    if (x == 61777)
+        raise(SIGKILL);
+    *(long *)out = x * x;
+    return 0;
+}
+
+static int soak_var(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    if (x % 1009 == 0 && x > 0)
+        return rp_raise(ctx, 9, "fail %ld", x);
+    long *o = rp_output(ctx, (size_t)(x % 5) * sizeof(long));
+    if (!o && x % 5)
+        return rp_raise(ctx, 1, "no output room");
+    for (long k = 0; k < x % 5; k++)
+        o[k] = x + k;
+    return 0;
+}
+
+struct soak {
+    rp_pool_t *p;
+    unsigned   seed;
+    int        bad;
+};
+
+static unsigned rnd(unsigned *s)
+{
+    *s = *s * 1103515245u + 12345u;
+    return (*s >> 16) & 0x7fff;
+}
+
+/* Items expected to fail in [0, n) with input base + i. */
+static size_t expected_failures(long base, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        long x = base + (long)i;
+        k += (x % 1009 == 0 && x > 0) || x == 61777;
+    }
+    return k;
+}
+
+static void *soaker(void *arg)
+{
+    struct soak *t = arg;
+    for (int it = 0; it < 40; it++) {
+        size_t n = rnd(&t->seed) % 3000;
+        long base = (long)(rnd(&t->seed) % 4) * 30000;
+        size_t chunks[] = { 0, 1, 3, 64 };
+        rp_map_opts_t mo = { .chunksize = chunks[rnd(&t->seed) % 4] };
+        long *in = malloc((n + 1) * sizeof(long)), *out = calloc(n + 1, sizeof(long));
+        for (size_t i = 0; i < n; i++)
+            in[i] = base + (long)i;
+        size_t fails = expected_failures(base, n);
+        switch (rnd(&t->seed) % 3) {
+        case 0: {
+            rp_result_t *r;
+            if (rp_map_async(t->p, soak_task, in, n, sizeof(long), out, sizeof(long), &mo, &r)) {
+                t->bad++;
+                break;
+            }
+            rp_result_wait(r, RP_FOREVER);
+            t->bad += rp_result_nerrors(r) != fails;
+            for (size_t i = 0; i < n; i++) {
+                long x = in[i];
+                if (!((x % 1009 == 0 && x > 0) || x == 61777))
+                    t->bad += out[i] != x * x;
+            }
+            rp_result_free(r);
+            break;
+        }
+        case 1: {
+            rp_iter_t *iter;
+            if (rp_imap_unordered(t->p, soak_task, in, n, sizeof(long), sizeof(long), &mo,
+                                  &iter)) {
+                t->bad++;
+                break;
+            }
+            size_t idx, count = 0, nf = 0;
+            long v;
+            int rc;
+            while ((rc = rp_iter_next(iter, 30, &idx, &v, NULL)) != RP_DONE) {
+                if (rc == RP_ETIMEDOUT) {
+                    t->bad++;
+                    break;
+                }
+                count++;
+                if (rc != RP_OK)
+                    nf++;
+                else
+                    t->bad += v != in[idx] * in[idx];
+            }
+            t->bad += count != n || nf != fails;
+            rp_iter_free(iter);
+            break;
+        }
+        default: {
+            rp_varout_t *vo = NULL;
+            int rc = rp_map_var(t->p, soak_var, in, n, sizeof(long), &mo, &vo, NULL);
+            if (!vo) {
+                t->bad++;
+                break;
+            }
+            (void)rc;
+            for (size_t i = 0; i < n; i++) {
+                long x = in[i];
+                size_t size;
+                const long *o = rp_varout_item(vo, i, &size);
+                if (x % 1009 == 0 && x > 0)
+                    continue;
+                t->bad += size != (size_t)(x % 5) * sizeof(long);
+                for (long k = 0; o && k < x % 5; k++)
+                    t->bad += o[k] != x + k;
+            }
+            rp_varout_free(vo);
+            break;
+        }
+        }
+        free(in);
+        free(out);
+    }
+    return NULL;
+}
+
+static void test_local_soak(void)
+{
+    rp_pool_t *p = local_pool(3, NULL);
+    if (!p)
+        return;
+    enum { T = 4 };
+    pthread_t th[T];
+    struct soak t[T];
+    for (int i = 0; i < T; i++) {
+        t[i].p = p;
+        t[i].seed = 1234u + (unsigned)i * 77u;
+        t[i].bad = 0;
+        pthread_create(&th[i], NULL, soaker, &t[i]);
+    }
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        CU_ASSERT_EQUAL(t[i].bad, 0);
+    }
+    tu_pool_done(p);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
@@ -477,6 +629,7 @@ int main(int argc, char **argv)
         TU_TEST(test_local_callback_thread),
         TU_TEST(test_local_progress),
         TU_TEST(test_local_terminate_imap),
+        TU_TEST(test_local_soak),
         TU_END,
     };
     return tu_run("local", tests, argc, argv);
