@@ -1470,8 +1470,11 @@ static int local_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *
     lp->fl[0].off = 0;
     lp->fl[0].size = big;
     atomic_store(&lp->hdr->init_report, opts && opts->initializer ? 1u : 0u);
-    int ncores = rp__topo_ncores();
-    lp->hdr->max_spin = ncores > 2 ? (uint32_t)ncores - 1 : 1;
+    /* Idle workers that may spin: one per core this process may use (counted
+     * cheaply; hwloc would cost a topology load per pool). */
+    cpu_set_t cpus;
+    int ncores = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+    lp->hdr->max_spin = ncores > 1 ? (uint32_t)ncores : 1;
 
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
