@@ -37,6 +37,7 @@
 #define SPIN_SECONDS 50e-6          /* spin before sleeping (a wake costs ~40 us) */
 #define ARENA_KEEP (64u << 20)      /* arena/var bytes kept resident when empty */
 #define ALIGN 64
+#define STAGE_BYTES (128u << 10)    /* input copied and published in segments */
 
 static inline uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
 
@@ -97,6 +98,7 @@ struct lpool {
     struct seg      *fl;           /* arena free list, sorted by offset (L) */
     size_t           nfl, capfl;
     uint64_t         arena_hw;     /* high-water mark of the arena */
+    uint64_t         var_hw;       /* resident part of the var heap, at most */
     int              nvar_live;
     int              live_workers; /* alive or being started (L) */
     _Atomic bool     terminating, killed, stopping, shutdown, fs_gone, broken;
@@ -162,12 +164,15 @@ static void reg_remove(struct lpool *lp)
 
 /* ---- shared job state, used by workers and master ------------------------------ */
 
+/* Nothing left to claim in slot s, now or later: range 0 counts up to n even
+ * while its input is still being staged (its end grows to n). */
 static bool slot_exhausted(struct rp__slot *s)
 {
     uint32_t nr = atomic_load_explicit(&s->nranges, memory_order_acquire);
     for (uint32_t r = 0; r < nr && r < RP__NRANGES; r++) {
         uint64_t v = atomic_load_explicit(&s->range[r].next, memory_order_acquire);
-        if (RP__RW_IDX(v) < atomic_load_explicit(&s->range[r].end, memory_order_relaxed))
+        uint64_t end = r == 0 ? s->n : atomic_load_explicit(&s->range[r].end, memory_order_relaxed);
+        if (RP__RW_IDX(v) < end)
             return false;
     }
     return true;
@@ -294,7 +299,10 @@ static bool claim_slot(struct wctx *w, int j, uint64_t budget)
             if (x >= end)
                 break;
             uint64_t cs = s->chunksize, n = s->n;
-            uint64_t len = cs ? cs : rp__sched_auto((size_t)n, (size_t)(end - x), lp->nworkers);
+            /* automatic length from what the range will hold, capped by what is
+             * staged so far */
+            uint64_t last = r == 0 ? n : end;
+            uint64_t len = cs ? cs : rp__sched_auto((size_t)n, (size_t)(last - x), lp->nworkers);
             if (len > end - x)
                 len = end - x;
             if (budget && len > budget)
@@ -552,10 +560,12 @@ static void arena_free(struct lpool *lp, uint64_t off, uint64_t size)
         lp->fl[i].size = size;
         lp->nfl++;
     }
-    /* Empty again after a big job: give the pages back. */
-    if (lp->nfl == 1 && lp->fl[0].size == lp->arena_size && lp->arena_hw > ARENA_KEEP) {
-        madvise(lp->arena + ARENA_KEEP, lp->arena_hw - ARENA_KEEP, MADV_REMOVE);
-        lp->arena_hw = ARENA_KEEP;
+    /* Empty again after a big job: give back the pages beyond what the job just
+     * finished used (the next one is likely the same size: no faults for it). */
+    uint64_t keep = size > ARENA_KEEP ? size : ARENA_KEEP;
+    if (lp->nfl == 1 && lp->fl[0].size == lp->arena_size && lp->arena_hw > keep) {
+        madvise(lp->arena + keep, lp->arena_hw - keep, MADV_REMOVE);
+        lp->arena_hw = keep;
     }
 }
 
@@ -614,8 +624,14 @@ static void publish(struct lpool *lp, struct ljob *lj)
     struct rp__job *job = lj->job;
     int j = atomic_load(&lj->slot);
     struct rp__slot *s = &lp->hdr->slots[j];
+    /* Input in segments: the workers start on the first while the rest is
+     * copied (range 0's end follows the copy). */
+    uint64_t seg = job->in_size ? STAGE_BYTES / job->in_size : job->n;
+    if (seg == 0)
+        seg = 1;
+    uint64_t staged = job->n < seg ? job->n : seg;
     if (job->in_size)
-        memcpy(lp->arena + lj->in_off, job->in, job->n * job->in_size);
+        memcpy(lp->arena + lj->in_off, job->in, staged * job->in_size);
     if (lj->var)
         memset(lp->arena + lj->out_off, 0, job->n * 16);
     if (lj->track)
@@ -637,7 +653,7 @@ static void publish(struct lpool *lp, struct ljob *lj)
     s->mark_off = lj->mark_off;
     s->tag = (s->tag + 1) & 0xffffff;
     atomic_store(&s->range[0].next, RP__RW(s->tag, RP__IDX_NONE));
-    atomic_store(&s->range[0].end, job->n);
+    atomic_store(&s->range[0].end, staged);
     atomic_store_explicit(&s->range[0].next, RP__RW(s->tag, 0), memory_order_release);
     atomic_store_explicit(&s->nranges, 1, memory_order_release);
     atomic_store_explicit(&s->state, RP__SW(lj->gen, RP__SLOT_ACTIVE), memory_order_release);
@@ -648,6 +664,17 @@ static void publish(struct lpool *lp, struct ljob *lj)
      * can sleep), so no wake. More: every sleeper. */
     if (atomic_load(&hdr->nsleep) > 0 && (job->n > 1 || atomic_load(&hdr->nspin) == 0))
         rp__futex_wake(&hdr->work_seq, job->n > 1 ? INT_MAX : 1);
+    while (staged < job->n) {
+        uint64_t k = job->n - staged < seg ? job->n - staged : seg;
+        memcpy(lp->arena + lj->in_off + staged * job->in_size,
+               job->in + staged * job->in_size, k * job->in_size);
+        staged += k;
+        atomic_store_explicit(&s->range[0].end, staged, memory_order_release);
+        atomic_fetch_or(&hdr->work_mask, UINT64_C(1) << j);
+        atomic_fetch_add(&hdr->work_seq, 1);
+        if (atomic_load(&hdr->nsleep) > 0)
+            rp__futex_wake(&hdr->work_seq, INT_MAX);
+    }
 }
 
 /* Starts queued jobs while slots and space allow. No lock held. */
@@ -767,9 +794,17 @@ static void harvest(struct lpool *lp, struct ljob *lj)
         arena_free(lp, lj->aoff, lj->asize);
     }
     if (lj->var_live && --lp->nvar_live == 0) {
+        /* The heap restarts at 0; pages beyond what this round used go back. */
         uint64_t top = atomic_load(&lp->hdr->var_top);
-        if (top > ARENA_KEEP && top <= lp->var_size)
-            madvise(lp->var + ARENA_KEEP, top - ARENA_KEEP, MADV_REMOVE);
+        if (top > lp->var_size)
+            top = lp->var_size;
+        if (top > lp->var_hw)
+            lp->var_hw = top;
+        uint64_t keep = top > ARENA_KEEP ? top : ARENA_KEEP;
+        if (lp->var_hw > keep) {
+            madvise(lp->var + keep, lp->var_hw - keep, MADV_REMOVE);
+            lp->var_hw = keep;
+        }
         atomic_store(&lp->hdr->var_top, 0);
     }
     atomic_store_explicit(&lj->harvested, true, memory_order_release);
@@ -836,7 +871,7 @@ static void take_unclaimed(struct lpool *lp, struct ljob *lj, struct fails *f, c
     uint32_t nr = atomic_load(&s->nranges);
     for (uint32_t r = 0; r < nr && r < RP__NRANGES; r++) {
         struct rp__range *rg = &s->range[r];
-        uint64_t end = atomic_load(&rg->end);
+        uint64_t end = r == 0 ? s->n : atomic_load(&rg->end);  /* staged or not */
         uint64_t v = atomic_load(&rg->next);
         while (RP__RW_IDX(v) < end
                && !atomic_compare_exchange_weak(&rg->next, &v, RP__RW(RP__RW_TAG(v), end)))
