@@ -4,9 +4,11 @@
  * runs every test; serving ranks return from pool creation and skip the master's
  * assertions. The exit status, the same on every rank, is the total number of
  * failures over all ranks. */
+#define _GNU_SOURCE 1 /* sched_getaffinity */
 #include "rankpool_mpi.h"
 #include "testutil.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -83,6 +85,15 @@ static int mark_and_crash(const void *in, void *out, rp_ctx_t *ctx)
     }
     usleep(500);
     *(int *)out = i;
+    return 0;
+}
+
+static int cpus_allowed(const void *in, void *out, rp_ctx_t *ctx)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    sched_getaffinity(0, sizeof set, &set);
+    *(int *)out = CPU_COUNT(&set);
     return 0;
 }
 
@@ -284,6 +295,26 @@ static void test_mpi_second_pool_on_busy_communicator(void)
     double x = 3, y = 0;
     CU_ASSERT_EQUAL(rp_apply(p, square, &x, 8, &y, 8, NULL), RP_OK); /* p unharmed */
     CU_ASSERT_EQUAL(y, 9);
+    tu_pool_done(p);
+}
+
+/* opts.bind: each worker process is bound to one core. */
+static void test_mpi_bind_workers(void)
+{
+    rp_pool_opts_t o = { .bind = true };
+    rp_pool_t *p = world_pool(&o);
+    if (!p)
+        return;
+    int in[40], out[40];
+    for (int i = 0; i < 40; i++)
+        in[i] = i;
+    rp_map_opts_t mo = { .chunksize = 1 };
+    CU_ASSERT_EQUAL(rp_map(p, cpus_allowed, in, 40, sizeof *in, out, sizeof *out, &mo, NULL),
+                    RP_OK);
+    int bad = 0;
+    for (int i = 0; i < 40; i++)
+        bad += out[i] != 1;
+    CU_ASSERT_EQUAL(bad, 0);
     tu_pool_done(p);
 }
 
@@ -577,6 +608,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_spmd_phases_around_the_pool),
         TU_TEST(test_mpi_more_workers_than_ranks),
         TU_TEST(test_mpi_second_pool_on_busy_communicator),
+        TU_TEST(test_mpi_bind_workers),
         TU_TEST(test_mpi_large_data),
         TU_TEST(test_mpi_pool_on_user_communicator),
         TU_TEST(test_mpi_remote_failure_names_host_and_rank),
