@@ -1170,6 +1170,8 @@ static void on_death(struct lpool *lp, int k, int pid, int status)
         }
         atomic_store(&ws->hstate, RP__H_NONE);
     }
+    rp__trace("local: worker %d (pid %d) ended (status 0x%x, life %u, claim %u)", k, pid,
+              (unsigned)status, life, hs);
     bool respawn = !atomic_load(&lp->shutdown);
     if (life == RP__W_INITFAIL || (life == RP__W_STARTING && lp->pool->opts.initializer))
         respawn = false;
@@ -1271,6 +1273,7 @@ static void on_spawnfail(struct lpool *lp, int k)
 
 static void on_fs_gone(struct lpool *lp)
 {
+    rp__trace("local: fork server gone%s", atomic_load(&lp->shutdown) ? "" : " unexpectedly");
     atomic_store(&lp->fs_gone, true);
     pthread_mutex_lock(&lp->lock);
     pthread_cond_broadcast(&lp->cond);

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -46,6 +47,9 @@ static void spawn(struct rp__fs_conf *c, int k, int sigfd)
             _exit(1);
         close(c->sock);
         close(sigfd);
+        char name[16];
+        snprintf(name, sizeof name, "rp-worker-%d", k);
+        prctl(PR_SET_NAME, name);
         sigaction(SIGCHLD, &c->chld, NULL);
         sigaction(SIGINT, &c->intr, NULL);
         sigprocmask(SIG_SETMASK, &c->mask, NULL);
@@ -107,6 +111,7 @@ static void kill_all(struct rp__fs_conf *c)
 
 void rp__forkserver_main(struct rp__fs_conf *c)
 {
+    prctl(PR_SET_NAME, "rp-forkserver");
     /* SIGCHLD through a signalfd, with the default action (SIG_IGN would make
      * the kernel reap our workers); Ctrl-C is the master's business. */
     sigset_t chld;
