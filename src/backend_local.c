@@ -1740,11 +1740,12 @@ static uint64_t scan_marks(const volatile unsigned char *m, uint64_t a, uint64_t
             return a;
         a++;
     }
-    uint64_t pat = v ? UINT64_C(0x0101010101010101) : 0;
+    /* eight marks at a time while they all hold the other value */
+    uint64_t other = v ? 0 : UINT64_C(0x0101010101010101);
     while (a + 8 <= b) {
         uint64_t wd;
         memcpy(&wd, (const unsigned char *)m + a, 8);
-        if (wd != (pat ^ UINT64_C(0x0101010101010101)))
+        if (wd != other)
             break;
         a += 8;
     }
@@ -1756,6 +1757,7 @@ static uint64_t scan_marks(const volatile unsigned char *m, uint64_t a, uint64_t
     return b;
 }
 
+/* Records [a, b) as not yet returned (merged with the last span if adjacent). */
 static bool holes_push(struct ljob *lj, uint64_t a, uint64_t b)
 {
     if (b <= a)
