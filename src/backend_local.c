@@ -639,8 +639,8 @@ static void publish(struct lpool *lp, struct ljob *lj)
     for (int w = 0; w < lp->nworkers; w++)
         atomic_store_explicit(&wslot(lp, w)->done[j], 0, memory_order_relaxed);
     atomic_store(&s->mdone, 0);
-    atomic_store(&s->waiters, 0);
-    atomic_store(&s->twaiters, 0);
+    /* (waiters / twaiters are not reset: a waiter of the slot's previous job may
+     * still be on its way out and will decrement them) */
     s->id = job->id;
     s->flags = job->flags;
     s->fn = job->fn;
