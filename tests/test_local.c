@@ -615,6 +615,65 @@ static void test_local_soak(void)
     tu_pool_done(p);
 }
 
+/* An idle pool burns no CPU: its workers sleep (after a short spin), so does the
+ * pool thread. A polling design would show hundreds of ms here. */
+static double cpu_of(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    if (!p)
+        return -1;
+    unsigned long ut = 0, st = 0;
+    /* fields after the name: state ppid pgrp session tty tpgid flags minflt
+     * cminflt majflt cmajflt utime stime */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static int own_pid(const void *in, void *out, rp_ctx_t *ctx)
+{
+    *(int *)out = (int)getpid();
+    struct timespec ts = { 0, 1000000 };
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
+static void test_local_idle_sleeps(void)
+{
+    rp_pool_t *p = local_pool(2, NULL);
+    if (!p)
+        return;
+    long *in = iota(40);
+    int pids[40];
+    rp_map_opts_t one = { .chunksize = 1 };
+    CU_ASSERT_EQUAL(rp_map(p, own_pid, in, 40, sizeof(long), pids, sizeof(int), &one, NULL),
+                    RP_OK);
+    int w0 = pids[0], w1 = w0;
+    for (int i = 0; i < 40; i++)
+        if (pids[i] != w0)
+            w1 = pids[i];
+    struct timespec settle = { 0, 20000000 };
+    nanosleep(&settle, NULL);
+    double c0 = cpu_of(w0), c1 = cpu_of(w1), m = cpu_of(getpid());
+    struct timespec idle = { 0, 400000000 };
+    nanosleep(&idle, NULL);
+    double d0 = cpu_of(w0) - c0, d1 = cpu_of(w1) - c1, dm = cpu_of(getpid()) - m;
+    CU_ASSERT(c0 >= 0 && c1 >= 0);
+    CU_ASSERT(d0 < 0.05);
+    CU_ASSERT(d1 < 0.05);
+    CU_ASSERT(dm < 0.05);
+    free(in);
+    tu_pool_done(p);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
@@ -630,6 +689,7 @@ int main(int argc, char **argv)
         TU_TEST(test_local_progress),
         TU_TEST(test_local_terminate_imap),
         TU_TEST(test_local_soak),
+        TU_TEST(test_local_idle_sleeps),
         TU_END,
     };
     return tu_run("local", tests, argc, argv);
