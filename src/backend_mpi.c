@@ -109,6 +109,27 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* Polling loops give the core away (sched_yield) when this node runs more
+ * processes of ours than it has cores, as Open MPI does when oversubscribed; with
+ * a core each they just spin. Decided once per pool start. */
+static bool yield_when_idle = true;
+
+static void decide_yield(bool inproc)
+{
+    const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    int local = ls ? atoi(ls) : 0;
+    int per_rank = inproc ? 1 : 2; /* the rank, and its worker process */
+    yield_when_idle = local <= 0 || local * per_rank > rp__topo_ncores();
+}
+
+static inline void idle_pause(void)
+{
+    if (yield_when_idle)
+        sched_yield();
+    else
+        cpu_relax();
+}
+
 static size_t align_up(size_t v, size_t a)
 {
     return (v + a - 1) & ~(a - 1);
@@ -317,10 +338,13 @@ struct lworker {
     uint32_t       nsent;       /* batches whose results were sent */
     MPI_Request    req[DEPTH][2];
     bool           sending[DEPTH];
+    rp_ctx_t       ctx;         /* in-process mode: the worker's context */
+    long           tasks;
 };
 
 struct server {
     MPI_Comm          comm;
+    bool              inproc;   /* tasks run in the rank itself (RP_MPI_ISOLATE=0) */
     int               rank;
     char              host[64];
     rp__wire_hello    hello;
@@ -383,6 +407,47 @@ static void *child_output(void *arg, size_t index, size_t size)
     return p + RP__WIRE_VAR_HDR;
 }
 
+/* Runs batch k of lw (from where it was left) with ctx: in the worker process,
+ * or in the rank itself (in-process mode). \return false when the worker must
+ * retire first (max_tasks reached mid-batch; the rest is for its replacement). */
+static bool run_slot(struct lworker *lw, rp_ctx_t *ctx, uint32_t k, long *tasks,
+                     long max_tasks)
+{
+    struct wctl *ctl = lw->ctl;
+    int s = (int)(k % DEPTH);
+    struct slotdesc *sd = &ctl->slot[s];
+    struct child_run cr = { ctl, sd, lw->slot[s] };
+    ctx->output = (sd->flags & RP__JOB_VAR) ? child_output : NULL;
+    ctx->output_arg = &cr;
+    atomic_store(&ctl->running_seq, k + 1);
+    double t0 = rp__now();
+    size_t chunk = sd->chunk ? sd->chunk : sd->count;
+    const char *in = cr.base + sd->in_off;
+    char *out = sd->out_size ? cr.base + sd->out_off : NULL;
+    bool whole = true;
+    while (sd->resume < sd->count) {
+        size_t off = sd->resume;
+        /* chunks are counted from the batch's start */
+        size_t len = chunk - off % chunk;
+        if (len > sd->count - off)
+            len = sd->count - off;
+        sd->var_last = 0;
+        rp__worker_run(ctx, sd->fn, in + off * sd->in_size, sd->in_size,
+                       out ? out + off * sd->out_size : NULL, sd->out_size, sd->start + off,
+                       len, &ctl->cur, child_on_fail, &cr);
+        sd->resume = off + len;
+        *tasks += (long)len;
+        if (max_tasks > 0 && *tasks >= max_tasks && sd->resume < sd->count) {
+            whole = false;
+            break;
+        }
+    }
+    sd->compute_ns += (uint64_t)((rp__now() - t0) * 1e9);
+    atomic_store(&ctl->running_seq, 0);
+    ctx->output = NULL;
+    return whole;
+}
+
 static void child_main(struct server *sv, struct lworker *lw)
 {
     struct wctl *ctl = lw->ctl;
@@ -397,7 +462,7 @@ static void child_main(struct server *sv, struct lworker *lw)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() == 1)
         _exit(0);
-    if (sv->hello.bind) {
+    if (sv->hello.flags & RP__HELLO_BIND) {
         const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
         int base = lr ? atoi(lr) : sv->rank;
         rp__topo_bind(base * sv->nlocal + lw->local);
@@ -440,37 +505,10 @@ static void child_main(struct server *sv, struct lworker *lw)
             if (getppid() == 1)
                 _exit(0);
         }
-        int s = (int)(k % DEPTH);
-        struct slotdesc *sd = &ctl->slot[s];
-        struct child_run cr = { ctl, sd, lw->slot[s] };
-        ctx.output = (sd->flags & RP__JOB_VAR) ? child_output : NULL;
-        ctx.output_arg = &cr;
-        atomic_store(&ctl->running_seq, k + 1);
-        double t0 = rp__now();
-        size_t chunk = sd->chunk ? sd->chunk : sd->count;
-        const char *in = cr.base + sd->in_off;
-        char *out = sd->out_size ? cr.base + sd->out_off : NULL;
-        while (sd->resume < sd->count) {
-            size_t off = sd->resume;
-            /* chunks are counted from the batch's start */
-            size_t len = chunk - off % chunk;
-            if (len > sd->count - off)
-                len = sd->count - off;
-            sd->var_last = 0;
-            rp__worker_run(&ctx, sd->fn, in + off * sd->in_size, sd->in_size,
-                           out ? out + off * sd->out_size : NULL, sd->out_size,
-                           sd->start + off, len, &ctl->cur, child_on_fail, &cr);
-            sd->resume = off + len;
-            tasks += (long)len;
-            if (max_tasks > 0 && tasks >= max_tasks && sd->resume < sd->count) {
-                sd->compute_ns += (uint64_t)((rp__now() - t0) * 1e9);
-                atomic_store(&ctl->state, CHILD_RETIRING);
-                atomic_store(&ctl->running_seq, 0);
-                _exit(0);
-            }
+        if (!run_slot(lw, &ctx, k, &tasks, max_tasks)) {
+            atomic_store(&ctl->state, CHILD_RETIRING);
+            _exit(0);
         }
-        sd->compute_ns += (uint64_t)((rp__now() - t0) * 1e9);
-        atomic_store(&ctl->running_seq, 0);
         atomic_store(&ctl->completed, k + 1);
         atomic_fetch_add(&sv->bell->bell, 1);
         if (atomic_load(&sv->bell->rank_sleeps))
@@ -571,6 +609,8 @@ static void *shared_map(size_t bytes)
     return p == MAP_FAILED ? NULL : p;
 }
 
+static void slot_drain(struct lworker *lw, int s);
+
 /* Sends the result of slot s of lw (the child finished it, or the worker is gone). */
 static int send_result(struct server *sv, struct lworker *lw, int s, uint32_t extra_flags)
 {
@@ -598,6 +638,8 @@ static int send_result(struct server *sv, struct lworker *lw, int s, uint32_t ex
                   &lw->req[s][1]) != MPI_SUCCESS)
         return RP_EMPI;
     lw->sending[s] = true;
+    if (sv->inproc) /* the rank computes next: finish the transfer first */
+        slot_drain(lw, s);
     return RP_OK;
 }
 
@@ -633,6 +675,78 @@ static void slot_drain(struct lworker *lw, int s)
         MPI_Waitall(2, lw->req[s], MPI_STATUSES_IGNORE);
         lw->sending[s] = false;
     }
+}
+
+/* ---- in-process mode (RP_MPI_ISOLATE=0) ------------------------------------------
+ * Tasks run in the rank itself: no hand-off to a worker process, so the shortest
+ * round trips, but a crashing task takes the rank and so the MPI job down. It
+ * then says so first: rank, host, worker, item and signal, written with write(2)
+ * from the signal handler, before the signal's default action. */
+
+static struct server  *crash_sv;
+static struct lworker *crash_lw;
+
+static char *put_str(char *p, char *end, const char *s)
+{
+    while (*s && p < end)
+        *p++ = *s++;
+    return p;
+}
+
+static char *put_num(char *p, char *end, unsigned long long v)
+{
+    char d[24];
+    int n = 0;
+    do
+        d[n++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    while (n > 0 && p < end)
+        *p++ = d[--n];
+    return p;
+}
+
+static void inproc_crash(int sig)
+{
+    char msg[512], *p = msg, *end = msg + sizeof msg - 1;
+    p = put_str(p, end, "rankpool: worker ");
+    p = put_num(p, end, crash_lw ? (unsigned long long)crash_lw->id : 0);
+    p = put_str(p, end, " (rank ");
+    p = put_num(p, end, crash_sv ? (unsigned long long)crash_sv->rank : 0);
+    p = put_str(p, end, " on ");
+    p = put_str(p, end, crash_sv ? crash_sv->host : "?");
+    p = put_str(p, end, ") was killed by signal ");
+    p = put_num(p, end, (unsigned long long)sig);
+    p = put_str(p, end, " while running item ");
+    p = put_num(p, end, crash_lw ? (unsigned long long)atomic_load(&crash_lw->ctl->cur) : 0);
+    p = put_str(p, end, "; tasks run inside the ranks (RP_MPI_ISOLATE=0), so the MPI job "
+                        "stops\n");
+    ssize_t w = write(STDERR_FILENO, msg, (size_t)(p - msg));
+    (void)w;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void inproc_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = inproc_crash;
+    sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    int sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT };
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
+/* Runs the batch just posted to lw, here, and marks it completed. */
+static void inproc_run(struct server *sv, struct lworker *lw)
+{
+    uint32_t k = lw->nposted - 1;
+    crash_sv = sv;
+    crash_lw = lw;
+    run_slot(lw, &lw->ctx, k, &lw->tasks, 0);
+    crash_lw = NULL;
+    atomic_store(&lw->ctl->completed, k + 1);
 }
 
 /* Receives (and drops) the next message on tag from the master: the separate
@@ -726,7 +840,9 @@ static int post_batch(struct server *sv, struct lworker *lw, int s, int tag,
     sd->fn = (rp_task_fn)fn;
     lw->nposted++;
     atomic_store(&lw->ctl->posted, lw->nposted);
-    if (atomic_load(&lw->ctl->child_sleeps))
+    if (sv->inproc)
+        inproc_run(sv, lw);
+    else if (atomic_load(&lw->ctl->child_sleeps))
         futex_wake(&lw->ctl->posted);
     return RP_OK;
 }
@@ -957,7 +1073,7 @@ static int serve(struct server *sv)
             if (atomic_load(&sv->w[i].ctl->completed) != sv->w[i].nposted)
                 computing = true;
         if (rp__now() - idle_since < (computing ? SPIN_BUSY_S : SPIN_IDLE_S)) {
-            sched_yield(); /* oversubscribed nodes: let the child or a peer run */
+            idle_pause();
             continue;
         }
         uint32_t b = atomic_load(&sv->bell->bell);
@@ -1004,6 +1120,10 @@ static int server_run(struct server *sv, rp_error_t *err)
         memcpy(sv->initarg, sv->hello.initarg, (size_t)sv->hello.initarg_size);
     }
     sv->hello.initarg = sv->initarg;
+    sv->inproc = sv->hello.flags & RP__HELLO_INPROCESS;
+    decide_yield(sv->inproc);
+    if (sv->inproc)
+        inproc_handlers();
     int init_rc = RP_OK;
     char init_why[300] = "";
     if (sv->hello.has_init) {
@@ -1045,6 +1165,15 @@ static int server_run(struct server *sv, rp_error_t *err)
             m.status = init_rc;
             rp__error_set(&m.err, init_rc, 0, lw->id, sv->host,
                           "initializer: rank %d on %s: %s", sv->rank, sv->host, init_why);
+        } else if (sv->inproc) {
+            lw->ctx.worker = lw->id;
+            lw->ctx.host = sv->host;
+            crash_sv = sv;
+            crash_lw = lw;
+            m.status = rp__worker_init(&lw->ctx, sv->init, sv->initarg, &m.err);
+            crash_lw = NULL;
+            m.pid = (int32_t)getpid();
+            atomic_store(&lw->ctl->state, m.status == RP_OK ? CHILD_READY : CHILD_INIT_FAILED);
         } else {
             atomic_store(&lw->ctl->state, CHILD_STARTING);
             if (spawn_child(sv, lw) != RP_OK) {
@@ -1814,6 +1943,13 @@ static void master_go(struct mpi_pool *mp, int status)
     }
 }
 
+/* RP_MPI_ISOLATE=0 in the master's environment: tasks run inside the ranks. */
+static bool in_process_wanted(void)
+{
+    const char *v = getenv("RP_MPI_ISOLATE");
+    return v && (strcmp(v, "0") == 0 || strcmp(v, "no") == 0 || strcmp(v, "off") == 0);
+}
+
 static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts_t *opts,
                         rp_error_t *err)
 {
@@ -1827,10 +1963,12 @@ static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts
         rp__error_set(err, RP_ENOMEM, 0, -1, mp->host, "out of memory");
         return RP_ENOMEM;
     }
+    decide_yield(in_process_wanted());
     rp__wire_hello hello = { .nworkers = (uint32_t)mp->nworkers,
                              .nranks = (uint32_t)mp->nranks,
                              .max_tasks = opts->max_tasks_per_worker,
-                             .bind = opts->bind };
+                             .flags = (opts->bind ? RP__HELLO_BIND : 0) |
+                                      (in_process_wanted() ? RP__HELLO_INPROCESS : 0) };
     if (opts->initializer) {
         hello.has_init = 1;
         if (rp__fnref_make((rp__anyfn)opts->initializer, &hello.init) != RP_OK) {
@@ -2064,7 +2202,7 @@ static int mpi_wait(rp_pool_t *pool, struct rp__job *job, double timeout)
             int ev = mp->terminating ? 0 : progress_step(mp);
             pthread_mutex_unlock(&mp->plock);
             if (ev == 0)
-                sched_yield();
+                idle_pause();
         } else {
             sched_yield();
         }

@@ -201,7 +201,7 @@ int rp__wire_put_hello(rp__wbuf *w, const rp__wire_hello *m)
     rp__wbuf_u32(w, m->nworkers);
     rp__wbuf_u32(w, m->nranks);
     rp__wbuf_u64(w, (uint64_t)m->max_tasks);
-    rp__wbuf_u32(w, m->bind);
+    rp__wbuf_u32(w, m->flags);
     rp__wbuf_u32(w, m->has_init);
     if (m->has_init)
         rp__wire_put_fnref(w, &m->init);
@@ -216,7 +216,7 @@ int rp__wire_get_hello(rp__rbuf *r, rp__wire_hello *m)
     m->nworkers = rp__rbuf_u32(r);
     m->nranks = rp__rbuf_u32(r);
     m->max_tasks = (int64_t)rp__rbuf_u64(r);
-    m->bind = rp__rbuf_u32(r);
+    m->flags = rp__rbuf_u32(r);
     m->has_init = rp__rbuf_u32(r);
     if (m->has_init && rp__wire_get_fnref(r, &m->init) != RP_OK)
         return RP_EPROTO;

@@ -89,11 +89,15 @@ void rp__wire_put_fnref(rp__wbuf *w, const rp__fnref *ref);
 int  rp__wire_get_fnref(rp__rbuf *r, rp__fnref *ref);
 
 /* HELLO: pool settings for the serving ranks. */
+enum {
+    RP__HELLO_BIND      = 1u, /* bind each worker process to a core */
+    RP__HELLO_INPROCESS = 2u, /* run tasks in the rank itself (no worker process) */
+};
 typedef struct rp__wire_hello {
     uint32_t    nworkers;     /* workers in the pool */
     uint32_t    nranks;       /* ranks serving (workers spread round robin) */
     int64_t     max_tasks;    /* max_tasks_per_worker */
-    uint32_t    bind;
+    uint32_t    flags;        /* RP__HELLO_* */
     uint32_t    has_init;
     rp__fnref   init;         /* valid when has_init */
     const void *initarg;      /* initarg_size bytes */

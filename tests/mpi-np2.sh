@@ -1,6 +1,34 @@
 #!/bin/sh
-# The semantic suite and the MPI-specific suite on 2 MPI ranks; then a pool whose
-# serving rank runs another binary (MPMD): its items fail with RP_EFNREF.
-driver="${top_builddir:-.}/tests/mpi-driver"
+# On 2 MPI ranks: the semantic suite and the MPI-specific suite; a pool whose
+# serving rank runs another binary (MPMD: RP_EFNREF); and the in-process mode
+# (RP_MPI_ISOLATE=0), where a crashing task stops the job with a message naming
+# rank, host, item and signal instead of hanging.
+top=${top_builddir:-.}
+driver=$top/tests/mpi-driver
 "$driver" 2 tests/test_semantics tests/test_mpi || exit $?
-exec "$driver" --mpmd tests/mpi_hosts efnref : tests/mpi_other
+"$driver" --mpmd tests/mpi_hosts efnref : tests/mpi_other || exit $?
+
+MPIRUN=${MPIRUN:-mpirun}
+run() {
+    timeout 120 "$MPIRUN" --oversubscribe --bind-to none -np 2 -x RP_BACKEND=mpi \
+        -x RP_MPI_ISOLATE "$top/tests/mpi_hosts" "$@"
+}
+ulimit -c 0 2>/dev/null
+echo "=== worker processes: a crash fails its item"
+RP_MPI_ISOLATE=1 run crash || exit 1
+export RP_MPI_ISOLATE=0
+echo "=== in-process: a map"
+run 1 || exit 1
+echo "=== in-process: a crash stops the job"
+out=$(run crash 2>&1)
+rc=$?
+echo "$out" | grep -v '^\[' | head -20
+if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then
+    echo "mpi-np2: the job did not stop as it should (status $rc)"
+    exit 1
+fi
+echo "$out" | grep -q "rank 1 on .*killed by signal 11 while running item 5" || {
+    echo "mpi-np2: no message naming rank, host, signal and item"
+    exit 1
+}
+echo "=== in-process crash: stopped with status $rc, message seen"

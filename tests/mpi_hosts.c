@@ -3,9 +3,14 @@
  * is right and at least `argv[1]` distinct hosts (default 2) did work.
  *
  * `mpi_hosts efnref`, launched MPMD with tests/mpi_other serving (another
- * binary): the map must fail with RP_EFNREF, not run a wrong function. */
+ * binary): the map must fail with RP_EFNREF, not run a wrong function.
+ *
+ * `mpi_hosts crash`: item 5 segfaults. With worker processes (the default) the map
+ * returns RP_EWORKER; with RP_MPI_ISOLATE=0 the rank dies and the job stops, after
+ * the rank's message (tests/mpi-np2.sh checks it). */
 #include "rankpool_mpi.h"
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +40,29 @@ static int where_int(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
+static int crash_five(const void *in, void *out, rp_ctx_t *ctx)
+{
+    if (*(const int *)in == 5)
+        raise(SIGSEGV);
+    *(int *)out = *(const int *)in;
+    return 0;
+}
+
+static int expect_crash(rp_pool_t *pool)
+{
+    int in[10], out[10];
+    for (int i = 0; i < 10; i++)
+        in[i] = i;
+    rp_error_t err;
+    rp_map_opts_t mo = { .chunksize = 1 };
+    int rc = rp_map(pool, crash_five, in, 10, sizeof *in, out, sizeof *out, &mo, &err);
+    printf("map with a crash: %s: %s\n", rp_err_name(rc), err.message);
+    rp_pool_close(pool);
+    rp_pool_join(pool);
+    rp_pool_free(pool);
+    return rc == RP_EWORKER && err.index == 5 && err.signal == SIGSEGV ? 0 : 1;
+}
+
 static int expect_efnref(rp_pool_t *pool)
 {
     int in[10], out[10];
@@ -52,7 +80,8 @@ static int expect_efnref(rp_pool_t *pool)
 int main(int argc, char **argv)
 {
     bool efnref = argc > 1 && strcmp(argv[1], "efnref") == 0;
-    int want = argc > 1 && !efnref ? atoi(argv[1]) : 2;
+    bool crash = argc > 1 && strcmp(argv[1], "crash") == 0;
+    int want = argc > 1 && !efnref && !crash ? atoi(argv[1]) : 2;
     rp_pool_t *pool;
     rp_error_t err;
     int rc = rp_pool_create_comm(&pool, NULL, MPI_COMM_WORLD, &err);
@@ -66,6 +95,8 @@ int main(int argc, char **argv)
     }
     if (efnref)
         return expect_efnref(pool);
+    if (crash)
+        return expect_crash(pool);
     enum { N = 400 };
     static int in[N];
     static where_t out[N];

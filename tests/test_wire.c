@@ -21,7 +21,7 @@ static void test_wire_hello_round_trip(void)
     rp__wbuf w;
     rp__wbuf_init(&w);
     int arg[3] = { 7, 8, 9 };
-    rp__wire_hello m = { .nworkers = 5, .nranks = 4, .max_tasks = 10, .bind = 1,
+    rp__wire_hello m = { .nworkers = 5, .nranks = 4, .max_tasks = 10, .flags = RP__HELLO_BIND,
                          .has_init = 1, .initarg = arg, .initarg_size = sizeof arg };
     sample_ref(&m.init);
     CU_ASSERT_EQUAL(rp__wire_put_hello(&w, &m), RP_OK);
@@ -34,6 +34,7 @@ static void test_wire_hello_round_trip(void)
     CU_ASSERT_EQUAL(g.nworkers, 5);
     CU_ASSERT_EQUAL(g.nranks, 4);
     CU_ASSERT_EQUAL(g.max_tasks, 10);
+    CU_ASSERT_EQUAL(g.flags, RP__HELLO_BIND);
     CU_ASSERT_EQUAL(g.has_init, 1);
     CU_ASSERT_EQUAL(g.init.offset, 0x1234);
     CU_ASSERT_EQUAL(g.init.idlen, 20);
