@@ -1059,18 +1059,12 @@ static bool audit_locked(struct lpool *lp, struct ljob *lj)
     for (int w = 0; w < lp->nworkers; w++)
         sum += atomic_load(&wslot(lp, w)->done[j]);
     if (sum < s->n) {
-        uint64_t deficit = s->n - sum, total = 0;
+        /* Items are missing: they are among the suspects. With one suspect, or
+         * several that add up to what is missing, that is exact; otherwise a
+         * chunk another worker finished may run again (same result; a failure
+         * may be listed twice), rather than lose one. */
         for (size_t i = 0; i < lj->nsus; i++)
-            total += lj->sus[i].b - lj->sus[i].a;
-        for (size_t i = 0; i < lj->nsus; i++) {
-            uint64_t a = lj->sus[i].a, b = lj->sus[i].b;
-            /* Exactly one candidate of the right size, or all of them. */
-            if (total != deficit && b - a != deficit)
-                continue;
-            retry_later(lp, lj, j, a, b);
-            if (total != deficit)
-                break;
-        }
+            retry_later(lp, lj, j, lj->sus[i].a, lj->sus[i].b);
     }
     lj->nsus = 0;
     if (!lj->npend)
