@@ -492,10 +492,10 @@ static void child_main(struct server *sv, struct lworker *lw)
     for (uint32_t k = atomic_load(&ctl->completed);; k++) {
         /* wait for batch k: spin a little, then sleep on the futex */
         uint32_t posted;
-        int spins = 0;
+        double t0 = rp__now();
         while ((posted = atomic_load(&ctl->posted)) == k) {
-            if (++spins < 200) {
-                sched_yield();
+            if (rp__now() - t0 < SPIN_BUSY_S * 4) {
+                idle_pause();
                 continue;
             }
             atomic_store(&ctl->child_sleeps, 1);
