@@ -8,6 +8,7 @@
  * result (finalization unlinks under pool->lock). */
 #include "result.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -51,6 +52,23 @@ static bool under_mpi_launcher(void)
         return true;
     return getenv("SLURM_PROCID") && env_more_than_one("SLURM_NTASKS") &&
            getenv("SLURM_STEP_ID");
+}
+
+/* The local default worker count from $RP_WORKERS (set by rankpool-run -n N):
+ * *workers is left 0 when it is unset, RP_EINVAL when it is not a count. */
+#define RP__MAX_ENV_WORKERS 4096
+static int env_workers(int *workers)
+{
+    const char *v = getenv("RP_WORKERS");
+    if (!v || !*v)
+        return RP_OK;
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno != 0 || *end != '\0' || n < 1 || n > RP__MAX_ENV_WORKERS)
+        return RP_EINVAL;
+    *workers = (int)n;
+    return RP_OK;
 }
 
 static int choose_backend(const char *name, const struct rp__backend_ops **ops)
@@ -139,8 +157,16 @@ int rp__pool_create_ops(rp_pool_t **pool, const rp_pool_opts_t *opts,
         o.initarg = p->initarg_copy;
     }
     o.backend = ops->name;
-    if (o.workers == 0 && strcmp(ops->name, "local") == 0)
-        o.workers = rp__topo_ncores();
+    if (o.workers == 0 && strcmp(ops->name, "local") == 0) {
+        int rc = env_workers(&o.workers);
+        if (rc != RP_OK) {
+            pool_destroy(c);
+            set_err(err, rc, "RP_WORKERS must be a whole number from 1 to 4096");
+            return rc;
+        }
+        if (o.workers == 0)
+            o.workers = rp__topo_ncores();
+    }
     p->ops = ops;
     p->opts = o;
     p->owner_pid = current_pid();

@@ -334,6 +334,34 @@ static void test_pool_strerror_odd_values(void)
     CU_ASSERT_STRING_EQUAL(rp_err_name(-12345), "RP_UNKNOWN");
 }
 
+/* rankpool-run -n N sets RP_WORKERS: the local default worker count. */
+static void test_pool_workers_from_env(void)
+{
+    rp_pool_opts_t o = { .backend = "local" };
+    rp_pool_t *p = NULL;
+    setenv("RP_WORKERS", "3", 1);
+    CU_ASSERT_EQUAL_FATAL(rp_pool_create(&p, &o), RP_OK);
+    CU_ASSERT_EQUAL(rp_pool_size(p), 3);
+    rp_pool_free(p);
+
+    o.workers = 1; /* an explicit count wins */
+    CU_ASSERT_EQUAL_FATAL(rp_pool_create(&p, &o), RP_OK);
+    CU_ASSERT_EQUAL(rp_pool_size(p), 1);
+    rp_pool_free(p);
+
+    o.workers = 0;
+    const char *bad[] = { "0", "-2", "two", "3x", "99999999999" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rp_error_t e;
+        setenv("RP_WORKERS", bad[i], 1);
+        p = (rp_pool_t *)&p;
+        CU_ASSERT_EQUAL(rp_pool_create_ex(&p, &o, &e), RP_EINVAL);
+        CU_ASSERT_PTR_NULL(p);
+        CU_ASSERT_PTR_NOT_NULL(strstr(e.message, "RP_WORKERS"));
+    }
+    unsetenv("RP_WORKERS");
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
@@ -350,6 +378,7 @@ int main(int argc, char **argv)
         TU_TEST(test_pool_initarg_copied),
         TU_TEST(test_pool_initializer_failure_reported),
         TU_TEST(test_pool_strerror_odd_values),
+        TU_TEST(test_pool_workers_from_env),
         TU_END
     };
     return tu_run("pool", tests, argc, argv);
