@@ -76,6 +76,8 @@ enum { TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define SLOT_BYTES   ((size_t)256 << 20)/* virtual size of a batch's shared region */
 #define SPIN_IDLE_S  1e-3               /* poll this long before sleeping */
 #define SPIN_BUSY_S  50e-6              /* ... while a child computes */
+#define SPIN_POLL_S  50e-6              /* the pool thread, after an event */
+#define CHECK_S      100e-6             /* a rank looks for dead children this often */
 #define SLEEP_MAX_S  1e-3               /* longest idle sleep */
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -109,17 +111,26 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Polling loops give the core away (sched_yield) when this node runs more
- * processes of ours than it has cores, as Open MPI does when oversubscribed; with
- * a core each they just spin. Decided once per pool start. */
+/* How waiting loops share the node's cores, decided once per pool start from the
+ * processes of ours on this node (OMPI_COMM_WORLD_LOCAL_SIZE) and its cores. At
+ * most one of them spins per core at any moment:
+ * - A serving rank and its worker process wait for each other in turn (a batch
+ *   posted, a batch done). Unless there are cores for both (pair_spin), whichever
+ *   waits sleeps on a futex at once and the other has the core: the rank sleeps
+ *   while its worker computes, the worker sleeps while the rank polls MPI.
+ * - Polling MPI (an idle rank, the master's waiting thread) spins with a pause
+ *   instruction for a while, then naps; it gives the core away (sched_yield)
+ *   only when this node runs more ranks than it has cores, as Open MPI does. */
 static bool yield_when_idle = true;
+static bool pair_spin = false;
 
 static void decide_yield(bool inproc)
 {
     const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
     int local = ls ? atoi(ls) : 0;
-    int per_rank = inproc ? 1 : 2; /* the rank, and its worker process */
-    yield_when_idle = local <= 0 || local * per_rank > rp__topo_ncores();
+    int ncores = rp__topo_ncores();
+    yield_when_idle = local <= 0 || local > ncores;
+    pair_spin = !inproc && local > 0 && 2 * local <= ncores;
 }
 
 static inline void idle_pause(void)
@@ -128,6 +139,12 @@ static inline void idle_pause(void)
         sched_yield();
     else
         cpu_relax();
+}
+
+/* Threads that nap (short timed sleeps) want them short: no timer slack. */
+static void precise_naps(void)
+{
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
 }
 
 static size_t align_up(size_t v, size_t a)
@@ -494,8 +511,8 @@ static void child_main(struct server *sv, struct lworker *lw)
         uint32_t posted;
         double t0 = rp__now();
         while ((posted = atomic_load(&ctl->posted)) == k) {
-            if (rp__now() - t0 < SPIN_BUSY_S * 4) {
-                idle_pause();
+            if (pair_spin && rp__now() - t0 < SPIN_BUSY_S * 4) {
+                cpu_relax();
                 continue;
             }
             atomic_store(&ctl->child_sleeps, 1);
@@ -1036,8 +1053,8 @@ static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
 /* The serving loop: until the master says STOP or TERMINATE. */
 static int serve(struct server *sv)
 {
-    double idle_since = rp__now(), nap = 20e-6;
-    unsigned iter = 0;
+    double idle_since = rp__now(), nap = 20e-6, checked = 0;
+    precise_naps();
     for (;;) {
         int events = 0;
         for (int m = 0; m < 32; m++) {
@@ -1055,8 +1072,13 @@ static int serve(struct server *sv)
             if (rc != RP_OK)
                 return rc;
         }
-        iter++;
-        int rc = serve_workers(sv, events == 0 || iter % 64 == 0, &events);
+        /* waitpid is a system call: look for dead children every CHECK_S, not
+         * at every turn of a polling loop */
+        double now = rp__now();
+        bool check = now - checked >= CHECK_S;
+        if (check)
+            checked = now;
+        int rc = serve_workers(sv, check, &events);
         if (rc != RP_OK)
             return rc;
         if (events) {
@@ -1064,15 +1086,16 @@ static int serve(struct server *sv)
             nap = 20e-6;
             continue;
         }
-        /* While a child computes, poll briefly (a short batch is back at once),
-         * then sleep on the bell (the child rings it when done): the core is the
-         * child's. Idle, poll MPI for longer (the master may be sending), then
-         * take short naps. */
+        /* While a child computes, sleep on the bell (the child rings it when
+         * done) at once: the core is the child's; poll briefly first only when
+         * the rank and its child each have a core (pair_spin). Idle, poll MPI
+         * for longer (the master may be sending), then take short naps. */
         bool computing = false;
         for (int i = 0; i < sv->nlocal; i++)
             if (atomic_load(&sv->w[i].ctl->completed) != sv->w[i].nposted)
                 computing = true;
-        if (rp__now() - idle_since < (computing ? SPIN_BUSY_S : SPIN_IDLE_S)) {
+        double spin = !computing ? SPIN_IDLE_S : pair_spin ? SPIN_BUSY_S : 0;
+        if (rp__now() - idle_since < spin) {
             idle_pause();
             continue;
         }
@@ -1274,6 +1297,7 @@ struct mpi_pool {
      * it, so it never deadlocks against the core's locks. */
     pthread_mutex_t plock;
     _Atomic int     drivers;     /* user threads polling in wait() */
+    _Atomic int     unfinished;  /* jobs submitted and not yet processed */
     bool            terminating; /* under plock */
     struct rp__job **notify;     /* NOTIFY jobs done, for the pool thread; under lock */
     size_t          nnotify, capnotify;
@@ -1352,6 +1376,7 @@ static void items_processed(struct mpi_pool *mp, struct mjob *mj, size_t start, 
     if (p < mj->job->n)
         return;
     active_remove(mp, mj);
+    atomic_fetch_sub(&mp->unfinished, 1);
     struct rp__job *job = mj->job;
     pthread_mutex_lock(&mp->lock);
     if (job->flags & RP__JOB_NOTIFY) {
@@ -1833,6 +1858,7 @@ static void *progress_main(void *arg)
 {
     struct mpi_pool *mp = arg;
     double idle_since = rp__now(), nap = 20e-6;
+    precise_naps();
     bool stopping = false, finished = false;
     while (!finished) {
         int events = 0;
@@ -1886,17 +1912,22 @@ static void *progress_main(void *arg)
             if (!long_only)
                 continue;
         }
-        if (atomic_load(&mp->drivers) == 0 && !long_only &&
-            rp__now() - idle_since < SPIN_IDLE_S) {
-            sched_yield();
+        /* A user thread polling in wait() moves the messages: keep out of its
+         * way (it kicks us when it stops). Otherwise poll a little while work is
+         * coming back, then nap. */
+        bool driven = atomic_load(&mp->drivers) > 0;
+        if (!driven && !long_only && !yield_when_idle &&
+            rp__now() - idle_since < SPIN_POLL_S) {
+            cpu_relax();
             continue;
         }
         pthread_mutex_lock(&mp->lock);
         if (atomic_load(&mp->npending) == 0 && mp->nnotify == 0 &&
-            !atomic_load(&mp->want_stop) && !atomic_load(&mp->want_terminate)) {
+            !atomic_load(&mp->want_stop) && !atomic_load(&mp->want_terminate) &&
+            (!driven || atomic_load(&mp->drivers) > 0)) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
-            long ns = ts.tv_nsec + (long)(nap * 1e9);
+            long ns = ts.tv_nsec + (long)((driven ? SLEEP_MAX_S : nap) * 1e9);
             ts.tv_sec += ns / 1000000000L;
             ts.tv_nsec = ns % 1000000000L;
             pthread_cond_timedwait(&mp->kick, &mp->lock, &ts);
@@ -2141,6 +2172,7 @@ static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
     job->bdata = mj;
     if (job->n == 0)
         return RP_OK;
+    atomic_fetch_add(&mp->unfinished, 1);
     pthread_mutex_lock(&mp->lock);
     if (mp->pending_tail)
         mp->pending_tail->next = mj;
@@ -2204,10 +2236,15 @@ static int mpi_wait(rp_pool_t *pool, struct rp__job *job, double timeout)
             if (ev == 0)
                 idle_pause();
         } else {
-            sched_yield();
+            idle_pause();
         }
     }
-    atomic_fetch_sub(&mp->drivers, 1);
+    /* The last driver leaves: the pool thread takes over what is still running. */
+    if (atomic_fetch_sub(&mp->drivers, 1) == 1 && atomic_load(&mp->unfinished) > 0) {
+        pthread_mutex_lock(&mp->lock);
+        pthread_cond_signal(&mp->kick);
+        pthread_mutex_unlock(&mp->lock);
+    }
     int rc = RP_OK;
     pthread_mutex_lock(&mp->lock);
     while (!atomic_load(&mj->done)) {
