@@ -78,6 +78,7 @@ enum { TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define SPIN_BUSY_S  50e-6              /* ... while a child computes */
 #define SPIN_POLL_S  50e-6              /* the pool thread, after an event */
 #define CHECK_S      100e-6             /* a rank looks for dead children this often */
+#define SPIN_PURE_S  20e-6              /* spin this long before yielding */
 #define SLEEP_MAX_S  1e-3               /* longest idle sleep */
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -133,9 +134,17 @@ static void decide_yield(bool inproc)
     pair_spin = !inproc && local > 0 && 2 * local <= ncores;
 }
 
-static inline void idle_pause(void)
+/* One turn of a polling loop that has waited since `since`. A reply normally
+ * comes within microseconds, so the first SPIN_PURE_S just spin. A longer wait
+ * means a long task, or that the one we wait for cannot run: when another
+ * program takes a core, two of our spinners (the master's waiting thread and a
+ * rank, say) end up sharing one, and a spinner that kept it for its whole time
+ * slice would hold up the very message it waits for by milliseconds. From then
+ * on each turn gives the core away (sched_yield), as always when this node runs
+ * more ranks than it has cores. */
+static inline void idle_pause(double since)
 {
-    if (yield_when_idle)
+    if (yield_when_idle || rp__now() - since >= SPIN_PURE_S)
         sched_yield();
     else
         cpu_relax();
@@ -512,7 +521,7 @@ static void child_main(struct server *sv, struct lworker *lw)
         double t0 = rp__now();
         while ((posted = atomic_load(&ctl->posted)) == k) {
             if (pair_spin && rp__now() - t0 < SPIN_BUSY_S * 4) {
-                cpu_relax();
+                idle_pause(t0);
                 continue;
             }
             atomic_store(&ctl->child_sleeps, 1);
@@ -1096,7 +1105,7 @@ static int serve(struct server *sv)
                 computing = true;
         double spin = !computing ? SPIN_IDLE_S : pair_spin ? SPIN_BUSY_S : 0;
         if (rp__now() - idle_since < spin) {
-            idle_pause();
+            idle_pause(idle_since);
             continue;
         }
         uint32_t b = atomic_load(&sv->bell->bell);
@@ -1298,6 +1307,8 @@ struct mpi_pool {
     pthread_mutex_t plock;
     _Atomic int     drivers;     /* user threads polling in wait() */
     _Atomic int     unfinished;  /* jobs submitted and not yet processed */
+    _Atomic int64_t drove_ns;    /* when a waiter last stopped polling, its job done */
+    bool            kicked;      /* under lock: kick was signalled since the last nap */
     bool            terminating; /* under plock */
     struct rp__job **notify;     /* NOTIFY jobs done, for the pool thread; under lock */
     size_t          nnotify, capnotify;
@@ -1391,6 +1402,7 @@ static void items_processed(struct mpi_pool *mp, struct mjob *mj, size_t start, 
         }
         if (mp->nnotify < mp->capnotify)
             mp->notify[mp->nnotify++] = job;
+        mp->kicked = true;
         pthread_cond_signal(&mp->kick);
     } else {
         atomic_store(&mj->done, true);
@@ -1913,25 +1925,32 @@ static void *progress_main(void *arg)
                 continue;
         }
         /* A user thread polling in wait() moves the messages: keep out of its
-         * way (it kicks us when it stops). Otherwise poll a little while work is
-         * coming back, then nap. */
+         * way (it kicks us when it stops with work left), and for a moment
+         * after it got its result (back-to-back applies: it will be back at
+         * once, and waking this thread would cost it a context switch on its
+         * core). Otherwise poll a little while work is coming back, then nap. */
+        double now = rp__now();
+        double back = (double)atomic_load(&mp->drove_ns) * 1e-9 + SPIN_IDLE_S - now;
+        if (atomic_load(&mp->unfinished) > 0)
+            back = 0; /* someone may be asleep waiting for it: no resting */
         bool driven = atomic_load(&mp->drivers) > 0;
-        if (!driven && !long_only && !yield_when_idle &&
-            rp__now() - idle_since < SPIN_POLL_S) {
-            cpu_relax();
+        if (!driven && back <= 0 && !long_only && !yield_when_idle &&
+            now - idle_since < SPIN_POLL_S) {
+            idle_pause(idle_since);
             continue;
         }
+        double sleep = driven ? SLEEP_MAX_S : back > 0 ? fmax(back, nap) : nap;
         pthread_mutex_lock(&mp->lock);
-        if (atomic_load(&mp->npending) == 0 && mp->nnotify == 0 &&
-            !atomic_load(&mp->want_stop) && !atomic_load(&mp->want_terminate) &&
-            (!driven || atomic_load(&mp->drivers) > 0)) {
+        if (atomic_load(&mp->npending) == 0 && mp->nnotify == 0 && !mp->kicked &&
+            !atomic_load(&mp->want_stop) && !atomic_load(&mp->want_terminate)) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
-            long ns = ts.tv_nsec + (long)((driven ? SLEEP_MAX_S : nap) * 1e9);
+            long ns = ts.tv_nsec + (long)(sleep * 1e9);
             ts.tv_sec += ns / 1000000000L;
             ts.tv_nsec = ns % 1000000000L;
             pthread_cond_timedwait(&mp->kick, &mp->lock, &ts);
         }
+        mp->kicked = false;
         pthread_mutex_unlock(&mp->lock);
         nap = fmin(nap * 2, nap_max);
     }
@@ -2194,6 +2213,7 @@ static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
     }
     if (kick) {
         pthread_mutex_lock(&mp->lock);
+        mp->kicked = true;
         pthread_cond_signal(&mp->kick);
         pthread_mutex_unlock(&mp->lock);
     }
@@ -2227,21 +2247,30 @@ static int mpi_wait(rp_pool_t *pool, struct rp__job *job, double timeout)
     double deadline = rp__deadline(timeout);
     /* Poll MPI ourselves for a while: a short job's result comes back without
      * waking any other thread. Then sleep until the pool thread signals. */
-    double spin_until = fmin(deadline, rp__now() + SPIN_IDLE_S);
+    double spin_from = rp__now();
+    double spin_until = fmin(deadline, spin_from + SPIN_IDLE_S);
     atomic_fetch_add(&mp->drivers, 1);
     while (!atomic_load(&mj->done) && rp__now() < spin_until) {
         if (pthread_mutex_trylock(&mp->plock) == 0) {
             int ev = mp->terminating ? 0 : progress_step(mp);
             pthread_mutex_unlock(&mp->plock);
             if (ev == 0)
-                idle_pause();
+                idle_pause(spin_from);
+            else
+                spin_from = rp__now();
         } else {
-            idle_pause();
+            idle_pause(spin_from);
         }
     }
-    /* The last driver leaves: the pool thread takes over what is still running. */
-    if (atomic_fetch_sub(&mp->drivers, 1) == 1 && atomic_load(&mp->unfinished) > 0) {
+    /* The last driver leaves: the pool thread takes over what is still running;
+     * with nothing running, it lets the caller's next wait() drive again. */
+    bool last = atomic_fetch_sub(&mp->drivers, 1) == 1;
+    if (last && atomic_load(&mp->unfinished) == 0) {
+        atomic_store(&mp->drove_ns, (int64_t)(rp__now() * 1e9));
+    } else if (last) {
+        atomic_store(&mp->drove_ns, 0);
         pthread_mutex_lock(&mp->lock);
+        mp->kicked = true;
         pthread_cond_signal(&mp->kick);
         pthread_mutex_unlock(&mp->lock);
     }
@@ -2311,6 +2340,7 @@ static int mpi_join(rp_pool_t *pool)
         return RP_OK;
     pthread_mutex_lock(&mp->lock);
     atomic_store(&mp->want_stop, true);
+    mp->kicked = true;
     pthread_cond_signal(&mp->kick);
     pthread_mutex_unlock(&mp->lock);
     pthread_join(mp->thread, NULL);
@@ -2325,6 +2355,7 @@ static int mpi_terminate(rp_pool_t *pool)
         return RP_OK;
     pthread_mutex_lock(&mp->lock);
     atomic_store(&mp->want_terminate, true);
+    mp->kicked = true;
     pthread_cond_signal(&mp->kick);
     /* From a callback (the pool thread itself) it cannot wait for itself: the
      * pool thread stops the workers as soon as the callback returns. */
