@@ -8,6 +8,7 @@
  * result arrived without carrying the input inside the output.
  * (rp_imap is the same, but yields in input order.)
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <time.h>
 
