@@ -78,7 +78,7 @@ enum { TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define SPIN_BUSY_S  50e-6              /* ... while a child computes */
 #define SPIN_POLL_S  50e-6              /* the pool thread, after an event */
 #define CHECK_S      100e-6             /* a rank looks for dead children this often */
-#define SPIN_PURE_S  20e-6              /* spin this long before yielding */
+#define SPIN_PURE_S  4e-6               /* spin this long before yielding */
 #define SLEEP_MAX_S  1e-3               /* longest idle sleep */
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -113,15 +113,17 @@ static inline void cpu_relax(void)
 }
 
 /* How waiting loops share the node's cores, decided once per pool start from the
- * processes of ours on this node (OMPI_COMM_WORLD_LOCAL_SIZE) and its cores. At
- * most one of them spins per core at any moment:
+ * ranks on this node (OMPI_COMM_WORLD_LOCAL_SIZE) and its usable cores. The aim
+ * is at most one spinner per core at any moment:
  * - A serving rank and its worker process wait for each other in turn (a batch
  *   posted, a batch done). Unless there are cores for both (pair_spin), whichever
  *   waits sleeps on a futex at once and the other has the core: the rank sleeps
- *   while its worker computes, the worker sleeps while the rank polls MPI.
- * - Polling MPI (an idle rank, the master's waiting thread) spins with a pause
- *   instruction for a while, then naps; it gives the core away (sched_yield)
- *   only when this node runs more ranks than it has cores, as Open MPI does. */
+ *   while its worker computes, the worker sleeps while the rank polls MPI. Only
+ *   on an oversubscribed node (yield_when_idle) do they poll a little first,
+ *   yielding, which beats a futex hand-off when everything shares one core.
+ * - Polling MPI (an idle rank, the master's waiting thread, the pool thread)
+ *   spins with a pause instruction, yields after a while (idle_pause), then
+ *   naps or sleeps. The master's pool thread sleeps while a user thread polls. */
 static bool yield_when_idle = true;
 static bool pair_spin = false;
 
@@ -134,14 +136,14 @@ static void decide_yield(bool inproc)
     pair_spin = !inproc && local > 0 && 2 * local <= ncores;
 }
 
-/* One turn of a polling loop that has waited since `since`. A reply normally
- * comes within microseconds, so the first SPIN_PURE_S just spin. A longer wait
- * means a long task, or that the one we wait for cannot run: when another
- * program takes a core, two of our spinners (the master's waiting thread and a
- * rank, say) end up sharing one, and a spinner that kept it for its whole time
- * slice would hold up the very message it waits for by milliseconds. From then
- * on each turn gives the core away (sched_yield), as always when this node runs
- * more ranks than it has cores. */
+/* One turn of a polling loop that has waited since `since`. On a node with a
+ * core for each of our spinners, a reply comes within microseconds: spin. But
+ * the node is not ours alone: when other programs take cores, two of our
+ * spinners (the master's waiting thread and a rank, say) can end up sharing one,
+ * and a spinner that kept it for its time slice would hold up the very message
+ * it waits for by milliseconds. So a wait longer than SPIN_PURE_S gives the core
+ * away at every turn (sched_yield), as every wait does when this node runs more
+ * ranks than it has cores (Open MPI does the same). */
 static inline void idle_pause(double since)
 {
     if (yield_when_idle || rp__now() - since >= SPIN_PURE_S)
@@ -520,7 +522,7 @@ static void child_main(struct server *sv, struct lworker *lw)
         uint32_t posted;
         double t0 = rp__now();
         while ((posted = atomic_load(&ctl->posted)) == k) {
-            if (pair_spin && rp__now() - t0 < SPIN_BUSY_S * 4) {
+            if ((pair_spin || yield_when_idle) && rp__now() - t0 < SPIN_BUSY_S * 4) {
                 idle_pause(t0);
                 continue;
             }
@@ -1103,7 +1105,7 @@ static int serve(struct server *sv)
         for (int i = 0; i < sv->nlocal; i++)
             if (atomic_load(&sv->w[i].ctl->completed) != sv->w[i].nposted)
                 computing = true;
-        double spin = !computing ? SPIN_IDLE_S : pair_spin ? SPIN_BUSY_S : 0;
+        double spin = !computing ? SPIN_IDLE_S : pair_spin || yield_when_idle ? SPIN_BUSY_S : 0;
         if (rp__now() - idle_since < spin) {
             idle_pause(idle_since);
             continue;
