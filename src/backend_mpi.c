@@ -78,7 +78,6 @@ enum { TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define SPIN_BUSY_S  50e-6              /* ... while a child computes */
 #define SPIN_POLL_S  50e-6              /* the pool thread, after an event */
 #define CHECK_S      100e-6             /* a rank looks for dead children this often */
-#define SPIN_PURE_S  4e-6               /* spin this long before yielding */
 #define SLEEP_MAX_S  1e-3               /* longest idle sleep */
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -121,9 +120,10 @@ static inline void cpu_relax(void)
  *   while its worker computes, the worker sleeps while the rank polls MPI. Only
  *   on an oversubscribed node (yield_when_idle) do they poll a little first,
  *   yielding, which beats a futex hand-off when everything shares one core.
- * - Polling MPI (an idle rank, the master's waiting thread, the pool thread)
- *   spins with a pause instruction, yields after a while (idle_pause), then
- *   naps or sleeps. The master's pool thread sleeps while a user thread polls. */
+ * - Polling MPI (an idle rank, the master's waiting thread) spins with a pause
+ *   instruction for a while, then naps or sleeps; it gives the core away
+ *   (sched_yield) only when this node runs more ranks than it has cores, as Open
+ *   MPI does. The master's pool thread sleeps while a user thread polls. */
 static bool yield_when_idle = true;
 static bool pair_spin = false;
 
@@ -136,17 +136,15 @@ static void decide_yield(bool inproc)
     pair_spin = !inproc && local > 0 && 2 * local <= ncores;
 }
 
-/* One turn of a polling loop that has waited since `since`. On a node with a
- * core for each of our spinners, a reply comes within microseconds: spin. But
- * the node is not ours alone: when other programs take cores, two of our
- * spinners (the master's waiting thread and a rank, say) can end up sharing one,
- * and a spinner that kept it for its time slice would hold up the very message
- * it waits for by milliseconds. So a wait longer than SPIN_PURE_S gives the core
- * away at every turn (sched_yield), as every wait does when this node runs more
- * ranks than it has cores (Open MPI does the same). */
-static inline void idle_pause(double since)
+/* One turn of a polling loop. Spinning spins: a loop that gave its core away
+ * every so often when there seemed to be a core for each spinner was measured to
+ * end up sharing one core with the rank it waits for (the scheduler packs them
+ * when other programs load the node), and then each round trip took two of
+ * those waits instead of a few microseconds. Every loop is bounded in time
+ * (SPIN_IDLE_S and less) before it sleeps. */
+static inline void idle_pause(void)
 {
-    if (yield_when_idle || rp__now() - since >= SPIN_PURE_S)
+    if (yield_when_idle)
         sched_yield();
     else
         cpu_relax();
@@ -523,7 +521,7 @@ static void child_main(struct server *sv, struct lworker *lw)
         double t0 = rp__now();
         while ((posted = atomic_load(&ctl->posted)) == k) {
             if ((pair_spin || yield_when_idle) && rp__now() - t0 < SPIN_BUSY_S * 4) {
-                idle_pause(t0);
+                idle_pause();
                 continue;
             }
             atomic_store(&ctl->child_sleeps, 1);
@@ -1106,8 +1104,8 @@ static int serve(struct server *sv)
             if (atomic_load(&sv->w[i].ctl->completed) != sv->w[i].nposted)
                 computing = true;
         double spin = !computing ? SPIN_IDLE_S : pair_spin || yield_when_idle ? SPIN_BUSY_S : 0;
-        if (rp__now() - idle_since < spin) {
-            idle_pause(idle_since);
+        if (now - idle_since < spin) {
+            idle_pause();
             continue;
         }
         uint32_t b = atomic_load(&sv->bell->bell);
@@ -1938,7 +1936,7 @@ static void *progress_main(void *arg)
         bool driven = atomic_load(&mp->drivers) > 0;
         if (!driven && back <= 0 && !long_only && !yield_when_idle &&
             now - idle_since < SPIN_POLL_S) {
-            idle_pause(idle_since);
+            idle_pause();
             continue;
         }
         double sleep = driven ? SLEEP_MAX_S : back > 0 ? fmax(back, nap) : nap;
@@ -2249,19 +2247,16 @@ static int mpi_wait(rp_pool_t *pool, struct rp__job *job, double timeout)
     double deadline = rp__deadline(timeout);
     /* Poll MPI ourselves for a while: a short job's result comes back without
      * waking any other thread. Then sleep until the pool thread signals. */
-    double spin_from = rp__now();
-    double spin_until = fmin(deadline, spin_from + SPIN_IDLE_S);
+    double spin_until = fmin(deadline, rp__now() + SPIN_IDLE_S);
     atomic_fetch_add(&mp->drivers, 1);
     while (!atomic_load(&mj->done) && rp__now() < spin_until) {
         if (pthread_mutex_trylock(&mp->plock) == 0) {
             int ev = mp->terminating ? 0 : progress_step(mp);
             pthread_mutex_unlock(&mp->plock);
             if (ev == 0)
-                idle_pause(spin_from);
-            else
-                spin_from = rp__now();
+                idle_pause();
         } else {
-            idle_pause(spin_from);
+            idle_pause();
         }
     }
     /* The last driver leaves: the pool thread takes over what is still running;
