@@ -1080,6 +1080,8 @@ static int serve(struct server *sv)
                 return RP_OK;
             if (rc != RP_OK)
                 return rc;
+            if (sv->inproc)
+                break; /* the batch ran here: its result goes out first */
         }
         /* waitpid is a system call: look for dead children every CHECK_S, not
          * at every turn of a polling loop */
@@ -1309,6 +1311,7 @@ struct mpi_pool {
     _Atomic int     unfinished;  /* jobs submitted and not yet processed */
     _Atomic int64_t drove_ns;    /* when a waiter last stopped polling, its job done */
     bool            kicked;      /* under lock: kick was signalled since the last nap */
+    bool            job_ended;   /* under plock: a job was completed in this poll */
     bool            terminating; /* under plock */
     struct rp__job **notify;     /* NOTIFY jobs done, for the pool thread; under lock */
     size_t          nnotify, capnotify;
@@ -1388,6 +1391,7 @@ static void items_processed(struct mpi_pool *mp, struct mjob *mj, size_t start, 
         return;
     active_remove(mp, mj);
     atomic_fetch_sub(&mp->unfinished, 1);
+    mp->job_ended = true;
     struct rp__job *job = mj->job;
     pthread_mutex_lock(&mp->lock);
     if (job->flags & RP__JOB_NOTIFY) {
@@ -1782,7 +1786,10 @@ static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp
 static int poll_messages(struct mpi_pool *mp)
 {
     int events = 0;
-    for (int m = 0; m < 64; m++) {
+    mp->job_ended = false;
+    /* Stop after a message that completes a job: its waiter may be polling,
+     * and wants its result now rather than after one more probe. */
+    for (int m = 0; m < 64 && !mp->job_ended; m++) {
         int flag = 0;
         MPI_Message msg;
         MPI_Status st;
