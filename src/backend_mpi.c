@@ -30,9 +30,11 @@
  * thread, a user thread waiting for a result (it polls MPI itself for a moment, so
  * a short job needs no hand-off between threads), or a submitting thread sending
  * its first batches. Others only trylock plock. Waiters then sleep on a condition
- * variable; the pool thread backs off to short naps when idle, relative to the
- * expected batch time; serving ranks poll briefly, then sleep on a futex while
- * their children compute, or nap while idle.
+ * variable; the pool thread sleeps while a waiter polls (and just after, for
+ * back-to-back applies), and backs off to short naps when idle, relative to the
+ * expected batch time; a serving rank and its child take turns on one core (the
+ * one waiting for the other sleeps on a futex, see decide_yield), and an idle
+ * rank polls for a while, then naps.
  *
  * Locks (master): pool->lock, then a result's lock, then mp->lock; plock is only
  * ever taken with trylock by user threads, so holding it while calling into the
