@@ -81,6 +81,7 @@ enum { TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define SPIN_POLL_S  50e-6              /* the pool thread, after an event */
 #define CHECK_S      100e-6             /* a rank looks for dead children this often */
 #define SLEEP_MAX_S  1e-3               /* longest idle sleep */
+#define IDLE_SLEEP_S 0.1                /* the pool thread's sleep with no job at all */
 
 /* ---- small helpers ----------------------------------------------------------------- */
 
@@ -1313,6 +1314,7 @@ struct mpi_pool {
     _Atomic int     unfinished;  /* jobs submitted and not yet processed */
     _Atomic int64_t drove_ns;    /* when a waiter last stopped polling, its job done */
     bool            kicked;      /* under lock: kick was signalled since the last nap */
+    _Atomic bool    deep;        /* the pool thread sleeps with no job: submit kicks it */
     bool            job_ended;   /* under plock: a job was completed in this poll */
     bool            terminating; /* under plock */
     struct rp__job **notify;     /* NOTIFY jobs done, for the pool thread; under lock */
@@ -1950,6 +1952,18 @@ static void *progress_main(void *arg)
         }
         double sleep = driven ? SLEEP_MAX_S : back > 0 ? fmax(back, nap) : nap;
         pthread_mutex_lock(&mp->lock);
+        /* No job at all: nothing can arrive but what a submit brings, and a
+         * submit kicks a deep sleeper. (deep is set before unfinished is
+         * looked at, and submit counts unfinished before it looks at deep.) */
+        bool deep = false;
+        if (!driven && back <= 0) {
+            atomic_store(&mp->deep, true);
+            deep = atomic_load(&mp->unfinished) == 0;
+            if (deep)
+                sleep = IDLE_SLEEP_S;
+            else
+                atomic_store(&mp->deep, false);
+        }
         if (atomic_load(&mp->npending) == 0 && mp->nnotify == 0 && !mp->kicked &&
             !atomic_load(&mp->want_stop) && !atomic_load(&mp->want_terminate)) {
             struct timespec ts;
@@ -1960,6 +1974,8 @@ static void *progress_main(void *arg)
             pthread_cond_timedwait(&mp->kick, &mp->lock, &ts);
         }
         mp->kicked = false;
+        if (deep)
+            atomic_store(&mp->deep, false);
         pthread_mutex_unlock(&mp->lock);
         nap = fmin(nap * 2, nap_max);
     }
@@ -2220,7 +2236,7 @@ static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
         }
         pthread_mutex_unlock(&mp->plock);
     }
-    if (kick) {
+    if (kick || atomic_load(&mp->deep)) {
         pthread_mutex_lock(&mp->lock);
         mp->kicked = true;
         pthread_cond_signal(&mp->kick);
