@@ -132,7 +132,7 @@ RP_API const char *rp_err_name(int code);
  * return when the master's pool is closed and joined, or freed.
  * \param opts NULL or zeroed for defaults.
  * \return RP_OK; RP_EINVAL, RP_EBACKEND, RP_EINIT (initializer failed: *pool is
- * NULL and rp_pool_create_error() says why), RP_ESYS, RP_EMPI. */
+ * NULL; rp_pool_create_ex() says why), RP_ESYS, RP_EMPI. */
 RP_API int  rp_pool_create(rp_pool_t **pool, const rp_pool_opts_t *opts);
 /** Like rp_pool_create, and fills *err (may be NULL) with why it failed. */
 RP_API int  rp_pool_create_ex(rp_pool_t **pool, const rp_pool_opts_t *opts, rp_error_t *err);
