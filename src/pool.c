@@ -311,7 +311,10 @@ static void wait_live(rp_pool_t *pool)
 
 /* ---- life cycle ---------------------------------------------------------------------- */
 
-int rp_pool_close(rp_pool_t *pool)
+/* Moves the pool to `to` (RP__POOL_CLOSED or RP__POOL_TERMINATED) the first time
+ * it applies, once submits in flight have landed, and tells the backend. Later
+ * calls, and a close after a terminate, do nothing and succeed. */
+static int stop_pool(rp_pool_t *pool, int to)
 {
     int rc = rp__pool_check(pool);
     if (rc != RP_OK)
@@ -319,36 +322,27 @@ int rp_pool_close(rp_pool_t *pool)
     struct pool_core *c = core_of(pool);
     pthread_mutex_lock(&c->ctl);
     pthread_mutex_lock(&pool->lock);
-    bool first = pool->state == RP__POOL_OPEN;
+    bool first = pool->state == RP__POOL_OPEN ||
+                 (to == RP__POOL_TERMINATED && pool->state == RP__POOL_CLOSED);
     if (first) {
-        pool->state = RP__POOL_CLOSED;
+        pool->state = to;
         wait_submits_locked(pool);
     }
     pthread_mutex_unlock(&pool->lock);
     if (first)
-        rc = pool->ops->close(pool);
+        rc = to == RP__POOL_CLOSED ? pool->ops->close(pool) : pool->ops->terminate(pool);
     pthread_mutex_unlock(&c->ctl);
     return rc;
 }
 
+int rp_pool_close(rp_pool_t *pool)
+{
+    return stop_pool(pool, RP__POOL_CLOSED);
+}
+
 int rp_pool_terminate(rp_pool_t *pool)
 {
-    int rc = rp__pool_check(pool);
-    if (rc != RP_OK)
-        return rc;
-    struct pool_core *c = core_of(pool);
-    pthread_mutex_lock(&c->ctl);
-    pthread_mutex_lock(&pool->lock);
-    bool first = pool->state == RP__POOL_OPEN || pool->state == RP__POOL_CLOSED;
-    if (first) {
-        pool->state = RP__POOL_TERMINATED;
-        wait_submits_locked(pool);
-    }
-    pthread_mutex_unlock(&pool->lock);
-    if (first)
-        rc = pool->ops->terminate(pool);
-    pthread_mutex_unlock(&c->ctl);
-    return rc;
+    return stop_pool(pool, RP__POOL_TERMINATED);
 }
 
 int rp_pool_join(rp_pool_t *pool)
