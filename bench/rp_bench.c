@@ -451,13 +451,16 @@ static void w7(void)
 
 /* ---- chunksize sweep: automatic chunking against fixed chunksizes ---------- */
 
+#define ROT(c, r, k) (((c) + (size_t)(r)) % (k))
+
 static void sweep(void)
 {
     rp_pool_t *p = pool_open(g.workers);
     if (!p)
         return;
-    /* Every chunksize once per round, rounds repeated: drift in the machine's load
-     * hits every chunksize alike. */
+    /* Every chunksize once per round, rounds repeated, and each round starts at the
+     * next chunksize (ROT): drift in the machine's load, and whatever the first run
+     * after another workload pays, hit every chunksize alike. */
     int reps = g.reps > 3 ? 3 : g.reps;
     char v[32];
 
@@ -467,7 +470,8 @@ static void sweep(void)
     long *in = squares_in(n1), *out = malloc(n1 * sizeof *out);
     trivial_once(p, "sweep_warmup", "auto", g.workers, n1, 0, in, out);
     for (int r = 0; r < reps; r++)
-        for (size_t c = 0; c < sizeof cs1 / sizeof *cs1; c++)
+        for (size_t i = 0, k = sizeof cs1 / sizeof *cs1, c = ROT(i, r, k); i < k;
+             i++, c = ROT(i, r, k))
             trivial_once(p, "sweep_w1", variant_cs(v, sizeof v, cs1[c]), g.workers, n1,
                          cs1[c], in, out);
     free(in);
@@ -482,7 +486,8 @@ static void sweep(void)
     double serial = serial_spin_time(sin, n2);
     spin_once(p, "sweep_warmup", "auto", g.workers, sin, sout, n2, 0, serial, 0);
     for (int r = 0; r < reps; r++)
-        for (size_t c = 0; c < sizeof cs2 / sizeof *cs2; c++)
+        for (size_t i = 0, k = sizeof cs2 / sizeof *cs2, c = ROT(i, r, k); i < k;
+             i++, c = ROT(i, r, k))
             spin_once(p, "sweep_w2", variant_cs(v, sizeof v, cs2[c]), g.workers, sin, sout,
                       n2, cs2[c], serial, 0);
     free(sin);
@@ -496,7 +501,8 @@ static void sweep(void)
     double ideal = ser3 / g.workers > longest ? ser3 / g.workers : longest;
     imbalanced_once(p, "sweep_warmup", "auto", iin, iout, n3, 0, ideal);
     for (int r = 0; r < reps; r++)
-        for (size_t c = 0; c < sizeof cs3 / sizeof *cs3; c++)
+        for (size_t i = 0, k = sizeof cs3 / sizeof *cs3, c = ROT(i, r, k); i < k;
+             i++, c = ROT(i, r, k))
             imbalanced_once(p, "sweep_w3", variant_cs(v, sizeof v, cs3[c]), iin, iout, n3,
                             cs3[c], ideal);
     free(iin);
@@ -509,7 +515,8 @@ static void sweep(void)
     memset(bout, 0, n4 * BENCH_ITEM_BYTES);
     big_once(p, "sweep_warmup", "auto", bin, bout, n4, 0);
     for (int r = 0; r < reps; r++)
-        for (size_t c = 0; c < sizeof cs4 / sizeof *cs4; c++)
+        for (size_t i = 0, k = sizeof cs4 / sizeof *cs4, c = ROT(i, r, k); i < k;
+             i++, c = ROT(i, r, k))
             big_once(p, "sweep_w4", variant_cs(v, sizeof v, cs4[c]), bin, bout, n4, cs4[c]);
     free(bin);
     free(bout);
