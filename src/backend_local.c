@@ -1436,6 +1436,17 @@ static int wait_init(struct lpool *lp, rp_error_t *err)
     }
 }
 
+/* Frees the backend's master-side state (the region is already unmapped). */
+static void free_lpool(rp_pool_t *pool, struct lpool *lp)
+{
+    free(lp->fl);
+    pthread_mutex_destroy(&lp->lock);
+    pthread_mutex_destroy(&lp->drain_lock);
+    pthread_cond_destroy(&lp->cond);
+    free(lp);
+    pool->bdata = NULL;
+}
+
 static int local_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *err)
 {
     int nw = opts && opts->workers > 0 ? opts->workers : rp__topo_ncores();
@@ -1577,12 +1588,7 @@ fail:
     if (err && rc != RP_EINIT)
         rp__error_set(err, rc, 0, -1, pool->host, "local backend: %s", rp_strerror(rc));
     unmap_and_close(lp);
-    free(lp->fl);
-    pthread_mutex_destroy(&lp->lock);
-    pthread_mutex_destroy(&lp->drain_lock);
-    pthread_cond_destroy(&lp->cond);
-    free(lp);
-    pool->bdata = NULL;
+    free_lpool(pool, lp);
     return rc;
 }
 
@@ -1991,12 +1997,7 @@ static void local_destroy(rp_pool_t *pool)
         free(lj->pend);
         free(lj);
     }
-    free(lp->fl);
-    pthread_mutex_destroy(&lp->lock);
-    pthread_mutex_destroy(&lp->drain_lock);
-    pthread_cond_destroy(&lp->cond);
-    free(lp);
-    pool->bdata = NULL;
+    free_lpool(pool, lp);
 }
 
 const struct rp__backend_ops rp__backend_local = {
