@@ -15,29 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static rp_pool_t *local_pool(int workers, const rp_pool_opts_t *base)
-{
-    rp_pool_opts_t o;
-    if (base)
-        o = *base;
-    else
-        memset(&o, 0, sizeof o);
-    o.backend = "local";
-    if (!o.workers)
-        o.workers = workers;
-    rp_pool_t *p = NULL;
-    int rc = rp_pool_create(&p, &o);
-    CU_ASSERT_EQUAL_FATAL(rc, RP_OK);
-    return p;
-}
-
 /* A pipe created before the pool: workers inherit the write end and tell the
  * test their pid (and that a task started). */
 static int pids_pipe[2] = { -1, -1 };
@@ -76,12 +53,12 @@ static void tell_pid(void)
 /* Waits until pid is gone (reaped), at most `seconds`. */
 static bool gone(pid_t pid, double seconds)
 {
-    double end = now() + seconds;
+    double end = tu_now() + seconds;
     do {
         if (kill(pid, 0) != 0 && errno == ESRCH)
             return true;
         usleep(2000);
-    } while (now() < end);
+    } while (tu_now() < end);
     return false;
 }
 
@@ -89,7 +66,7 @@ static bool gone(pid_t pid, double seconds)
  * killed, reaping it is init's business), at most `seconds`. */
 static bool dead(pid_t pid, double seconds)
 {
-    double end = now() + seconds;
+    double end = tu_now() + seconds;
     do {
         if (kill(pid, 0) != 0 && errno == ESRCH)
             return true;
@@ -105,7 +82,7 @@ static bool dead(pid_t pid, double seconds)
                 return true;
         }
         usleep(2000);
-    } while (now() < end);
+    } while (tu_now() < end);
     return false;
 }
 
@@ -128,12 +105,12 @@ static int count_children(void)
 
 static bool wait_children(int expected, double seconds)
 {
-    double end = now() + seconds;
+    double end = tu_now() + seconds;
     do {
         if (count_children() == expected)
             return true;
         usleep(2000);
-    } while (now() < end);
+    } while (tu_now() < end);
     return false;
 }
 
@@ -242,7 +219,7 @@ static void check_death(rp_task_fn fn, size_t chunksize, int sig, int status)
 {
     fill_in();
     target = 37;
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     long out[N];
@@ -286,7 +263,7 @@ static void check_death(rp_task_fn fn, size_t chunksize, int sig, int status)
 static void test_crash_task_failure(void)
 {
     fill_in();
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     long out[N];
@@ -329,7 +306,7 @@ static void test_crash_kill9(void)
     fill_in();
     target = 123;
     pipe_open();
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     long out[N];
@@ -343,9 +320,9 @@ static void test_crash_kill9(void)
     CU_ASSERT_FATAL(pid > 0);
     CU_ASSERT_EQUAL(kill(pid, SIGKILL), 0);
     rp_error_t e;
-    double t0 = now();
+    double t0 = tu_now();
     CU_ASSERT_EQUAL(rp_result_get(r, 30.0, &e), RP_EWORKER);
-    CU_ASSERT(now() - t0 < 10);
+    CU_ASSERT(tu_now() - t0 < 10);
     CU_ASSERT_EQUAL(e.index, 123);
     CU_ASSERT_EQUAL(e.signal, SIGKILL);
     CU_ASSERT_EQUAL(e.exit_status, -1);
@@ -365,7 +342,7 @@ static void test_crash_kill9(void)
 static void test_crash_every_item(void)
 {
     fill_in();
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     long out[20];
@@ -396,7 +373,7 @@ static void test_crash_imap(void)
 {
     fill_in();
     target = 11;
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     rp_iter_t *it;
@@ -433,7 +410,7 @@ static void test_crash_terminate_sleeping(void)
     fill_in();
     pipe_open();
     int children0 = count_children();
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     rp_result_t *r1, *r2;
@@ -447,9 +424,9 @@ static void test_crash_terminate_sleeping(void)
     pid_t w1 = pipe_read_pid(20), w2 = pipe_read_pid(20);
     CU_ASSERT_FATAL(w1 > 0 && w2 > 0);
     CU_ASSERT_EQUAL(rp_result_get(r1, 0, NULL), RP_ETIMEDOUT);
-    double t0 = now();
+    double t0 = tu_now();
     CU_ASSERT_EQUAL(rp_pool_terminate(p), RP_OK);
-    CU_ASSERT(now() - t0 < 2.0);
+    CU_ASSERT(tu_now() - t0 < 2.0);
     CU_ASSERT(rp_result_ready(r1));
     CU_ASSERT(rp_result_ready(r2));
     rp_error_t e;
@@ -459,7 +436,7 @@ static void test_crash_terminate_sleeping(void)
     CU_ASSERT_EQUAL(rp_result_get(r2, 0, &e), RP_ECANCELED);
     CU_ASSERT_EQUAL(rp_result_nerrors(r2), N);
     CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
-    CU_ASSERT(now() - t0 < 3.0);
+    CU_ASSERT(tu_now() - t0 < 3.0);
     rp_pool_free(p);
     rp_result_free(r1);
     rp_result_free(r2);
@@ -476,7 +453,7 @@ static void test_crash_free_while_running(void)
     fill_in();
     pipe_open();
     int children0 = count_children();
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     rp_result_t *r;
@@ -484,9 +461,9 @@ static void test_crash_free_while_running(void)
                     RP_OK);
     pid_t w = pipe_read_pid(20);
     CU_ASSERT_FATAL(w > 0);
-    double t0 = now();
+    double t0 = tu_now();
     rp_pool_free(p);
-    CU_ASSERT(now() - t0 < 3.0);
+    CU_ASSERT(tu_now() - t0 < 3.0);
     CU_ASSERT(rp_result_ready(r));
     CU_ASSERT_EQUAL(rp_result_get(r, 0, NULL), RP_ECANCELED);
     rp_result_free(r);
@@ -532,9 +509,9 @@ static void test_crash_init_failure(void)
     o.initarg_size = strlen("the database") + 1;
     rp_pool_t *p = (rp_pool_t *)1;
     rp_error_t e;
-    double t0 = now();
+    double t0 = tu_now();
     CU_ASSERT_EQUAL(rp_pool_create_ex(&p, &o, &e), RP_EINIT);
-    CU_ASSERT(now() - t0 < 2.0);
+    CU_ASSERT(tu_now() - t0 < 2.0);
     CU_ASSERT_PTR_NULL(p);
     CU_ASSERT_EQUAL(e.code, RP_EINIT);
     CU_ASSERT_EQUAL(e.task_code, 7);
@@ -550,9 +527,9 @@ static void test_crash_init_failure(void)
     CU_ASSERT_EQUAL(e.signal, SIGSEGV);
 
     o.initializer = init_slow_fail;
-    t0 = now();
+    t0 = tu_now();
     CU_ASSERT_EQUAL(rp_pool_create(&p, &o), RP_EINIT);
-    CU_ASSERT(now() - t0 < 5.0);
+    CU_ASSERT(tu_now() - t0 < 5.0);
     CU_ASSERT(wait_children(children0, 5));
 }
 
@@ -576,7 +553,7 @@ static void test_crash_replacement_init_fails(void)
     memset(&o, 0, sizeof o);
     o.workers = 2;
     o.initializer = init_fails_once_flagged;
-    rp_pool_t *p = local_pool(2, &o);
+    rp_pool_t *p = tu_local_pool(2, &o);
     if (!p)
         return;
     int fd = open(flag_path, O_CREAT | O_WRONLY, 0600);
@@ -616,7 +593,7 @@ static void test_crash_max_tasks(void)
     rp_pool_opts_t o;
     memset(&o, 0, sizeof o);
     o.max_tasks_per_worker = 5;
-    rp_pool_t *p = local_pool(2, &o);
+    rp_pool_t *p = tu_local_pool(2, &o);
     if (!p)
         return;
     int pids[100];
@@ -659,7 +636,7 @@ static int pid_after_nap(const void *in, void *out, rp_ctx_t *ctx)
 static void check_die_in_claim(const char *when, size_t chunksize, size_t n)
 {
     setenv("RP_TEST_DIE_IN_CLAIM", when, 1);
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     unsetenv("RP_TEST_DIE_IN_CLAIM");
     if (!p)
         return;
@@ -725,7 +702,7 @@ static void test_crash_fork_server_killed(void)
 {
     fill_in();
     pipe_open();
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     pid_t fs = only_child();
@@ -748,9 +725,9 @@ static void test_crash_fork_server_killed(void)
     CU_ASSERT_EQUAL(rp_map(p, square, in_items, 10, sizeof(long), out, sizeof(long), NULL, NULL),
                     RP_EBROKEN);
     CU_ASSERT(dead(w, 5));
-    double t0 = now();
+    double t0 = tu_now();
     tu_pool_done(p);
-    CU_ASSERT(now() - t0 < 2);
+    CU_ASSERT(tu_now() - t0 < 2);
     CU_ASSERT(wait_children(0, 5));
     pipe_close();
 }

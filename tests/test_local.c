@@ -13,22 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static rp_pool_t *local_pool(int workers, const rp_pool_opts_t *base)
-{
-    rp_pool_opts_t o;
-    if (base)
-        o = *base;
-    else
-        memset(&o, 0, sizeof o);
-    o.backend = "local";
-    if (!o.workers)
-        o.workers = workers;
-    rp_pool_t *p = NULL;
-    int rc = rp_pool_create(&p, &o);
-    CU_ASSERT_EQUAL_FATAL(rc, RP_OK);
-    return p;
-}
-
 static int square(const void *in, void *out, rp_ctx_t *ctx)
 {
     long x = *(const long *)in;
@@ -44,30 +28,14 @@ static int worker_number(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
-static long *iota(size_t n)
-{
-    long *v = malloc(n * sizeof *v);
-    for (size_t i = 0; i < n; i++)
-        v[i] = (long)i;
-    return v;
-}
-
-static int wrong_squares(const long *out, size_t n)
-{
-    int wrong = 0;
-    for (size_t i = 0; i < n; i++)
-        wrong += out[i] != (long)(i * i);
-    return wrong;
-}
-
 static void test_local_worker_numbers(void)
 {
-    rp_pool_t *p = local_pool(3, NULL);
+    rp_pool_t *p = tu_local_pool(3, NULL);
     if (!p)
         return;
     CU_ASSERT_EQUAL(rp_pool_size(p), 3);
     CU_ASSERT_STRING_EQUAL(rp_pool_backend(p), "local");
-    long *in = iota(60);
+    long *in = tu_iota(60);
     int who[60];
     rp_map_opts_t one = { .chunksize = 1 };
     CU_ASSERT_EQUAL(rp_map(p, worker_number, in, 60, sizeof(long), who, sizeof(int), &one, NULL),
@@ -102,10 +70,10 @@ static void test_local_default_size(void)
 static void test_local_many_jobs(void)
 {
     enum { JOBS = 300, M = 50 };
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
-    long *in = iota(M);
+    long *in = tu_iota(M);
     long *out = calloc(JOBS * M, sizeof(long));
     rp_result_t *r[JOBS];
     for (int j = 0; j < JOBS; j++)
@@ -115,7 +83,7 @@ static void test_local_many_jobs(void)
     CU_ASSERT_EQUAL(rp_result_get(r[JOBS - 1], 30, NULL), RP_OK);
     for (int j = JOBS - 1; j >= 0; j--) {
         CU_ASSERT_EQUAL(rp_result_get(r[j], 30, NULL), RP_OK);
-        CU_ASSERT_EQUAL(wrong_squares(out + j * M, M), 0);
+        CU_ASSERT_EQUAL(tu_wrong_squares(out + j * M, M), 0);
         rp_result_free(r[j]);
     }
     free(in);
@@ -127,17 +95,17 @@ static void test_local_many_jobs(void)
 static void test_local_large(void)
 {
     size_t n = 3000000;
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
-    long *in = iota(n), *out = calloc(n, sizeof(long));
+    long *in = tu_iota(n), *out = calloc(n, sizeof(long));
     CU_ASSERT_EQUAL(rp_map(p, square, in, n, sizeof(long), out, sizeof(long), NULL, NULL), RP_OK);
-    CU_ASSERT_EQUAL(wrong_squares(out, n), 0);
+    CU_ASSERT_EQUAL(tu_wrong_squares(out, n), 0);
     memset(out, 0, n * sizeof(long));
     rp_map_opts_t one = { .chunksize = 1 };
     CU_ASSERT_EQUAL(rp_map(p, square, in, 200000, sizeof(long), out, sizeof(long), &one, NULL),
                     RP_OK);
-    CU_ASSERT_EQUAL(wrong_squares(out, 200000), 0);
+    CU_ASSERT_EQUAL(tu_wrong_squares(out, 200000), 0);
     /* imap_unordered over many items: each index exactly once. */
     rp_iter_t *it;
     size_t m = 100000;
@@ -169,13 +137,13 @@ static void test_local_bind(void)
     rp_pool_opts_t o;
     memset(&o, 0, sizeof o);
     o.bind = true;
-    rp_pool_t *p = local_pool(2, &o);
+    rp_pool_t *p = tu_local_pool(2, &o);
     if (!p)
         return;
-    long *in = iota(1000), out[1000];
+    long *in = tu_iota(1000), out[1000];
     CU_ASSERT_EQUAL(rp_map(p, square, in, 1000, sizeof(long), out, sizeof(long), NULL, NULL),
                     RP_OK);
-    CU_ASSERT_EQUAL(wrong_squares(out, 1000), 0);
+    CU_ASSERT_EQUAL(tu_wrong_squares(out, 1000), 0);
     free(in);
     tu_pool_done(p);
 }
@@ -212,9 +180,9 @@ static void test_local_sigchld_handler(void)
     sigaction(SIGCHLD, &sa, &old);
     atomic_store(&reaped, 0);
 
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (p) {
-        long *in = iota(100), out[100];
+        long *in = tu_iota(100), out[100];
         rp_map_opts_t mo = { .chunksize = 4 };
         rp_error_t e;
         CU_ASSERT_EQUAL(rp_map(p, crash_on_5, in, 100, sizeof(long), out, sizeof(long), &mo, &e),
@@ -236,7 +204,7 @@ static void test_local_sigchld_handler(void)
         CU_ASSERT(atomic_load(&reaped) >= 3);
         CU_ASSERT_EQUAL(rp_map(p, square, in, 100, sizeof(long), out, sizeof(long), NULL, NULL),
                         RP_OK);
-        CU_ASSERT_EQUAL(wrong_squares(out, 100), 0);
+        CU_ASSERT_EQUAL(tu_wrong_squares(out, 100), 0);
         free(in);
         tu_pool_done(p);
     }
@@ -247,10 +215,10 @@ static void test_local_sigchld_handler(void)
  * life does not disturb the parent's pool. */
 static void test_local_user_fork(void)
 {
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
-    long *in = iota(100), out[100];
+    long *in = tu_iota(100), out[100];
     pid_t c = fork();
     if (c == 0) {
         int rc = rp_map(p, square, in, 100, sizeof(long), out, sizeof(long), NULL, NULL);
@@ -262,7 +230,7 @@ static void test_local_user_fork(void)
     CU_ASSERT_EQUAL(waitpid(c, &st, 0), c);
     CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     CU_ASSERT_EQUAL(rp_map(p, square, in, 100, sizeof(long), out, sizeof(long), NULL, NULL), RP_OK);
-    CU_ASSERT_EQUAL(wrong_squares(out, 100), 0);
+    CU_ASSERT_EQUAL(tu_wrong_squares(out, 100), 0);
     free(in);
     tu_pool_done(p);
 }
@@ -278,13 +246,13 @@ static void *mapper(void *arg)
 {
     struct thr *t = arg;
     size_t n = 5000;
-    long *in = iota(n), *out = malloc(n * sizeof(long));
+    long *in = tu_iota(n), *out = malloc(n * sizeof(long));
     for (int k = 0; k < 20; k++) {
         rp_map_opts_t mo = { .chunksize = (size_t)(k % 3) * 7 };
         int rc = rp_map(t->p, square, in, n, sizeof(long), out, sizeof(long), &mo, NULL);
         if (rc != RP_OK)
             t->rc = rc;
-        t->wrong += wrong_squares(out, n);
+        t->wrong += tu_wrong_squares(out, n);
     }
     free(in);
     free(out);
@@ -317,7 +285,7 @@ static void *creator(void *arg)
 
 static void test_local_threads(void)
 {
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     pthread_t th[4];
@@ -347,10 +315,10 @@ static void on_done(rp_result_t *r, void *ud)
 
 static void test_local_callback_thread(void)
 {
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
-    long *in = iota(100), out[100];
+    long *in = tu_iota(100), out[100];
     atomic_store(&cb_calls, 0);
     rp_map_opts_t mo = { .callback = on_done };
     rp_result_t *r;
@@ -374,10 +342,10 @@ static int slow_square(const void *in, void *out, rp_ctx_t *ctx)
 
 static void test_local_progress(void)
 {
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
-    long *in = iota(200), out[200];
+    long *in = tu_iota(200), out[200];
     rp_map_opts_t one = { .chunksize = 1 };
     rp_result_t *r;
     CU_ASSERT_EQUAL(rp_map_async(p, slow_square, in, 200, sizeof(long), out, sizeof(long), &one,
@@ -396,7 +364,7 @@ static void test_local_progress(void)
     CU_ASSERT_EQUAL(done, 200);
     CU_ASSERT_EQUAL(total, 200);
     CU_ASSERT_EQUAL(rp_result_get(r, 0, NULL), RP_OK);
-    CU_ASSERT_EQUAL(wrong_squares(out, 200), 0);
+    CU_ASSERT_EQUAL(tu_wrong_squares(out, 200), 0);
     rp_result_free(r);
     free(in);
     tu_pool_done(p);
@@ -414,11 +382,11 @@ static int nap_square(const void *in, void *out, rp_ctx_t *ctx)
 static void test_local_terminate_imap(void)
 {
     for (int ordered = 0; ordered < 2; ordered++) {
-        rp_pool_t *p = local_pool(2, NULL);
+        rp_pool_t *p = tu_local_pool(2, NULL);
         if (!p)
             return;
         size_t n = 200;
-        long *in = iota(n);
+        long *in = tu_iota(n);
         rp_iter_t *it;
         rp_map_opts_t one = { .chunksize = 1 };
         int rc = ordered ? rp_imap(p, nap_square, in, n, sizeof(long), sizeof(long), &one, &it)
@@ -596,7 +564,7 @@ static void *soaker(void *arg)
 
 static void test_local_soak(void)
 {
-    rp_pool_t *p = local_pool(3, NULL);
+    rp_pool_t *p = tu_local_pool(3, NULL);
     if (!p)
         return;
     enum { T = 4 };
@@ -648,10 +616,10 @@ static int own_pid(const void *in, void *out, rp_ctx_t *ctx)
 
 static void test_local_idle_sleeps(void)
 {
-    rp_pool_t *p = local_pool(2, NULL);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
-    long *in = iota(40);
+    long *in = tu_iota(40);
     int pids[40];
     rp_map_opts_t one = { .chunksize = 1 };
     CU_ASSERT_EQUAL(rp_map(p, own_pid, in, 40, sizeof(long), pids, sizeof(int), &one, NULL),

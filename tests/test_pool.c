@@ -13,12 +13,6 @@ static int square(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
-static rp_pool_t *local_pool(int workers)
-{
-    rp_pool_opts_t o = { .backend = "local", .workers = workers };
-    return tu_pool(workers, &o);
-}
-
 static void test_pool_create_bad_options(void)
 {
     rp_pool_t *p = (rp_pool_t *)&p;
@@ -115,7 +109,7 @@ static void test_pool_null_handles(void)
 
 static void test_pool_map_bad_arguments(void)
 {
-    rp_pool_t *p = local_pool(2);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     long in[4] = { 1, 2, 3, 4 }, out[4];
@@ -172,7 +166,7 @@ static void test_pool_map_bad_arguments(void)
 
 static void test_pool_empty_map_is_valid(void)
 {
-    rp_pool_t *p = local_pool(2);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     CU_ASSERT_EQUAL(rp_map(p, square, NULL, 0, sizeof(long), NULL, sizeof(long), NULL, NULL),
@@ -188,7 +182,7 @@ static void test_pool_empty_map_is_valid(void)
 
 static void test_pool_calls_after_close(void)
 {
-    rp_pool_t *p = local_pool(2);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     long in[2] = { 1, 2 }, out[2];
@@ -219,7 +213,7 @@ static void test_pool_calls_after_close(void)
 
 static void test_pool_calls_after_terminate(void)
 {
-    rp_pool_t *p = local_pool(2);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     long in = 3, out;
@@ -233,7 +227,7 @@ static void test_pool_calls_after_terminate(void)
 
 static void test_pool_free_unjoined(void)
 {
-    rp_pool_t *p = local_pool(2);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     long in = 3, out = 0;
@@ -244,7 +238,7 @@ static void test_pool_free_unjoined(void)
 
 static void test_pool_used_from_forked_child(void)
 {
-    rp_pool_t *p = local_pool(2);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     fflush(NULL);

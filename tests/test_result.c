@@ -81,21 +81,13 @@ static int slow(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
-static long *iota(size_t n)
-{
-    long *v = malloc((n ? n : 1) * sizeof *v);
-    for (size_t i = 0; i < n; i++)
-        v[i] = (long)i;
-    return v;
-}
-
 /* ---- map and get -------------------------------------------------------------------- */
 
 static void test_result_map_outputs_in_order(void)
 {
     rp_pool_t *p = pool_n(3);
     size_t n = 1000;
-    long *in = iota(n), *out = calloc(n, sizeof *out);
+    long *in = tu_iota(n), *out = calloc(n, sizeof *out);
     rp_result_t *r;
     CU_ASSERT_EQUAL_FATAL(rp_map_async(p, square, in, n, sizeof *in, out, sizeof *out,
                                        NULL, &r), RP_OK);
@@ -122,7 +114,7 @@ static void test_result_failures_sorted_lowest_first(void)
 {
     rp_pool_t *p = pool_n(4);
     size_t n = 200;
-    long *in = iota(n), *out = calloc(n, sizeof *out);
+    long *in = tu_iota(n), *out = calloc(n, sizeof *out);
     rp_map_opts_t mo = { .chunksize = 3 };
     rp_result_t *r;
     CU_ASSERT_EQUAL_FATAL(rp_map_async(p, fail_odd, in, n, sizeof *in, out, sizeof *out,
@@ -234,7 +226,7 @@ static void test_result_callback_once_before_get_returns(void)
 {
     rp_pool_t *p = pool_n(3);
     size_t n = 100;
-    long *in = iota(n), *out = calloc(n, sizeof *out);
+    long *in = tu_iota(n), *out = calloc(n, sizeof *out);
     struct cb_state s = { 0 };
     rp_map_opts_t mo = { .callback = on_ok, .error_callback = on_err, .userdata = &s };
     rp_result_t *r;
@@ -257,7 +249,7 @@ static void test_result_error_callback_lowest_index(void)
 {
     rp_pool_t *p = pool_n(3);
     size_t n = 100;
-    long *in = iota(n), *out = calloc(n, sizeof *out);
+    long *in = tu_iota(n), *out = calloc(n, sizeof *out);
     struct cb_state s = { 0 };
     rp_map_opts_t mo = { .callback = on_ok, .error_callback = on_err, .userdata = &s,
                          .chunksize = 1 };
@@ -319,7 +311,7 @@ static void test_result_outlives_pool(void)
 {
     rp_pool_t *p = pool_n(2);
     size_t n = 50;
-    long *in = iota(n), *out = calloc(n, sizeof *out);
+    long *in = tu_iota(n), *out = calloc(n, sizeof *out);
     rp_result_t *r;
     CU_ASSERT_EQUAL_FATAL(rp_map_async(p, fail_odd, in, n, sizeof *in, out, sizeof *out,
                                        NULL, &r), RP_OK);
@@ -339,7 +331,7 @@ static void test_result_terminate_cancels_as_ranges(void)
 {
     rp_pool_t *p = pool_n(2);
     size_t n = 2000;
-    long *in = iota(n), *out = calloc(n, sizeof *out);
+    long *in = tu_iota(n), *out = calloc(n, sizeof *out);
     rp_map_opts_t mo = { .chunksize = 1 };
     rp_result_t *r;
     CU_ASSERT_EQUAL_FATAL(rp_map_async(p, slow, in, n, sizeof *in, out, sizeof *out, &mo,
@@ -379,7 +371,7 @@ static void test_result_free_pool_with_pending_work(void)
 {
     rp_pool_t *p = pool_n(2);
     size_t n = 500;
-    long *in = iota(n), *out = calloc(n, sizeof *out), *out2 = calloc(n, sizeof *out2);
+    long *in = tu_iota(n), *out = calloc(n, sizeof *out), *out2 = calloc(n, sizeof *out2);
     rp_map_opts_t mo = { .chunksize = 1 };
     struct cb_state s = { 0 };
     rp_map_opts_t cbo = { .chunksize = 1, .callback = on_ok, .error_callback = on_err,
@@ -405,7 +397,7 @@ static void test_result_join_waits_for_work(void)
 {
     rp_pool_t *p = pool_n(2);
     size_t n = 40;
-    long *in = iota(n), *out = calloc(n, sizeof *out);
+    long *in = tu_iota(n), *out = calloc(n, sizeof *out);
     rp_result_t *r;
     CU_ASSERT_EQUAL(rp_pool_join(p), RP_EINVAL); /* before close */
     CU_ASSERT_EQUAL_FATAL(rp_map_async(p, slow, in, n, sizeof *in, out, sizeof *out, NULL,
@@ -434,7 +426,7 @@ static void *map_thread(void *arg)
 {
     struct thr_arg *a = arg;
     size_t n = 300;
-    long *in = iota(n), *out = calloc(n, sizeof *out);
+    long *in = tu_iota(n), *out = calloc(n, sizeof *out);
     for (int round = 0; round < 5; round++) {
         rp_result_t *r;
         if (rp_map_async(a->p, square, in, n, sizeof *in, out, sizeof *out, NULL, &r) != RP_OK) {
@@ -487,7 +479,7 @@ static void test_result_control_from_several_threads(void)
 {
     rp_pool_t *p = pool_n(2);
     size_t n = 100;
-    long *in = iota(n), *out = calloc(n, sizeof *out);
+    long *in = tu_iota(n), *out = calloc(n, sizeof *out);
     rp_result_t *r;
     CU_ASSERT_EQUAL_FATAL(rp_map_async(p, slow, in, n, sizeof *in, out, sizeof *out, NULL,
                                        &r), RP_OK);
@@ -525,7 +517,7 @@ static void test_result_many_waiters_one_result(void)
 {
     rp_pool_t *p = pool_n(2);
     size_t n = 64;
-    long *in = iota(n), *out = calloc(n, sizeof *out);
+    long *in = tu_iota(n), *out = calloc(n, sizeof *out);
     struct cb_state s = { 0 };
     rp_map_opts_t variants[2] = { { .chunksize = 1 },
                                   { .chunksize = 1, .error_callback = on_err, .userdata = &s } };
@@ -557,7 +549,7 @@ static void test_result_free_unwaited(void)
 {
     rp_pool_t *p = pool_n(2);
     size_t n = 30;
-    long *in = iota(n), *out = calloc(n, sizeof *out);
+    long *in = tu_iota(n), *out = calloc(n, sizeof *out);
     for (int k = 0; k < 20; k++) {
         rp_result_t *r;
         CU_ASSERT_EQUAL(rp_map_async(p, square, in, n, sizeof *in, out, sizeof *out, NULL,
@@ -577,7 +569,7 @@ static void test_result_imap_ordered_with_failures(void)
 {
     rp_pool_t *p = pool_n(3);
     size_t n = 300;
-    long *in = iota(n);
+    long *in = tu_iota(n);
     rp_map_opts_t mo = { .chunksize = 2 };
     rp_iter_t *it;
     CU_ASSERT_EQUAL_FATAL(rp_imap(p, fail_odd, in, n, sizeof *in, sizeof(long), &mo, &it),
@@ -606,7 +598,7 @@ static void test_result_imap_unordered_each_once(void)
 {
     rp_pool_t *p = pool_n(3);
     size_t n = 500;
-    long *in = iota(n);
+    long *in = tu_iota(n);
     char *seen = calloc(n, 1);
     rp_iter_t *it;
     CU_ASSERT_EQUAL_FATAL(rp_imap_unordered(p, square, in, n, sizeof *in, sizeof(long), NULL,
@@ -653,7 +645,7 @@ static void test_result_imap_after_join(void)
      * arrivals()); iteration still yields every item. */
     rp_pool_t *p = pool_n(2);
     size_t n = 64;
-    long *in = iota(n);
+    long *in = tu_iota(n);
     rp_iter_t *it, *iu;
     CU_ASSERT_EQUAL_FATAL(rp_imap(p, fail_odd, in, n, sizeof *in, sizeof(long), NULL, &it),
                           RP_OK);
@@ -713,7 +705,7 @@ static void test_result_varout_sizes_and_failures(void)
 {
     rp_pool_t *p = pool_n(3);
     size_t n = 60;
-    long *in = iota(n);
+    long *in = tu_iota(n);
     rp_varout_t *vo;
     rp_error_t e;
     CU_ASSERT_EQUAL_FATAL(rp_map_var(p, var_task, in, n, sizeof *in, NULL, &vo, &e), RP_ETASK);

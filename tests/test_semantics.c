@@ -9,13 +9,6 @@
 #include <stdint.h>
 #include <time.h>
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void nap(double seconds)
 {
     struct timespec ts = { (time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9) };
@@ -80,22 +73,6 @@ static int where_am_i(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
-static long *iota(size_t n)
-{
-    long *v = malloc((n ? n : 1) * sizeof *v);
-    for (size_t i = 0; i < n; i++)
-        v[i] = (long)i;
-    return v;
-}
-
-static int wrong_squares(const long *out, size_t n)
-{
-    int wrong = 0;
-    for (size_t i = 0; i < n; i++)
-        wrong += out[i] != (long)(i * i);
-    return wrong;
-}
-
 /* ---- map ---------------------------------------------------------------------- */
 
 static void test_semantics_map_order(void)
@@ -104,14 +81,14 @@ static void test_semantics_map_order(void)
     if (!p)
         return;
     size_t n = 2000;
-    long *in = iota(n), *out = calloc(n, sizeof(long));
+    long *in = tu_iota(n), *out = calloc(n, sizeof(long));
     size_t chunks[] = { 0, 1, 2, 3, 17, 1000, 1999, 2000, 100000 };
     for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
         memset(out, 0, n * sizeof(long));
         rp_map_opts_t mo = { .chunksize = chunks[c] };
         CU_ASSERT_EQUAL(rp_map(p, square, in, n, sizeof(long), out, sizeof(long), &mo, NULL),
                         RP_OK);
-        CU_ASSERT_EQUAL(wrong_squares(out, n), 0);
+        CU_ASSERT_EQUAL(tu_wrong_squares(out, n), 0);
     }
     /* completion order differs from input order: outputs still in input order */
     memset(out, 0, n * sizeof(long));
@@ -119,7 +96,7 @@ static void test_semantics_map_order(void)
     CU_ASSERT_EQUAL(rp_map(p, reverse_speed, in, 200, sizeof(long), out, sizeof(long), &one,
                            NULL),
                     RP_OK);
-    CU_ASSERT_EQUAL(wrong_squares(out, 200), 0);
+    CU_ASSERT_EQUAL(tu_wrong_squares(out, 200), 0);
     /* the context knows the item and the worker */
     struct where *w = calloc(n, sizeof *w);
     CU_ASSERT_EQUAL(rp_map(p, where_am_i, in, n, sizeof(long), w, sizeof *w, &one, NULL), RP_OK);
@@ -141,7 +118,7 @@ static void test_semantics_map_async(void)
     if (!p)
         return;
     size_t n = 300;
-    long *in = iota(n), *out = calloc(n, sizeof(long));
+    long *in = tu_iota(n), *out = calloc(n, sizeof(long));
     rp_result_t *r = NULL;
     rp_map_opts_t one = { .chunksize = 1 };
     CU_ASSERT_EQUAL_FATAL(rp_map_async(p, slow_square, in, n, sizeof(long), out, sizeof(long),
@@ -162,7 +139,7 @@ static void test_semantics_map_async(void)
     CU_ASSERT_EQUAL(rp_result_successful(r), 1);
     rp_result_progress(r, &done, &total);
     CU_ASSERT_EQUAL(done, n);
-    CU_ASSERT_EQUAL(wrong_squares(out, n), 0);
+    CU_ASSERT_EQUAL(tu_wrong_squares(out, n), 0);
     /* get again: same verdict */
     CU_ASSERT_EQUAL(rp_result_get(r, 0, NULL), RP_OK);
     rp_result_free(r);
@@ -214,7 +191,7 @@ static void test_semantics_imap(void)
     if (!p)
         return;
     size_t n = 500;
-    long *in = iota(n);
+    long *in = tu_iota(n);
     size_t chunks[] = { 0, 1, 8 };
     for (size_t c = 0; c < 3; c++) {
         rp_map_opts_t mo = { .chunksize = chunks[c] };
@@ -255,7 +232,7 @@ static void test_semantics_imap_unordered(void)
     if (!p)
         return;
     size_t n = 400;
-    long *in = iota(n);
+    long *in = tu_iota(n);
     rp_map_opts_t one = { .chunksize = 1 };
     rp_iter_t *it;
     CU_ASSERT_EQUAL_FATAL(rp_imap_unordered(p, reverse_speed, in, n, sizeof(long), sizeof(long),
@@ -316,7 +293,7 @@ static void test_semantics_callbacks(void)
     if (!p)
         return;
     size_t n = 300;
-    long *in = iota(n), *out = calloc(n, sizeof(long));
+    long *in = tu_iota(n), *out = calloc(n, sizeof(long));
     struct cbstate s;
 
     /* success: callback once, finished before get returns */
@@ -378,7 +355,7 @@ static void test_semantics_errors(void)
     if (!p)
         return;
     size_t n = 1000;
-    long *in = iota(n), *out = calloc(n, sizeof(long));
+    long *in = tu_iota(n), *out = calloc(n, sizeof(long));
     size_t chunks[] = { 0, 1, 13 };
     for (size_t c = 0; c < 3; c++) {
         memset(out, 0, n * sizeof(long));
@@ -457,7 +434,7 @@ static void test_semantics_initializer(void)
     if (!p)
         return;
     size_t n = 100;
-    long *in = iota(n), out[100];
+    long *in = tu_iota(n), out[100];
     rp_map_opts_t one = { .chunksize = 1 };
     CU_ASSERT_EQUAL(rp_map(p, read_value, in, n, sizeof(long), out, sizeof(long), &one, NULL),
                     RP_OK);
@@ -482,7 +459,7 @@ static void test_semantics_max_tasks(void)
     if (!p)
         return;
     size_t n = 60;
-    long *in = iota(n), out[60];
+    long *in = tu_iota(n), out[60];
     size_t chunks[] = { 0, 1, 10 };
     for (size_t c = 0; c < 3; c++) {
         memset(out, 0, sizeof out);
@@ -506,7 +483,7 @@ static void test_semantics_close_join(void)
     if (!p)
         return;
     size_t n = 200;
-    long *in = iota(n), *out = calloc(n, sizeof(long));
+    long *in = tu_iota(n), *out = calloc(n, sizeof(long));
     CU_ASSERT_EQUAL(rp_pool_join(p), RP_EINVAL);  /* join before close */
     rp_result_t *r;
     rp_map_opts_t one = { .chunksize = 1 };
@@ -522,7 +499,7 @@ static void test_semantics_close_join(void)
     CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
     CU_ASSERT(rp_result_ready(r));
     CU_ASSERT_EQUAL(rp_result_get(r, 0, NULL), RP_OK);
-    CU_ASSERT_EQUAL(wrong_squares(out, n), 0);
+    CU_ASSERT_EQUAL(tu_wrong_squares(out, n), 0);
     rp_result_free(r);
     rp_pool_free(p);
     free(in);
@@ -535,7 +512,7 @@ static void test_semantics_terminate(void)
     if (!p)
         return;
     size_t n = 400;
-    long *in = iota(n), *out = calloc(n, sizeof(long));
+    long *in = tu_iota(n), *out = calloc(n, sizeof(long));
     rp_result_t *r1, *r2;
     struct cbstate s;
     memset(&s, 0, sizeof s);
@@ -548,9 +525,9 @@ static void test_semantics_terminate(void)
                                        &r2),
                           RP_OK);
     nap(0.1);
-    double t0 = now();
+    double t0 = tu_now();
     CU_ASSERT_EQUAL(rp_pool_terminate(p), RP_OK);
-    CU_ASSERT(now() - t0 < 3.0);
+    CU_ASSERT(tu_now() - t0 < 3.0);
     CU_ASSERT_EQUAL(rp_result_wait(r1, 10), RP_OK);
     CU_ASSERT_EQUAL(rp_result_wait(r2, 10), RP_OK);
     rp_error_t e;
@@ -584,7 +561,7 @@ static void *mapper(void *arg)
 {
     struct thr *t = arg;
     size_t n = 3000;
-    long *in = iota(n), *out = malloc(n * sizeof(long));
+    long *in = tu_iota(n), *out = malloc(n * sizeof(long));
     for (int k = 0; k < 10; k++) {
         rp_map_opts_t mo = { .chunksize = (size_t)((t->id + k) % 4) * 5 };
         int rc;
@@ -600,7 +577,7 @@ static void *mapper(void *arg)
         }
         if (rc != RP_OK)
             t->rc = rc;
-        t->wrong += wrong_squares(out, n);
+        t->wrong += tu_wrong_squares(out, n);
         long x = k, y = -1;
         if (rp_apply(t->p, square, &x, sizeof x, &y, sizeof y, NULL) != RP_OK || y != x * x)
             t->wrong++;
@@ -658,7 +635,7 @@ static void test_semantics_varsize(void)
     if (!p)
         return;
     size_t n = 500;
-    long *in = iota(n);
+    long *in = tu_iota(n);
     for (size_t i = 0; i < n; i++)
         in[i] = (long)i + 1;
     rp_varout_t *vo = NULL;

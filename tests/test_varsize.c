@@ -8,18 +8,6 @@
 #include <stdint.h>
 #include <sys/resource.h>
 
-static rp_pool_t *local_pool(int workers)
-{
-    rp_pool_opts_t o;
-    memset(&o, 0, sizeof o);
-    o.backend = "local";
-    o.workers = workers;
-    rp_pool_t *p = NULL;
-    int rc = rp_pool_create(&p, &o);
-    CU_ASSERT_EQUAL_FATAL(rc, RP_OK);
-    return p;
-}
-
 static size_t count_divisors(long n)
 {
     size_t k = 0;
@@ -75,7 +63,7 @@ static void check_divisors(rp_varout_t *vo, const long *in, size_t n)
 
 static void test_varsize_divisors(void)
 {
-    rp_pool_t *p = local_pool(2);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     size_t n = 3000;
@@ -128,7 +116,7 @@ static int big(const void *in, void *out, rp_ctx_t *ctx)
 
 static void test_varsize_big(void)
 {
-    rp_pool_t *p = local_pool(2);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     long in[12];
@@ -172,7 +160,7 @@ static int twice(const void *in, void *out, rp_ctx_t *ctx)
 
 static void test_varsize_replace_and_empty(void)
 {
-    rp_pool_t *p = local_pool(2);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     long in[100];
@@ -208,7 +196,7 @@ static int divisors_or_die(const void *in, void *out, rp_ctx_t *ctx)
 
 static void test_varsize_worker_death(void)
 {
-    rp_pool_t *p = local_pool(2);
+    rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
     size_t n = 800;

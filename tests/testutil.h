@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "rankpool.h"
 
@@ -50,6 +51,51 @@ static inline void tu_pool_done(rp_pool_t *p)
     CU_ASSERT_EQUAL(rp_pool_close(p), RP_OK);
     CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
     rp_pool_free(p);
+}
+
+/* Monotonic seconds. */
+static inline double tu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* 0, 1, ..., n-1 (malloc'd; free it). */
+static inline long *tu_iota(size_t n)
+{
+    long *v = malloc((n ? n : 1) * sizeof *v);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (long)i;
+    return v;
+}
+
+/* How many of out[0..n) are not i*i. */
+static inline int tu_wrong_squares(const long *out, size_t n)
+{
+    int wrong = 0;
+    for (size_t i = 0; i < n; i++)
+        wrong += out[i] != (long)(i * i);
+    return wrong;
+}
+
+/* A pool on the local backend with `workers` workers (unless base sets them),
+ * asserting that creation succeeds. */
+static inline rp_pool_t *tu_local_pool(int workers, const rp_pool_opts_t *base)
+{
+    rp_pool_opts_t o;
+    if (base)
+        o = *base;
+    else
+        memset(&o, 0, sizeof o);
+    o.backend = "local";
+    if (!o.workers)
+        o.workers = workers;
+    rp_pool_t *p = NULL;
+    int rc = rp_pool_create(&p, &o);
+    CU_ASSERT_EQUAL_FATAL(rc, RP_OK);
+    return p;
 }
 
 typedef struct { const char *name; void (*fn)(void); } tu_test;
