@@ -1332,6 +1332,13 @@ static struct mpi_pool *mp_of(rp_pool_t *pool)
     return pool->bdata;
 }
 
+/* Wakes the pool thread (mp->lock held). */
+static void kick_locked(struct mpi_pool *mp)
+{
+    mp->kicked = true;
+    pthread_cond_signal(&mp->kick);
+}
+
 static int worker_rank(const struct mpi_pool *mp, int w)
 {
     return 1 + w % mp->nranks;
@@ -1410,8 +1417,7 @@ static void items_processed(struct mpi_pool *mp, struct mjob *mj, size_t start, 
         }
         if (mp->nnotify < mp->capnotify)
             mp->notify[mp->nnotify++] = job;
-        mp->kicked = true;
-        pthread_cond_signal(&mp->kick);
+        kick_locked(mp);
     } else {
         atomic_store(&mj->done, true);
         pthread_cond_broadcast(&mp->cond);
@@ -2246,8 +2252,7 @@ static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
     }
     if (kick || atomic_load(&mp->deep)) {
         pthread_mutex_lock(&mp->lock);
-        mp->kicked = true;
-        pthread_cond_signal(&mp->kick);
+        kick_locked(mp);
         pthread_mutex_unlock(&mp->lock);
     }
     return RP_OK;
@@ -2300,8 +2305,7 @@ static int mpi_wait(rp_pool_t *pool, struct rp__job *job, double timeout)
     } else if (last) {
         atomic_store(&mp->drove_ns, 0);
         pthread_mutex_lock(&mp->lock);
-        mp->kicked = true;
-        pthread_cond_signal(&mp->kick);
+        kick_locked(mp);
         pthread_mutex_unlock(&mp->lock);
     }
     int rc = RP_OK;
@@ -2370,8 +2374,7 @@ static int mpi_join(rp_pool_t *pool)
         return RP_OK;
     pthread_mutex_lock(&mp->lock);
     atomic_store(&mp->want_stop, true);
-    mp->kicked = true;
-    pthread_cond_signal(&mp->kick);
+    kick_locked(mp);
     pthread_mutex_unlock(&mp->lock);
     pthread_join(mp->thread, NULL);
     mp->thread_started = false;
@@ -2385,8 +2388,7 @@ static int mpi_terminate(rp_pool_t *pool)
         return RP_OK;
     pthread_mutex_lock(&mp->lock);
     atomic_store(&mp->want_terminate, true);
-    mp->kicked = true;
-    pthread_cond_signal(&mp->kick);
+    kick_locked(mp);
     /* From a callback (the pool thread itself) it cannot wait for itself: the
      * pool thread stops the workers as soon as the callback returns. */
     bool self = pthread_equal(pthread_self(), mp->thread);
