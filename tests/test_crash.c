@@ -86,28 +86,11 @@ static bool dead(pid_t pid, double seconds)
     return false;
 }
 
-/* Children of this process (zombies included), from /proc. */
-static int count_children(void)
-{
-    char path[64], buf[4096];
-    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    int count = 0;
-    for (char *s = strtok(buf, " \n"); s; s = strtok(NULL, " \n"))
-        count++;
-    return count;
-}
-
 static bool wait_children(int expected, double seconds)
 {
     double end = tu_now() + seconds;
     do {
-        if (count_children() == expected)
+        if (tu_count_children() == expected)
             return true;
         usleep(2000);
     } while (tu_now() < end);
@@ -409,7 +392,7 @@ static void test_crash_terminate_sleeping(void)
 {
     fill_in();
     pipe_open();
-    int children0 = count_children();
+    int children0 = tu_count_children();
     rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
@@ -452,7 +435,7 @@ static void test_crash_free_while_running(void)
 {
     fill_in();
     pipe_open();
-    int children0 = count_children();
+    int children0 = tu_count_children();
     rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
@@ -499,7 +482,7 @@ static int init_slow_fail(const void *arg, rp_ctx_t *ctx)
 
 static void test_crash_init_failure(void)
 {
-    int children0 = count_children();
+    int children0 = tu_count_children();
     rp_pool_opts_t o;
     memset(&o, 0, sizeof o);
     o.backend = "local";

@@ -44,29 +44,13 @@ static int count_lines(const char *path)
     return n;
 }
 
-static int count_children(void)
-{
-    char path[64], buf[4096];
-    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    int count = 0;
-    for (char *s = strtok(buf, " \n"); s; s = strtok(NULL, " \n"))
-        count++;
-    return count;
-}
-
 static struct counts measure(void)
 {
     struct counts c;
     c.fds = count_dir("/proc/self/fd");
     c.maps = count_lines("/proc/self/maps");
     c.threads = count_dir("/proc/self/task");
-    c.children = count_children();
+    c.children = tu_count_children();
     return c;
 }
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "rankpool.h"
 
@@ -96,6 +97,23 @@ static inline rp_pool_t *tu_local_pool(int workers, const rp_pool_opts_t *base)
     int rc = rp_pool_create(&p, &o);
     CU_ASSERT_EQUAL_FATAL(rc, RP_OK);
     return p;
+}
+
+/* Children of this process (zombies included), from /proc; -1 if unreadable. */
+static inline int tu_count_children(void)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    int count = 0;
+    for (char *s = strtok(buf, " \n"); s; s = strtok(NULL, " \n"))
+        count++;
+    return count;
 }
 
 typedef struct { const char *name; void (*fn)(void); } tu_test;
