@@ -153,17 +153,19 @@ static int squares_ok(const long *out, size_t n)
     return 1;
 }
 
-/* One timed map of n trivial items; reports rate and per-item cost. */
-static void trivial_once(rp_pool_t *p, const char *wl, const char *variant, int workers,
+/* One timed map of n trivial items; reports rate and per-item cost and returns
+ * the time (-1 on failure), like the other *_once. */
+static double trivial_once(rp_pool_t *p, const char *wl, const char *variant, int workers,
                          size_t n, size_t cs, long *in, long *out)
 {
     memset(out, 0, n * sizeof *out);
     double t = timed_map(p, task_square, in, n, sizeof *in, out, sizeof *out, cs);
     if (t < 0 || !squares_ok(out, n))
-        return;
+        return -1;
     bench_result(wl, variant, workers, "time", "s", "lower", t);
     bench_result(wl, variant, workers, "rate", "Mitems/s", "higher", (double)n / t / 1e6);
     bench_result(wl, variant, workers, "per_item", "ns", "lower", t / (double)n * 1e9);
+    return t;
 }
 
 static void w1(void)
@@ -198,7 +200,7 @@ static double serial_spin_time(const uint64_t *in, size_t n)
     return (bench_now() - t0) * (double)n / (double)sample;
 }
 
-static void spin_once(rp_pool_t *p, const char *wl, const char *variant, int workers,
+static double spin_once(rp_pool_t *p, const char *wl, const char *variant, int workers,
                       const uint64_t *in, uint64_t *out, size_t n, size_t cs, double serial,
                       int cpu)
 {
@@ -206,12 +208,12 @@ static void spin_once(rp_pool_t *p, const char *wl, const char *variant, int wor
     double t = timed_map(p, task_spin, in, n, sizeof *in, out, sizeof *out, cs);
     double c = cpu_seconds() - c0;
     if (t < 0)
-        return;
+        return -1;
     for (size_t i = 0; i < n; i += n - 1 > 0 ? n - 1 : 1) /* first and last */
         if (out[i] != bench_spin(in[i])) {
             fprintf(stderr, "rp_bench: wrong spin output at %zu\n", i);
             failures++;
-            return;
+            return -1;
         }
     bench_result(wl, variant, workers, "time", "s", "lower", t);
     bench_result(wl, variant, workers, "efficiency", "%", "higher",
@@ -220,6 +222,7 @@ static void spin_once(rp_pool_t *p, const char *wl, const char *variant, int wor
     if (cpu)
         bench_result(wl, variant, workers, "master_cpu", "% of a core", "lower",
                      100.0 * c / t);
+    return t;
 }
 
 static void w2(void)
@@ -263,15 +266,16 @@ static uint64_t *imbalanced_in(size_t n, double *serial, double *longest)
     return in;
 }
 
-static void imbalanced_once(rp_pool_t *p, const char *wl, const char *variant,
+static double imbalanced_once(rp_pool_t *p, const char *wl, const char *variant,
                             const uint64_t *in, uint64_t *out, size_t n, size_t cs,
                             double ideal)
 {
     double t = timed_map(p, task_spin, in, n, sizeof *in, out, sizeof *out, cs);
     if (t < 0)
-        return;
+        return -1;
     bench_result(wl, variant, g.workers, "makespan", "s", "lower", t);
     bench_result(wl, variant, g.workers, "vs_ideal", "x ideal", "lower", t / ideal);
+    return t;
 }
 
 static void w3(void)
@@ -296,23 +300,24 @@ static void w3(void)
 
 /* ---- w4: large items -------------------------------------------------------- */
 
-static void big_once(rp_pool_t *p, const char *wl, const char *variant, unsigned char *in,
+static double big_once(rp_pool_t *p, const char *wl, const char *variant, unsigned char *in,
                      unsigned char *out, size_t n, size_t cs)
 {
     double t = timed_map(p, task_big, in, n, BENCH_ITEM_BYTES, out, BENCH_ITEM_BYTES, cs);
     if (t < 0)
-        return;
+        return -1;
     for (size_t i = 0; i < n; i++) {
         const unsigned char *a = in + i * BENCH_ITEM_BYTES, *b = out + i * BENCH_ITEM_BYTES;
         if (b[0] != (a[0] ^ 1) || b[BENCH_ITEM_BYTES - 1] != a[BENCH_ITEM_BYTES - 1]) {
             fprintf(stderr, "rp_bench: wrong large output at %zu\n", i);
             failures++;
-            return;
+            return -1;
         }
     }
     bench_result(wl, variant, g.workers, "time", "s", "lower", t);
     bench_result(wl, variant, g.workers, "throughput", "MiB/s in", "higher",
                  (double)n / t);
+    return t;
 }
 
 static unsigned char *big_in(size_t n)
@@ -453,6 +458,32 @@ static void w7(void)
 
 #define ROT(c, r, k) (((c) + (size_t)(r)) % (k))
 
+/* Rounds of a sweep whose rounds take about `round_s` each: enough that every
+ * chunksize gets many samples when a run lasts milliseconds (a median of three
+ * 2 ms runs on a shared machine is mostly noise), at least min(reps, 3), and about
+ * SWEEP_BUDGET_S of running per workload (a tenth of it with --quick). */
+#define SWEEP_BUDGET_S 2.0
+#define SWEEP_ROUNDS_MAX 50
+
+static int sweep_rounds(double round_s)
+{
+    int lo = g.reps > 3 ? 3 : g.reps;
+    double budget = g.quick ? SWEEP_BUDGET_S / 10 : SWEEP_BUDGET_S;
+    double r = round_s > 0 ? budget / round_s : lo;
+    if (r > SWEEP_ROUNDS_MAX)
+        r = SWEEP_ROUNDS_MAX;
+    return r > lo ? (int)r : lo;
+}
+
+/* The shorter of two warm-up times (the first map after another workload may
+ * pay for it), or -1 when both failed. */
+static double warm_time(double a, double b)
+{
+    if (a < 0 || (b >= 0 && b < a))
+        return b;
+    return a;
+}
+
 static void sweep(void)
 {
     rp_pool_t *p = pool_open(g.workers);
@@ -460,18 +491,21 @@ static void sweep(void)
         return;
     /* Every chunksize once per round, rounds repeated, and each round starts at the
      * next chunksize (ROT): drift in the machine's load, and whatever the first run
-     * after another workload pays, hit every chunksize alike. */
-    int reps = g.reps > 3 ? 3 : g.reps;
+     * after another workload pays, hit every chunksize alike. The number of rounds
+     * follows from the warm-up's time (sweep_rounds). */
+    int rounds;
     char v[32];
 
     /* w1: trivial items */
     size_t n1 = g.sz.n1;
     size_t cs1[] = {0, 64, 1024, 16384, bench_py_chunksize(n1, g.workers)};
+    size_t k1 = sizeof cs1 / sizeof *cs1;
     long *in = squares_in(n1), *out = malloc(n1 * sizeof *out);
-    trivial_once(p, "sweep_warmup", "auto", g.workers, n1, 0, in, out);
-    for (int r = 0; r < reps; r++)
-        for (size_t i = 0, k = sizeof cs1 / sizeof *cs1, c = ROT(i, r, k); i < k;
-             i++, c = ROT(i, r, k))
+    double t1 = warm_time(trivial_once(p, "sweep_warmup", "auto", g.workers, n1, 0, in, out),
+                          trivial_once(p, "sweep_warmup", "auto", g.workers, n1, 0, in, out));
+    rounds = sweep_rounds(t1 * (double)k1);
+    for (int r = 0; r < rounds; r++)
+        for (size_t i = 0, c = ROT(i, r, k1); i < k1; i++, c = ROT(i, r, k1))
             trivial_once(p, "sweep_w1", variant_cs(v, sizeof v, cs1[c]), g.workers, n1,
                          cs1[c], in, out);
     free(in);
@@ -480,14 +514,15 @@ static void sweep(void)
     /* w2: 1 ms tasks */
     size_t n2 = g.sz.n2_sweep;
     size_t cs2[] = {0, 1, 2, 4, 8, 16, bench_py_chunksize(n2, g.workers)};
+    size_t k2 = sizeof cs2 / sizeof *cs2;
     uint64_t *sin = malloc(n2 * sizeof *sin), *sout = malloc(n2 * sizeof *sout);
     for (size_t i = 0; i < n2; i++)
         sin[i] = g.iters_ms;
     double serial = serial_spin_time(sin, n2);
-    spin_once(p, "sweep_warmup", "auto", g.workers, sin, sout, n2, 0, serial, 0);
-    for (int r = 0; r < reps; r++)
-        for (size_t i = 0, k = sizeof cs2 / sizeof *cs2, c = ROT(i, r, k); i < k;
-             i++, c = ROT(i, r, k))
+    double t2 = spin_once(p, "sweep_warmup", "auto", g.workers, sin, sout, n2, 0, serial, 0);
+    rounds = sweep_rounds(t2 * (double)k2);
+    for (int r = 0; r < rounds; r++)
+        for (size_t i = 0, c = ROT(i, r, k2); i < k2; i++, c = ROT(i, r, k2))
             spin_once(p, "sweep_w2", variant_cs(v, sizeof v, cs2[c]), g.workers, sin, sout,
                       n2, cs2[c], serial, 0);
     free(sin);
@@ -496,13 +531,14 @@ static void sweep(void)
     /* w3: imbalanced */
     size_t n3 = g.sz.n3;
     size_t cs3[] = {0, 1, 2, 4, 8, 16, 32, bench_py_chunksize(n3, g.workers)};
+    size_t k3 = sizeof cs3 / sizeof *cs3;
     double ser3, longest;
     uint64_t *iin = imbalanced_in(n3, &ser3, &longest), *iout = malloc(n3 * sizeof *iout);
     double ideal = ser3 / g.workers > longest ? ser3 / g.workers : longest;
-    imbalanced_once(p, "sweep_warmup", "auto", iin, iout, n3, 0, ideal);
-    for (int r = 0; r < reps; r++)
-        for (size_t i = 0, k = sizeof cs3 / sizeof *cs3, c = ROT(i, r, k); i < k;
-             i++, c = ROT(i, r, k))
+    double t3 = imbalanced_once(p, "sweep_warmup", "auto", iin, iout, n3, 0, ideal);
+    rounds = sweep_rounds(t3 * (double)k3);
+    for (int r = 0; r < rounds; r++)
+        for (size_t i = 0, c = ROT(i, r, k3); i < k3; i++, c = ROT(i, r, k3))
             imbalanced_once(p, "sweep_w3", variant_cs(v, sizeof v, cs3[c]), iin, iout, n3,
                             cs3[c], ideal);
     free(iin);
@@ -511,12 +547,14 @@ static void sweep(void)
     /* w4: large items */
     size_t n4 = g.sz.n4;
     size_t cs4[] = {0, 1, 2, 4, bench_py_chunksize(n4, g.workers)};
+    size_t k4 = sizeof cs4 / sizeof *cs4;
     unsigned char *bin = big_in(n4), *bout = malloc(n4 * BENCH_ITEM_BYTES);
     memset(bout, 0, n4 * BENCH_ITEM_BYTES);
-    big_once(p, "sweep_warmup", "auto", bin, bout, n4, 0);
-    for (int r = 0; r < reps; r++)
-        for (size_t i = 0, k = sizeof cs4 / sizeof *cs4, c = ROT(i, r, k); i < k;
-             i++, c = ROT(i, r, k))
+    double t4 = warm_time(big_once(p, "sweep_warmup", "auto", bin, bout, n4, 0),
+                          big_once(p, "sweep_warmup", "auto", bin, bout, n4, 0));
+    rounds = sweep_rounds(t4 * (double)k4);
+    for (int r = 0; r < rounds; r++)
+        for (size_t i = 0, c = ROT(i, r, k4); i < k4; i++, c = ROT(i, r, k4))
             big_once(p, "sweep_w4", variant_cs(v, sizeof v, cs4[c]), bin, bout, n4, cs4[c]);
     free(bin);
     free(bout);
