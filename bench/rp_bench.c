@@ -10,6 +10,7 @@
  * the pools of one run can follow each other on the same MPI_COMM_WORLD. */
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -288,11 +289,15 @@ static void w3(void)
     uint64_t *in = imbalanced_in(n, &serial, &longest), *out = malloc(n * sizeof *out);
     double ideal = serial / g.workers > longest ? serial / g.workers : longest;
     bench_result("w3_imbalanced", "ideal", g.workers, "makespan", "s", "lower", ideal);
+    /* auto and Python's formula alternate (the goal compares them), each
+     * repetition starting with the other one */
+    size_t pycs = bench_py_chunksize(n, g.workers);
     for (int r = 0; r < g.reps; r++)
-        imbalanced_once(p, "w3_imbalanced", "auto", in, out, n, 0, ideal);
-    for (int r = 0; r < g.reps; r++)
-        imbalanced_once(p, "w3_imbalanced", "pyformula", in, out, n,
-                        bench_py_chunksize(n, g.workers), ideal);
+        for (int k = 0; k < 2; k++) {
+            bool py = (k + r) % 2;
+            imbalanced_once(p, "w3_imbalanced", py ? "pyformula" : "auto", in, out, n,
+                            py ? pycs : 0, ideal);
+        }
     free(in);
     free(out);
     pool_done(p);
