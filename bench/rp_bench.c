@@ -178,10 +178,15 @@ static void w1(void)
     long *in = squares_in(n), *out = malloc(n * sizeof *out);
     /* one unmeasured map first: the measured ones see a pool in its steady state */
     trivial_once(p, "w1_trivial", "warmup", g.workers, g.sz.n1, 0, in, out);
+    /* the variants alternate, each repetition starting with the other one, so a
+     * change in the machine's load hits both alike (also in w2 and w3) */
     for (int r = 0; r < g.reps; r++)
-        trivial_once(p, "w1_trivial", "auto", g.workers, g.sz.n1, 0, in, out);
-    for (int r = 0; r < g.reps; r++)
-        trivial_once(p, "w1_trivial", "cs1", g.workers, g.sz.n1_cs1, 1, in, out);
+        for (int k = 0; k < 2; k++) {
+            if ((k + r) % 2)
+                trivial_once(p, "w1_trivial", "cs1", g.workers, g.sz.n1_cs1, 1, in, out);
+            else
+                trivial_once(p, "w1_trivial", "auto", g.workers, g.sz.n1, 0, in, out);
+        }
     free(in);
     free(out);
     pool_done(p);
@@ -238,9 +243,10 @@ static void w2(void)
     double serial = serial_spin_time(in, n);
     bench_result("w2_1ms", "serial", 1, "time", "s", "lower", serial);
     for (int r = 0; r < g.reps; r++)
-        spin_once(p, "w2_1ms", "auto", g.workers, in, out, n, 0, serial, 1);
-    for (int r = 0; r < g.reps; r++)
-        spin_once(p, "w2_1ms", "cs1", g.workers, in, out, n, 1, serial, 1);
+        for (int k = 0; k < 2; k++) {
+            bool cs1 = (k + r) % 2;
+            spin_once(p, "w2_1ms", cs1 ? "cs1" : "auto", g.workers, in, out, n, cs1, serial, 1);
+        }
     free(in);
     free(out);
     pool_done(p);
@@ -289,8 +295,7 @@ static void w3(void)
     uint64_t *in = imbalanced_in(n, &serial, &longest), *out = malloc(n * sizeof *out);
     double ideal = serial / g.workers > longest ? serial / g.workers : longest;
     bench_result("w3_imbalanced", "ideal", g.workers, "makespan", "s", "lower", ideal);
-    /* auto and Python's formula alternate (the goal compares them), each
-     * repetition starting with the other one */
+    /* auto and Python's formula alternate, as in w1 */
     size_t pycs = bench_py_chunksize(n, g.workers);
     for (int r = 0; r < g.reps; r++)
         for (int k = 0; k < 2; k++) {
@@ -467,8 +472,8 @@ static void w7(void)
  * chunksize gets many samples when a run lasts milliseconds (a median of three
  * 2 ms runs on a shared machine is mostly noise), at least min(reps, 3), and about
  * SWEEP_BUDGET_S of running per workload (a tenth of it with --quick). */
-#define SWEEP_BUDGET_S 2.0
-#define SWEEP_ROUNDS_MAX 50
+#define SWEEP_BUDGET_S 5.0
+#define SWEEP_ROUNDS_MAX 60
 
 static int sweep_rounds(double round_s)
 {
