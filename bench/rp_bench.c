@@ -157,7 +157,7 @@ static int squares_ok(const long *out, size_t n)
 /* One timed map of n trivial items; reports rate and per-item cost and returns
  * the time (-1 on failure), like the other *_once. */
 static double trivial_once(rp_pool_t *p, const char *wl, const char *variant, int workers,
-                         size_t n, size_t cs, long *in, long *out)
+                           size_t n, size_t cs, long *in, long *out)
 {
     memset(out, 0, n * sizeof *out);
     double t = timed_map(p, task_square, in, n, sizeof *in, out, sizeof *out, cs);
@@ -207,8 +207,8 @@ static double serial_spin_time(const uint64_t *in, size_t n)
 }
 
 static double spin_once(rp_pool_t *p, const char *wl, const char *variant, int workers,
-                      const uint64_t *in, uint64_t *out, size_t n, size_t cs, double serial,
-                      int cpu)
+                        const uint64_t *in, uint64_t *out, size_t n, size_t cs, double serial,
+                        int cpu)
 {
     double c0 = cpu_seconds();
     double t = timed_map(p, task_spin, in, n, sizeof *in, out, sizeof *out, cs);
@@ -274,8 +274,8 @@ static uint64_t *imbalanced_in(size_t n, double *serial, double *longest)
 }
 
 static double imbalanced_once(rp_pool_t *p, const char *wl, const char *variant,
-                            const uint64_t *in, uint64_t *out, size_t n, size_t cs,
-                            double ideal)
+                              const uint64_t *in, uint64_t *out, size_t n, size_t cs,
+                              double ideal)
 {
     double t = timed_map(p, task_spin, in, n, sizeof *in, out, sizeof *out, cs);
     if (t < 0)
@@ -311,7 +311,7 @@ static void w3(void)
 /* ---- w4: large items -------------------------------------------------------- */
 
 static double big_once(rp_pool_t *p, const char *wl, const char *variant, unsigned char *in,
-                     unsigned char *out, size_t n, size_t cs)
+                       unsigned char *out, size_t n, size_t cs)
 {
     double t = timed_map(p, task_big, in, n, BENCH_ITEM_BYTES, out, BENCH_ITEM_BYTES, cs);
     if (t < 0)
