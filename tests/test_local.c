@@ -23,8 +23,7 @@ static int square(const void *in, void *out, rp_ctx_t *ctx)
 static int worker_number(const void *in, void *out, rp_ctx_t *ctx)
 {
     *(int *)out = rp_ctx_worker(ctx);
-    struct timespec ts = { 0, 200000 };  /* 0.2 ms: every worker gets some */
-    nanosleep(&ts, NULL);
+    tu_sleep(0.2e-3); /* every worker gets some */
     return 0;
 }
 
@@ -335,8 +334,7 @@ static void test_local_callback_thread(void)
 /* progress() counts items while a job runs. */
 static int slow_square(const void *in, void *out, rp_ctx_t *ctx)
 {
-    struct timespec ts = { 0, 2000000 };
-    nanosleep(&ts, NULL);
+    tu_sleep(2e-3);
     return square(in, out, ctx);
 }
 
@@ -374,8 +372,7 @@ static void test_local_progress(void)
  * run with RP_ECANCELED, then RP_DONE. */
 static int nap_square(const void *in, void *out, rp_ctx_t *ctx)
 {
-    struct timespec ts = { 0, 20000000 };
-    nanosleep(&ts, NULL);
+    tu_sleep(20e-3);
     return square(in, out, ctx);
 }
 
@@ -609,8 +606,7 @@ static double cpu_of(pid_t pid)
 static int own_pid(const void *in, void *out, rp_ctx_t *ctx)
 {
     *(int *)out = (int)getpid();
-    struct timespec ts = { 0, 1000000 };
-    nanosleep(&ts, NULL);
+    tu_sleep(1e-3);
     return 0;
 }
 
@@ -628,11 +624,9 @@ static void test_local_idle_sleeps(void)
     for (int i = 0; i < 40; i++)
         if (pids[i] != w0)
             w1 = pids[i];
-    struct timespec settle = { 0, 20000000 };
-    nanosleep(&settle, NULL);
+    tu_sleep(20e-3); /* settle */
     double c0 = cpu_of(w0), c1 = cpu_of(w1), m = cpu_of(getpid());
-    struct timespec idle = { 0, 400000000 };
-    nanosleep(&idle, NULL);
+    tu_sleep(0.4); /* idle */
     double d0 = cpu_of(w0) - c0, d1 = cpu_of(w1) - c1, dm = cpu_of(getpid()) - m;
     CU_ASSERT(c0 >= 0 && c1 >= 0);
     CU_ASSERT(d0 < 0.05);

@@ -32,12 +32,6 @@ static void pool_done(rp_pool_t *p)
     rp_pool_free(p);
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
 /* ---- tasks ---------------------------------------------------------------------- */
 
 static int square(const void *in, void *out, rp_ctx_t *ctx)
@@ -69,14 +63,14 @@ static atomic_int gate_open;
 static int gated(const void *in, void *out, rp_ctx_t *ctx)
 {
     for (int i = 0; i < 5000 && !atomic_load(&gate_open); i++)
-        sleep_ms(1);
+        tu_sleep(1e-3);
     *(long *)out = *(const long *)in;
     return 0;
 }
 
 static int slow(const void *in, void *out, rp_ctx_t *ctx)
 {
-    sleep_ms(1);
+    tu_sleep(1e-3);
     *(long *)out = *(const long *)in;
     return 0;
 }
@@ -207,7 +201,7 @@ static void on_ok(rp_result_t *r, void *ud)
     struct cb_state *s = ud;
     s->seen = r;
     s->get_in_cb = rp_result_get(r, 0, NULL);
-    sleep_ms(20);
+    tu_sleep(20e-3);
     atomic_fetch_add(&s->ok, 1);
     atomic_store(&s->finished, 1);
 }
@@ -217,7 +211,7 @@ static void on_err(const rp_error_t *e, void *ud)
     struct cb_state *s = ud;
     s->err_index = e->index;
     s->err_code = e->code;
-    sleep_ms(20);
+    tu_sleep(20e-3);
     atomic_fetch_add(&s->err, 1);
     atomic_store(&s->finished, 1);
 }
@@ -336,7 +330,7 @@ static void test_result_terminate_cancels_as_ranges(void)
     rp_result_t *r;
     CU_ASSERT_EQUAL_FATAL(rp_map_async(p, slow, in, n, sizeof *in, out, sizeof *out, &mo,
                                        &r), RP_OK);
-    sleep_ms(5);
+    tu_sleep(5e-3);
     CU_ASSERT_EQUAL(rp_pool_terminate(p), RP_OK);
     CU_ASSERT_EQUAL(rp_result_wait(r, 5.0), RP_OK);
     rp_error_t e;

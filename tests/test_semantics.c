@@ -9,12 +9,6 @@
 #include <stdint.h>
 #include <time.h>
 
-static void nap(double seconds)
-{
-    struct timespec ts = { (time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9) };
-    nanosleep(&ts, NULL);
-}
-
 /* ---- tasks (static on purpose: they must work without being exported) -------- */
 
 static int square(const void *in, void *out, rp_ctx_t *ctx)
@@ -41,13 +35,13 @@ static int no_output(const void *in, void *out, rp_ctx_t *ctx)
 
 static int slow_square(const void *in, void *out, rp_ctx_t *ctx)
 {
-    nap(0.002);
+    tu_sleep(0.002);
     return square(in, out, ctx);
 }
 
 static int very_slow(const void *in, void *out, rp_ctx_t *ctx)
 {
-    nap(0.05);
+    tu_sleep(0.05);
     return square(in, out, ctx);
 }
 
@@ -55,7 +49,7 @@ static int very_slow(const void *in, void *out, rp_ctx_t *ctx)
 static int reverse_speed(const void *in, void *out, rp_ctx_t *ctx)
 {
     long x = *(const long *)in;
-    nap(0.0002 * (double)(40 - x % 40));
+    tu_sleep(0.0002 * (double)(40 - x % 40));
     *(long *)out = x * x;
     return 0;
 }
@@ -274,7 +268,7 @@ static void cb_ok(rp_result_t *r, void *ud)
 {
     struct cbstate *s = ud;
     atomic_fetch_add(&s->ok, 1);
-    nap(0.02);
+    tu_sleep(0.02);
     atomic_store(&s->finished, 1);
 }
 
@@ -283,7 +277,7 @@ static void cb_err(const rp_error_t *e, void *ud)
     struct cbstate *s = ud;
     s->e = *e;
     atomic_fetch_add(&s->err, 1);
-    nap(0.02);
+    tu_sleep(0.02);
     atomic_store(&s->finished, 1);
 }
 
@@ -524,7 +518,7 @@ static void test_semantics_terminate(void)
     CU_ASSERT_EQUAL_FATAL(rp_map_async(p, square, in, n, sizeof(long), out, sizeof(long), NULL,
                                        &r2),
                           RP_OK);
-    nap(0.1);
+    tu_sleep(0.1);
     double t0 = tu_now();
     CU_ASSERT_EQUAL(rp_pool_terminate(p), RP_OK);
     CU_ASSERT(tu_now() - t0 < 3.0);

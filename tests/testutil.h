@@ -62,6 +62,13 @@ static inline double tu_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Sleeps `seconds` (a task's or a test's pause). */
+static inline void tu_sleep(double seconds)
+{
+    struct timespec ts = { (time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9) };
+    nanosleep(&ts, NULL);
+}
+
 /* 0, 1, ..., n-1 (malloc'd; free it). */
 static inline long *tu_iota(size_t n)
 {
