@@ -407,6 +407,11 @@ static void run_chunk(struct wctx *w)
         if (atomic_load(&s->twaiters))
             rp__futex_wake(&s->tseq, INT_MAX);
     }
+    /* Between publishing done[] and looking at the ranges: without it the CPU may
+     * read the ranges first (store-load reordering), see items still unclaimed,
+     * and skip check_complete, while the worker that claims them reads done[]
+     * before this store is visible. Neither marks the slot done: a lost job. */
+    atomic_thread_fence(memory_order_seq_cst);
     if (slot_exhausted(s)) {
         check_complete(lp, c->slot, c->gen);
         if (atomic_load(&s->suspect))
