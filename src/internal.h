@@ -87,7 +87,7 @@ void rp__error_set(rp_error_t *e, int code, size_t index, int worker, const char
 
 /* Hands out consecutive chunks of [0, n). Lock-free: several threads or processes
  * (the struct may live in shared memory) may claim at once. No malloc, no syscalls. */
-typedef struct rp__sched {
+typedef struct rp__oldsched {
     _Atomic uint64_t next;      /* first item not yet claimed */
     uint64_t         n;
     uint64_t         chunksize; /* fixed size, or 0 for automatic */
