@@ -40,6 +40,10 @@ enum { RP__POOL_OPEN, RP__POOL_CLOSED, RP__POOL_TERMINATED, RP__POOL_JOINED };
  * non-master rank, use from a forked child. RP_OK or the code to return. */
 int rp__pool_check(const rp_pool_t *pool);
 
+/* The worker count from $RP_WORKERS (rankpool-run -n N): *workers is left alone
+ * when it is unset; RP_EINVAL when it is not a whole number from 1 to 4096. */
+int rp__env_workers(int *workers);
+
 /* Creates a pool on the given backend (rp_pool_create_ex after choosing one);
  * lets tests run the core on a backend of their own. */
 int rp__pool_create_ops(rp_pool_t **pool, const rp_pool_opts_t *opts,
