@@ -10,10 +10,8 @@
  *
  * dl_iterate_phdr takes the loader's lock and walks every object, so both
  * directions keep a small cache (the same few tasks are sent again and again). */
-#define _GNU_SOURCE 1
+#include "internal.h" /* first: config.h */
 #include "fnref.h"
-
-#include "internal.h"
 
 #include <elf.h>
 #include <link.h>

@@ -8,7 +8,6 @@
  * EOF on the socket, or a new parent, means the master is gone: it kills every
  * worker, reaps them and exits. It never returns into the user's program and
  * never calls malloc. */
-#define _GNU_SOURCE 1
 #include "local_shm.h"
 
 #include <errno.h>

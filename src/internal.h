@@ -3,6 +3,8 @@
 #ifndef RP_INTERNAL_H
 #define RP_INTERNAL_H
 
+#include "config.h" /* first: _GNU_SOURCE and RP_HAVE_MPI */
+
 #define RP_BUILDING 1
 #include "rankpool.h"
 

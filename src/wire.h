@@ -10,8 +10,8 @@
 #ifndef RP_WIRE_H
 #define RP_WIRE_H
 
+#include "internal.h" /* first: config.h */
 #include "fnref.h"
-#include "internal.h"
 
 #define RP__WIRE_MAGIC   0x52504d57u  /* "RPMW" */
 #define RP__WIRE_VERSION 1u
