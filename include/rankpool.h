@@ -206,7 +206,8 @@ RP_API int rp_map_var_async(rp_pool_t *pool, rp_task_fn fn, const void *in, size
                             rp_result_t **res);
 /** Inside a task of rp_map_var: room for this item's output of size bytes (0 is
  * allowed). Calling it again replaces the earlier output. \return NULL when out of
- * memory or outside a variable-size map. */
+ * memory (a size no output can have, e.g. SIZE_MAX, included; nothing else is
+ * affected) or outside a variable-size map. */
 RP_API void *rp_output(rp_ctx_t *ctx, size_t size);
 /** \return item i's output and its length in *size; NULL (and *size 0) for a failed
  * item or i out of range. Valid until rp_varout_free. */

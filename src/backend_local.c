@@ -270,6 +270,8 @@ static void *var_output(void *arg, size_t index, size_t size)
 {
     struct wctx *w = arg;
     struct lpool *lp = w->lp;
+    if (size > lp->var_size)  /* can never fit; also keeps the round-up from wrapping */
+        return NULL;
     uint64_t need = align_up(size ? size : 1, 16);
     uint64_t off = atomic_fetch_add(&lp->hdr->var_top, need);
     if (off + need > lp->var_size || off + need < off)
@@ -761,7 +763,7 @@ static void copy_out(struct lpool *lp, struct ljob *lj, uint64_t a, uint64_t b)
         const uint64_t *vs = (const uint64_t *)(src + i * 16);
         dst[i].data = NULL;
         dst[i].size = 0;
-        if (vs[0] == 0 || vs[0] - 1 + vs[1] > lp->var_size)
+        if (vs[0] == 0 || vs[0] - 1 > lp->var_size || vs[1] > lp->var_size - (vs[0] - 1))
             continue;
         dst[i].data = malloc(vs[1] ? vs[1] : 1);
         if (!dst[i].data)

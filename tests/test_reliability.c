@@ -1,0 +1,101 @@
+/* Reliability: what an attack on the library as a hostile user found, each kept
+ * as a test. The program runs on the local backend and, through tests/mpi-np2.sh,
+ * under mpirun on the mpi backend (every rank runs the same pool creations;
+ * serving ranks get NULL from tu_pool and skip the body). Tests of the local
+ * backend's processes and shared memory skip themselves on the mpi backend.
+ *
+ * A test whose defect would hang runs the call in a helper thread and gives up
+ * after a generous bound, so that the defect fails the test instead of stalling
+ * the suite. */
+#define _GNU_SOURCE 1
+#include "testutil.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Bound for calls that must return "promptly": far above what they take on a
+ * loaded machine, far below forever. */
+#define PROMPT_S 20.0
+
+/* ---- tasks ------------------------------------------------------------------- */
+
+static int square(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    *(long *)out = x * x;
+    return 0;
+}
+
+/* ---- rp_output with a size that cannot be ------------------------------------ */
+
+static const size_t huge_sizes[] = {
+    SIZE_MAX, SIZE_MAX - 7, SIZE_MAX - 15, SIZE_MAX - 63, SIZE_MAX / 2 + 1, (size_t)1 << 62,
+};
+
+/* Every third item first asks for impossible sizes (each must be NULL), then every
+ * item writes (x, x*x). */
+static int huge_then_small(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    if (x % 3 == 0)
+        for (size_t k = 0; k < sizeof huge_sizes / sizeof *huge_sizes; k++)
+            if (rp_output(ctx, huge_sizes[k]) != NULL)
+                return rp_raise(ctx, 99, "rp_output(%zu) was not NULL", huge_sizes[k]);
+    long *o = rp_output(ctx, 2 * sizeof(long));
+    if (!o)
+        return rp_raise(ctx, 98, "rp_output(16) failed");
+    o[0] = x;
+    o[1] = x * x;
+    return 0;
+}
+
+static void test_reliability_output_huge_size_is_null(void)
+{
+    rp_pool_t *p = tu_pool(0, NULL);
+    if (!p)
+        return;
+    size_t n = 300;
+    long *in = tu_iota(n), *out = calloc(n, sizeof(long));
+    size_t chunks[] = { 0, 1, 300 };
+    for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
+        rp_map_opts_t mo = { .chunksize = chunks[c] };
+        rp_varout_t *vo = NULL;
+        rp_error_t e;
+        memset(&e, 0, sizeof e);
+        int rc = rp_map_var(p, huge_then_small, in, n, sizeof(long), &mo, &vo, &e);
+        CU_ASSERT_EQUAL(rc, RP_OK);
+        if (rc != RP_OK)
+            printf("\n  chunksize %zu: %s, item %zu: %s\n", chunks[c], rp_err_name(rc), e.index,
+                   e.message);
+        int bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            size_t size;
+            const long *d = rp_varout_item(vo, i, &size);
+            bad += !d || size != 2 * sizeof(long) || d[0] != (long)i || d[1] != (long)(i * i);
+        }
+        CU_ASSERT_EQUAL(bad, 0);
+        rp_varout_free(vo);
+        /* every worker (every rank) is still there and works */
+        CU_ASSERT_EQUAL(rp_map(p, square, in, n, sizeof(long), out, sizeof(long), &mo, NULL),
+                        RP_OK);
+        CU_ASSERT_EQUAL(tu_wrong_squares(out, n), 0);
+    }
+    free(in);
+    free(out);
+    tu_pool_done(p);
+}
+
+int main(int argc, char **argv)
+{
+    static const tu_test tests[] = {
+        TU_TEST(test_reliability_output_huge_size_is_null),
+        TU_END,
+    };
+    return tu_run("reliability", tests, argc, argv);
+}
