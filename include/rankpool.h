@@ -11,6 +11,8 @@
  *  - Buffers of an asynchronous call (in, out) belong to the pool until its result
  *    is ready, as with MPI's non-blocking calls.
  *  - Timeouts are seconds as a double: RP_FOREVER waits without limit, 0 polls.
+ *  - Sizes: an item size, or n times it, above PTRDIFF_MAX is RP_EINVAL (no
+ *    buffer can be that large); one the backend cannot hold is RP_ENOMEM.
  */
 #ifndef RANKPOOL_H
 #define RANKPOOL_H

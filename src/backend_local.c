@@ -1612,10 +1612,14 @@ static int local_submit(rp_pool_t *pool, struct rp__job *job)
     lj->track = job->flags & RP__JOB_TRACK;
     lj->out_size = lj->var ? 16 : job->out_size;
     atomic_init(&lj->slot, -1);
-    size_t tmp;
-    if (rp__mul_size(job->n, job->in_size, &tmp) || rp__mul_size(job->n, lj->out_size, &tmp)
-        || align_up(job->n * job->in_size, ALIGN) + align_up(job->n * lj->out_size, ALIGN)
-                   + (lj->track ? align_up(job->n, ALIGN) : 0)
+    /* Each part checked against the arena before the sum: none can wrap. */
+    size_t in_b, out_b;
+    if (rp__mul_size(job->n, job->in_size, &in_b) || rp__mul_size(job->n, lj->out_size, &out_b)) {
+        free(lj);
+        return RP_EINVAL;
+    }
+    if (in_b > lp->arena_size || out_b > lp->arena_size || job->n > lp->arena_size
+        || align_up(in_b, ALIGN) + align_up(out_b, ALIGN) + (lj->track ? align_up(job->n, ALIGN) : 0)
                > lp->arena_size) {
         free(lj);
         return RP_ENOMEM;

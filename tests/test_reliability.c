@@ -91,10 +91,60 @@ static void test_reliability_output_huge_size_is_null(void)
     tu_pool_done(p);
 }
 
+/* ---- sizes near SIZE_MAX ------------------------------------------------------- */
+
+static const size_t bad_sizes[] = {
+    SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 7, SIZE_MAX - 63, SIZE_MAX - 64, SIZE_MAX / 2 + 1,
+};
+
+static void test_reliability_sizes_near_size_max(void)
+{
+    rp_pool_t *p = tu_pool(0, NULL);
+    if (!p)
+        return;
+    long in[4] = { 1, 2, 3, 4 }, out[4];
+    int wrong = 0;
+    for (size_t k = 0; k < sizeof bad_sizes / sizeof *bad_sizes; k++) {
+        size_t s = bad_sizes[k];
+        rp_result_t *r = NULL;
+        rp_iter_t *it = NULL;
+        rp_varout_t *vo = NULL;
+        int rc[8] = {
+            rp_map(p, square, in, 1, sizeof(long), out, s, NULL, NULL),
+            rp_map(p, square, in, 1, s, out, sizeof(long), NULL, NULL),
+            rp_apply(p, square, in, sizeof(long), out, s, NULL),
+            rp_apply(p, square, in, s, out, sizeof(long), NULL),
+            rp_map_async(p, square, in, 1, sizeof(long), out, s, NULL, &r),
+            rp_imap(p, square, in, 1, sizeof(long), s, NULL, &it),
+            rp_imap_unordered(p, square, in, 1, s, sizeof(long), NULL, &it),
+            rp_map_var(p, square, in, 1, s, NULL, &vo, NULL),
+        };
+        for (int i = 0; i < 8; i++)
+            if (rc[i] != RP_EINVAL) {
+                wrong++;
+                printf("\n  size %zu, call %d: %s\n", s, i, rp_err_name(rc[i]));
+            }
+        CU_ASSERT_PTR_NULL(r);
+        CU_ASSERT_PTR_NULL(it);
+        CU_ASSERT_PTR_NULL(vo);
+    }
+    CU_ASSERT_EQUAL(wrong, 0);
+    /* n * size past PTRDIFF_MAX without wrapping SIZE_MAX */
+    CU_ASSERT_EQUAL(rp_map(p, square, in, 4, sizeof(long), out, SIZE_MAX / 4, NULL, NULL),
+                    RP_EINVAL);
+    CU_ASSERT_EQUAL(rp_map(p, square, in, 2, SIZE_MAX / 4 + 1, out, sizeof(long), NULL, NULL),
+                    RP_EINVAL);
+    /* the pool is unharmed */
+    CU_ASSERT_EQUAL(rp_map(p, square, in, 4, sizeof(long), out, sizeof(long), NULL, NULL), RP_OK);
+    CU_ASSERT_EQUAL(out[3], 16);
+    tu_pool_done(p);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
         TU_TEST(test_reliability_output_huge_size_is_null),
+        TU_TEST(test_reliability_sizes_near_size_max),
         TU_END,
     };
     return tu_run("reliability", tests, argc, argv);
