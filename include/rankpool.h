@@ -10,7 +10,9 @@
  *  - Destructors accept NULL and do nothing.
  *  - Buffers of an asynchronous call (in, out) belong to the pool until its result
  *    is ready, as with MPI's non-blocking calls.
- *  - Timeouts are seconds as a double: RP_FOREVER waits without limit, 0 polls.
+ *  - Timeouts are seconds as a double: RP_FOREVER (exactly -1.0) and +INFINITY
+ *    wait without limit; 0 polls, and so do NaN and every other negative value
+ *    (a computed `deadline - now` that has just passed never waits forever).
  *  - Sizes: an item size, or n times it, above PTRDIFF_MAX is RP_EINVAL (no
  *    buffer can be that large); one the backend cannot hold is RP_ENOMEM.
  */

@@ -14,7 +14,6 @@
 #include "result.h"
 
 #include <errno.h>
-#include <math.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -351,12 +350,13 @@ static bool in_own_callback(const rp_result_t *r)
            pthread_equal(r->cb_thread, pthread_self());
 }
 
-/* Waits on the condition variable until READY or the deadline. */
+/* Waits on the condition variable until READY or the deadline (timeout as read
+ * by rp__timeout: RP_FOREVER or 0 to 1e9 seconds). */
 static int wait_cond(rp_result_t *r, double timeout)
 {
     int rc = RP_OK;
     pthread_mutex_lock(&r->lock);
-    if (timeout < 0 || isnan(timeout) || isinf(timeout)) {
+    if (timeout == RP_FOREVER) {
         wait_ready_locked(r);
     } else {
         struct timespec ts;
@@ -384,8 +384,7 @@ int rp__result_wait(rp_result_t *r, double timeout)
 {
     if (is_ready(r) || in_own_callback(r))
         return RP_OK;
-    if (timeout < 0 || isnan(timeout) || timeout > 1e9)
-        timeout = RP_FOREVER;
+    timeout = rp__timeout(timeout);
     if ((r->job.flags & RP__JOB_NOTIFY) || !r->submitted)
         return wait_cond(r, timeout);
     if (!ops_enter(r))

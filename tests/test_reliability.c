@@ -140,11 +140,85 @@ static void test_reliability_sizes_near_size_max(void)
     tu_pool_done(p);
 }
 
+/* ---- timeouts: only RP_FOREVER (and +inf) waits without limit ---------------------- */
+
+static int long_nap(const void *in, void *out, rp_ctx_t *ctx)
+{
+    tu_sleep(0.5);
+    if (out)
+        *(long *)out = *(const long *)in;
+    return 0;
+}
+
+static void cb_nothing(rp_result_t *r, void *ud)
+{
+}
+
+static const double polls[] = { -0.5, -1e-9, -2.0, -1.0000001, -INFINITY, NAN };
+
+/* Each call must answer RP_ETIMEDOUT at once while the work runs. */
+static int count_slow_polls(rp_result_t *r, rp_iter_t *it)
+{
+    int wrong = 0;
+    for (size_t k = 0; k < sizeof polls / sizeof *polls; k++) {
+        double t0 = tu_now();
+        int rc[3];
+        rc[0] = rp_result_wait(r, polls[k]);
+        rc[1] = rp_result_get(r, polls[k], NULL);
+        rc[2] = rp_iter_next(it, polls[k], NULL, NULL, NULL);
+        double took = tu_now() - t0;
+        for (int i = 0; i < 3; i++)
+            if (rc[i] != RP_ETIMEDOUT) {
+                wrong++;
+                printf("\n  timeout %g, call %d: %s\n", polls[k], i, rp_err_name(rc[i]));
+            }
+        if (took > 2.0) {
+            wrong++;
+            printf("\n  timeout %g: %.2f s\n", polls[k], took);
+        }
+    }
+    return wrong;
+}
+
+static void test_reliability_negative_and_nan_timeouts_poll(void)
+{
+    rp_pool_t *p = tu_pool(2, NULL);
+    if (!p)
+        return;
+    enum { N = 24 };
+    long in[N], out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    rp_map_opts_t one = { .chunksize = 1 }, cb = { .chunksize = 1, .callback = cb_nothing };
+    rp_result_t *r, *rcb;
+    rp_iter_t *it;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, long_nap, in, N, sizeof(long), out, sizeof(long), &one,
+                                       &r),
+                          RP_OK);
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, long_nap, in, N, sizeof(long), out, sizeof(long), &cb,
+                                       &rcb),
+                          RP_OK);
+    CU_ASSERT_EQUAL_FATAL(rp_imap(p, long_nap, in, N, sizeof(long), sizeof(long), &one, &it),
+                          RP_OK);
+    CU_ASSERT_EQUAL(count_slow_polls(r, it), 0);
+    CU_ASSERT_EQUAL(count_slow_polls(rcb, it), 0);
+    CU_ASSERT_EQUAL(rp_pool_terminate(p), RP_OK);
+    /* RP_FOREVER and +inf wait (the results are ready now) */
+    CU_ASSERT_EQUAL(rp_result_wait(r, RP_FOREVER), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_wait(rcb, INFINITY), RP_OK);
+    rp_result_free(r);
+    rp_result_free(rcb);
+    rp_iter_free(it);
+    CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
+    rp_pool_free(p);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
         TU_TEST(test_reliability_output_huge_size_is_null),
         TU_TEST(test_reliability_sizes_near_size_max),
+        TU_TEST(test_reliability_negative_and_nan_timeouts_poll),
         TU_END,
     };
     return tu_run("reliability", tests, argc, argv);
