@@ -233,7 +233,8 @@ RP_API int  rp_result_successful(const rp_result_t *res);
 RP_API int  rp_result_get(rp_result_t *res, double timeout, rp_error_t *err);
 /** \return how many items failed (0 before ready). */
 RP_API size_t rp_result_nerrors(const rp_result_t *res);
-/** \return the i-th failure in index order, or NULL. Valid until rp_result_free. */
+/** \return the i-th failure in index order, or NULL. The record stays valid and
+ * unchanged until rp_result_free (asking again gives the same pointer). */
 RP_API const rp_error_t *rp_result_error(const rp_result_t *res, size_t i);
 /** Items processed so far (failed included) and the total. */
 RP_API void rp_result_progress(const rp_result_t *res, size_t *done, size_t *total);

@@ -257,7 +257,11 @@ static void destroy(rp_result_t *r)
     free(r->fails);
     free(r->cum);
     free(r->failidx);
-    free(atomic_load(&r->scratch));
+    for (size_t k = 0; k < r->memo_cap; k++)
+        if (r->memo_key[k])
+            free(r->memo_val[k]);
+    free(r->memo_key);
+    free(r->memo_val);
     free(r);
 }
 
@@ -279,8 +283,6 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
     atomic_init(&r->opsbusy, 0);
     atomic_init(&r->in_callback, false);
     atomic_init(&r->free_pending, false);
-    atomic_init(&r->scratch_next, 0);
-    atomic_init(&r->scratch, NULL);
     if (opts)
         r->opts = *opts;
     if (r->opts.callback || r->opts.error_callback)
@@ -474,6 +476,75 @@ size_t rp_result_nerrors(const rp_result_t *res)
     return res->nerrors;
 }
 
+/* ---- failure records made on demand ------------------------------------------- */
+
+/* The slot of key in a table of cap (a power of two) slots: where it is, or the
+ * empty slot where it goes. */
+static size_t memo_slot(const size_t *keys, size_t cap, size_t key)
+{
+    size_t h = (key * (size_t)UINT64_C(0x9E3779B97F4A7C15)) & (cap - 1);
+    while (keys[h] != 0 && keys[h] != key)
+        h = (h + 1) & (cap - 1);
+    return h;
+}
+
+/* Under r->lock: doubles the table (the records themselves do not move). */
+static bool memo_grow(rp_result_t *r)
+{
+    size_t cap = r->memo_cap ? 2 * r->memo_cap : 64;
+    size_t *keys = calloc(cap, sizeof *keys);
+    rp_error_t **vals = malloc(cap * sizeof *vals);
+    if (!keys || !vals) {
+        free(keys);
+        free(vals);
+        return false;
+    }
+    for (size_t k = 0; k < r->memo_cap; k++) {
+        if (!r->memo_key[k])
+            continue;
+        size_t h = memo_slot(keys, cap, r->memo_key[k]);
+        keys[h] = r->memo_key[k];
+        vals[h] = r->memo_val[k];
+    }
+    free(r->memo_key);
+    free(r->memo_val);
+    r->memo_key = keys;
+    r->memo_val = vals;
+    r->memo_cap = cap;
+    return true;
+}
+
+/* The record of the i-th failure, item `index` of range f: made the first time
+ * it is asked for, the same pointer afterwards, freed with the result. A range
+ * of a million canceled items costs nothing until its items are asked for.
+ * NULL when out of memory. */
+static const rp_error_t *memo_error(rp_result_t *r, size_t i, const rp__fail *f, size_t index)
+{
+    rp_error_t *e = NULL;
+    pthread_mutex_lock(&r->lock);
+    size_t h = r->memo_cap ? memo_slot(r->memo_key, r->memo_cap, i + 1) : 0;
+    if (r->memo_cap && r->memo_key[h] == i + 1) {
+        e = r->memo_val[h];
+        goto out;
+    }
+    if (2 * (r->memo_n + 1) > r->memo_cap) {
+        if (!memo_grow(r))
+            goto out;
+        h = memo_slot(r->memo_key, r->memo_cap, i + 1);
+    }
+    e = malloc(sizeof *e);
+    if (!e)
+        goto out;
+    *e = f->e;
+    e->index = index;
+    r->memo_key[h] = i + 1;
+    r->memo_val[h] = e;
+    r->memo_n++;
+out:
+    pthread_mutex_unlock(&r->lock);
+    return e;
+}
+
 const rp_error_t *rp_result_error(const rp_result_t *res, size_t i)
 {
     if (!res || !(is_ready(res) || in_own_callback(res)) || i >= res->nerrors)
@@ -495,24 +566,7 @@ const rp_error_t *rp_result_error(const rp_result_t *res, size_t i)
     const rp__fail *f = &r->fails[lo];
     if (f->count == 1)
         return &f->e;
-    /* Inside a range: a copy with its index, in a small ring of slots (the last
-     * RP__SCRATCH such pointers stay valid). */
-    rp_error_t *slots = atomic_load(&r->scratch);
-    if (!slots) {
-        rp_error_t *fresh = calloc(RP__SCRATCH, sizeof *fresh), *expected = NULL;
-        if (!fresh)
-            return NULL;
-        if (atomic_compare_exchange_strong(&r->scratch, &expected, fresh)) {
-            slots = fresh;
-        } else {
-            free(fresh);
-            slots = expected;
-        }
-    }
-    unsigned k = atomic_fetch_add(&r->scratch_next, 1) % RP__SCRATCH;
-    slots[k] = f->e;
-    slots[k].index = f->start + (i - r->cum[lo]);
-    return &slots[k];
+    return memo_error(r, i, f, f->start + (i - r->cum[lo]));
 }
 
 void rp_result_progress(const rp_result_t *res, size_t *done, size_t *total)

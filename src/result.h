@@ -15,8 +15,6 @@ typedef struct rp__fail {
 
 enum { RP__RES_PENDING, RP__RES_FINALIZING, RP__RES_READY };
 
-#define RP__SCRATCH 16
-
 struct rp_result {
     struct rp__job   job;        /* first member: (rp_result_t *)job is the result */
     rp_pool_t       *pool;       /* valid while not ready */
@@ -41,9 +39,11 @@ struct rp_result {
     size_t          *cum;        /* after sorting: failed items before fails[k] */
     size_t          *failidx;    /* RP__JOB_TRACK: 1 + position in fails, per item,
                                     while unsorted (lazily allocated) */
-    _Atomic unsigned scratch_next;
-    _Atomic(rp_error_t *) scratch; /* RP__SCRATCH slots for rp_result_error inside
-                                       a range; allocated on first use */
+    /* rp_result_error() inside a range: a record per failure position asked
+     * for, made on the first ask, kept until destruction (hash table, under lock) */
+    size_t          *memo_key;   /* position + 1; 0 marks an empty slot */
+    rp_error_t     **memo_val;
+    size_t           memo_cap, memo_n;
 
     struct rp_result *prev, *next; /* pool->live */
     bool             linked;

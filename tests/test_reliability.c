@@ -213,12 +213,70 @@ static void test_reliability_negative_and_nan_timeouts_poll(void)
     rp_pool_free(p);
 }
 
+/* ---- rp_result_error pointers inside a failure range -------------------------- */
+
+static int nap_square(const void *in, void *out, rp_ctx_t *ctx)
+{
+    tu_sleep(0.01);
+    return square(in, out, ctx);
+}
+
+static void test_reliability_error_pointers_stay_valid(void)
+{
+    rp_pool_t *p = tu_pool(2, NULL);
+    if (!p)
+        return;
+    size_t n = 20000;
+    long *in = tu_iota(n), *out = calloc(n, sizeof(long));
+    rp_map_opts_t one = { .chunksize = 1 };
+    rp_result_t *r;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, nap_square, in, n, sizeof(long), out, sizeof(long),
+                                       &one, &r),
+                          RP_OK);
+    tu_sleep(0.2);
+    CU_ASSERT_EQUAL(rp_pool_terminate(p), RP_OK);
+    CU_ASSERT_EQUAL_FATAL(rp_result_wait(r, PROMPT_S), RP_OK);
+    size_t ne = rp_result_nerrors(r);
+    CU_ASSERT_FATAL(ne >= 1000 && ne <= n);
+    /* Keep 200 pointers spread over the failures, with copies of what they show. */
+    enum { K = 200 };
+    const rp_error_t *kept[K];
+    rp_error_t copy[K];
+    size_t step = ne / K;
+    for (size_t k = 0; k < K; k++) {
+        kept[k] = rp_result_error(r, k * step);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(kept[k]);
+        copy[k] = *kept[k];
+    }
+    /* Ask for every failure, the kept ones again too. */
+    for (size_t i = 0; i < ne; i++)
+        CU_ASSERT_PTR_NOT_NULL(rp_result_error(r, i));
+    size_t changed = 0, unordered = 0, codes = 0;
+    for (size_t k = 0; k < K; k++) {
+        changed += memcmp(kept[k], &copy[k], sizeof copy[k]) != 0;
+        codes += copy[k].code != RP_ECANCELED;
+        if (k > 0)
+            unordered += copy[k].index <= copy[k - 1].index;
+    }
+    CU_ASSERT_EQUAL(changed, 0);
+    CU_ASSERT_EQUAL(unordered, 0);
+    CU_ASSERT_EQUAL(codes, 0);
+    /* the i-th failure is the item at index (outputs before it succeeded) */
+    CU_ASSERT_EQUAL(copy[K - 1].index, n - ne + (K - 1) * step);
+    rp_result_free(r);
+    CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
+    rp_pool_free(p);
+    free(in);
+    free(out);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
         TU_TEST(test_reliability_output_huge_size_is_null),
         TU_TEST(test_reliability_sizes_near_size_max),
         TU_TEST(test_reliability_negative_and_nan_timeouts_poll),
+        TU_TEST(test_reliability_error_pointers_stay_valid),
         TU_END,
     };
     return tu_run("reliability", tests, argc, argv);
