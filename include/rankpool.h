@@ -238,7 +238,10 @@ RP_API size_t rp_result_nerrors(const rp_result_t *res);
 RP_API const rp_error_t *rp_result_error(const rp_result_t *res, size_t i);
 /** Items processed so far (failed included) and the total. */
 RP_API void rp_result_progress(const rp_result_t *res, size_t *done, size_t *total);
-/** Frees a result; if it is not ready yet, waits for it first. */
+/** Frees a result; if it is not ready yet, waits for it first. Other threads may
+ * be waiting on it meanwhile (rp_result_wait, rp_result_get, rp_result_ready):
+ * they return as usual, and the memory goes when the last of them has. No call on
+ * the result may start once rp_result_free has been called. */
 RP_API void rp_result_free(rp_result_t *res);
 
 /* ---- inside a task --------------------------------------------------------- */

@@ -412,18 +412,22 @@ size_t rp__result_arrivals(rp_result_t *r, size_t *idx, size_t max, double timeo
 
 /* ---- the public calls -------------------------------------------------------------- */
 
+/* The calls below that may wait or finalize hold a reference while they run:
+ * rp_result_free() from another thread meanwhile leaves the destruction to the
+ * last of them (the header's promise). */
+
 int rp_result_wait(rp_result_t *res, double timeout)
 {
     if (!res)
         return RP_EINVAL;
-    return rp__result_wait(res, timeout);
+    rp__result_hold(res);
+    int rc = rp__result_wait(res, timeout);
+    rp__result_release(res);
+    return rc;
 }
 
-bool rp_result_ready(const rp_result_t *res)
+static bool result_ready(rp_result_t *r)
 {
-    if (!res)
-        return false;
-    rp_result_t *r = (rp_result_t *)res;
     if (is_ready(r) || in_own_callback(r))
         return true;
     if ((r->job.flags & RP__JOB_NOTIFY) || !r->submitted)
@@ -437,6 +441,19 @@ bool rp_result_ready(const rp_result_t *res)
     return done;
 }
 
+bool rp_result_ready(const rp_result_t *res)
+{
+    if (!res)
+        return false;
+    rp_result_t *r = (rp_result_t *)res;
+    if (is_ready(r))
+        return true;
+    rp__result_hold(r);
+    bool ready = result_ready(r);
+    rp__result_release(r);
+    return ready;
+}
+
 int rp_result_successful(const rp_result_t *res)
 {
     if (!res)
@@ -446,10 +463,8 @@ int rp_result_successful(const rp_result_t *res)
     return res->nerrors == 0 ? 1 : 0;
 }
 
-int rp_result_get(rp_result_t *res, double timeout, rp_error_t *err)
+static int result_get(rp_result_t *res, double timeout, rp_error_t *err)
 {
-    if (!res)
-        return RP_EINVAL;
     int rc = rp__result_wait(res, timeout);
     if (rc != RP_OK)
         return rc;
@@ -467,6 +482,16 @@ int rp_result_get(rp_result_t *res, double timeout, rp_error_t *err)
     if (err)
         *err = res->fails[0].e;
     return res->fails[0].e.code;
+}
+
+int rp_result_get(rp_result_t *res, double timeout, rp_error_t *err)
+{
+    if (!res)
+        return RP_EINVAL;
+    rp__result_hold(res);
+    int rc = result_get(res, timeout, err);
+    rp__result_release(res);
+    return rc;
 }
 
 size_t rp_result_nerrors(const rp_result_t *res)

@@ -270,6 +270,100 @@ static void test_reliability_error_pointers_stay_valid(void)
     free(out);
 }
 
+/* ---- helper thread with a bound ---------------------------------------------- */
+
+struct bounded {
+    pthread_t   t;
+    void     *(*fn)(void *);
+    void       *arg;
+    _Atomic int done;
+};
+
+static void *bounded_main(void *arg)
+{
+    struct bounded *b = arg;
+    b->fn(b->arg);
+    atomic_store(&b->done, 1);
+    return NULL;
+}
+
+static void bounded_start(struct bounded *b, void *(*fn)(void *), void *arg)
+{
+    b->fn = fn;
+    b->arg = arg;
+    atomic_init(&b->done, 0);
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&b->t, NULL, bounded_main, b), 0);
+}
+
+/* Waits up to `seconds` for the helper; joins it if it finished. \return whether
+ * it did (if not, the thread is left behind: the call it makes hangs). */
+static bool bounded_join(struct bounded *b, double seconds)
+{
+    double end = tu_now() + seconds;
+    while (!atomic_load(&b->done) && tu_now() < end)
+        tu_sleep(0.005);
+    if (!atomic_load(&b->done))
+        return false;
+    pthread_join(b->t, NULL);
+    return true;
+}
+
+/* ---- rp_result_free while other threads wait on the result --------------------- */
+
+struct waiter {
+    rp_result_t *r;
+    bool         get;
+    int          rc;
+};
+
+static void *waiter_main(void *arg)
+{
+    struct waiter *w = arg;
+    rp_error_t e;
+    w->rc = w->get ? rp_result_get(w->r, RP_FOREVER, &e) : rp_result_wait(w->r, RP_FOREVER);
+    return NULL;
+}
+
+static void test_reliability_free_while_others_wait(void)
+{
+    rp_pool_t *p = tu_pool(2, NULL);
+    if (!p)
+        return;
+    /* freed memory is overwritten at once: a waiter still reading it notices */
+    mallopt(M_PERTURB, 0xa5);
+    enum { ROUNDS = 12, W = 3, N = 4 };
+    long in[N] = { 1, 2, 3, 4 }, out[N];
+    int hung = 0, wrong = 0;
+    for (int k = 0; k < ROUNDS && !hung; k++) {
+        rp_map_opts_t mo = { .chunksize = 1, .callback = k % 2 ? cb_nothing : NULL };
+        rp_result_t *r;
+        CU_ASSERT_EQUAL_FATAL(rp_map_async(p, nap_square, in, N, sizeof(long), out, sizeof(long),
+                                           &mo, &r),
+                              RP_OK);
+        struct waiter w[W];
+        struct bounded b[W];
+        for (int i = 0; i < W; i++) {
+            w[i] = (struct waiter){ r, i % 2 == 0, -100 };
+            bounded_start(&b[i], waiter_main, &w[i]);
+        }
+        tu_sleep(0.005); /* the waiters are blocked (the tasks take 10-20 ms) */
+        rp_result_free(r);
+        for (int i = 0; i < W; i++) {
+            if (!bounded_join(&b[i], PROMPT_S)) {
+                hung++;
+                continue;
+            }
+            wrong += w[i].rc != RP_OK;
+        }
+    }
+    mallopt(M_PERTURB, 0);
+    CU_ASSERT_EQUAL(hung, 0);
+    CU_ASSERT_EQUAL(wrong, 0);
+    if (hung)
+        return; /* a waiter is stuck in freed memory: leave the pool alone */
+    tu_pool_done(p);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
@@ -277,6 +371,7 @@ int main(int argc, char **argv)
         TU_TEST(test_reliability_sizes_near_size_max),
         TU_TEST(test_reliability_negative_and_nan_timeouts_poll),
         TU_TEST(test_reliability_error_pointers_stay_valid),
+        TU_TEST(test_reliability_free_while_others_wait),
         TU_END,
     };
     return tu_run("reliability", tests, argc, argv);
