@@ -62,7 +62,8 @@ extern "C" {
     XX(EFNREF,    -14,  "function cannot be found in the worker's program")         \
     XX(ENOTMASTER,-15,  "only the master may call this")                            \
     XX(EBROKEN,   -16,  "the pool has no working worker left")                      \
-    XX(EFORK,     -17,  "pool used from a process forked from its owner")
+    XX(EFORK,     -17,  "pool used from a process forked from its owner")           \
+    XX(EDEADLK,   -18,  "called from one of the pool's own callbacks: would wait for itself")
 
 enum {
 #define RP__ERR_ENUM(name, value, text) RP_##name = value,
@@ -149,13 +150,16 @@ RP_API const char *rp_pool_backend(const rp_pool_t *pool);
 /** Refuses new work from now on (RP_ECLOSED); queued work still finishes. */
 RP_API int  rp_pool_close(rp_pool_t *pool);
 /** Waits for all work and for the workers to exit. Only after close or terminate
- * (else RP_EINVAL). */
+ * (else RP_EINVAL). From one of the pool's callbacks it would wait for itself:
+ * RP_EDEADLK. */
 RP_API int  rp_pool_join(rp_pool_t *pool);
 /** Stops the workers at once; every unfinished result becomes ready, its
- * unprocessed items failing with RP_ECANCELED. */
+ * unprocessed items failing with RP_ECANCELED. Allowed in a callback. */
 RP_API int  rp_pool_terminate(rp_pool_t *pool);
 /** Terminates if needed, joins, releases everything. Results still held by the
- * caller stay valid (ready) and must still be freed with rp_result_free. */
+ * caller stay valid (ready) and must still be freed with rp_result_free.
+ * Called from one of the pool's own callbacks it does nothing (it would wait for
+ * itself): the pool stays as it is, to be freed from another thread. */
 RP_API void rp_pool_free(rp_pool_t *pool);
 
 /* ---- work ------------------------------------------------------------------ */

@@ -351,6 +351,9 @@ int rp_pool_join(rp_pool_t *pool)
     int rc = rp__pool_check(pool);
     if (rc != RP_OK)
         return rc;
+    /* The callback's own result stays live until the callback returns. */
+    if (rp__in_callback_of(pool))
+        return RP_EDEADLK;
     pthread_mutex_lock(&pool->lock);
     int state = pool->state;
     pthread_mutex_unlock(&pool->lock);
@@ -378,6 +381,12 @@ void rp_pool_free(rp_pool_t *pool)
     /* A copy inherited by a forked child: the workers belong to the parent. */
     if (current_pid() != pool->owner_pid)
         return;
+    /* From a callback: join would wait for that callback, and the backend would
+     * stop the thread it runs on. The pool stays as it is. */
+    if (rp__in_callback_of(pool)) {
+        rp__trace("rp_pool_free called from a callback of the pool: ignored");
+        return;
+    }
     struct pool_core *c = core_of(pool);
     if (pool->is_master) {
         pthread_mutex_lock(&pool->lock);

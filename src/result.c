@@ -162,6 +162,15 @@ bool rp__result_find_error(rp_result_t *r, size_t index, rp_error_t *e)
 
 /* ---- finalization -------------------------------------------------------------- */
 
+/* The pool whose callback this thread runs, if any (saved and restored around
+ * each callback: one may run another pool's empty map, whose callback runs at once). */
+static _Thread_local const rp_pool_t *callback_pool;
+
+bool rp__in_callback_of(const rp_pool_t *pool)
+{
+    return pool && callback_pool == pool;
+}
+
 static void wait_ready_locked(rp_result_t *r)
 {
     while (atomic_load(&r->state) != RP__RES_READY)
@@ -211,6 +220,8 @@ static void finalize(rp_result_t *r)
     if (r->opts.callback || r->opts.error_callback) {
         r->cb_thread = pthread_self();
         atomic_store(&r->in_callback, true);
+        const rp_pool_t *outer = callback_pool;
+        callback_pool = pool;
         if (r->nerrors == 0) {
             if (r->opts.callback)
                 r->opts.callback(r, r->opts.userdata);
@@ -226,6 +237,7 @@ static void finalize(rp_result_t *r)
             }
             r->opts.error_callback(&e, r->opts.userdata);
         }
+        callback_pool = outer;
         atomic_store(&r->in_callback, false);
     }
 

@@ -63,6 +63,9 @@ void rp__result_release(rp_result_t *r);
 /* For iterators: copies the failure of item index into *e; false if it did not
  * fail (or no record is known). Any time, ready or not. */
 bool rp__result_find_error(rp_result_t *r, size_t index, rp_error_t *e);
+/* Whether this thread is running one of pool's callbacks (where join and free
+ * would wait for the callback itself to return). */
+bool rp__in_callback_of(const rp_pool_t *pool);
 /* RP__JOB_TRACK: ops->arrivals behind the gate that keeps it off a finalizing job.
  * Returns 0 once the result is being finalized. */
 size_t rp__result_arrivals(rp_result_t *r, size_t *idx, size_t max, double timeout);

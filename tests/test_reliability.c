@@ -364,6 +364,117 @@ static void test_reliability_free_while_others_wait(void)
     tu_pool_done(p);
 }
 
+/* ---- join and free from a callback ----------------------------------------------- */
+
+struct cbjoin {
+    rp_pool_t  *p;
+    bool        terminate;   /* terminate instead of close + join + free */
+    int         close_rc, join_rc, term_rc;
+    _Atomic int ran;
+};
+
+static void cb_join(rp_result_t *r, void *ud)
+{
+    struct cbjoin *s = ud;
+    if (s->terminate) {
+        s->term_rc = rp_pool_terminate(s->p);
+    } else {
+        s->close_rc = rp_pool_close(s->p);
+        s->join_rc = rp_pool_join(s->p);
+        rp_pool_free(s->p); /* refused: the pool stays usable */
+    }
+    atomic_store(&s->ran, 1);
+}
+
+static void cb_join_err(const rp_error_t *e, void *ud)
+{
+    cb_join(NULL, ud);
+}
+
+static int fail_odd(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    if (x % 2)
+        return rp_raise(ctx, 3, "odd %ld", x);
+    *(long *)out = x;
+    return 0;
+}
+
+struct cbrun {
+    rp_pool_t     *p;
+    size_t         n;
+    bool           failing;
+    struct cbjoin *s;
+    int            rc;
+};
+
+static void *cb_run(void *arg)
+{
+    struct cbrun *c = arg;
+    static long in[100], out[100];
+    for (int i = 0; i < 100; i++)
+        in[i] = i;
+    rp_map_opts_t mo = { .userdata = c->s };
+    if (c->failing)
+        mo.error_callback = cb_join_err;
+    else
+        mo.callback = cb_join;
+    rp_result_t *r;
+    c->rc = rp_map_async(c->p, c->failing ? fail_odd : square, in, c->n, sizeof(long), out,
+                         sizeof(long), &mo, &r);
+    if (c->rc == RP_OK) {
+        rp_result_wait(r, RP_FOREVER);
+        rp_result_free(r);
+    }
+    return NULL;
+}
+
+/* A callback (on the pool's thread; for an empty map, on the submitting thread)
+ * calls close, join and free: join is refused with RP_EDEADLK, free does nothing,
+ * nothing spins; afterwards the pool is joined and freed as usual. */
+static void check_join_from_callback(size_t n, bool failing, bool terminate)
+{
+    rp_pool_t *p = tu_pool(2, NULL);
+    if (!p)
+        return;
+    struct cbjoin s = { .p = p, .terminate = terminate, .close_rc = -100, .join_rc = -100,
+                        .term_rc = -100 };
+    atomic_init(&s.ran, 0);
+    struct cbrun c = { p, n, failing, &s, -100 };
+    struct bounded b;
+    bounded_start(&b, cb_run, &c);
+    bool returned = bounded_join(&b, PROMPT_S);
+    CU_ASSERT(returned);
+    if (!returned) {
+        printf("\n  %s from a callback (n = %zu) did not return\n",
+               terminate ? "rp_pool_terminate" : "rp_pool_join", n);
+        return; /* the callback spins: leave the pool alone */
+    }
+    CU_ASSERT_EQUAL(c.rc, RP_OK);
+    CU_ASSERT_EQUAL(atomic_load(&s.ran), 1);
+    if (terminate) {
+        CU_ASSERT_EQUAL(s.term_rc, RP_OK);
+    } else {
+        CU_ASSERT_EQUAL(s.close_rc, RP_OK);
+        CU_ASSERT_EQUAL(s.join_rc, RP_EDEADLK);
+    }
+    CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
+    rp_pool_free(p);
+}
+
+static void test_reliability_join_from_callback_refused(void)
+{
+    check_join_from_callback(100, false, false);
+    check_join_from_callback(100, true, false);
+    check_join_from_callback(0, false, false);
+}
+
+static void test_reliability_terminate_from_callback(void)
+{
+    check_join_from_callback(100, false, true);
+    check_join_from_callback(0, false, true);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
@@ -372,6 +483,8 @@ int main(int argc, char **argv)
         TU_TEST(test_reliability_negative_and_nan_timeouts_poll),
         TU_TEST(test_reliability_error_pointers_stay_valid),
         TU_TEST(test_reliability_free_while_others_wait),
+        TU_TEST(test_reliability_join_from_callback_refused),
+        TU_TEST(test_reliability_terminate_from_callback),
         TU_END,
     };
     return tu_run("reliability", tests, argc, argv);
