@@ -314,14 +314,22 @@ struct waiter {
     rp_result_t *r;
     bool         get;
     int          rc;
+    _Atomic int  entered;
 };
 
 static void *waiter_main(void *arg)
 {
     struct waiter *w = arg;
     rp_error_t e;
+    atomic_store(&w->entered, 1);
     w->rc = w->get ? rp_result_get(w->r, RP_FOREVER, &e) : rp_result_wait(w->r, RP_FOREVER);
     return NULL;
+}
+
+static int nap_200ms(const void *in, void *out, rp_ctx_t *ctx)
+{
+    tu_sleep(0.2);
+    return square(in, out, ctx);
 }
 
 static void test_reliability_free_while_others_wait(void)
@@ -331,22 +339,27 @@ static void test_reliability_free_while_others_wait(void)
         return;
     /* freed memory is overwritten at once: a waiter still reading it notices */
     mallopt(M_PERTURB, 0xa5);
-    enum { ROUNDS = 12, W = 3, N = 4 };
-    long in[N] = { 1, 2, 3, 4 }, out[N];
+    enum { ROUNDS = 12, W = 3, N = 2 };
+    long in[N] = { 1, 2 }, out[N];
     int hung = 0, wrong = 0;
     for (int k = 0; k < ROUNDS && !hung; k++) {
         rp_map_opts_t mo = { .chunksize = 1, .callback = k % 2 ? cb_nothing : NULL };
         rp_result_t *r;
-        CU_ASSERT_EQUAL_FATAL(rp_map_async(p, nap_square, in, N, sizeof(long), out, sizeof(long),
+        CU_ASSERT_EQUAL_FATAL(rp_map_async(p, nap_200ms, in, N, sizeof(long), out, sizeof(long),
                                            &mo, &r),
                               RP_OK);
         struct waiter w[W];
         struct bounded b[W];
         for (int i = 0; i < W; i++) {
-            w[i] = (struct waiter){ r, i % 2 == 0, -100 };
+            w[i] = (struct waiter){ r, i % 2 == 0, -100, 0 };
             bounded_start(&b[i], waiter_main, &w[i]);
         }
-        tu_sleep(0.005); /* the waiters are blocked (the tasks take 10-20 ms) */
+        /* the waiters are inside their calls (the tasks take 200 ms) */
+        double end = tu_now() + PROMPT_S;
+        for (int i = 0; i < W; i++)
+            while (!atomic_load(&w[i].entered) && tu_now() < end)
+                tu_sleep(0.001);
+        tu_sleep(0.02);
         rp_result_free(r);
         for (int i = 0; i < W; i++) {
             if (!bounded_join(&b[i], PROMPT_S)) {
