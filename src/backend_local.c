@@ -58,7 +58,6 @@ struct ljob {
     _Atomic bool complete;         /* completed by the master (no slot) */
     _Atomic bool harvested;        /* outputs delivered, slot and arena released */
     bool         notified, var, track, queued;
-    bool         var_live;         /* counted in nvar_live */
     /* claims interrupted by a death whose CAS may have happened (D) */
     struct susp { uint32_t r; uint64_t a, b; } *sus;
     size_t       nsus;
@@ -79,7 +78,7 @@ struct lpool {
     char            *wbase;
     size_t           wstride;
     char            *arena, *var;
-    uint64_t         arena_size, var_size;
+    uint64_t         arena_size, var_size, vseg_size;
     int              nworkers;
     int              sock, efd;
     pid_t            fs_pid;
@@ -98,8 +97,8 @@ struct lpool {
     struct seg      *fl;           /* arena free list, sorted by offset (L) */
     size_t           nfl, capfl;
     uint64_t         arena_hw;     /* high-water mark of the arena */
-    uint64_t         var_hw;       /* resident part of the var heap, at most */
-    int              nvar_live;
+    bool             vtouched[RP__VSEGS]; /* var segment used since its pages went
+                                             back to the kernel (L) */
     int              live_workers; /* alive or being started (L) */
     _Atomic bool     terminating, killed, stopping, shutdown, fs_gone, broken;
     int              broken_code;
@@ -264,6 +263,86 @@ static void on_fail(void *arg, const rp_error_t *e)
     atomic_store_explicit(&ws->head, h + 1, memory_order_release);
 }
 
+/* ---- the var heap: segments owned by jobs (workers take, the master frees) ----- */
+
+/* Takes `count` consecutive free segments for owner, the lowest first (their
+ * pages are the likeliest to be resident). \return the first, or -1 if none. */
+static int vseg_take(struct lpool *lp, uint64_t owner, int count)
+{
+    _Atomic uint64_t *seg = lp->hdr->vseg;
+    for (int a = 0; a + count <= RP__VSEGS; a++) {
+        int k = 0;
+        uint64_t free = 0;
+        while (k < count && atomic_load_explicit(&seg[a + k], memory_order_relaxed) == 0
+               && atomic_compare_exchange_strong(&seg[a + k], &free, owner))
+            k++;
+        if (k == count)
+            return a;
+        for (int i = 0; i < k; i++)  /* a run cut short: give back what it took */
+            atomic_store(&seg[a + i], 0);
+        a += k;  /* segment a + k is taken: go on after it */
+    }
+    return -1;
+}
+
+/* Room of `need` bytes (a multiple of 16) for job (slot j, gen): bump-allocated in
+ * the job's current segment, or at the start of a fresh one; more than a segment
+ * gets a run of segments of its own. \return its offset, or -1 when full. */
+static int64_t var_alloc(struct lpool *lp, int j, uint32_t gen, uint64_t need)
+{
+    uint64_t owner = RP__VOWNER(j, gen), segsz = lp->vseg_size;
+    if (need > segsz) {
+        int a = vseg_take(lp, owner, (int)((need + segsz - 1) / segsz));
+        return a < 0 ? -1 : (int64_t)((uint64_t)a * segsz);
+    }
+    _Atomic uint64_t *cur = &lp->hdr->slots[j].vcur;
+    uint64_t v = atomic_load(cur);
+    for (;;) {
+        if (v && RP__VCUR_USED(v) + need <= segsz) {
+            if (atomic_compare_exchange_weak(cur, &v, v + need))
+                return (int64_t)(RP__VCUR_SEG(v) * segsz + RP__VCUR_USED(v));
+            continue;
+        }
+        int k = vseg_take(lp, owner, 1);
+        if (k < 0)
+            return -1;
+        if (atomic_compare_exchange_strong(cur, &v, RP__VCUR(k, need)))
+            return (int64_t)((uint64_t)k * segsz);
+        atomic_store(&lp->hdr->vseg[k], 0);  /* another worker moved on first: use its */
+    }
+}
+
+/* The master, once job (slot j, gen)'s outputs are copied out: its segments are
+ * free again; free segments beyond max(64 MB, what it used) go back to the kernel,
+ * the highest first. Under L. */
+static void var_release(struct lpool *lp, int j, uint32_t gen)
+{
+    uint64_t owner = RP__VOWNER(j, gen);
+    _Atomic uint64_t *seg = lp->hdr->vseg;
+    atomic_store(&lp->hdr->slots[j].vcur, 0);
+    int used = 0;
+    for (int k = 0; k < RP__VSEGS; k++)
+        if (atomic_load(&seg[k]) == owner) {
+            atomic_store(&seg[k], 0);
+            lp->vtouched[k] = true;
+            used++;
+        }
+    int keep = (int)(ARENA_KEEP / lp->vseg_size);
+    if (keep < used)
+        keep = used;
+    for (int k = 0, idle = 0; k < RP__VSEGS; k++) {
+        uint64_t free = 0;
+        if (!lp->vtouched[k] || atomic_load(&seg[k]) != 0 || idle++ < keep)
+            continue;
+        /* marked, so that no worker takes it while its pages go */
+        if (!atomic_compare_exchange_strong(&seg[k], &free, RP__VTRIM))
+            continue;
+        madvise(lp->var + (uint64_t)k * lp->vseg_size, lp->vseg_size, MADV_REMOVE);
+        lp->vtouched[k] = false;
+        atomic_store(&seg[k], 0);
+    }
+}
+
 /* rp_output() inside a worker: room in the shared var heap; the item's slot in
  * the arena records (offset + 1, size). */
 static void *var_output(void *arg, size_t index, size_t size)
@@ -272,12 +351,11 @@ static void *var_output(void *arg, size_t index, size_t size)
     struct lpool *lp = w->lp;
     if (size > lp->var_size)  /* can never fit; also keeps the round-up from wrapping */
         return NULL;
-    uint64_t need = align_up(size ? size : 1, 16);
-    uint64_t off = atomic_fetch_add(&lp->hdr->var_top, need);
-    if (off + need > lp->var_size || off + need < off)
+    int64_t off = var_alloc(lp, w->c.slot, w->c.gen, align_up(size ? size : 1, 16));
+    if (off < 0)
         return NULL;
     uint64_t *vs = (uint64_t *)(lp->arena + w->c.out_off + index * 16);
-    vs[0] = off + 1;
+    vs[0] = (uint64_t)off + 1;
     vs[1] = size;
     return lp->var + off;
 }
@@ -646,6 +724,7 @@ static void publish(struct lpool *lp, struct ljob *lj)
     for (int w = 0; w < lp->nworkers; w++)
         atomic_store_explicit(&wslot(lp, w)->done[j], 0, memory_order_relaxed);
     atomic_store(&s->mdone, 0);
+    atomic_store(&s->vcur, 0);
     /* (waiters / twaiters are not reset: a waiter of the slot's previous job may
      * still be on its way out and will decrement them) */
     s->id = job->id;
@@ -800,20 +879,8 @@ static void harvest(struct lpool *lp, struct ljob *lj)
         lp->free_slots |= UINT64_C(1) << j;
         arena_free(lp, lj->aoff, lj->asize);
     }
-    if (lj->var_live && --lp->nvar_live == 0) {
-        /* The heap restarts at 0; pages beyond what this round used go back. */
-        uint64_t top = atomic_load(&lp->hdr->var_top);
-        if (top > lp->var_size)
-            top = lp->var_size;
-        if (top > lp->var_hw)
-            lp->var_hw = top;
-        uint64_t keep = top > ARENA_KEEP ? top : ARENA_KEEP;
-        if (lp->var_hw > keep) {
-            madvise(lp->var + keep, lp->var_hw - keep, MADV_REMOVE);
-            lp->var_hw = keep;
-        }
-        atomic_store(&lp->hdr->var_top, 0);
-    }
+    if (lj->var && j >= 0)
+        var_release(lp, j, lj->gen);
     atomic_store_explicit(&lj->harvested, true, memory_order_release);
     pthread_mutex_unlock(&lp->lock);
     pthread_mutex_unlock(&lp->drain_lock);
@@ -1510,6 +1577,12 @@ static int local_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *
     lp->arena_size = big;
     lp->var = lp->arena + big;
     lp->var_size = big;
+    /* Tests only: a smaller var heap, to fill it quickly. */
+    const char *vh = getenv("RP_TEST_VAR_HEAP");
+    if (vh && strtoull(vh, NULL, 10) >= (1u << 20) && strtoull(vh, NULL, 10) < big)
+        lp->var_size = strtoull(vh, NULL, 10);
+    lp->vseg_size = (lp->var_size / RP__VSEGS) & ~(uint64_t)(page - 1);
+    lp->var_size = lp->vseg_size * RP__VSEGS;
     lp->fl = malloc(16 * sizeof *lp->fl);
     if (!lp->fl) {
         rc = RP_ENOMEM;
@@ -1641,10 +1714,6 @@ static int local_submit(rp_pool_t *pool, struct rp__job *job)
         if (job->flags & RP__JOB_NOTIFY)
             wake_master(lp);
         return RP_OK;
-    }
-    if (lj->var) {
-        lp->nvar_live++;
-        lj->var_live = true;
     }
     if (!lp->qhead && try_assign(lp, lj)) {
         pthread_mutex_unlock(&lp->lock);

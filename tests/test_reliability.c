@@ -488,6 +488,112 @@ static void test_reliability_terminate_from_callback(void)
     check_join_from_callback(0, false, true);
 }
 
+/* ---- the local backend only --------------------------------------------------- */
+
+static bool on_mpi(void)
+{
+    const char *b = getenv("RP_BACKEND");
+    return b && strcmp(b, "mpi") == 0;
+}
+
+/* ---- the local var heap is reused while var maps overlap ------------------------- */
+
+/* Item x of round k (x = k * 1000 + i): 64 KB of the byte (k + i) & 0xff; item 0
+ * 300 KB (more than one segment of a small heap). */
+static size_t var_len(long x)
+{
+    return x % 1000 == 0 ? 300u << 10 : 64u << 10;
+}
+
+static int fill_var(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    size_t len = var_len(x);
+    unsigned char *o = rp_output(ctx, len);
+    if (!o)
+        return rp_raise(ctx, RP_ENOMEM, "rp_output(%zu) failed", len);
+    memset(o, (int)((x / 1000 + x % 1000) & 0xff), len);
+    return 0;
+}
+
+static int check_var(const rp_varout_t *vo, long round, size_t n)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        long x = round * 1000 + (long)i;
+        size_t size;
+        const unsigned char *d = rp_varout_item(vo, i, &size);
+        unsigned char want = (unsigned char)((round + (long)i) & 0xff);
+        if (!d || size != var_len(x)) {
+            bad++;
+            continue;
+        }
+        bad += d[0] != want || d[size / 2] != want || d[size - 1] != want;
+    }
+    return bad;
+}
+
+struct var_run {
+    rp_pool_t *p;
+    int        failed, bad;
+};
+
+/* 100 rounds of ~4.4 MB, each submitted before the previous one is collected. */
+static void *var_rounds(void *arg)
+{
+    struct var_run *v = arg;
+    enum { N = 64, ROUNDS = 100 };
+    long in[2][N];
+    rp_varout_t *vo[2] = { NULL, NULL };
+    rp_result_t *r[2] = { NULL, NULL };
+    for (long k = 0; k <= ROUNDS; k++) {
+        int b = (int)(k & 1);
+        if (k < ROUNDS) {
+            for (int i = 0; i < N; i++)
+                in[b][i] = k * 1000 + i;
+            if (rp_map_var_async(v->p, fill_var, in[b], N, sizeof(long), NULL, &vo[b], &r[b])
+                != RP_OK) {
+                v->failed++;
+                return NULL;
+            }
+        }
+        if (k == 0)
+            continue;
+        int pb = 1 - b; /* the previous round, while this one runs */
+        rp_error_t e;
+        int rc = rp_result_get(r[pb], RP_FOREVER, &e);
+        if (rc != RP_OK && v->failed++ == 0)
+            printf("\n  round %ld: %s: %s\n", k - 1, rp_err_name(rc), e.message);
+        v->bad += check_var(vo[pb], k - 1, N);
+        rp_result_free(r[pb]);
+        rp_varout_free(vo[pb]);
+    }
+    return NULL;
+}
+
+/* A 32 MB var heap; two threads each keep two var maps in flight, 880 MB of
+ * outputs in all: the space of every finished map must be reused. */
+static void test_reliability_var_heap_reused_while_maps_overlap(void)
+{
+    if (on_mpi())
+        return;
+    setenv("RP_TEST_VAR_HEAP", "33554432", 1);
+    rp_pool_t *p = tu_local_pool(2, NULL);
+    unsetenv("RP_TEST_VAR_HEAP");
+    if (!p)
+        return;
+    struct var_run v[2] = { { p, 0, 0 }, { p, 0, 0 } };
+    struct bounded b[2];
+    for (int i = 0; i < 2; i++)
+        bounded_start(&b[i], var_rounds, &v[i]);
+    for (int i = 0; i < 2; i++) {
+        CU_ASSERT_FATAL(bounded_join(&b[i], 300));
+        CU_ASSERT_EQUAL(v[i].failed, 0);
+        CU_ASSERT_EQUAL(v[i].bad, 0);
+    }
+    tu_pool_done(p);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
@@ -498,6 +604,7 @@ int main(int argc, char **argv)
         TU_TEST(test_reliability_free_while_others_wait),
         TU_TEST(test_reliability_join_from_callback_refused),
         TU_TEST(test_reliability_terminate_from_callback),
+        TU_TEST(test_reliability_var_heap_reused_while_maps_overlap),
         TU_END,
     };
     return tu_run("reliability", tests, argc, argv);
