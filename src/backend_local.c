@@ -22,6 +22,7 @@
 #include "local_shm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -38,6 +39,7 @@
 #define ARENA_KEEP (64u << 20)      /* arena/var bytes kept resident when empty */
 #define ALIGN 64
 #define STAGE_BYTES (128u << 10)    /* input copied and published in segments */
+#define KILL_WAIT_S 2.0             /* terminate: the fork server's answer, at most */
 
 static inline uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
 
@@ -1988,6 +1990,57 @@ static int local_close(rp_pool_t *pool)
     return RP_OK;
 }
 
+/* Whether process pid has ended: a zombie, or gone (from /proc/<pid>/stat;
+ * without /proc, assumed). */
+static bool proc_ended(pid_t pid)
+{
+    char path[40], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return true;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return true;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');  /* after the name, which may hold anything */
+    return !p || p[1] == '\0' || p[2] == 'Z' || p[2] == 'X';
+}
+
+/* terminate when the fork server does not answer (stopped, or hung): the master
+ * kills the workers itself. The fork server is stopped first, so that it reaps
+ * nothing meanwhile: every pid in the worker slots is then still one of its
+ * children (it clears a slot's pid before reaping), alive or a zombie, never a
+ * reused pid. Each worker gets SIGKILL (which also ends a stopped process) and is
+ * waited for until it is a zombie; then the fork server is killed and reaped, and
+ * init reaps the zombies. */
+static void kill_workers(struct lpool *lp)
+{
+    rp__trace("local: the fork server does not answer: killing the workers by pid");
+    if (lp->fs_pid > 0)
+        kill(lp->fs_pid, SIGSTOP);
+    pid_t pids[RP__MAXWORKERS];
+    for (int k = 0; k < lp->nworkers; k++) {
+        pids[k] = atomic_load(&wslot(lp, k)->pid);
+        if (pids[k] > 0)
+            kill(pids[k], SIGKILL);
+    }
+    double end = rp__now() + KILL_WAIT_S;
+    for (int k = 0; k < lp->nworkers; k++)
+        while (pids[k] > 0 && !proc_ended(pids[k]) && rp__now() < end)
+            usleep(1000);
+    if (lp->fs_pid > 0) {
+        kill(lp->fs_pid, SIGKILL);
+        reap_fs(lp);
+    }
+    pthread_mutex_lock(&lp->lock);
+    atomic_store(&lp->fs_gone, true);
+    atomic_store(&lp->killed, true);
+    pthread_cond_broadcast(&lp->cond);
+    pthread_mutex_unlock(&lp->lock);
+}
+
 static int local_terminate(rp_pool_t *pool)
 {
     struct lpool *lp = pool->bdata;
@@ -2001,24 +2054,42 @@ static int local_terminate(rp_pool_t *pool)
     atomic_store(&lp->terminating, true);
     pthread_mutex_unlock(&lp->lock);
 
-    /* Every worker killed and reaped by the fork server. */
+    /* Every worker killed and reaped by the fork server; if it does not answer
+     * within KILL_WAIT_S, by the master (kill_workers). */
+    double deadline = rp__now() + KILL_WAIT_S;
     if (!atomic_load(&lp->fs_gone))
         send_fs(lp, RP__FS_KILLALL, -1);
     if (lp->thread_started && pthread_equal(pthread_self(), lp->thread)) {
         /* From a callback on the pool thread: read the answer here. */
         while (!atomic_load(&lp->killed) && !atomic_load(&lp->fs_gone)) {
+            double left = deadline - rp__now();
+            struct pollfd p = { lp->sock, POLLIN, 0 };
+            if (left <= 0 || poll(&p, 1, (int)(left * 1000) + 1) == 0)
+                break;
             struct rp__fs_msg m;
-            ssize_t got = recv(lp->sock, &m, sizeof m, 0);
+            ssize_t got = recv(lp->sock, &m, sizeof m, MSG_DONTWAIT);
             if (got == (ssize_t)sizeof m)
                 handle_msg(lp, &m);
-            else if (got == 0 || (got < 0 && errno != EINTR))
+            else if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN))
                 atomic_store(&lp->fs_gone, true);
         }
     }
     pthread_mutex_lock(&lp->lock);
-    while (!atomic_load(&lp->killed) && !atomic_load(&lp->fs_gone))
-        pthread_cond_wait(&lp->cond, &lp->lock);
+    while (!atomic_load(&lp->killed) && !atomic_load(&lp->fs_gone)) {
+        double left = deadline - rp__now();
+        if (left <= 0)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double t = (double)ts.tv_sec + ts.tv_nsec * 1e-9 + left;
+        ts.tv_sec = (time_t)t;
+        ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+        pthread_cond_timedwait(&lp->cond, &lp->lock, &ts);
+    }
+    bool answered = atomic_load(&lp->killed) || atomic_load(&lp->fs_gone);
     pthread_mutex_unlock(&lp->lock);
+    if (!answered)
+        kill_workers(lp);
 
     pthread_mutex_lock(&lp->drain_lock);
     cancel_all(lp, RP_ECANCELED, "canceled: the pool was terminated");

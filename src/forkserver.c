@@ -74,17 +74,30 @@ static int find(struct rp__fs_conf *c, pid_t pid)
     return -1;
 }
 
-/* Reaps what has ended; reports deaths unless quiet. */
+/* Reaps what has ended; reports deaths unless quiet. A worker's pid is cleared
+ * from its slot before the worker is reaped (looked at with WNOWAIT first): while
+ * this process does not run, every pid in the slots still names one of its
+ * children, alive or a zombie, so the master may kill by it (see kill_workers()
+ * in backend_local.c). */
 static void reap(struct rp__fs_conf *c, bool block, bool quiet)
 {
     for (;;) {
-        int st;
-        pid_t pid = waitpid(-1, &st, block ? 0 : WNOHANG);
-        if (pid < 0 && errno == EINTR)
-            continue;
+        siginfo_t si;
+        si.si_pid = 0;
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOWAIT | (block ? 0 : WNOHANG)) < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        pid_t pid = si.si_pid;
         if (pid <= 0)
             return;
         int k = find(c, pid);
+        if (k >= 0)
+            atomic_store(&c->wslot(c->lp, k)->pid, 0);
+        int st;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
         if (k < 0)
             continue;
         pids[k] = 0;

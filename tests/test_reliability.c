@@ -594,6 +594,175 @@ static void test_reliability_var_heap_reused_while_maps_overlap(void)
     tu_pool_done(p);
 }
 
+/* ---- the local terminate with a stopped fork server or worker ------------------ */
+
+/* The first child of `parent` whose name starts with prefix, or 0. */
+static pid_t child_named(pid_t parent, const char *prefix)
+{
+    char path[96], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)parent, (int)parent);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    for (char *save, *s = strtok_r(buf, " \n", &save); s; s = strtok_r(NULL, " \n", &save)) {
+        pid_t pid = (pid_t)atoi(s);
+        char comm[64] = "";
+        snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+        FILE *c = fopen(path, "r");
+        if (!c)
+            continue;
+        if (!fgets(comm, sizeof comm, c))
+            comm[0] = '\0';
+        fclose(c);
+        if (strncmp(comm, prefix, strlen(prefix)) == 0)
+            return pid;
+    }
+    return 0;
+}
+
+/* Whether pid has ended (gone, or a zombie), waiting at most `seconds`. */
+static bool ended(pid_t pid, double seconds)
+{
+    double end = tu_now() + seconds;
+    do {
+        char path[64], buf[256];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            return true;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        char *paren = strrchr(buf, ')');
+        if (!paren || paren[1] == '\0' || paren[2] == 'Z' || paren[2] == 'X')
+            return true;
+        tu_sleep(0.005);
+    } while (tu_now() < end);
+    return false;
+}
+
+static void *do_terminate(void *p)
+{
+    rp_pool_terminate(p);
+    return NULL;
+}
+
+static void *do_free(void *p)
+{
+    rp_pool_free(p);
+    return NULL;
+}
+
+static void cb_terminate(rp_result_t *r, void *p)
+{
+    rp_pool_terminate(p);
+}
+
+static int nap_300ms(const void *in, void *out, rp_ctx_t *ctx)
+{
+    tu_sleep(0.3);
+    return square(in, out, ctx);
+}
+
+/* Waits for a result whose callback terminates the pool. */
+static void *wait_for_callback(void *r)
+{
+    rp_result_wait(r, RP_FOREVER);
+    rp_result_free(r);
+    return NULL;
+}
+
+enum { STOP_FORKSERVER, STOP_WORKER };
+enum { BY_TERMINATE, BY_FREE, BY_CALLBACK };
+
+/* Stops (SIGSTOP) the fork server or a worker while tasks run, then terminates
+ * (or frees) the pool from a helper thread (or from a callback): it must return
+ * within PROMPT_S, every pending item canceled, and no process may be left. */
+static void terminate_with_stopped(int what, int how)
+{
+    bool by_free = how == BY_FREE;
+    if (on_mpi())
+        return;
+    rp_pool_t *p = tu_local_pool(2, NULL);
+    if (!p)
+        return;
+    size_t n = 4000; /* 20 s of work: still running when terminate is done */
+    long *in = tu_iota(n), *out = calloc(n, sizeof(long));
+    rp_map_opts_t one = { .chunksize = 1 };
+    rp_result_t *r, *rcb = NULL;
+    /* BY_CALLBACK: an item taken first (older job) ends after 300 ms, while the
+     * fork server is stopped; its callback, on the pool's thread, terminates */
+    long x = 3, y;
+    rp_map_opts_t cbo = { .callback = cb_terminate, .userdata = p };
+    if (how == BY_CALLBACK)
+        CU_ASSERT_EQUAL_FATAL(rp_apply_async(p, nap_300ms, &x, sizeof x, &y, sizeof y, &cbo,
+                                             &rcb),
+                              RP_OK);
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, nap_square, in, n, sizeof(long), out, sizeof(long),
+                                       &one, &r),
+                          RP_OK);
+    tu_sleep(0.1);
+    pid_t fs = child_named(getpid(), "rp-forkserver");
+    CU_ASSERT_FATAL(fs > 0);
+    pid_t w0 = child_named(fs, "rp-worker-0"), w1 = child_named(fs, "rp-worker-1");
+    CU_ASSERT_FATAL(w0 > 0 && w1 > 0);
+    pid_t stopped = what == STOP_FORKSERVER ? fs : w0;
+    CU_ASSERT_EQUAL_FATAL(kill(stopped, SIGSTOP), 0);
+    tu_sleep(0.05);
+    struct bounded b;
+    double t0 = tu_now();
+    if (how == BY_CALLBACK)
+        bounded_start(&b, wait_for_callback, rcb);
+    else
+        bounded_start(&b, by_free ? do_free : do_terminate, p);
+    bool returned = bounded_join(&b, PROMPT_S);
+    CU_ASSERT(returned);
+    if (!returned) {
+        printf("\n  %s did not return within %.0f s with the %s stopped\n",
+               by_free ? "rp_pool_free" : "rp_pool_terminate", PROMPT_S,
+               what == STOP_FORKSERVER ? "fork server" : "worker");
+        kill(stopped, SIGCONT); /* let it finish (the process is still unreaped) */
+        bounded_join(&b, PROMPT_S);
+    }
+    double took = tu_now() - t0;
+    CU_ASSERT(took < PROMPT_S);
+    CU_ASSERT_EQUAL(rp_result_wait(r, PROMPT_S), RP_OK);
+    rp_error_t e;
+    CU_ASSERT_EQUAL(rp_result_get(r, 0, &e), RP_ECANCELED);
+    CU_ASSERT(rp_result_nerrors(r) >= 1);
+    if (!by_free) {
+        CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
+        rp_pool_free(p);
+    }
+    rp_result_free(r);
+    /* nothing is left: the fork server reaped, the workers ended */
+    CU_ASSERT(ended(w0, 5));
+    CU_ASSERT(ended(w1, 5));
+    CU_ASSERT_EQUAL(child_named(getpid(), "rp-forkserver"), 0);
+    free(in);
+    free(out);
+}
+
+static void test_reliability_terminate_with_stopped_fork_server(void)
+{
+    terminate_with_stopped(STOP_FORKSERVER, BY_TERMINATE);
+    terminate_with_stopped(STOP_FORKSERVER, BY_CALLBACK);
+}
+
+static void test_reliability_free_with_stopped_fork_server(void)
+{
+    terminate_with_stopped(STOP_FORKSERVER, BY_FREE);
+}
+
+static void test_reliability_terminate_with_stopped_worker(void)
+{
+    terminate_with_stopped(STOP_WORKER, BY_TERMINATE);
+    terminate_with_stopped(STOP_WORKER, BY_FREE);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
@@ -605,6 +774,9 @@ int main(int argc, char **argv)
         TU_TEST(test_reliability_join_from_callback_refused),
         TU_TEST(test_reliability_terminate_from_callback),
         TU_TEST(test_reliability_var_heap_reused_while_maps_overlap),
+        TU_TEST(test_reliability_terminate_with_stopped_fork_server),
+        TU_TEST(test_reliability_free_with_stopped_fork_server),
+        TU_TEST(test_reliability_terminate_with_stopped_worker),
         TU_END,
     };
     return tu_run("reliability", tests, argc, argv);
