@@ -1694,8 +1694,8 @@ static int local_submit(rp_pool_t *pool, struct rp__job *job)
         return RP_EINVAL;
     }
     if (in_b > lp->arena_size || out_b > lp->arena_size || job->n > lp->arena_size
-        || align_up(in_b, ALIGN) + align_up(out_b, ALIGN) + (lj->track ? align_up(job->n, ALIGN) : 0)
-               > lp->arena_size) {
+        || align_up(in_b, ALIGN) + align_up(out_b, ALIGN)
+                   + (lj->track ? align_up(job->n, ALIGN) : 0) > lp->arena_size) {
         free(lj);
         return RP_ENOMEM;
     }

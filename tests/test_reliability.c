@@ -142,12 +142,10 @@ static void test_reliability_sizes_near_size_max(void)
 
 /* ---- timeouts: only RP_FOREVER (and +inf) waits without limit ---------------------- */
 
-static int long_nap(const void *in, void *out, rp_ctx_t *ctx)
+static int slow_square(const void *in, void *out, rp_ctx_t *ctx)
 {
-    tu_sleep(0.5);
-    if (out)
-        *(long *)out = *(const long *)in;
-    return 0;
+    tu_sleep(0.25);
+    return square(in, out, ctx);
 }
 
 static void cb_nothing(rp_result_t *r, void *ud)
@@ -192,13 +190,13 @@ static void test_reliability_negative_and_nan_timeouts_poll(void)
     rp_map_opts_t one = { .chunksize = 1 }, cb = { .chunksize = 1, .callback = cb_nothing };
     rp_result_t *r, *rcb;
     rp_iter_t *it;
-    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, long_nap, in, N, sizeof(long), out, sizeof(long), &one,
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, slow_square, in, N, sizeof(long), out, sizeof(long), &one,
                                        &r),
                           RP_OK);
-    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, long_nap, in, N, sizeof(long), out, sizeof(long), &cb,
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, slow_square, in, N, sizeof(long), out, sizeof(long), &cb,
                                        &rcb),
                           RP_OK);
-    CU_ASSERT_EQUAL_FATAL(rp_imap(p, long_nap, in, N, sizeof(long), sizeof(long), &one, &it),
+    CU_ASSERT_EQUAL_FATAL(rp_imap(p, slow_square, in, N, sizeof(long), sizeof(long), &one, &it),
                           RP_OK);
     CU_ASSERT_EQUAL(count_slow_polls(r, it), 0);
     CU_ASSERT_EQUAL(count_slow_polls(rcb, it), 0);
@@ -326,12 +324,6 @@ static void *waiter_main(void *arg)
     return NULL;
 }
 
-static int nap_200ms(const void *in, void *out, rp_ctx_t *ctx)
-{
-    tu_sleep(0.2);
-    return square(in, out, ctx);
-}
-
 static void test_reliability_free_while_others_wait(void)
 {
     rp_pool_t *p = tu_pool(2, NULL);
@@ -345,7 +337,7 @@ static void test_reliability_free_while_others_wait(void)
     for (int k = 0; k < ROUNDS && !hung; k++) {
         rp_map_opts_t mo = { .chunksize = 1, .callback = k % 2 ? cb_nothing : NULL };
         rp_result_t *r;
-        CU_ASSERT_EQUAL_FATAL(rp_map_async(p, nap_200ms, in, N, sizeof(long), out, sizeof(long),
+        CU_ASSERT_EQUAL_FATAL(rp_map_async(p, slow_square, in, N, sizeof(long), out, sizeof(long),
                                            &mo, &r),
                               RP_OK);
         struct waiter w[W];
@@ -354,7 +346,7 @@ static void test_reliability_free_while_others_wait(void)
             w[i] = (struct waiter){ r, i % 2 == 0, -100, 0 };
             bounded_start(&b[i], waiter_main, &w[i]);
         }
-        /* the waiters are inside their calls (the tasks take 200 ms) */
+        /* the waiters are inside their calls (the tasks take 250 ms) */
         double end = tu_now() + PROMPT_S;
         for (int i = 0; i < W; i++)
             while (!atomic_load(&w[i].entered) && tu_now() < end)
@@ -599,17 +591,11 @@ static void test_reliability_var_heap_reused_while_maps_overlap(void)
 /* The first child of `parent` whose name starts with prefix, or 0. */
 static pid_t child_named(pid_t parent, const char *prefix)
 {
-    char path[96], buf[4096];
-    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)parent, (int)parent);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[len] = '\0';
-    for (char *save, *s = strtok_r(buf, " \n", &save); s; s = strtok_r(NULL, " \n", &save)) {
-        pid_t pid = (pid_t)atoi(s);
-        char comm[64] = "";
+    pid_t kids[64];
+    int n = tu_children_of(parent, kids, 64);
+    for (int i = 0; i < n && i < 64; i++) {
+        pid_t pid = kids[i];
+        char path[64], comm[64] = "";
         snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
         FILE *c = fopen(path, "r");
         if (!c)
@@ -621,27 +607,6 @@ static pid_t child_named(pid_t parent, const char *prefix)
             return pid;
     }
     return 0;
-}
-
-/* Whether pid has ended (gone, or a zombie), waiting at most `seconds`. */
-static bool ended(pid_t pid, double seconds)
-{
-    double end = tu_now() + seconds;
-    do {
-        char path[64], buf[256];
-        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            return true;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        char *paren = strrchr(buf, ')');
-        if (!paren || paren[1] == '\0' || paren[2] == 'Z' || paren[2] == 'X')
-            return true;
-        tu_sleep(0.005);
-    } while (tu_now() < end);
-    return false;
 }
 
 static void *do_terminate(void *p)
@@ -661,9 +626,15 @@ static void cb_terminate(rp_result_t *r, void *p)
     rp_pool_terminate(p);
 }
 
-static int nap_300ms(const void *in, void *out, rp_ctx_t *ctx)
+/* A pipe made before the pool (its workers inherit it): a task waits for the
+ * test's go. */
+static int go_pipe[2] = { -1, -1 };
+
+static int wait_for_go(const void *in, void *out, rp_ctx_t *ctx)
 {
-    tu_sleep(0.3);
+    char c;
+    if (read(go_pipe[0], &c, 1) != 1)
+        return rp_raise(ctx, 1, "no go");
     return square(in, out, ctx);
 }
 
@@ -686,6 +657,7 @@ static void terminate_with_stopped(int what, int how)
     bool by_free = how == BY_FREE;
     if (on_mpi())
         return;
+    CU_ASSERT_EQUAL_FATAL(pipe(go_pipe), 0);
     rp_pool_t *p = tu_local_pool(2, NULL);
     if (!p)
         return;
@@ -693,30 +665,44 @@ static void terminate_with_stopped(int what, int how)
     long *in = tu_iota(n), *out = calloc(n, sizeof(long));
     rp_map_opts_t one = { .chunksize = 1 };
     rp_result_t *r, *rcb = NULL;
-    /* BY_CALLBACK: an item taken first (older job) ends after 300 ms, while the
-     * fork server is stopped; its callback, on the pool's thread, terminates */
+    /* BY_CALLBACK: an item taken first (older job) ends once the fork server is
+     * stopped; its callback, on the pool's thread, terminates */
     long x = 3, y;
     rp_map_opts_t cbo = { .callback = cb_terminate, .userdata = p };
     if (how == BY_CALLBACK)
-        CU_ASSERT_EQUAL_FATAL(rp_apply_async(p, nap_300ms, &x, sizeof x, &y, sizeof y, &cbo,
+        CU_ASSERT_EQUAL_FATAL(rp_apply_async(p, wait_for_go, &x, sizeof x, &y, sizeof y, &cbo,
                                              &rcb),
                               RP_OK);
     CU_ASSERT_EQUAL_FATAL(rp_map_async(p, nap_square, in, n, sizeof(long), out, sizeof(long),
                                        &one, &r),
                           RP_OK);
-    tu_sleep(0.1);
-    pid_t fs = child_named(getpid(), "rp-forkserver");
-    CU_ASSERT_FATAL(fs > 0);
-    pid_t w0 = child_named(fs, "rp-worker-0"), w1 = child_named(fs, "rp-worker-1");
-    CU_ASSERT_FATAL(w0 > 0 && w1 > 0);
+    /* the fork server and both workers (named once they run) */
+    pid_t fs = 0, w0 = 0, w1 = 0;
+    double end = tu_now() + PROMPT_S;
+    while (!(fs && w0 && w1) && tu_now() < end) {
+        tu_sleep(0.01);
+        fs = child_named(getpid(), "rp-forkserver");
+        w0 = fs ? child_named(fs, "rp-worker-0") : 0;
+        w1 = fs ? child_named(fs, "rp-worker-1") : 0;
+    }
+    CU_ASSERT(fs && w0 && w1);
+    if (!(fs && w0 && w1)) {
+        CU_ASSERT_EQUAL(write(go_pipe[1], "go", 1), 1);
+        rp_pool_free(p);
+        rp_result_free(r);
+        rp_result_free(rcb);
+        goto done;
+    }
+    tu_sleep(0.05);
     pid_t stopped = what == STOP_FORKSERVER ? fs : w0;
     CU_ASSERT_EQUAL_FATAL(kill(stopped, SIGSTOP), 0);
     tu_sleep(0.05);
     struct bounded b;
     double t0 = tu_now();
-    if (how == BY_CALLBACK)
+    if (how == BY_CALLBACK) {
+        CU_ASSERT_EQUAL(write(go_pipe[1], "go", 1), 1);
         bounded_start(&b, wait_for_callback, rcb);
-    else
+    } else
         bounded_start(&b, by_free ? do_free : do_terminate, p);
     bool returned = bounded_join(&b, PROMPT_S);
     CU_ASSERT(returned);
@@ -739,9 +725,12 @@ static void terminate_with_stopped(int what, int how)
     }
     rp_result_free(r);
     /* nothing is left: the fork server reaped, the workers ended */
-    CU_ASSERT(ended(w0, 5));
-    CU_ASSERT(ended(w1, 5));
+    CU_ASSERT(tu_dead(w0, 5));
+    CU_ASSERT(tu_dead(w1, 5));
     CU_ASSERT_EQUAL(child_named(getpid(), "rp-forkserver"), 0);
+done:
+    close(go_pipe[0]);
+    close(go_pipe[1]);
     free(in);
     free(out);
 }
