@@ -154,7 +154,9 @@ RP_API int  rp_pool_close(rp_pool_t *pool);
  * RP_EDEADLK. */
 RP_API int  rp_pool_join(rp_pool_t *pool);
 /** Stops the workers at once; every unfinished result becomes ready, its
- * unprocessed items failing with RP_ECANCELED. Allowed in a callback. */
+ * unprocessed items failing with RP_ECANCELED. Returns promptly; the local backend
+ * also when a worker or its fork server is stopped or hung (it kills them by pid).
+ * Allowed in a callback. */
 RP_API int  rp_pool_terminate(rp_pool_t *pool);
 /** Terminates if needed, joins, releases everything. Results still held by the
  * caller stay valid (ready) and must still be freed with rp_result_free.
