@@ -237,7 +237,7 @@ static void worker_exit(struct wctx *w, int status)
 {
     fflush(stdout);
     fflush(stderr);
-    _exit(status);
+    rp__region_exit(&w->lp->conf, status);
 }
 
 static void on_fail(void *arg, const rp_error_t *e)
@@ -1611,6 +1611,8 @@ static int local_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *
         goto fail;
     }
     lp->conf.hdr = lp->hdr;
+    lp->conf.region = lp->base;
+    lp->conf.region_size = lp->map_size;
     lp->conf.wslot = wslot_cb;
     lp->conf.worker_main = worker_main;
     lp->conf.lp = lp;

@@ -132,6 +132,8 @@ struct rp__fs_conf {
     void (*worker_main)(void *lp, int k);   /* never returns */
     void   *lp;
     int     nworkers;
+    void   *region;    /* the shared region, unmapped before exiting */
+    size_t  region_size;
     int     sock;      /* the fork server's end */
     int     efd;       /* eventfd to wake the master's pool thread */
     pid_t   master;
@@ -142,5 +144,7 @@ struct rp__fs_conf {
 
 /* Runs the fork server in a freshly forked child; never returns. */
 void rp__forkserver_main(struct rp__fs_conf *c) __attribute__((noreturn));
+/* Unmaps the shared region and _exits: how the fork server and workers end. */
+void rp__region_exit(struct rp__fs_conf *c, int status) __attribute__((noreturn));
 
 #endif /* RP_LOCAL_SHM_H */
