@@ -10,7 +10,11 @@
  *  - Destructors accept NULL and do nothing.
  *  - Buffers of an asynchronous call (in, out) belong to the pool until its result
  *    is ready, as with MPI's non-blocking calls.
- *  - Timeouts are seconds as a double: RP_FOREVER waits without limit, 0 polls.
+ *  - Timeouts are seconds as a double: RP_FOREVER (exactly -1.0) and +INFINITY
+ *    wait without limit; 0 polls, and so do NaN and every other negative value
+ *    (a computed `deadline - now` that has just passed never waits forever).
+ *  - Sizes: an item size, or n times it, above PTRDIFF_MAX is RP_EINVAL (no
+ *    buffer can be that large); one the backend cannot hold is RP_ENOMEM.
  */
 #ifndef RANKPOOL_H
 #define RANKPOOL_H
@@ -58,7 +62,8 @@ extern "C" {
     XX(EFNREF,    -14,  "function cannot be found in the worker's program")         \
     XX(ENOTMASTER,-15,  "only the master may call this")                            \
     XX(EBROKEN,   -16,  "the pool has no working worker left")                      \
-    XX(EFORK,     -17,  "pool used from a process forked from its owner")
+    XX(EFORK,     -17,  "pool used from a process forked from its owner")           \
+    XX(EDEADLK,   -18,  "called from one of the pool's own callbacks: would wait for itself")
 
 enum {
 #define RP__ERR_ENUM(name, value, text) RP_##name = value,
@@ -145,13 +150,18 @@ RP_API const char *rp_pool_backend(const rp_pool_t *pool);
 /** Refuses new work from now on (RP_ECLOSED); queued work still finishes. */
 RP_API int  rp_pool_close(rp_pool_t *pool);
 /** Waits for all work and for the workers to exit. Only after close or terminate
- * (else RP_EINVAL). */
+ * (else RP_EINVAL). From one of the pool's callbacks it would wait for itself:
+ * RP_EDEADLK. */
 RP_API int  rp_pool_join(rp_pool_t *pool);
 /** Stops the workers at once; every unfinished result becomes ready, its
- * unprocessed items failing with RP_ECANCELED. */
+ * unprocessed items failing with RP_ECANCELED. Returns promptly; the local backend
+ * also when a worker or its fork server is stopped or hung (it kills them by pid).
+ * Allowed in a callback. */
 RP_API int  rp_pool_terminate(rp_pool_t *pool);
 /** Terminates if needed, joins, releases everything. Results still held by the
- * caller stay valid (ready) and must still be freed with rp_result_free. */
+ * caller stay valid (ready) and must still be freed with rp_result_free.
+ * Called from one of the pool's own callbacks it does nothing (it would wait for
+ * itself): the pool stays as it is, to be freed from another thread. */
 RP_API void rp_pool_free(rp_pool_t *pool);
 
 /* ---- work ------------------------------------------------------------------ */
@@ -206,7 +216,8 @@ RP_API int rp_map_var_async(rp_pool_t *pool, rp_task_fn fn, const void *in, size
                             rp_result_t **res);
 /** Inside a task of rp_map_var: room for this item's output of size bytes (0 is
  * allowed). Calling it again replaces the earlier output. \return NULL when out of
- * memory or outside a variable-size map. */
+ * memory (a size no output can have, e.g. SIZE_MAX, included; nothing else is
+ * affected) or outside a variable-size map. */
 RP_API void *rp_output(rp_ctx_t *ctx, size_t size);
 /** \return item i's output and its length in *size; NULL (and *size 0) for a failed
  * item or i out of range. Valid until rp_varout_free. */
@@ -228,11 +239,15 @@ RP_API int  rp_result_successful(const rp_result_t *res);
 RP_API int  rp_result_get(rp_result_t *res, double timeout, rp_error_t *err);
 /** \return how many items failed (0 before ready). */
 RP_API size_t rp_result_nerrors(const rp_result_t *res);
-/** \return the i-th failure in index order, or NULL. Valid until rp_result_free. */
+/** \return the i-th failure in index order, or NULL. The record stays valid and
+ * unchanged until rp_result_free (asking again gives the same pointer). */
 RP_API const rp_error_t *rp_result_error(const rp_result_t *res, size_t i);
 /** Items processed so far (failed included) and the total. */
 RP_API void rp_result_progress(const rp_result_t *res, size_t *done, size_t *total);
-/** Frees a result; if it is not ready yet, waits for it first. */
+/** Frees a result; if it is not ready yet, waits for it first. Other threads may
+ * be waiting on it meanwhile (rp_result_wait, rp_result_get, rp_result_ready):
+ * they return as usual, and the memory goes when the last of them has. No call on
+ * the result may start once rp_result_free has been called. */
 RP_API void rp_result_free(rp_result_t *res);
 
 /* ---- inside a task --------------------------------------------------------- */

@@ -22,6 +22,7 @@
 #include "local_shm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -38,6 +39,7 @@
 #define ARENA_KEEP (64u << 20)      /* arena/var bytes kept resident when empty */
 #define ALIGN 64
 #define STAGE_BYTES (128u << 10)    /* input copied and published in segments */
+#define KILL_WAIT_S 2.0             /* terminate: the fork server's answer, at most */
 
 static inline uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
 
@@ -58,7 +60,6 @@ struct ljob {
     _Atomic bool complete;         /* completed by the master (no slot) */
     _Atomic bool harvested;        /* outputs delivered, slot and arena released */
     bool         notified, var, track, queued;
-    bool         var_live;         /* counted in nvar_live */
     /* claims interrupted by a death whose CAS may have happened (D) */
     struct susp { uint32_t r; uint64_t a, b; } *sus;
     size_t       nsus;
@@ -79,7 +80,7 @@ struct lpool {
     char            *wbase;
     size_t           wstride;
     char            *arena, *var;
-    uint64_t         arena_size, var_size;
+    uint64_t         arena_size, var_size, vseg_size;
     int              nworkers;
     int              sock, efd;
     pid_t            fs_pid;
@@ -98,8 +99,8 @@ struct lpool {
     struct seg      *fl;           /* arena free list, sorted by offset (L) */
     size_t           nfl, capfl;
     uint64_t         arena_hw;     /* high-water mark of the arena */
-    uint64_t         var_hw;       /* resident part of the var heap, at most */
-    int              nvar_live;
+    bool             vtouched[RP__VSEGS]; /* var segment used since its pages went
+                                             back to the kernel (L) */
     int              live_workers; /* alive or being started (L) */
     _Atomic bool     terminating, killed, stopping, shutdown, fs_gone, broken;
     int              broken_code;
@@ -236,7 +237,7 @@ static void worker_exit(struct wctx *w, int status)
 {
     fflush(stdout);
     fflush(stderr);
-    _exit(status);
+    rp__region_exit(&w->lp->conf, status);
 }
 
 static void on_fail(void *arg, const rp_error_t *e)
@@ -264,18 +265,99 @@ static void on_fail(void *arg, const rp_error_t *e)
     atomic_store_explicit(&ws->head, h + 1, memory_order_release);
 }
 
+/* ---- the var heap: segments owned by jobs (workers take, the master frees) ----- */
+
+/* Takes `count` consecutive free segments for owner, the lowest first (their
+ * pages are the likeliest to be resident). \return the first, or -1 if none. */
+static int vseg_take(struct lpool *lp, uint64_t owner, int count)
+{
+    _Atomic uint64_t *seg = lp->hdr->vseg;
+    for (int a = 0; a + count <= RP__VSEGS; a++) {
+        int k = 0;
+        uint64_t free = 0;
+        while (k < count && atomic_load_explicit(&seg[a + k], memory_order_relaxed) == 0
+               && atomic_compare_exchange_strong(&seg[a + k], &free, owner))
+            k++;
+        if (k == count)
+            return a;
+        for (int i = 0; i < k; i++)  /* a run cut short: give back what it took */
+            atomic_store(&seg[a + i], 0);
+        a += k;  /* segment a + k is taken: go on after it */
+    }
+    return -1;
+}
+
+/* Room of `need` bytes (a multiple of 16) for job (slot j, gen): bump-allocated in
+ * the job's current segment, or at the start of a fresh one; more than a segment
+ * gets a run of segments of its own. \return its offset, or -1 when full. */
+static int64_t var_alloc(struct lpool *lp, int j, uint32_t gen, uint64_t need)
+{
+    uint64_t owner = RP__VOWNER(j, gen), segsz = lp->vseg_size;
+    if (need > segsz) {
+        int a = vseg_take(lp, owner, (int)((need + segsz - 1) / segsz));
+        return a < 0 ? -1 : (int64_t)((uint64_t)a * segsz);
+    }
+    _Atomic uint64_t *cur = &lp->hdr->slots[j].vcur;
+    uint64_t v = atomic_load(cur);
+    for (;;) {
+        if (v && RP__VCUR_USED(v) + need <= segsz) {
+            if (atomic_compare_exchange_weak(cur, &v, v + need))
+                return (int64_t)(RP__VCUR_SEG(v) * segsz + RP__VCUR_USED(v));
+            continue;
+        }
+        int k = vseg_take(lp, owner, 1);
+        if (k < 0)
+            return -1;
+        if (atomic_compare_exchange_strong(cur, &v, RP__VCUR(k, need)))
+            return (int64_t)((uint64_t)k * segsz);
+        atomic_store(&lp->hdr->vseg[k], 0);  /* another worker moved on first: use its */
+    }
+}
+
+/* The master, once job (slot j, gen)'s outputs are copied out: its segments are
+ * free again; free segments beyond max(64 MB, what it used) go back to the kernel,
+ * the highest first. Under L. */
+static void var_release(struct lpool *lp, int j, uint32_t gen)
+{
+    uint64_t owner = RP__VOWNER(j, gen);
+    _Atomic uint64_t *seg = lp->hdr->vseg;
+    atomic_store(&lp->hdr->slots[j].vcur, 0);
+    int used = 0;
+    for (int k = 0; k < RP__VSEGS; k++)
+        if (atomic_load(&seg[k]) == owner) {
+            atomic_store(&seg[k], 0);
+            lp->vtouched[k] = true;
+            used++;
+        }
+    int keep = (int)(ARENA_KEEP / lp->vseg_size);
+    if (keep < used)
+        keep = used;
+    for (int k = 0, idle = 0; k < RP__VSEGS; k++) {
+        uint64_t free = 0;
+        if (!lp->vtouched[k] || atomic_load(&seg[k]) != 0 || idle++ < keep)
+            continue;
+        /* marked, so that no worker takes it while its pages go */
+        if (!atomic_compare_exchange_strong(&seg[k], &free, RP__VTRIM))
+            continue;
+        madvise(lp->var + (uint64_t)k * lp->vseg_size, lp->vseg_size, MADV_REMOVE);
+        lp->vtouched[k] = false;
+        atomic_store(&seg[k], 0);
+    }
+}
+
 /* rp_output() inside a worker: room in the shared var heap; the item's slot in
  * the arena records (offset + 1, size). */
 static void *var_output(void *arg, size_t index, size_t size)
 {
     struct wctx *w = arg;
     struct lpool *lp = w->lp;
-    uint64_t need = align_up(size ? size : 1, 16);
-    uint64_t off = atomic_fetch_add(&lp->hdr->var_top, need);
-    if (off + need > lp->var_size || off + need < off)
+    if (size > lp->var_size)  /* can never fit; also keeps the round-up from wrapping */
+        return NULL;
+    int64_t off = var_alloc(lp, w->c.slot, w->c.gen, align_up(size ? size : 1, 16));
+    if (off < 0)
         return NULL;
     uint64_t *vs = (uint64_t *)(lp->arena + w->c.out_off + index * 16);
-    vs[0] = off + 1;
+    vs[0] = (uint64_t)off + 1;
     vs[1] = size;
     return lp->var + off;
 }
@@ -644,6 +726,7 @@ static void publish(struct lpool *lp, struct ljob *lj)
     for (int w = 0; w < lp->nworkers; w++)
         atomic_store_explicit(&wslot(lp, w)->done[j], 0, memory_order_relaxed);
     atomic_store(&s->mdone, 0);
+    atomic_store(&s->vcur, 0);
     /* (waiters / twaiters are not reset: a waiter of the slot's previous job may
      * still be on its way out and will decrement them) */
     s->id = job->id;
@@ -761,7 +844,7 @@ static void copy_out(struct lpool *lp, struct ljob *lj, uint64_t a, uint64_t b)
         const uint64_t *vs = (const uint64_t *)(src + i * 16);
         dst[i].data = NULL;
         dst[i].size = 0;
-        if (vs[0] == 0 || vs[0] - 1 + vs[1] > lp->var_size)
+        if (vs[0] == 0 || vs[0] - 1 > lp->var_size || vs[1] > lp->var_size - (vs[0] - 1))
             continue;
         dst[i].data = malloc(vs[1] ? vs[1] : 1);
         if (!dst[i].data)
@@ -798,20 +881,8 @@ static void harvest(struct lpool *lp, struct ljob *lj)
         lp->free_slots |= UINT64_C(1) << j;
         arena_free(lp, lj->aoff, lj->asize);
     }
-    if (lj->var_live && --lp->nvar_live == 0) {
-        /* The heap restarts at 0; pages beyond what this round used go back. */
-        uint64_t top = atomic_load(&lp->hdr->var_top);
-        if (top > lp->var_size)
-            top = lp->var_size;
-        if (top > lp->var_hw)
-            lp->var_hw = top;
-        uint64_t keep = top > ARENA_KEEP ? top : ARENA_KEEP;
-        if (lp->var_hw > keep) {
-            madvise(lp->var + keep, lp->var_hw - keep, MADV_REMOVE);
-            lp->var_hw = keep;
-        }
-        atomic_store(&lp->hdr->var_top, 0);
-    }
+    if (lj->var && j >= 0)
+        var_release(lp, j, lj->gen);
     atomic_store_explicit(&lj->harvested, true, memory_order_release);
     pthread_mutex_unlock(&lp->lock);
     pthread_mutex_unlock(&lp->drain_lock);
@@ -1508,6 +1579,12 @@ static int local_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *
     lp->arena_size = big;
     lp->var = lp->arena + big;
     lp->var_size = big;
+    /* Tests only: a smaller var heap, to fill it quickly. */
+    const char *vh = getenv("RP_TEST_VAR_HEAP");
+    if (vh && strtoull(vh, NULL, 10) >= (1u << 20) && strtoull(vh, NULL, 10) < big)
+        lp->var_size = strtoull(vh, NULL, 10);
+    lp->vseg_size = (lp->var_size / RP__VSEGS) & ~(uint64_t)(page - 1);
+    lp->var_size = lp->vseg_size * RP__VSEGS;
     lp->fl = malloc(16 * sizeof *lp->fl);
     if (!lp->fl) {
         rc = RP_ENOMEM;
@@ -1534,6 +1611,8 @@ static int local_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *
         goto fail;
     }
     lp->conf.hdr = lp->hdr;
+    lp->conf.region = lp->base;
+    lp->conf.region_size = lp->map_size;
     lp->conf.wslot = wslot_cb;
     lp->conf.worker_main = worker_main;
     lp->conf.lp = lp;
@@ -1610,11 +1689,15 @@ static int local_submit(rp_pool_t *pool, struct rp__job *job)
     lj->track = job->flags & RP__JOB_TRACK;
     lj->out_size = lj->var ? 16 : job->out_size;
     atomic_init(&lj->slot, -1);
-    size_t tmp;
-    if (rp__mul_size(job->n, job->in_size, &tmp) || rp__mul_size(job->n, lj->out_size, &tmp)
-        || align_up(job->n * job->in_size, ALIGN) + align_up(job->n * lj->out_size, ALIGN)
-                   + (lj->track ? align_up(job->n, ALIGN) : 0)
-               > lp->arena_size) {
+    /* Each part checked against the arena before the sum: none can wrap. */
+    size_t in_b, out_b;
+    if (rp__mul_size(job->n, job->in_size, &in_b) || rp__mul_size(job->n, lj->out_size, &out_b)) {
+        free(lj);
+        return RP_EINVAL;
+    }
+    if (in_b > lp->arena_size || out_b > lp->arena_size || job->n > lp->arena_size
+        || align_up(in_b, ALIGN) + align_up(out_b, ALIGN)
+                   + (lj->track ? align_up(job->n, ALIGN) : 0) > lp->arena_size) {
         free(lj);
         return RP_ENOMEM;
     }
@@ -1635,10 +1718,6 @@ static int local_submit(rp_pool_t *pool, struct rp__job *job)
         if (job->flags & RP__JOB_NOTIFY)
             wake_master(lp);
         return RP_OK;
-    }
-    if (lj->var) {
-        lp->nvar_live++;
-        lj->var_live = true;
     }
     if (!lp->qhead && try_assign(lp, lj)) {
         pthread_mutex_unlock(&lp->lock);
@@ -1913,6 +1992,57 @@ static int local_close(rp_pool_t *pool)
     return RP_OK;
 }
 
+/* Whether process pid has ended: a zombie, or gone (from /proc/<pid>/stat;
+ * without /proc, assumed). */
+static bool proc_ended(pid_t pid)
+{
+    char path[40], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return true;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return true;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');  /* after the name, which may hold anything */
+    return !p || p[1] == '\0' || p[2] == 'Z' || p[2] == 'X';
+}
+
+/* terminate when the fork server does not answer (stopped, or hung): the master
+ * kills the workers itself. The fork server is stopped first, so that it reaps
+ * nothing meanwhile: every pid in the worker slots is then still one of its
+ * children (it clears a slot's pid before reaping), alive or a zombie, never a
+ * reused pid. Each worker gets SIGKILL (which also ends a stopped process) and is
+ * waited for until it is a zombie; then the fork server is killed and reaped, and
+ * init reaps the zombies. */
+static void kill_workers(struct lpool *lp)
+{
+    rp__trace("local: the fork server does not answer: killing the workers by pid");
+    if (lp->fs_pid > 0)
+        kill(lp->fs_pid, SIGSTOP);
+    pid_t pids[RP__MAXWORKERS];
+    for (int k = 0; k < lp->nworkers; k++) {
+        pids[k] = atomic_load(&wslot(lp, k)->pid);
+        if (pids[k] > 0)
+            kill(pids[k], SIGKILL);
+    }
+    double end = rp__now() + KILL_WAIT_S;
+    for (int k = 0; k < lp->nworkers; k++)
+        while (pids[k] > 0 && !proc_ended(pids[k]) && rp__now() < end)
+            usleep(1000);
+    if (lp->fs_pid > 0) {
+        kill(lp->fs_pid, SIGKILL);
+        reap_fs(lp);
+    }
+    pthread_mutex_lock(&lp->lock);
+    atomic_store(&lp->fs_gone, true);
+    atomic_store(&lp->killed, true);
+    pthread_cond_broadcast(&lp->cond);
+    pthread_mutex_unlock(&lp->lock);
+}
+
 static int local_terminate(rp_pool_t *pool)
 {
     struct lpool *lp = pool->bdata;
@@ -1926,24 +2056,42 @@ static int local_terminate(rp_pool_t *pool)
     atomic_store(&lp->terminating, true);
     pthread_mutex_unlock(&lp->lock);
 
-    /* Every worker killed and reaped by the fork server. */
+    /* Every worker killed and reaped by the fork server; if it does not answer
+     * within KILL_WAIT_S, by the master (kill_workers). */
+    double deadline = rp__now() + KILL_WAIT_S;
     if (!atomic_load(&lp->fs_gone))
         send_fs(lp, RP__FS_KILLALL, -1);
     if (lp->thread_started && pthread_equal(pthread_self(), lp->thread)) {
         /* From a callback on the pool thread: read the answer here. */
         while (!atomic_load(&lp->killed) && !atomic_load(&lp->fs_gone)) {
+            double left = deadline - rp__now();
+            struct pollfd p = { lp->sock, POLLIN, 0 };
+            if (left <= 0 || poll(&p, 1, (int)(left * 1000) + 1) == 0)
+                break;
             struct rp__fs_msg m;
-            ssize_t got = recv(lp->sock, &m, sizeof m, 0);
+            ssize_t got = recv(lp->sock, &m, sizeof m, MSG_DONTWAIT);
             if (got == (ssize_t)sizeof m)
                 handle_msg(lp, &m);
-            else if (got == 0 || (got < 0 && errno != EINTR))
+            else if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN))
                 atomic_store(&lp->fs_gone, true);
         }
     }
     pthread_mutex_lock(&lp->lock);
-    while (!atomic_load(&lp->killed) && !atomic_load(&lp->fs_gone))
-        pthread_cond_wait(&lp->cond, &lp->lock);
+    while (!atomic_load(&lp->killed) && !atomic_load(&lp->fs_gone)) {
+        double left = deadline - rp__now();
+        if (left <= 0)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double t = (double)ts.tv_sec + ts.tv_nsec * 1e-9 + left;
+        ts.tv_sec = (time_t)t;
+        ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+        pthread_cond_timedwait(&lp->cond, &lp->lock, &ts);
+    }
+    bool answered = atomic_load(&lp->killed) || atomic_load(&lp->fs_gone);
     pthread_mutex_unlock(&lp->lock);
+    if (!answered)
+        kill_workers(lp);
 
     pthread_mutex_lock(&lp->drain_lock);
     cancel_all(lp, RP_ECANCELED, "canceled: the pool was terminated");

@@ -419,6 +419,8 @@ static void *child_output(void *arg, size_t index, size_t size)
 {
     struct child_run *cr = arg;
     struct slotdesc *sd = cr->sd;
+    if (size > sd->cap) /* can never fit; also keeps the sums below from wrapping */
+        return NULL;
     if (sd->var_last && sd->var_index == index) /* replaced: the old one is dead */
         rp__wire_var_kill(cr->base + sd->var_last - 1);
     size_t padded = align_up(size, 8);

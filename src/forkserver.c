@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -23,6 +24,16 @@
 
 static pid_t pids[RP__MAXWORKERS];  /* this fork server's workers, by number */
 static int nlive;
+
+/* Exits (the fork server or a worker): the shared region goes first. A memory
+ * checker that scans a process's memory at exit (valgrind's leak check) would
+ * otherwise read all of it, and reading an untouched page of the reserved region
+ * allocates it: gigabytes per exiting process. */
+void rp__region_exit(struct rp__fs_conf *c, int status)
+{
+    munmap(c->region, c->region_size);
+    _exit(status);
+}
 
 static void send_msg(struct rp__fs_conf *c, int kind, int worker, int pid, int status)
 {
@@ -43,7 +54,7 @@ static void spawn(struct rp__fs_conf *c, int k, int sigfd)
          * "parent thread" of PR_SET_PDEATHSIG is the whole process). */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != me)
-            _exit(1);
+            rp__region_exit(c, 1);
         close(c->sock);
         close(sigfd);
         char name[16];
@@ -53,7 +64,7 @@ static void spawn(struct rp__fs_conf *c, int k, int sigfd)
         sigaction(SIGINT, &c->intr, NULL);
         sigprocmask(SIG_SETMASK, &c->mask, NULL);
         c->worker_main(c->lp, k);
-        _exit(0);
+        rp__region_exit(c, 0);
     }
     if (pid < 0) {
         atomic_store(&ws->life, RP__W_EMPTY);
@@ -73,17 +84,30 @@ static int find(struct rp__fs_conf *c, pid_t pid)
     return -1;
 }
 
-/* Reaps what has ended; reports deaths unless quiet. */
+/* Reaps what has ended; reports deaths unless quiet. A worker's pid is cleared
+ * from its slot before the worker is reaped (looked at with WNOWAIT first): while
+ * this process does not run, every pid in the slots still names one of its
+ * children, alive or a zombie, so the master may kill by it (see kill_workers()
+ * in backend_local.c). */
 static void reap(struct rp__fs_conf *c, bool block, bool quiet)
 {
     for (;;) {
-        int st;
-        pid_t pid = waitpid(-1, &st, block ? 0 : WNOHANG);
-        if (pid < 0 && errno == EINTR)
-            continue;
+        siginfo_t si;
+        si.si_pid = 0;
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOWAIT | (block ? 0 : WNOHANG)) < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        pid_t pid = si.si_pid;
         if (pid <= 0)
             return;
         int k = find(c, pid);
+        if (k >= 0)
+            atomic_store(&c->wslot(c->lp, k)->pid, 0);
+        int st;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
         if (k < 0)
             continue;
         pids[k] = 0;
@@ -126,7 +150,7 @@ void rp__forkserver_main(struct rp__fs_conf *c)
     sigprocmask(SIG_BLOCK, &chld, NULL);
     int sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sigfd < 0)
-        _exit(127);
+        rp__region_exit(c, 127);
 
     memset(pids, 0, sizeof pids);
     nlive = 0;
@@ -152,7 +176,7 @@ void rp__forkserver_main(struct rp__fs_conf *c)
             reap(c, false, killed || quitting);
         }
         if (quitting && nlive == 0)
-            _exit(0);
+            rp__region_exit(c, 0);
         if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             struct rp__fs_msg m;
             ssize_t got = recv(c->sock, &m, sizeof m, MSG_DONTWAIT);
@@ -175,7 +199,7 @@ void rp__forkserver_main(struct rp__fs_conf *c)
                 quitting = true;
                 quit_at = rp__now();
                 if (nlive == 0)
-                    _exit(0);
+                    rp__region_exit(c, 0);
                 break;
             default:
                 break;
@@ -183,5 +207,5 @@ void rp__forkserver_main(struct rp__fs_conf *c)
         }
     }
     kill_all(c);
-    _exit(0);
+    rp__region_exit(c, 0);
 }

@@ -112,7 +112,10 @@ size_t rp__sched_remaining(const rp__sched_t *s);
 /* ---- small helpers (util.c) ---------------------------------------------------- */
 
 double rp__now(void);                         /* monotonic seconds */
-/* Absolute monotonic deadline for a timeout (RP_FOREVER -> +inf). */
+/* A caller's timeout as the library reads it: RP_FOREVER for exactly RP_FOREVER,
+ * +inf or more than 1e9 s; 0 (poll) for NaN and every other negative value. */
+double rp__timeout(double timeout);
+/* Absolute monotonic deadline for a timeout (rp__timeout's RP_FOREVER -> +inf). */
 double rp__deadline(double timeout);
 /* a * b into *res, or RP_EINVAL when it overflows. */
 int rp__mul_size(size_t a, size_t b, size_t *res);

@@ -17,6 +17,7 @@
 #define RP__NRANGES 16            /* per job: the main range + retried ranges */
 #define RP__RING 32               /* error records per worker */
 #define RP__MAXWORKERS 1024
+#define RP__VSEGS 256             /* segments of the var heap, each owned by one job */
 
 /* A range word packs a tag (24 bits) and an item index (40 bits): a claim is a
  * CAS on the whole word, so a stale claimer fails once the range is reused. */
@@ -27,6 +28,17 @@
 #define RP__RW_IDX(w) ((w) & RP__IDX_MASK)
 #define RP__RW_TAG(w) ((uint32_t)((w) >> RP__IDX_BITS))
 #define RP__MAX_ITEMS (RP__IDX_MASK - 1)
+
+/* The var heap is cut into RP__VSEGS segments; a segment belongs to one job from
+ * the rp_output() that takes it until the master has copied that job's outputs.
+ * Owner word of a segment: 0 when free, RP__VTRIM while the master gives its
+ * pages back, else the job (slot, generation). A job's current segment, in its
+ * slot: (segment + 1) << 40 | bytes used in it, or 0 for none. */
+#define RP__VOWNER(slot, gen) (((uint64_t)(gen) << 8 | (uint64_t)(slot)) + 1)
+#define RP__VTRIM UINT64_MAX
+#define RP__VCUR(seg, used) ((((uint64_t)(seg) + 1) << 40) | (uint64_t)(used))
+#define RP__VCUR_SEG(v) (((v) >> 40) - 1)
+#define RP__VCUR_USED(v) ((v) & RP__IDX_MASK)
 
 /* Slot state word (also a futex): gen << 2 | one of these. */
 enum { RP__SLOT_FREE = 0, RP__SLOT_ACTIVE = 1, RP__SLOT_DONE = 2 };
@@ -53,6 +65,7 @@ struct rp__slot {
     _Atomic uint32_t twaiters;
     _Atomic uint32_t suspect;    /* claims of dead workers not yet resolved */
     alignas(RP__CL) _Atomic uint64_t mdone;   /* items the master accounted for */
+    alignas(RP__CL) _Atomic uint64_t vcur;    /* RP__JOB_VAR: current segment */
     struct rp__range range[RP__NRANGES];
 };
 
@@ -95,7 +108,7 @@ struct rp__hdr {
     _Atomic uint32_t shutdown;
     _Atomic uint32_t init_report;             /* workers write the eventfd at init */
     _Atomic int32_t  nqueued;                 /* jobs waiting for a slot (master) */
-    alignas(RP__CL) _Atomic uint64_t var_top; /* bump pointer of the var heap */
+    alignas(RP__CL) _Atomic uint64_t vseg[RP__VSEGS]; /* owner of each var segment */
     alignas(RP__CL) struct rp__slot slots[RP__NSLOTS];
 };
 
@@ -119,6 +132,8 @@ struct rp__fs_conf {
     void (*worker_main)(void *lp, int k);   /* never returns */
     void   *lp;
     int     nworkers;
+    void   *region;    /* the shared region, unmapped before exiting */
+    size_t  region_size;
     int     sock;      /* the fork server's end */
     int     efd;       /* eventfd to wake the master's pool thread */
     pid_t   master;
@@ -129,5 +144,7 @@ struct rp__fs_conf {
 
 /* Runs the fork server in a freshly forked child; never returns. */
 void rp__forkserver_main(struct rp__fs_conf *c) __attribute__((noreturn));
+/* Unmaps the shared region and _exits: how the fork server and workers end. */
+void rp__region_exit(struct rp__fs_conf *c, int status) __attribute__((noreturn));
 
 #endif /* RP_LOCAL_SHM_H */

@@ -9,6 +9,7 @@
 #include "result.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -143,7 +144,7 @@ int rp__pool_create_ops(rp_pool_t **pool, const rp_pool_opts_t *opts,
         o = *opts;
     else
         memset(&o, 0, sizeof o);
-    if (o.workers < 0 || o.max_tasks_per_worker < 0 ||
+    if (o.workers < 0 || o.max_tasks_per_worker < 0 || o.initarg_size > PTRDIFF_MAX ||
         (o.initarg_size > 0 && o.initarg == NULL)) {
         set_err(err, RP_EINVAL, "invalid pool options");
         return RP_EINVAL;
@@ -401,6 +402,9 @@ int rp_pool_join(rp_pool_t *pool)
     int rc = rp__pool_check(pool);
     if (rc != RP_OK)
         return rc;
+    /* The callback's own result stays live until the callback returns. */
+    if (rp__in_callback_of(pool))
+        return RP_EDEADLK;
     pthread_mutex_lock(&pool->lock);
     int state = pool->state;
     pthread_mutex_unlock(&pool->lock);
@@ -429,6 +433,12 @@ void rp_pool_free(rp_pool_t *pool)
     /* A copy inherited by a forked child: the workers belong to the parent. */
     if (current_pid() != pool->owner_pid)
         return;
+    /* From a callback: join would wait for that callback, and the backend would
+     * stop the thread it runs on. The pool stays as it is. */
+    if (rp__in_callback_of(pool)) {
+        rp__trace("rp_pool_free called from a callback of the pool: ignored");
+        return;
+    }
     struct pool_core *c = core_of(pool);
     if (pool->is_master) {
         pthread_mutex_lock(&pool->lock);
@@ -450,11 +460,14 @@ int rp__check_map_args(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
     int rc = rp__pool_check(pool);
     if (rc != RP_OK)
         return rc;
-    size_t bytes;
+    size_t in_bytes, out_bytes;
     if (!fn || in_size == 0 || (n > 0 && !in) || (n > 0 && out_size > 0 && !out))
         return RP_EINVAL;
-    if (rp__mul_size(n, in_size, &bytes) != RP_OK ||
-        rp__mul_size(n, out_size, &bytes) != RP_OK)
+    /* No object is larger than PTRDIFF_MAX bytes: such sizes can only be wrong,
+     * and below it the backends' round-ups to an alignment cannot wrap. */
+    if (in_size > PTRDIFF_MAX || out_size > PTRDIFF_MAX ||
+        rp__mul_size(n, in_size, &in_bytes) != RP_OK || in_bytes > PTRDIFF_MAX ||
+        rp__mul_size(n, out_size, &out_bytes) != RP_OK || out_bytes > PTRDIFF_MAX)
         return RP_EINVAL;
     return RP_OK;
 }

@@ -169,6 +169,15 @@ bool rp__result_find_error(rp_result_t *r, size_t index, rp_error_t *e)
 
 /* ---- finalization -------------------------------------------------------------- */
 
+/* The pool whose callback this thread runs, if any (saved and restored around
+ * each callback: one may run another pool's empty map, whose callback runs at once). */
+static _Thread_local const rp_pool_t *callback_pool;
+
+bool rp__in_callback_of(const rp_pool_t *pool)
+{
+    return pool && callback_pool == pool;
+}
+
 static void wait_ready_locked(rp_result_t *r)
 {
     while (atomic_load(&r->state) != RP__RES_READY)
@@ -221,6 +230,8 @@ static void finalize(rp_result_t *r)
     if (r->opts.callback || r->opts.error_callback) {
         r->cb_thread = pthread_self();
         atomic_store(&r->in_callback, true);
+        const rp_pool_t *outer = callback_pool;
+        callback_pool = pool;
         if (r->nerrors == 0) {
             if (r->opts.callback)
                 r->opts.callback(r, r->opts.userdata);
@@ -236,6 +247,7 @@ static void finalize(rp_result_t *r)
             }
             r->opts.error_callback(&e, r->opts.userdata);
         }
+        callback_pool = outer;
         atomic_store(&r->in_callback, false);
     }
 
@@ -266,7 +278,11 @@ static void destroy(rp_result_t *r)
     free(r->fails);
     free(r->cum);
     free(r->failidx);
-    free(atomic_load(&r->scratch));
+    for (size_t k = 0; k < r->memo_cap; k++)
+        if (r->memo_key[k])
+            free(r->memo_val[k]);
+    free(r->memo_key);
+    free(r->memo_val);
     free(r->arr.v);
     free(r);
 }
@@ -289,8 +305,6 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
     atomic_init(&r->opsbusy, 0);
     atomic_init(&r->in_callback, false);
     atomic_init(&r->free_pending, false);
-    atomic_init(&r->scratch_next, 0);
-    atomic_init(&r->scratch, NULL);
     if (opts)
         r->opts = *opts;
     if (r->opts.callback || r->opts.error_callback)
@@ -362,12 +376,13 @@ static bool in_own_callback(const rp_result_t *r)
            pthread_equal(r->cb_thread, pthread_self());
 }
 
-/* Waits on the condition variable until READY or the deadline. */
+/* Waits on the condition variable until READY or the deadline (timeout as read
+ * by rp__timeout: RP_FOREVER or 0 to 1e9 seconds). */
 static int wait_cond(rp_result_t *r, double timeout)
 {
     int rc = RP_OK;
     pthread_mutex_lock(&r->lock);
-    if (timeout < 0 || isnan(timeout) || isinf(timeout)) {
+    if (timeout == RP_FOREVER) {
         wait_ready_locked(r);
     } else {
         struct timespec ts;
@@ -433,8 +448,7 @@ int rp__result_wait(rp_result_t *r, double timeout)
 {
     if (is_ready(r) || in_own_callback(r))
         return RP_OK;
-    if (timeout < 0 || isnan(timeout) || timeout > 1e9)
-        timeout = RP_FOREVER;
+    timeout = rp__timeout(timeout);
     if ((r->job.flags & RP__JOB_NOTIFY) || !r->submitted)
         return wait_cond(r, timeout);
     if (!ops_enter(r))
@@ -477,18 +491,22 @@ void rp__result_await_arrival(rp_result_t *r, double timeout)
 
 /* ---- the public calls -------------------------------------------------------------- */
 
+/* The calls below that may wait or finalize hold a reference while they run:
+ * rp_result_free() from another thread meanwhile leaves the destruction to the
+ * last of them (the header's promise). */
+
 int rp_result_wait(rp_result_t *res, double timeout)
 {
     if (!res)
         return RP_EINVAL;
-    return rp__result_wait(res, timeout);
+    rp__result_hold(res);
+    int rc = rp__result_wait(res, timeout);
+    rp__result_release(res);
+    return rc;
 }
 
-bool rp_result_ready(const rp_result_t *res)
+static bool result_ready(rp_result_t *r)
 {
-    if (!res)
-        return false;
-    rp_result_t *r = (rp_result_t *)res;
     if (is_ready(r) || in_own_callback(r))
         return true;
     if ((r->job.flags & RP__JOB_NOTIFY) || !r->submitted)
@@ -497,6 +515,19 @@ bool rp_result_ready(const rp_result_t *res)
         return false;
     finalize(r);
     return true;
+}
+
+bool rp_result_ready(const rp_result_t *res)
+{
+    if (!res)
+        return false;
+    rp_result_t *r = (rp_result_t *)res;
+    if (is_ready(r))
+        return true;
+    rp__result_hold(r);
+    bool ready = result_ready(r);
+    rp__result_release(r);
+    return ready;
 }
 
 int rp_result_successful(const rp_result_t *res)
@@ -508,10 +539,8 @@ int rp_result_successful(const rp_result_t *res)
     return res->nerrors == 0 ? 1 : 0;
 }
 
-int rp_result_get(rp_result_t *res, double timeout, rp_error_t *err)
+static int result_get(rp_result_t *res, double timeout, rp_error_t *err)
 {
-    if (!res)
-        return RP_EINVAL;
     int rc = rp__result_wait(res, timeout);
     if (rc != RP_OK)
         return rc;
@@ -531,11 +560,90 @@ int rp_result_get(rp_result_t *res, double timeout, rp_error_t *err)
     return res->fails[0].e.code;
 }
 
+int rp_result_get(rp_result_t *res, double timeout, rp_error_t *err)
+{
+    if (!res)
+        return RP_EINVAL;
+    rp__result_hold(res);
+    int rc = result_get(res, timeout, err);
+    rp__result_release(res);
+    return rc;
+}
+
 size_t rp_result_nerrors(const rp_result_t *res)
 {
     if (!res || !(is_ready(res) || in_own_callback(res)))
         return 0;
     return res->nerrors;
+}
+
+/* ---- failure records made on demand ------------------------------------------- */
+
+/* The slot of key in a table of cap (a power of two) slots: where it is, or the
+ * empty slot where it goes. */
+static size_t memo_slot(const size_t *keys, size_t cap, size_t key)
+{
+    size_t h = (key * (size_t)UINT64_C(0x9E3779B97F4A7C15)) & (cap - 1);
+    while (keys[h] != 0 && keys[h] != key)
+        h = (h + 1) & (cap - 1);
+    return h;
+}
+
+/* Under r->lock: doubles the table (the records themselves do not move). */
+static bool memo_grow(rp_result_t *r)
+{
+    size_t cap = r->memo_cap ? 2 * r->memo_cap : 64;
+    size_t *keys = calloc(cap, sizeof *keys);
+    rp_error_t **vals = malloc(cap * sizeof *vals);
+    if (!keys || !vals) {
+        free(keys);
+        free(vals);
+        return false;
+    }
+    for (size_t k = 0; k < r->memo_cap; k++) {
+        if (!r->memo_key[k])
+            continue;
+        size_t h = memo_slot(keys, cap, r->memo_key[k]);
+        keys[h] = r->memo_key[k];
+        vals[h] = r->memo_val[k];
+    }
+    free(r->memo_key);
+    free(r->memo_val);
+    r->memo_key = keys;
+    r->memo_val = vals;
+    r->memo_cap = cap;
+    return true;
+}
+
+/* The record of the i-th failure, item `index` of range f: made the first time
+ * it is asked for, the same pointer afterwards, freed with the result. A range
+ * of a million canceled items costs nothing until its items are asked for.
+ * NULL when out of memory. */
+static const rp_error_t *memo_error(rp_result_t *r, size_t i, const rp__fail *f, size_t index)
+{
+    rp_error_t *e = NULL;
+    pthread_mutex_lock(&r->lock);
+    size_t h = r->memo_cap ? memo_slot(r->memo_key, r->memo_cap, i + 1) : 0;
+    if (r->memo_cap && r->memo_key[h] == i + 1) {
+        e = r->memo_val[h];
+        goto out;
+    }
+    if (2 * (r->memo_n + 1) > r->memo_cap) {
+        if (!memo_grow(r))
+            goto out;
+        h = memo_slot(r->memo_key, r->memo_cap, i + 1);
+    }
+    e = malloc(sizeof *e);
+    if (!e)
+        goto out;
+    *e = f->e;
+    e->index = index;
+    r->memo_key[h] = i + 1;
+    r->memo_val[h] = e;
+    r->memo_n++;
+out:
+    pthread_mutex_unlock(&r->lock);
+    return e;
 }
 
 const rp_error_t *rp_result_error(const rp_result_t *res, size_t i)
@@ -559,24 +667,7 @@ const rp_error_t *rp_result_error(const rp_result_t *res, size_t i)
     const rp__fail *f = &r->fails[lo];
     if (f->count == 1)
         return &f->e;
-    /* Inside a range: a copy with its index, in a small ring of slots (the last
-     * RP__SCRATCH such pointers stay valid). */
-    rp_error_t *slots = atomic_load(&r->scratch);
-    if (!slots) {
-        rp_error_t *fresh = calloc(RP__SCRATCH, sizeof *fresh), *expected = NULL;
-        if (!fresh)
-            return NULL;
-        if (atomic_compare_exchange_strong(&r->scratch, &expected, fresh)) {
-            slots = fresh;
-        } else {
-            free(fresh);
-            slots = expected;
-        }
-    }
-    unsigned k = atomic_fetch_add(&r->scratch_next, 1) % RP__SCRATCH;
-    slots[k] = f->e;
-    slots[k].index = f->start + (i - r->cum[lo]);
-    return &slots[k];
+    return memo_error(r, i, f, f->start + (i - r->cum[lo]));
 }
 
 void rp_result_progress(const rp_result_t *res, size_t *done, size_t *total)

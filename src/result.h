@@ -26,8 +26,6 @@ struct rp__arrivals {
     bool              lost;   /* a range could not be queued (out of memory) */
 };
 
-#define RP__SCRATCH 16
-
 struct rp_result {
     struct rp__job   job;        /* first member: (rp_result_t *)job is the result */
     rp_pool_t       *pool;       /* valid while not ready */
@@ -52,9 +50,11 @@ struct rp_result {
     size_t          *cum;        /* after sorting: failed items before fails[k] */
     size_t          *failidx;    /* RP__JOB_TRACK: 1 + position in fails, per item,
                                     while unsorted (lazily allocated) */
-    _Atomic unsigned scratch_next;
-    _Atomic(rp_error_t *) scratch; /* RP__SCRATCH slots for rp_result_error inside
-                                       a range; allocated on first use */
+    /* rp_result_error() inside a range: a record per failure position asked
+     * for, made on the first ask, kept until destruction (hash table, under lock) */
+    size_t          *memo_key;   /* position + 1; 0 marks an empty slot */
+    rp_error_t     **memo_val;
+    size_t           memo_cap, memo_n;
 
     struct rp__arrivals arr;     /* RP__JOB_TRACK */
     struct rp_result *prev, *next; /* pool->live */
@@ -80,6 +80,9 @@ size_t rp__result_take_arrivals(rp_result_t *r, size_t *idx, size_t max);
 /* For iterators: copies the failure of item index into *e; false if it did not
  * fail (or no record is known). Any time, ready or not. */
 bool rp__result_find_error(rp_result_t *r, size_t index, rp_error_t *e);
+/* Whether this thread is running one of pool's callbacks (where join and free
+ * would wait for the callback itself to return). */
+bool rp__in_callback_of(const rp_pool_t *pool);
 /* RP__JOB_TRACK: waits up to timeout for an item to arrive (or the job to
  * complete), letting the backend collect what has arrived. */
 void rp__result_await_arrival(rp_result_t *r, double timeout);

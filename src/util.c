@@ -16,9 +16,19 @@ double rp__now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+double rp__timeout(double timeout)
+{
+    if (timeout == RP_FOREVER || timeout > 1e9) /* +inf, or more than 30 years */
+        return RP_FOREVER;
+    if (!(timeout >= 0)) /* NaN, or a deadline that has just passed */
+        return 0;
+    return timeout;
+}
+
 double rp__deadline(double timeout)
 {
-    if (timeout < 0 || isnan(timeout) || isinf(timeout))
+    timeout = rp__timeout(timeout);
+    if (timeout == RP_FOREVER)
         return INFINITY;
     return rp__now() + timeout;
 }

@@ -1,11 +1,11 @@
 #!/bin/sh
-# On 2 MPI ranks: the semantic suite and the MPI-specific suite; a pool whose
-# serving rank runs another binary (MPMD: RP_EFNREF); and the in-process mode
-# (RP_MPI_ISOLATE=0), where a crashing task stops the job with a message naming
-# rank, host, item and signal instead of hanging.
+# On 2 MPI ranks: the semantic and reliability suites and the MPI-specific
+# suite; a pool whose serving rank runs another binary (MPMD: RP_EFNREF); and the
+# in-process mode (RP_MPI_ISOLATE=0), where a crashing task stops the job with a
+# message naming rank, host, item and signal instead of hanging.
 top=${top_builddir:-.}
 driver=$top/tests/mpi-driver
-"$driver" 2 tests/test_semantics tests/test_mpi || exit $?
+"$driver" 2 tests/test_semantics tests/test_reliability tests/test_mpi || exit $?
 "$driver" --mpmd tests/mpi_hosts efnref : tests/mpi_other || exit $?
 
 MPIRUN=${MPIRUN:-mpirun}

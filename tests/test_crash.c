@@ -62,30 +62,6 @@ static bool gone(pid_t pid, double seconds)
     return false;
 }
 
-/* Waits until pid is not running any more (a zombie counts: when its parent was
- * killed, reaping it is init's business), at most `seconds`. */
-static bool dead(pid_t pid, double seconds)
-{
-    double end = tu_now() + seconds;
-    do {
-        if (kill(pid, 0) != 0 && errno == ESRCH)
-            return true;
-        char path[64], buf[256];
-        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-        FILE *f = fopen(path, "r");
-        if (f) {
-            size_t n = fread(buf, 1, sizeof buf - 1, f);
-            fclose(f);
-            buf[n] = '\0';
-            const char *close_paren = strrchr(buf, ')');
-            if (close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z')
-                return true;
-        }
-        usleep(2000);
-    } while (tu_now() < end);
-    return false;
-}
-
 static bool wait_children(int expected, double seconds)
 {
     double end = tu_now() + seconds;
@@ -666,17 +642,8 @@ static void test_crash_die_in_claim_before_cas(void)
 /* The pid of this process's only child, or 0. */
 static pid_t only_child(void)
 {
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    int a = 0, b = 0;
-    int got = sscanf(buf, "%d %d", &a, &b);
-    return got == 1 ? a : 0;
+    pid_t c[2];
+    return tu_children_of(getpid(), c, 2) == 1 ? c[0] : 0;
 }
 
 /* Someone kills the fork server: pending items fail with RP_EBROKEN, later work
@@ -707,7 +674,7 @@ static void test_crash_fork_server_killed(void)
     long out[10];
     CU_ASSERT_EQUAL(rp_map(p, square, in_items, 10, sizeof(long), out, sizeof(long), NULL, NULL),
                     RP_EBROKEN);
-    CU_ASSERT(dead(w, 5));
+    CU_ASSERT(tu_dead(w, 5));
     double t0 = tu_now();
     tu_pool_done(p);
     CU_ASSERT(tu_now() - t0 < 2);
@@ -742,8 +709,8 @@ static void test_crash_master_killed(void)
     kill(m, SIGKILL);
     int st;
     CU_ASSERT_EQUAL(waitpid(m, &st, 0), m);
-    CU_ASSERT(fs > 0 && dead(fs, 5));
-    CU_ASSERT(w > 0 && dead(w, 5));
+    CU_ASSERT(fs > 0 && tu_dead(fs, 5));
+    CU_ASSERT(w > 0 && tu_dead(w, 5));
     pipe_close();
 }
 

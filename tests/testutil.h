@@ -14,6 +14,9 @@
 
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,11 +109,12 @@ static inline rp_pool_t *tu_local_pool(int workers, const rp_pool_opts_t *base)
     return p;
 }
 
-/* Children of this process (zombies included), from /proc; -1 if unreadable. */
-static inline int tu_count_children(void)
+/* The children of process `parent` (zombies included), from /proc: the first
+ * `max` pids go to pids[]. \return how many there are, -1 if unreadable. */
+static inline int tu_children_of(pid_t parent, pid_t *pids, int max)
 {
-    char path[64], buf[4096];
-    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+    char path[96], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)parent, (int)parent);
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
@@ -118,9 +122,42 @@ static inline int tu_count_children(void)
     fclose(f);
     buf[n] = '\0';
     int count = 0;
-    for (char *s = strtok(buf, " \n"); s; s = strtok(NULL, " \n"))
+    for (char *save, *s = strtok_r(buf, " \n", &save); s; s = strtok_r(NULL, " \n", &save)) {
+        if (count < max)
+            pids[count] = (pid_t)atoi(s);
         count++;
+    }
     return count;
+}
+
+/* Children of this process (zombies included); -1 if unreadable. */
+static inline int tu_count_children(void)
+{
+    return tu_children_of(getpid(), NULL, 0);
+}
+
+/* Waits until pid is not running any more (a zombie counts: when its parent was
+ * killed, reaping it is init's business), at most `seconds`. */
+static inline bool tu_dead(pid_t pid, double seconds)
+{
+    double end = tu_now() + seconds;
+    do {
+        if (kill(pid, 0) != 0 && errno == ESRCH)
+            return true;
+        char path[64], buf[256];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+            buf[n] = '\0';
+            const char *close_paren = strrchr(buf, ')');
+            if (close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z')
+                return true;
+        }
+        tu_sleep(0.002);
+    } while (tu_now() < end);
+    return false;
 }
 
 typedef struct { const char *name; void (*fn)(void); } tu_test;
