@@ -59,7 +59,9 @@ for name in $examples; do
 done
 
 # ---- the same binary under mpirun ---------------------------------------------
-if ! command -v "$MPIRUN" >/dev/null 2>&1; then
+if [ "${RP_BUILT_MPI:-yes}" = no ]; then
+    echo "examples.sh: built --without-mpi: the examples run locally only"
+elif ! command -v "$MPIRUN" >/dev/null 2>&1; then
     echo "FAIL: no MPI launcher ($MPIRUN); install openmpi-bin or configure MPIRUN="
     failed="$failed mpirun"
 else
