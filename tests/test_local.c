@@ -636,6 +636,143 @@ static void test_local_idle_sleeps(void)
     tu_pool_done(p);
 }
 
+/* ---- dispatch: an idle worker takes new work at once ---------------------------- */
+
+/* A task that returns when it started (CLOCK_MONOTONIC, the same clock in every
+ * process) and on which worker, then sleeps its input's milliseconds. */
+struct started {
+    double at, end;
+    int    worker;
+};
+
+static int note_start(const void *in, void *out, rp_ctx_t *ctx)
+{
+    struct started *s = out;
+    s->at = tu_now();
+    s->worker = rp_ctx_worker(ctx);
+    tu_sleep(*(const long *)in * 1e-3);
+    s->end = tu_now();
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* A job submitted while one worker runs a long task and the other idles starts
+ * on the idle one within a millisecond (the wake of a sleeping process), both
+ * when the long task started a while ago (the idle worker is asleep) and when it
+ * was submitted just before, as the one worker that was spinning took it (the
+ * idle one is asleep, and the spinner is still counted as looking for work);
+ * waiting behind the busy worker would take 300 ms. */
+static void idle_worker_rounds(rp_pool_t *p, bool back_to_back)
+{
+    enum { ROUNDS = 20 };
+    double lat[ROUNDS];
+    int elsewhere = 0;
+    for (int k = 0; k < ROUNDS; k++) {
+        long busy_ms = 300, short_ms = 0;
+        struct started busy, quick;
+        rp_result_t *rb, *rq;
+        if (back_to_back) /* the worker that runs this one spins after it */
+            CU_ASSERT_EQUAL(rp_apply(p, note_start, &short_ms, sizeof short_ms, &quick,
+                                     sizeof quick, NULL),
+                            RP_OK);
+        CU_ASSERT_EQUAL_FATAL(rp_apply_async(p, note_start, &busy_ms, sizeof busy_ms, &busy,
+                                             sizeof busy, NULL, &rb),
+                              RP_OK);
+        if (!back_to_back)
+            tu_sleep(20e-3); /* the long task runs; the other worker went to sleep */
+        double t0 = tu_now();
+        CU_ASSERT_EQUAL_FATAL(rp_apply_async(p, note_start, &short_ms, sizeof short_ms, &quick,
+                                             sizeof quick, NULL, &rq),
+                              RP_OK);
+        CU_ASSERT_EQUAL(rp_result_get(rq, 30, NULL), RP_OK);
+        CU_ASSERT_EQUAL(rp_result_get(rb, 30, NULL), RP_OK);
+        lat[k] = quick.at - t0;
+        elsewhere += quick.worker != busy.worker;
+        rp_result_free(rq);
+        rp_result_free(rb);
+    }
+    qsort(lat, ROUNDS, sizeof *lat, cmp_double);
+    printf("\n    %s: start on the idle worker after median %.0f us, max %.0f us ",
+           back_to_back ? "right after another" : "alone", lat[ROUNDS / 2] * 1e6,
+           lat[ROUNDS - 1] * 1e6);
+    CU_ASSERT_EQUAL(elsewhere, ROUNDS);
+    CU_ASSERT(lat[ROUNDS / 2] < 1e-3);
+    /* every one well before the busy worker is free (a loaded machine may delay
+     * a wake by tens of milliseconds, not by 280) */
+    CU_ASSERT(lat[ROUNDS - 1] < 0.2);
+}
+
+static void test_local_idle_worker_starts_job(void)
+{
+    rp_pool_t *p = tu_local_pool(2, NULL);
+    if (!p)
+        return;
+    idle_worker_rounds(p, false);
+    idle_worker_rounds(p, true);
+    tu_pool_done(p);
+}
+
+/* Bursts of one-item jobs keep both workers busy: 4 apply_async of 0.15 s on 2
+ * workers run two on each and take 0.30 s, in every round (not 0.60 s with all
+ * four on the worker that happened to be spinning when the burst came). A
+ * round is timed from the first submit to the end of its last task (as the
+ * tasks see it: the caller's own wake-ups are not the pool's doing). Every
+ * round of every series must share the work evenly; a series of 20 rounds must
+ * all be within 1.1 x 0.30 s. A machine that stalls every process for tens of
+ * milliseconds (others' load) can spoil a series, so up to three are run; the
+ * sharing is what the defect breaks, in every series. */
+static int burst_series(rp_pool_t *p, int rounds, int *uneven, double *worst)
+{
+    enum { BURST = 4 };
+    int slow = 0;
+    for (int k = 0; k < rounds; k++) {
+        long ms = 150;
+        struct started s[BURST];
+        rp_result_t *r[BURST];
+        double t0 = tu_now();
+        for (int i = 0; i < BURST; i++)
+            CU_ASSERT_EQUAL_FATAL(rp_apply_async(p, note_start, &ms, sizeof ms, &s[i],
+                                                 sizeof s[i], NULL, &r[i]),
+                                  RP_OK);
+        double end = 0;
+        int on0 = 0;
+        for (int i = 0; i < BURST; i++) {
+            CU_ASSERT_EQUAL(rp_result_get(r[i], 30, NULL), RP_OK);
+            rp_result_free(r[i]);
+            end = s[i].end > end ? s[i].end : end;
+            on0 += s[i].worker == 0;
+        }
+        *uneven += on0 != BURST / 2;
+        slow += end - t0 > 1.1 * 0.30;
+        *worst = end - t0 > *worst ? end - t0 : *worst;
+    }
+    return slow;
+}
+
+static void test_local_apply_burst_uses_every_worker(void)
+{
+    enum { ROUNDS = 20 };
+    rp_pool_t *p = tu_local_pool(2, NULL);
+    if (!p)
+        return;
+    int slow = ROUNDS;
+    for (int series = 1; series <= 3 && slow > 0; series++) {
+        int uneven = 0;
+        double worst = 0;
+        slow = burst_series(p, ROUNDS, &uneven, &worst);
+        printf("\n    series %d: %d of %d rounds over 0.33 s, %d uneven, slowest %.3f s ", series,
+               slow, ROUNDS, uneven, worst);
+        CU_ASSERT_EQUAL(uneven, 0);
+    }
+    CU_ASSERT_EQUAL(slow, 0);
+    tu_pool_done(p);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
@@ -652,6 +789,8 @@ int main(int argc, char **argv)
         TU_TEST(test_local_terminate_imap),
         TU_TEST(test_local_soak),
         TU_TEST(test_local_idle_sleeps),
+        TU_TEST(test_local_idle_worker_starts_job),
+        TU_TEST(test_local_apply_burst_uses_every_worker),
         TU_END,
     };
     return tu_run("local", tests, argc, argv);
