@@ -662,10 +662,10 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* A job submitted while one worker runs a long task and the other idles starts
- * on the idle one within a millisecond (the wake of a sleeping process), both
- * when the long task started a while ago (the idle worker is asleep) and when it
- * was submitted just before, as the one worker that was spinning took it (the
- * idle one is asleep, and the spinner is still counted as looking for work);
+ * on the idle one at once (within a millisecond: the wake of a sleeping process),
+ * both when the long task started a while ago (the idle worker is asleep) and
+ * when it was submitted just before, as the one worker that was spinning took it
+ * (the idle one is asleep, and the spinner may still count as looking for work);
  * waiting behind the busy worker would take 300 ms. */
 static void idle_worker_rounds(rp_pool_t *p, bool back_to_back)
 {
@@ -701,7 +701,9 @@ static void idle_worker_rounds(rp_pool_t *p, bool back_to_back)
            back_to_back ? "right after another" : "alone", lat[ROUNDS / 2] * 1e6,
            lat[ROUNDS - 1] * 1e6);
     CU_ASSERT_EQUAL(elsewhere, ROUNDS);
-    CU_ASSERT(lat[ROUNDS / 2] < 1e-3);
+    /* tens of microseconds on a quiet machine; under others' load a wake can take
+     * a millisecond or more, so the bound is generous (the defect is 280 ms) */
+    CU_ASSERT(lat[ROUNDS / 2] < 5e-3);
     /* every one well before the busy worker is free (a loaded machine may delay
      * a wake by tens of milliseconds, not by 280) */
     CU_ASSERT(lat[ROUNDS - 1] < 0.2);
@@ -719,14 +721,16 @@ static void test_local_idle_worker_starts_job(void)
 
 /* Bursts of one-item jobs keep both workers busy: 4 apply_async of 0.15 s on 2
  * workers run two on each and take 0.30 s, in every round (not 0.60 s with all
- * four on the worker that happened to be spinning when the burst came). A
- * round is timed from the first submit to the end of its last task (as the
- * tasks see it: the caller's own wake-ups are not the pool's doing). Every
- * round of every series must share the work evenly; a series of 20 rounds must
- * all be within 1.1 x 0.30 s. A machine that stalls every process for tens of
- * milliseconds (others' load) can spoil a series, so up to three are run; the
- * sharing is what the defect breaks, in every series. */
-static int burst_series(rp_pool_t *p, int rounds, int *uneven, double *worst)
+ * four on the worker that happened to be spinning when the burst came).
+ *
+ * Every round of every series must share the work evenly: that is what the
+ * defect breaks. The time is the pool's: a round takes, on its busier worker,
+ * 0.15 s per task plus the time its tasks waited (its first start after the
+ * submit, each next start after the previous end), measured by the tasks
+ * themselves; a task that overslept on a loaded machine is not the pool's doing. A series of 20 rounds
+ * must all be within 1.1 x 0.30 s; a machine that stalls every process for tens
+ * of milliseconds (others' load) can spoil a series, so up to three are run. */
+static int burst_series(rp_pool_t *p, int rounds, int *uneven, double *worst, double *worst_raw)
 {
     enum { BURST = 4 };
     int slow = 0;
@@ -739,17 +743,26 @@ static int burst_series(rp_pool_t *p, int rounds, int *uneven, double *worst)
             CU_ASSERT_EQUAL_FATAL(rp_apply_async(p, note_start, &ms, sizeof ms, &s[i],
                                                  sizeof s[i], NULL, &r[i]),
                                   RP_OK);
-        double end = 0;
-        int on0 = 0;
+        double end = 0, wait[2] = { 0, 0 }, last_end[2] = { t0, t0 };
+        int ran[2] = { 0, 0 };
         for (int i = 0; i < BURST; i++) {
             CU_ASSERT_EQUAL(rp_result_get(r[i], 30, NULL), RP_OK);
             rp_result_free(r[i]);
-            end = s[i].end > end ? s[i].end : end;
-            on0 += s[i].worker == 0;
         }
-        *uneven += on0 != BURST / 2;
-        slow += end - t0 > 1.1 * 0.30;
-        *worst = end - t0 > *worst ? end - t0 : *worst;
+        /* each worker's tasks in start order (the submit order is the claim order) */
+        for (int i = 0; i < BURST; i++) {
+            int w = s[i].worker == 0 ? 0 : 1;
+            ran[w]++;
+            wait[w] += s[i].at > last_end[w] ? s[i].at - last_end[w] : 0;
+            last_end[w] = s[i].end;
+            end = s[i].end > end ? s[i].end : end;
+        }
+        double dt0 = ran[0] * 0.15 + wait[0], dt1 = ran[1] * 0.15 + wait[1];
+        double dt = dt0 > dt1 ? dt0 : dt1;
+        *uneven += ran[0] != BURST / 2;
+        slow += dt > 1.1 * 0.30;
+        *worst = dt > *worst ? dt : *worst;
+        *worst_raw = end - t0 > *worst_raw ? end - t0 : *worst_raw;
     }
     return slow;
 }
@@ -763,10 +776,11 @@ static void test_local_apply_burst_uses_every_worker(void)
     int slow = ROUNDS;
     for (int series = 1; series <= 3 && slow > 0; series++) {
         int uneven = 0;
-        double worst = 0;
-        slow = burst_series(p, ROUNDS, &uneven, &worst);
-        printf("\n    series %d: %d of %d rounds over 0.33 s, %d uneven, slowest %.3f s ", series,
-               slow, ROUNDS, uneven, worst);
+        double worst = 0, raw = 0;
+        slow = burst_series(p, ROUNDS, &uneven, &worst, &raw);
+        printf("\n    series %d: %d of %d rounds over 0.33 s, %d uneven, slowest %.3f s "
+               "(%.3f s with the tasks' own delays) ",
+               series, slow, ROUNDS, uneven, worst, raw);
         CU_ASSERT_EQUAL(uneven, 0);
     }
     CU_ASSERT_EQUAL(slow, 0);

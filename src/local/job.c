@@ -14,7 +14,6 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define STAGE_BYTES (128u << 10) /* input copied and published in segments */
 
@@ -170,12 +169,7 @@ bool rp__local_wait_slot(struct lpool *lp, struct ljob *lj, double deadline)
         double left = deadline - rp__now();
         if (left <= 0)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        double t = (double)ts.tv_sec + ts.tv_nsec * 1e-9 + (left > 1e6 ? 1e6 : left);
-        ts.tv_sec = (time_t)t;
-        ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-        pthread_cond_timedwait(&lp->cond, &lp->lock, &ts);
+        rp__local_cond_wait(lp, left);
     }
     pthread_mutex_unlock(&lp->lock);
     return atomic_load(&lj->slot) >= 0;

@@ -39,6 +39,8 @@
 
 #include <signal.h>
 #include <stdalign.h>
+#include <time.h>
+#include <unistd.h>
 
 /* ==== the shared region ==========================================================
  * [hdr][worker slots][arena][var heap], one MAP_SHARED|MAP_ANONYMOUS mapping at
@@ -268,6 +270,17 @@ static inline uint64_t rp__align_up(uint64_t x, uint64_t a) { return (x + a - 1)
 static inline struct rp__wslot *rp__wslot_of(struct lpool *lp, int k)
 {
     return (struct rp__wslot *)(lp->wbase + (size_t)k * lp->wstride);
+}
+
+/* Waits on lp->cond (L held) at most `left` seconds. */
+static inline void rp__local_cond_wait(struct lpool *lp, double left)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double t = (double)ts.tv_sec + ts.tv_nsec * 1e-9 + (left > 1e6 ? 1e6 : left);
+    ts.tv_sec = (time_t)t;
+    ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+    pthread_cond_timedwait(&lp->cond, &lp->lock, &ts);
 }
 
 /* Wakes the master's pool thread (any process). */

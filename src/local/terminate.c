@@ -17,7 +17,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define KILL_WAIT_S 2.0 /* terminate: the fork server's answer, at most */
@@ -263,12 +262,7 @@ int rp__local_terminate(rp_pool_t *pool)
         double left = deadline - rp__now();
         if (left <= 0)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        double t = (double)ts.tv_sec + ts.tv_nsec * 1e-9 + left;
-        ts.tv_sec = (time_t)t;
-        ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-        pthread_cond_timedwait(&lp->cond, &lp->lock, &ts);
+        rp__local_cond_wait(lp, left);
     }
     bool answered = atomic_load(&lp->killed) || atomic_load(&lp->fs_gone);
     pthread_mutex_unlock(&lp->lock);
