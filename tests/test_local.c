@@ -1,7 +1,8 @@
 /* The local backend's own behaviour: worker numbering, more jobs in flight than
- * job slots, large inputs through the shared arena, binding, and living with a
- * user program that forks, uses threads, and reaps children in its own SIGCHLD
- * handler. */
+ * job slots, large inputs through the shared arena, binding, living with a user
+ * program that forks, uses threads, and reaps children in its own SIGCHLD
+ * handler, idle workers that sleep, and dispatch: an idle worker takes new work
+ * at once, bursts of one-item jobs use every worker. */
 #define _GNU_SOURCE 1
 #include "testutil.h"
 
