@@ -214,7 +214,7 @@ struct ljob {
     _Atomic bool publishing;       /* its input is being copied in (publish) */
     bool         delivered;        /* (D) every output delivered */
     _Atomic bool freed;            /* (D, L) slot, arena and var segments given back */
-    _Atomic bool notified;         /* rp__job_completed was called */
+    _Atomic bool notified;         /* rp__job_completed was called (pool thread) */
     /* claims interrupted by a death whose CAS may have happened (D) */
     struct susp { uint32_t r; uint64_t a, b; } *sus;
     size_t       nsus;
@@ -292,6 +292,7 @@ static inline void rp__local_wake_master(struct lpool *lp)
 }
 
 /* claim.c: the claim protocol (workers), retries and suspects (master). */
+/* Nothing left to claim in s, now or later. */
 bool rp__local_slot_exhausted(struct rp__slot *s);
 /* Worker: claims a chunk of the oldest job with work, at most budget items (0 =
  * no limit); its claim record is in ws. \return the slot, or -1. */
@@ -314,8 +315,9 @@ void rp__local_audit(struct lpool *lp, struct ljob *lj);
 /* Master: takes every unclaimed item of lj's slot: fn gets each range (L). */
 void rp__local_take_unclaimed(struct lpool *lp, struct ljob *lj,
                               void (*fn)(void *arg, uint64_t a, uint64_t b), void *arg);
-/* Wakes as many idle workers as `items` new claimable items need (policy:
- * rp__sched_wake_on_submit). */
+/* New work is claimable: bumps work_seq (an idle worker about to sleep sees it)
+ * and wakes as many sleepers as rp__sched_wake_on_submit says `items` chunks
+ * need. Anyone. */
 void rp__local_wake_workers(struct rp__hdr *hdr, uint64_t items);
 
 /* arena.c (master under L, except var_alloc: workers) */
