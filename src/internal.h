@@ -89,26 +89,6 @@ int rp__worker_init(rp_ctx_t *ctx, rp_init_fn fn, const void *arg, rp_error_t *e
 void rp__error_set(rp_error_t *e, int code, size_t index, int worker, const char *host,
                    const char *fmt, ...) RP_PRINTF(6, 7);
 
-/* ---- the scheduler (scheduler.c) ---------------------------------------------- */
-
-/* Hands out consecutive chunks of [0, n). Lock-free: several threads or processes
- * (the struct may live in shared memory) may claim at once. No malloc, no syscalls. */
-typedef struct rp__oldsched {
-    _Atomic uint64_t next;      /* first item not yet claimed */
-    uint64_t         n;
-    uint64_t         chunksize; /* fixed size, or 0 for automatic */
-    uint32_t         nworkers;
-} rp__sched_t;
-
-void rp__sched_init(rp__sched_t *s, size_t n, size_t chunksize, int nworkers);
-/* Claims the next chunk, at most limit items (0 = no limit). \return its length,
- * 0 when nothing is left; its first item in *start. */
-size_t rp__sched_claim(rp__sched_t *s, size_t limit, size_t *start);
-/* The automatic chunk length for `remaining` unclaimed items out of n. */
-size_t rp__sched_auto(size_t n, size_t remaining, int nworkers);
-/* How many items are not yet claimed. */
-size_t rp__sched_remaining(const rp__sched_t *s);
-
 /* ---- small helpers (util.c) ---------------------------------------------------- */
 
 double rp__now(void);                         /* monotonic seconds */
