@@ -2063,7 +2063,8 @@ static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts
         if (rp__fnref_make((rp__anyfn)opts->initializer, &hello.init) != RP_OK) {
             master_go(mp, RP_EFNREF);
             rp__error_set(err, RP_EFNREF, 0, -1, mp->host,
-                          "the initializer is not a function of a loaded object");
+                          "the initializer is not a function of a loaded object that the "
+                          "ranks can identify (a build-id, or a readable file)");
             return RP_EFNREF;
         }
     }

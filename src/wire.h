@@ -14,7 +14,7 @@
 #include "internal.h"
 
 #define RP__WIRE_MAGIC   0x52504d57u  /* "RPMW" */
-#define RP__WIRE_VERSION 1u
+#define RP__WIRE_VERSION 2u
 
 enum rp__msg_kind {
     RP__MSG_HELLO = 1,   /* master -> rank: pool settings, initializer */
