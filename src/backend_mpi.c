@@ -270,7 +270,12 @@ static int mpi_begin(const rp_pool_opts_t *opts, MPI_Comm *comm, rp_error_t *err
     return RP_OK;
 }
 
-static void mpi_end(MPI_Comm *comm)
+/* The pool is gone. Its communicator is freed, unless `keep`: when the master gave
+ * up on a rank that may still send (stopped, then resumed). Open MPI reuses a freed
+ * communicator's context id for the next one, and holds a message that arrives for
+ * a freed id for that next communicator, where it takes the place of a message of
+ * the next pool: a kept one keeps its id, and its late messages are never read. */
+static void mpi_end(MPI_Comm *comm, bool keep)
 {
     pthread_mutex_lock(&init_lock);
     for (int i = 0; i < nlive_comms; i++)
@@ -280,8 +285,9 @@ static void mpi_end(MPI_Comm *comm)
         }
     live_pools--;
     pthread_mutex_unlock(&init_lock);
-    if (*comm != MPI_COMM_NULL)
+    if (*comm != MPI_COMM_NULL && !keep)
         MPI_Comm_free(comm);
+    *comm = MPI_COMM_NULL;
 }
 
 /* Receives one TAG_CTL message from src (MPI_ANY_SOURCE ok) into *buf (grown);
@@ -318,7 +324,12 @@ static long recv_ctl(MPI_Comm comm, int src, char **buf, size_t *cap, int *from)
  *   [0, msglen)                  the BATCH message as received
  *   [out_off, out_off + outbytes) fixed outputs, written by the child
  *   [res_off, ...)               the RESULT message: fixed part, records (child),
- *                                then inline outputs (rank)                        */
+ *                                then inline outputs (rank)
+ * The records (failures, variable-size outputs) need not fit all at once: before
+ * running more items the child makes sure the record area has room for a failure
+ * of each (piece_items); when it has not, the rank sends what is there as a result
+ * for the items done so far, and the child goes on with an empty area. So a batch
+ * may come back as several RESULT messages, each for the next items in order. */
 struct slotdesc {
     /* set by the rank before posting */
     rp_task_fn fn;
@@ -327,6 +338,8 @@ struct slotdesc {
     uint32_t   flags;
     /* progress, written by whoever owns the slot (the child while running) */
     size_t     resume;      /* items [0, resume) of the batch are processed */
+    size_t     sent;        /* items [0, sent) were reported in earlier results */
+    _Atomic uint32_t flush; /* 1: the child waits for the rank to send the records */
     size_t     rec_len;     /* bytes of records after res_off + RP__RESULT_FIXED */
     size_t     nrec;
     size_t     var_last;    /* offset of the current item's VAR record + 1, or 0 */
@@ -395,20 +408,35 @@ struct child_run {
     char            *base;
 };
 
-static void *child_heap(struct child_run *cr, size_t bytes)
+/* Bytes of the record area of sd still free. */
+static size_t record_free(const struct slotdesc *sd)
+{
+    size_t at = sd->res_off + RP__RESULT_FIXED + sd->rec_len;
+    return at < sd->cap ? sd->cap - at : 0;
+}
+
+/* Room for bytes more records, leaving `keep` bytes free; NULL if they do not fit. */
+static void *record_room(struct child_run *cr, size_t bytes, size_t keep)
 {
     struct slotdesc *sd = cr->sd;
     size_t at = sd->res_off + RP__RESULT_FIXED + sd->rec_len;
-    if (at + bytes > sd->cap || bytes > sd->cap)
+    if (bytes > record_free(sd) || keep > record_free(sd) - bytes)
         return NULL;
     sd->rec_len += bytes;
     return cr->base + at;
 }
 
+/* Room for a variable-size output: it leaves room for one failure, so that the
+ * failure of the item that wrote it can always be recorded. */
+static void *child_heap(struct child_run *cr, size_t bytes)
+{
+    return record_room(cr, bytes, RP__WIRE_ERROR_MAX);
+}
+
 static void child_on_fail(void *arg, const rp_error_t *e)
 {
     struct child_run *cr = arg;
-    void *p = child_heap(cr, rp__wire_error_size(e));
+    void *p = record_room(cr, rp__wire_error_size(e), 0);
     if (p) {
         rp__wire_error_write(p, e);
         cr->sd->nrec++;
@@ -436,11 +464,53 @@ static void *child_output(void *arg, size_t index, size_t size)
     return p + RP__WIRE_VAR_HDR;
 }
 
+static int send_part(struct server *sv, struct lworker *lw, int s);
+
+/* Flags of a RESULT beside RP__RESULT_INLINE: the whole batch failed with the one
+ * error record (ALLFAIL); the worker is gone, send it nothing more (GONE). */
+enum { RESULT_ALLFAIL = 2u, RESULT_GONE = 4u };
+
+/* In the child: waits until the rank has sent the records of slot s and emptied
+ * the area (in-process mode: sends them itself). */
+static void flush_records(struct server *sv, struct lworker *lw, int s)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    if (sv->inproc) {
+        send_part(sv, lw, s);
+        return;
+    }
+    atomic_store(&sd->flush, 1);
+    atomic_fetch_add(&sv->bell->bell, 1);
+    if (atomic_load(&sv->bell->rank_sleeps))
+        futex_wake(&sv->bell->bell);
+    while (atomic_load(&sd->flush)) {
+        futex_wait(&sd->flush, 1, 0.1);
+        if (getppid() == 1)
+            _exit(0);
+    }
+}
+
+/* How many items may run before the records are sent: each may fail (one record
+ * of at most RP__WIRE_ERROR_MAX bytes); the area is flushed first when it is more
+ * than half full. An item of a variable-size map also writes its output there, of
+ * any size: those run one at a time, each with at least half the area. */
+static size_t piece_items(struct server *sv, struct lworker *lw, int s, size_t want)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    size_t area = sd->cap - (sd->res_off + RP__RESULT_FIXED);
+    if (sd->rec_len > 0 && sd->rec_len > area / 2)
+        flush_records(sv, lw, s);
+    if (sd->flags & RP__JOB_VAR)
+        return 1;
+    size_t fit = record_free(sd) / RP__WIRE_ERROR_MAX;
+    return want < fit ? want : fit > 0 ? fit : 1;
+}
+
 /* Runs batch k of lw (from where it was left) with ctx: in the worker process,
  * or in the rank itself (in-process mode). \return false when the worker must
  * retire first (max_tasks reached mid-batch; the rest is for its replacement). */
-static bool run_slot(struct lworker *lw, rp_ctx_t *ctx, uint32_t k, long *tasks,
-                     long max_tasks)
+static bool run_slot(struct server *sv, struct lworker *lw, rp_ctx_t *ctx, uint32_t k,
+                     long *tasks, long max_tasks)
 {
     struct wctl *ctl = lw->ctl;
     int s = (int)(k % DEPTH);
@@ -449,7 +519,6 @@ static bool run_slot(struct lworker *lw, rp_ctx_t *ctx, uint32_t k, long *tasks,
     ctx->output = (sd->flags & RP__JOB_VAR) ? child_output : NULL;
     ctx->output_arg = &cr;
     atomic_store(&ctl->running_seq, k + 1);
-    double t0 = rp__now();
     size_t chunk = sd->chunk ? sd->chunk : sd->count;
     const char *in = cr.base + sd->in_off;
     char *out = sd->out_size ? cr.base + sd->out_off : NULL;
@@ -460,10 +529,13 @@ static bool run_slot(struct lworker *lw, rp_ctx_t *ctx, uint32_t k, long *tasks,
         size_t len = chunk - off % chunk;
         if (len > sd->count - off)
             len = sd->count - off;
+        len = piece_items(sv, lw, s, len);
         sd->var_last = 0;
+        double t0 = rp__now();
         rp__worker_run(ctx, sd->fn, in + off * sd->in_size, sd->in_size,
                        out ? out + off * sd->out_size : NULL, sd->out_size, sd->start + off,
                        len, &ctl->cur, child_on_fail, &cr);
+        sd->compute_ns += (uint64_t)((rp__now() - t0) * 1e9);
         sd->resume = off + len;
         *tasks += (long)len;
         if (max_tasks > 0 && *tasks >= max_tasks && sd->resume < sd->count) {
@@ -471,7 +543,6 @@ static bool run_slot(struct lworker *lw, rp_ctx_t *ctx, uint32_t k, long *tasks,
             break;
         }
     }
-    sd->compute_ns += (uint64_t)((rp__now() - t0) * 1e9);
     atomic_store(&ctl->running_seq, 0);
     ctx->output = NULL;
     return whole;
@@ -534,7 +605,7 @@ static void child_main(struct server *sv, struct lworker *lw)
             if (getppid() == 1)
                 _exit(0);
         }
-        if (!run_slot(lw, &ctx, k, &tasks, max_tasks)) {
+        if (!run_slot(sv, lw, &ctx, k, &tasks, max_tasks)) {
             atomic_store(&ctl->state, CHILD_RETIRING);
             _exit(0);
         }
@@ -640,30 +711,37 @@ static void *shared_map(size_t bytes)
 
 static void slot_drain(struct lworker *lw, int s);
 
-/* Sends the result of slot s of lw (the child finished it, or the worker is gone). */
+/* Sends a result for the items of slot s processed and not reported yet, [sent,
+ * resume): the whole batch (the child finished it, or the worker is gone) or the
+ * part before a flush of the record area (send_part). */
 static int send_result(struct server *sv, struct lworker *lw, int s, uint32_t extra_flags)
 {
     struct slotdesc *sd = &lw->ctl->slot[s];
     char *base = lw->slot[s];
-    size_t outbytes = sd->out_size * sd->count;
+    size_t first = sd->sent, count = sd->resume - sd->sent;
+    size_t outbytes = sd->out_size * count;
+    const char *outputs = base + sd->out_off + first * sd->out_size;
     uint32_t flags = extra_flags;
     size_t len = RP__RESULT_FIXED + sd->rec_len;
     if (outbytes > 0 && outbytes <= INLINE_MAX &&
         sd->res_off + len + outbytes <= sd->cap) {
-        memcpy(base + sd->res_off + len, base + sd->out_off, outbytes);
+        memcpy(base + sd->res_off + len, outputs, outbytes);
         len += outbytes;
         flags |= RP__RESULT_INLINE;
     }
-    rp__wire_result m = { .job = lw->job[s], .seq = lw->seq[s], .start = sd->start,
-                          .count = sd->count, .out_size = sd->out_size, .nrec = sd->nrec,
-                          .rec_bytes = sd->rec_len, .compute_ns = sd->compute_ns };
+    /* the time the batch took, with its last part */
+    uint64_t ns = sd->resume == sd->count ? sd->compute_ns : 0;
+    rp__wire_result m = { .job = lw->job[s], .seq = lw->seq[s], .start = sd->start + first,
+                          .count = count, .out_size = sd->out_size, .nrec = sd->nrec,
+                          .rec_bytes = sd->rec_len, .compute_ns = ns };
     rp__wire_result_write(base + sd->res_off, (uint32_t)lw->id, flags, &m, len);
+    sd->sent = sd->resume;
     lw->req[s][0] = lw->req[s][1] = MPI_REQUEST_NULL;
     if (MPI_Isend(base + sd->res_off, (int)len, MPI_BYTE, 0, TAG_CTL, sv->comm,
                   &lw->req[s][0]) != MPI_SUCCESS)
         return RP_EMPI;
     if (outbytes > 0 && !(flags & RP__RESULT_INLINE) &&
-        MPI_Isend(base + sd->out_off, (int)outbytes, MPI_BYTE, 0, TAG_DATA, sv->comm,
+        MPI_Isend(outputs, (int)outbytes, MPI_BYTE, 0, TAG_DATA, sv->comm,
                   &lw->req[s][1]) != MPI_SUCCESS)
         return RP_EMPI;
     lw->sending[s] = true;
@@ -672,18 +750,37 @@ static int send_result(struct server *sv, struct lworker *lw, int s, uint32_t ex
     return RP_OK;
 }
 
-/* Appends an error record for items of slot s the rank fails itself. */
+/* The record area of slot s is full: sends the items processed so far with their
+ * records, waits until they are out, and empties the area for the rest of the
+ * batch. Every record in the area is of an item in [sent, resume) (or a dead
+ * variable-size output, of no item). */
+static int send_part(struct server *sv, struct lworker *lw, int s)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    int rc = RP_OK;
+    if (sd->resume > sd->sent) {
+        rc = send_result(sv, lw, s, lw->gone ? RESULT_GONE : 0);
+        slot_drain(lw, s);
+    }
+    sd->rec_len = 0;
+    sd->nrec = 0;
+    sd->var_last = 0;
+    return rc;
+}
+
+/* Appends an error record for an item of slot s that the rank fails itself (the
+ * item at resume); sends what the area holds first if there is no room. */
 static void slot_fail_item(struct server *sv, struct lworker *lw, int s, rp_error_t *e)
 {
     struct slotdesc *sd = &lw->ctl->slot[s];
     struct child_run cr = { lw->ctl, sd, lw->slot[s] };
+    if (rp__wire_error_size(e) > record_free(sd))
+        send_part(sv, lw, s);
     child_on_fail(&cr, e);
 }
 
 /* A whole batch fails with one error (bad function, bad message, gone worker):
  * a result with the ALLFAIL flag and one record. */
-enum { RESULT_ALLFAIL = 2u, RESULT_GONE = 4u };
-
 static int send_batch_failure(struct server *sv, struct lworker *lw, int s, int code,
                               const char *msg)
 {
@@ -693,7 +790,9 @@ static int send_batch_failure(struct server *sv, struct lworker *lw, int s, int 
     sd->rec_len = 0;
     sd->nrec = 0;
     sd->out_size = 0; /* no outputs travel */
+    sd->sent = 0;
     slot_fail_item(sv, lw, s, &e);
+    sd->resume = sd->count;
     return send_result(sv, lw, s, RESULT_ALLFAIL | (lw->gone ? RESULT_GONE : 0));
 }
 
@@ -773,7 +872,7 @@ static void inproc_run(struct server *sv, struct lworker *lw)
     uint32_t k = lw->nposted - 1;
     crash_sv = sv;
     crash_lw = lw;
-    run_slot(lw, &lw->ctx, k, &lw->tasks, 0);
+    run_slot(sv, lw, &lw->ctx, k, &lw->tasks, 0);
     crash_lw = NULL;
     atomic_store(&lw->ctl->completed, k + 1);
 }
@@ -912,9 +1011,16 @@ static void child_died(struct server *sv, struct lworker *lw, int status)
             /* drop a variable-size output the dead item may have begun */
             if (sd->var_last && sd->var_index == cur)
                 rp__wire_var_kill(lw->slot[s] + sd->var_last - 1);
+            sd->resume = cur - sd->start; /* the items before it are done */
             slot_fail_item(sv, lw, s, &e);
             sd->resume = cur - sd->start + 1;
             rp__trace("mpi: %s", e.message);
+        }
+        /* it died waiting for its records to be sent: send them now, while
+         * nobody else writes there */
+        if (atomic_load(&sd->flush)) {
+            send_part(sv, lw, s);
+            atomic_store(&sd->flush, 0);
         }
     }
     if (lw->gone)
@@ -942,11 +1048,13 @@ static void worker_gone(struct server *sv, struct lworker *lw, const char *why)
     for (uint32_t k = atomic_load(&lw->ctl->completed); k < lw->nposted; k++) {
         int s = (int)(k % DEPTH);
         struct slotdesc *sd = &lw->ctl->slot[s];
+        atomic_store(&sd->flush, 0);
         for (size_t i = sd->resume; i < sd->count; i++) {
             rp_error_t e;
             rp__error_set(&e, RP_EBROKEN, sd->start + i, lw->id, sv->host,
                           "worker %d (rank %d on %s) is gone: %s", lw->id, sv->rank,
                           sv->host, why);
+            sd->resume = i;
             slot_fail_item(sv, lw, s, &e);
         }
         sd->resume = sd->count;
@@ -987,6 +1095,18 @@ static int serve_workers(struct server *sv, bool check_children, int *events)
             worker_gone(sv, lw, why);
         }
         uint32_t done = atomic_load(&lw->ctl->completed);
+        if (done < lw->nposted && lw->pid > 0) {
+            /* the child waits for the records of its batch to be sent */
+            struct slotdesc *sd = &lw->ctl->slot[done % DEPTH];
+            if (atomic_load(&sd->flush)) {
+                int rc = send_part(sv, lw, (int)(done % DEPTH));
+                atomic_store(&sd->flush, 0);
+                futex_wake(&sd->flush);
+                if (rc != RP_OK)
+                    return rc;
+                (*events)++;
+            }
+        }
         while (lw->nsent != done) {
             int s = (int)(lw->nsent % DEPTH);
             int rc = send_result(sv, lw, s, lw->gone ? RESULT_GONE : 0);
@@ -1272,6 +1392,7 @@ struct inflight {
     struct mjob *mj;
     uint64_t     seq;
     size_t       start, count;
+    size_t       got;        /* items [start, start + got) came back already */
     rp__wbuf     buf;
     MPI_Request  req, dreq;  /* the batch, its separate input */
     bool         used;
@@ -1523,7 +1644,7 @@ static void break_rank(struct mpi_pool *mp, int rank, int code, const char *why)
             if (!fl->used)
                 continue;
             struct mjob *mj = fl->mj;
-            size_t start = fl->start, count = fl->count;
+            size_t start = fl->start + fl->got, count = fl->count - fl->got;
             MPI_Request *reqs[2] = { &fl->req, &fl->dreq };
             for (int q = 0; q < 2; q++) {
                 if (*reqs[q] != MPI_REQUEST_NULL) {
@@ -1628,6 +1749,7 @@ static int send_batch(struct mpi_pool *mp, struct mworker *w, struct mjob *mj)
     fl->seq = b.seq;
     fl->start = start;
     fl->count = total;
+    fl->got = 0;
     w->ninflight++;
     rp__trace("mpi: job %llu items [%zu, %zu) -> worker %d (%d in flight)",
               (unsigned long long)job->id, start, start + total, w->id, w->ninflight);
@@ -1697,8 +1819,10 @@ static int dispatch(struct mpi_pool *mp)
 
 /* ---- receiving results -------------------------------------------------------------- */
 
-/* Applies a RESULT message from rank src. \return RP_OK or RP_EPROTO/RP_EMPI (the
- * caller gives up on the rank). */
+/* Applies a RESULT message from rank src: for the next items of a batch in flight
+ * (a batch may come back in several messages, in order, when its failures are many;
+ * see "One batch's region"). \return RP_OK or RP_EPROTO/RP_EMPI (the caller gives
+ * up on the rank). */
 static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp__rbuf *r)
 {
     rp__wire_result m;
@@ -1711,12 +1835,14 @@ static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp
     for (int k = 0; k < DEPTH; k++)
         if (w->fl[k].used && w->fl[k].seq == m.seq)
             fl = &w->fl[k];
-    if (!fl || fl->mj->job->id != m.job || fl->start != m.start || fl->count != m.count)
+    if (!fl || fl->mj->job->id != m.job || m.start != fl->start + fl->got || m.count == 0 ||
+        m.count > fl->count - fl->got)
         return RP_EPROTO;
     struct mjob *mj = fl->mj;
     struct rp__job *job = mj->job;
     bool var = job->flags & RP__JOB_VAR;
-    size_t start = fl->start, count = fl->count;
+    size_t start = (size_t)m.start, count = (size_t)m.count, batch = fl->count;
+    bool last = fl->got + count == batch;
 
     if (h->flags & RESULT_ALLFAIL) {
         rp__rbuf rr;
@@ -1729,7 +1855,9 @@ static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp
             kind != RP__REC_ERROR)
             return RP_EPROTO;
         snprintf(e.host, sizeof e.host, "%s", w->host);
-        release_inflight(w, fl);
+        fl->got += count;
+        if (last)
+            release_inflight(w, fl);
         if (h->flags & RESULT_GONE)
             w->alive = false;
         fail_items(mp, mj, start, count, &e);
@@ -1790,11 +1918,13 @@ static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp
             }
         }
     }
-    release_inflight(w, fl);
+    fl->got += count;
+    if (last)
+        release_inflight(w, fl);
     if (h->flags & RESULT_GONE)
         w->alive = false;
-    if (count > 0 && m.compute_ns > 0) {
-        double t = (double)m.compute_ns * 1e-9 / (double)count;
+    if (last && m.compute_ns > 0) { /* the whole batch's time comes with its last part */
+        double t = (double)m.compute_ns * 1e-9 / (double)batch;
         mj->item_s = mj->item_s > 0 ? 0.5 * mj->item_s + 0.5 * t : t;
     }
     items_processed(mp, mj, start, count);
@@ -1916,7 +2046,7 @@ static void *progress_main(void *arg)
                     if (!fl->used)
                         continue;
                     struct mjob *mj = fl->mj;
-                    size_t start = fl->start, count = fl->count;
+                    size_t start = fl->start + fl->got, count = fl->count - fl->got;
                     release_inflight(w, fl);
                     fail_items(mp, mj, start, count, &e);
                 }
@@ -2157,7 +2287,7 @@ static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *er
     MPI_Comm_rank(mp->comm, &mp->rank);
     MPI_Comm_size(mp->comm, &mp->size);
     if (mp->size < 2) {
-        mpi_end(&mp->comm);
+        mpi_end(&mp->comm, false);
         free(mp);
         rp__error_set(err, RP_EBACKEND, 0, -1, pool->host,
                       "the mpi backend needs at least 2 ranks (one master, one or more "
@@ -2168,7 +2298,7 @@ static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *er
     if (mp->rank != 0) {
         struct server *sv = calloc(1, sizeof *sv);
         if (!sv) {
-            mpi_end(&mp->comm);
+            mpi_end(&mp->comm, false);
             free(mp);
             pool->bdata = NULL;
             return RP_ENOMEM;
@@ -2187,7 +2317,7 @@ static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *er
                               rp_strerror(rc));
             server_free(sv);
             free(sv);
-            mpi_end(&mp->comm);
+            mpi_end(&mp->comm, false);
             free(mp);
             pool->bdata = NULL;
         }
@@ -2205,7 +2335,8 @@ static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *er
     rc = master_start(pool, mp, opts, err);
     if (rc != RP_OK) {
         master_free(mp);
-        mpi_end(&mp->comm);
+        /* after a malformed start-up message, more may be on their way */
+        mpi_end(&mp->comm, rc == RP_EPROTO);
         free(mp);
         pool->bdata = NULL;
     }
@@ -2404,6 +2535,7 @@ static void mpi_destroy(rp_pool_t *pool)
     struct mpi_pool *mp = mp_of(pool);
     if (!mp)
         return;
+    bool keep = false;
     if (mp->sv) {
         server_free(mp->sv);
         free(mp->sv);
@@ -2412,9 +2544,11 @@ static void mpi_destroy(rp_pool_t *pool)
             mpi_terminate(pool);
             pthread_join(mp->thread, NULL);
         }
+        for (int rk = 1; rk < mp->size; rk++)
+            keep = keep || mp->rank_broken[rk];
         master_free(mp);
     }
-    mpi_end(&mp->comm);
+    mpi_end(&mp->comm, keep);
     free(mp);
     pool->bdata = NULL;
 }

@@ -236,6 +236,9 @@ int rp__wire_get_hello(rp__rbuf *r, rp__wire_hello *m)
 /* ---- errors (READY and result records) --------------------------------------------- */
 
 #define ERR_FIXED 36
+_Static_assert(RP__WIRE_ERROR_MAX ==
+                   ((ERR_FIXED + sizeof(((rp_error_t *)0)->message) - 1 + 7) & ~(size_t)7),
+               "RP__WIRE_ERROR_MAX is the size of a record with the longest message");
 
 size_t rp__wire_error_size(const rp_error_t *e)
 {

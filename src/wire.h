@@ -168,7 +168,9 @@ int  rp__wire_get_result(rp__rbuf *r, const rp__wire_hdr *h, rp__wire_result *m)
 /* Records of a result: an item's failure, or an item's variable-size output. */
 enum { RP__REC_ERROR = 1, RP__REC_VAR = 2, RP__REC_DEAD = 3 /* a replaced VAR */ };
 
-/* Appends an error record at p (which has room for rp__wire_error_size(e) bytes). */
+/* Appends an error record at p (which has room for rp__wire_error_size(e) bytes). No
+ * record is larger than RP__WIRE_ERROR_MAX (a message of 255 characters). */
+#define RP__WIRE_ERROR_MAX 296
 size_t rp__wire_error_size(const rp_error_t *e);
 size_t rp__wire_error_write(void *p, const rp_error_t *e);
 /* A VAR record's header is this many bytes; its data follows. */

@@ -123,6 +123,27 @@ static int slow_item(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
+/* Failures with the longest message a record holds (255 characters), so that the
+ * records of a large batch outgrow a worker's transfer area. */
+static int fail_long(int i, rp_ctx_t *ctx)
+{
+    return rp_raise(ctx, 4, "item %09d failed: %0*d", i, 255 - 23, 0);
+}
+
+static int fail_all(const void *in, void *out, rp_ctx_t *ctx)
+{
+    return fail_long(*(const int *)in, ctx);
+}
+
+static int fail_odd(const void *in, void *out, rp_ctx_t *ctx)
+{
+    int i = *(const int *)in;
+    if (i % 2)
+        return fail_long(i, ctx);
+    *(int *)out = 3 * i;
+    return 0;
+}
+
 /* ---- tests -------------------------------------------------------------------------- */
 
 static rp_pool_t *world_pool(const rp_pool_opts_t *opts)
@@ -598,6 +619,63 @@ static void test_mpi_malformed_message_is_an_error(void)
     tu_pool_done(p);
 }
 
+/* Every failure is reported, however many a batch holds: one batch (chunksize n)
+ * of 10^6 failing items whose records (~300 bytes each) outgrow the worker's
+ * transfer area, then 2 * 10^6 items of which every other one fails. */
+static size_t wrong_failures(rp_result_t *r, size_t n, size_t step)
+{
+    size_t bad = 0;
+    for (size_t k = 0; k < n / step; k++) {
+        const rp_error_t *e = rp_result_error(r, k);
+        size_t want = step == 1 ? k : 2 * k + 1;
+        bad += !e || e->index != want || e->code != RP_ETASK || e->task_code != 4 ||
+               strlen(e->message) != 255 || atoi(e->message + 5) != (int)want;
+    }
+    return bad;
+}
+
+static void test_mpi_every_failure_reported(void)
+{
+    rp_pool_t *p = world_pool(NULL);
+    if (!p)
+        return;
+    size_t n = 2000000;
+    int *in = malloc(n * sizeof *in), *out = malloc(n * sizeof *out);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(in);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    for (size_t i = 0; i < n; i++) {
+        in[i] = (int)i;
+        out[i] = -1;
+    }
+    rp_map_opts_t mo = { .chunksize = n / 2 };
+    rp_result_t *r = NULL;
+    rp_error_t err;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, fail_all, in, n / 2, sizeof *in, out, sizeof *out,
+                                       &mo, &r), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_get(r, 600, &err), RP_ETASK);
+    CU_ASSERT_EQUAL(err.index, 0);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), n / 2);
+    CU_ASSERT_EQUAL(rp_result_successful(r), 0);
+    CU_ASSERT_EQUAL(wrong_failures(r, n / 2, 1), 0);
+    rp_result_free(r);
+
+    mo.chunksize = n;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, fail_odd, in, n, sizeof *in, out, sizeof *out, &mo,
+                                       &r), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_get(r, 600, &err), RP_ETASK);
+    CU_ASSERT_EQUAL(err.index, 1);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), n / 2);
+    CU_ASSERT_EQUAL(wrong_failures(r, n, 2), 0);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i += 2)
+        bad += out[i] != 3 * (int)i;
+    CU_ASSERT_EQUAL(bad, 0);
+    rp_result_free(r);
+    free(in);
+    free(out);
+    tu_pool_done(p);
+}
+
 int main(int argc, char **argv)
 {
     int provided;
@@ -619,6 +697,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_replacement_cannot_start),
         TU_TEST(test_mpi_progress_while_master_computes),
         TU_TEST(test_mpi_malformed_message_is_an_error),
+        TU_TEST(test_mpi_every_failure_reported),
         TU_END
     };
     if (world_rank != 0) /* one report, from the master */
