@@ -58,15 +58,17 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-/* Message tags, all on the pool's own communicator. TAG_WORK0 + i routes a batch
- * to the i-th worker of a rank (so it lands in that worker's memory); what to run
- * is in the payload. */
-enum { TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
+/* Message tags, all on the pool's own communicator but TAG_START (start-up, on the
+ * communicator the pool is created on, before its duplicate exists). TAG_WORK0 + i
+ * routes a batch to the i-th worker of a rank (so it lands in that worker's
+ * memory); what to run is in the payload. */
+enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 
 #define DEPTH        4                  /* batches in flight per worker */
 #define BATCH_BYTES  ((size_t)4 << 20)  /* input + output bytes per batch, soft */
@@ -82,6 +84,7 @@ enum { TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define CHECK_S      100e-6             /* a rank looks for dead children this often */
 #define SLEEP_MAX_S  1e-3               /* longest idle sleep */
 #define IDLE_SLEEP_S 0.1                /* the pool thread's sleep with no job at all */
+#define ANSWER_WAIT_S 3.0               /* longest wait for a rank's BYE (terminate, join) */
 
 /* ---- small helpers ----------------------------------------------------------------- */
 
@@ -181,27 +184,327 @@ static int  live_pools;       /* mpi pools not yet destroyed, in this process */
 #define MAX_LIVE 64
 static MPI_Comm live_comms[MAX_LIVE];
 static int      nlive_comms;
+/* The pools that started and are not freed yet, which exit_cleanup stops. */
+static rp_pool_t *started[MAX_LIVE];
+static int        nstarted;
+static pid_t      exit_pid;   /* the process whose pools those are */
+static uint64_t   start_seq;  /* start-ups led by this process as a master */
 
-/* MPI cannot be initialised twice, so when the library initialised it, it
- * finalises it when the program exits (after the last pool), not at each
- * rp_pool_free: a program may create pool after pool. */
-static void finalize_at_exit(void)
+static void pool_retire(rp_pool_t *pool);
+
+/* At exit: the pools the program did not free are stopped (a master terminates
+ * its work and releases its serving ranks, which return from rp_pool_create), so
+ * that every rank can finalise MPI; then, if the library initialised MPI, it
+ * finalises it. MPI cannot be initialised twice, so that happens here, after the
+ * last pool, not at each rp_pool_free: a program may create pool after pool. */
+static void exit_cleanup(void)
 {
-    int fin = 0, init = 0;
+    rp_pool_t *pools[MAX_LIVE];
+    int n = 0, fin = 0, init = 0;
+    pthread_mutex_lock(&init_lock);
+    if (getpid() != exit_pid) { /* a forked child: none of this is its own */
+        pthread_mutex_unlock(&init_lock);
+        return;
+    }
+    n = nstarted;
+    memcpy(pools, started, (size_t)n * sizeof *pools);
+    nstarted = 0;
+    pthread_mutex_unlock(&init_lock);
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (!init || fin)
+        return;
+    for (int i = 0; i < n; i++)
+        pool_retire(pools[i]);
     pthread_mutex_lock(&init_lock);
     bool mine = we_initialized && live_pools == 0 && getpid() == init_pid;
     pthread_mutex_unlock(&init_lock);
-    if (!mine)
-        return;
-    MPI_Initialized(&init);
-    MPI_Finalized(&fin);
-    if (init && !fin)
+    if (mine)
         MPI_Finalize();
+}
+
+static void register_exit(void)
+{
+    exit_pid = getpid();
+    atexit(exit_cleanup);
+}
+
+/* A pool that started: exit_cleanup stops it if the program does not free it. */
+static void started_add(rp_pool_t *pool)
+{
+    pthread_mutex_lock(&init_lock);
+    if (nstarted < MAX_LIVE)
+        started[nstarted++] = pool;
+    pthread_mutex_unlock(&init_lock);
+}
+
+static void started_remove(rp_pool_t *pool)
+{
+    pthread_mutex_lock(&init_lock);
+    for (int i = 0; i < nstarted; i++)
+        if (started[i] == pool) {
+            started[i] = started[--nstarted];
+            break;
+        }
+    pthread_mutex_unlock(&init_lock);
+}
+
+/* ---- start-up: is every rank there? --------------------------------------------------
+ * rp_pool_create is collective, but a rank that never calls it must not leave the
+ * others waiting forever in MPI_Comm_dup. Before anything collective the master
+ * asks every rank (JOIN) and collects the answers (JOINED) for at most
+ * RP_MPI_START_TIMEOUT seconds, then tells the ranks that answered whether the pool
+ * starts (START). A serving rank waits as long for the master's JOIN, then for as
+ * long as the master said it waits. These few messages travel on the given
+ * communicator (tag TAG_START), as the pool's duplicate does not exist yet; each
+ * start-up has its own number, so what a failed one left behind (the JOIN to a rank
+ * that never came, the answer of one that came too late) is dropped by the next. */
+
+#define START_TIMEOUT_S 60.0   /* RP_MPI_START_TIMEOUT's default */
+#define START_GRACE_S   5.0    /* a serving rank waits this much longer than the master */
+
+/* RP_MPI_START_TIMEOUT: seconds (> 0, "inf" for no limit); else the default. */
+static double start_timeout(void)
+{
+    const char *v = getenv("RP_MPI_START_TIMEOUT");
+    if (!v || !*v)
+        return START_TIMEOUT_S;
+    char *end;
+    double t = strtod(v, &end);
+    if (*end != '\0' || !(t > 0)) {
+        rp__trace("mpi: RP_MPI_START_TIMEOUT=%s is not a number of seconds: %g s", v,
+                  START_TIMEOUT_S);
+        return START_TIMEOUT_S;
+    }
+    return t;
+}
+
+static int start_send(MPI_Comm base, int dest, unsigned kind, uint32_t worker, int32_t status,
+                      uint64_t seq)
+{
+    rp__wbuf w;
+    rp__wbuf_init(&w);
+    int rc = rp__wire_put_ctl(&w, kind, worker, status, seq);
+    if (rc == RP_OK &&
+        MPI_Send(w.buf, (int)w.len, MPI_BYTE, dest, TAG_START, base) != MPI_SUCCESS)
+        rc = RP_EMPI;
+    rp__wbuf_free(&w);
+    return rc;
+}
+
+struct start_msg {
+    unsigned kind;   /* 0: malformed (dropped) */
+    uint32_t worker;
+    int32_t  status;
+    uint64_t seq;
+    int      from;
+};
+
+/* Receives a start-up message from src (MPI_ANY_SOURCE ok) if one has come.
+ * \return 1 (one in *m), 0 (none), RP_EMPI. */
+static int start_poll(MPI_Comm base, int src, struct start_msg *m)
+{
+    int flag = 0, count = 0;
+    MPI_Message msg;
+    MPI_Status st;
+    if (MPI_Improbe(src, TAG_START, base, &flag, &msg, &st) != MPI_SUCCESS)
+        return RP_EMPI;
+    if (!flag)
+        return 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    char small[64], *buf = count <= (int)sizeof small ? small : malloc((size_t)count);
+    if (!buf)
+        return RP_EMPI;
+    int ok = MPI_Mrecv(buf, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE) == MPI_SUCCESS;
+    rp__wire_hdr h;
+    rp__rbuf r;
+    memset(m, 0, sizeof *m);
+    m->from = st.MPI_SOURCE;
+    if (ok && rp__wire_open(buf, (size_t)count, &h, &r) == RP_OK &&
+        rp__wire_get_ctl(&r, &m->status, &m->seq) == RP_OK) {
+        m->kind = h.kind;
+        m->worker = h.worker;
+    }
+    if (buf != small)
+        free(buf);
+    return 1;
+}
+
+/* Writes "2, 5, 7" (the ranks not marked in joined[]) into buf. */
+static void missing_ranks(const char *joined, int size, char *buf, size_t len)
+{
+    size_t at = 0;
+    int listed = 0, missing = 0;
+    buf[0] = '\0';
+    for (int rk = 1; rk < size; rk++) {
+        if (joined[rk])
+            continue;
+        missing++;
+        if (at + 16 < len && listed < 24) {
+            at += (size_t)snprintf(buf + at, len - at, "%s%d", listed ? ", " : "", rk);
+            listed++;
+        }
+    }
+    if (listed < missing)
+        snprintf(buf + at, len - at, ", ... (%d in all)", missing);
+}
+
+/* The master's side. Under init_lock. */
+static int start_master(MPI_Comm base, int size, rp_error_t *err, const char *host)
+{
+    double timeout = start_timeout();
+    uint64_t seq = ++start_seq;
+    uint32_t ms = timeout * 1e3 >= (double)UINT32_MAX ? UINT32_MAX : (uint32_t)(timeout * 1e3);
+    char *joined = calloc((size_t)size, 1);
+    if (!joined) {
+        rp__error_set(err, RP_ENOMEM, 0, -1, host, "out of memory");
+        return RP_ENOMEM;
+    }
+    int rc = RP_OK, missing = size - 1;
+    for (int rk = 1; rk < size && rc == RP_OK; rk++)
+        rc = start_send(base, rk, RP__MSG_JOIN, ms, RP_OK, seq);
+    double deadline = rp__now() + timeout, nap = 20e-6;
+    while (rc == RP_OK && missing > 0) {
+        struct start_msg m;
+        int got = start_poll(base, MPI_ANY_SOURCE, &m);
+        if (got < 0) {
+            rc = got;
+        } else if (got > 0) {
+            if (m.kind == RP__MSG_JOINED && m.seq == seq && m.from > 0 && m.from < size &&
+                !joined[m.from]) {
+                joined[m.from] = 1;
+                missing--;
+            }
+            nap = 20e-6;
+        } else if (rp__now() >= deadline) {
+            break;
+        } else {
+            sleep_s(nap);
+            nap = fmin(nap * 2, 10e-3);
+        }
+    }
+    int verdict = rc != RP_OK ? rc : missing > 0 ? RP_EMPI : RP_OK;
+    for (int rk = 1; rk < size; rk++)
+        if (joined[rk])
+            start_send(base, rk, RP__MSG_START, 0, verdict, seq);
+    if (rc != RP_OK) {
+        rp__error_set(err, rc, 0, -1, host, "the start-up messages could not be sent");
+    } else if (missing > 0) {
+        char list[200];
+        missing_ranks(joined, size, list, sizeof list);
+        rp__error_set(err, RP_EMPI, 0, -1, host,
+                      "rank%s %s of the communicator did not call rp_pool_create within "
+                      "%g s (RP_MPI_START_TIMEOUT): every rank must call it",
+                      missing > 1 ? "s" : "", list, timeout);
+    }
+    free(joined);
+    return verdict;
+}
+
+/* A serving rank's side. Under init_lock. */
+static int start_server(MPI_Comm base, int rank, rp_error_t *err, const char *host)
+{
+    double timeout = start_timeout();
+    double deadline = rp__now() + timeout, nap = 20e-6;
+    uint64_t seq = 0;
+    bool asked = false;
+    for (;;) {
+        struct start_msg m;
+        int got = start_poll(base, 0, &m);
+        if (got < 0) {
+            rp__error_set(err, RP_EMPI, 0, -1, host, "rank %d: MPI_Improbe failed", rank);
+            return RP_EMPI;
+        }
+        if (got == 0) {
+            if (rp__now() >= deadline)
+                break;
+            sleep_s(nap);
+            nap = fmin(nap * 2, 10e-3);
+            continue;
+        }
+        nap = 20e-6;
+        if (m.kind == RP__MSG_JOIN) {
+            /* the master asks (maybe a master that has given up long ago: then
+             * its START never comes, and the wait below ends) */
+            seq = m.seq;
+            asked = true;
+            double wait = m.worker == UINT32_MAX ? INFINITY : m.worker * 1e-3;
+            deadline = rp__now() + wait + START_GRACE_S;
+            if (start_send(base, 0, RP__MSG_JOINED, 0, RP_OK, seq) != RP_OK) {
+                rp__error_set(err, RP_EMPI, 0, -1, host, "rank %d: MPI_Send failed", rank);
+                return RP_EMPI;
+            }
+        } else if (m.kind == RP__MSG_START && asked && m.seq == seq) {
+            if (m.status == RP_OK)
+                return RP_OK;
+            rp__error_set(err, m.status, 0, -1, host,
+                          "rank %d: the pool did not start: not every rank called "
+                          "rp_pool_create within the start-up deadline (RP_MPI_START_TIMEOUT; "
+                          "rank 0 names the missing ones)", rank);
+            return m.status;
+        } /* else: left over from an earlier start-up */
+    }
+    rp__error_set(err, RP_EMPI, 0, -1, host,
+                  asked ? "rank %d: rank 0 (the master) asked, then said nothing within "
+                          "%g s (RP_MPI_START_TIMEOUT)"
+                        : "rank %d: rank 0 (the master) did not call rp_pool_create within "
+                          "%g s (RP_MPI_START_TIMEOUT): every rank must call it",
+                  rank, timeout);
+    return RP_EMPI;
+}
+
+/* The most worker processes one serving rank runs (the local backend's limit for
+ * a whole pool). */
+#define RANK_WORKERS_MAX 1024
+
+/* The checks every rank makes alike, before anything collective: the
+ * communicator, its size, the worker count. \return RP_OK or a code with *why. */
+static int check_comm(const rp_pool_opts_t *opts, MPI_Comm base, char *why, size_t len)
+{
+    int inter = 0, size = 0;
+    if (base == MPI_COMM_NULL) {
+        snprintf(why, len, "the communicator is MPI_COMM_NULL");
+        return RP_EINVAL;
+    }
+    if (MPI_Comm_test_inter(base, &inter) != MPI_SUCCESS || inter) {
+        snprintf(why, len, "the communicator is an intercommunicator: a pool needs an "
+                           "intracommunicator (MPI_Intercomm_merge gives one)");
+        return RP_EINVAL;
+    }
+    for (int i = 0; i < nlive_comms; i++) {
+        int cmp = MPI_UNEQUAL;
+        MPI_Comm_compare(base, live_comms[i], &cmp);
+        if (cmp == MPI_IDENT || cmp == MPI_CONGRUENT) {
+            snprintf(why, len, "a pool is already running on this communicator (its other "
+                               "ranks are serving it): free that pool first");
+            return RP_EINVAL;
+        }
+    }
+    if (nlive_comms == MAX_LIVE) {
+        snprintf(why, len, "too many mpi pools at once");
+        return RP_EINVAL;
+    }
+    MPI_Comm_size(base, &size);
+    if (size < 2) {
+        snprintf(why, len, "the mpi backend needs at least 2 ranks (one master, one or more "
+                           "workers): start the program with mpirun -np N, N >= 2");
+        return RP_EBACKEND;
+    }
+    long nranks = size - 1, workers = opts->workers > 0 ? opts->workers : nranks;
+    long per_rank = (workers + nranks - 1) / nranks;
+    if (per_rank > RANK_WORKERS_MAX) {
+        snprintf(why, len, "%ld workers on %ld serving ranks would be %ld worker processes "
+                           "on a rank: at most %d per rank", workers, nranks, per_rank,
+                 RANK_WORKERS_MAX);
+        return RP_EINVAL;
+    }
+    return RP_OK;
 }
 
 static int mpi_begin(const rp_pool_opts_t *opts, MPI_Comm *comm, rp_error_t *err,
                      const char *host)
 {
+    static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
     int init = 0, fin = 0;
     pthread_mutex_lock(&init_lock);
     MPI_Finalized(&fin);
@@ -218,8 +521,6 @@ static int mpi_begin(const rp_pool_opts_t *opts, MPI_Comm *comm, rp_error_t *err
             rp__error_set(err, RP_EMPI, 0, -1, host, "MPI_Init_thread failed");
             return RP_EMPI;
         }
-        if (!we_initialized)
-            atexit(finalize_at_exit);
         we_initialized = true;
         init_pid = getpid();
     } else {
@@ -229,38 +530,31 @@ static int mpi_begin(const rp_pool_opts_t *opts, MPI_Comm *comm, rp_error_t *err
             rp__trace("mpi: MPI was initialised without thread support; the pool's "
                       "progress thread calls MPI while the program does not");
     }
+    pthread_once(&exit_once, register_exit);
     live_pools++;
-    pthread_mutex_unlock(&init_lock);
 
+    /* Everything up to the duplicate under init_lock, so that two threads cannot
+     * both start a pool on one communicator. */
     MPI_Comm base = opts->comm ? *(const MPI_Comm *)opts->comm : MPI_COMM_WORLD;
-    const char *why = NULL;
-    int code = RP_OK;
-    pthread_mutex_lock(&init_lock);
-    if (base == MPI_COMM_NULL) {
-        why = "the communicator is MPI_COMM_NULL";
-        code = RP_EINVAL;
-    }
-    for (int i = 0; !why && i < nlive_comms; i++) {
-        int cmp = MPI_UNEQUAL;
-        MPI_Comm_compare(base, live_comms[i], &cmp);
-        if (cmp == MPI_IDENT || cmp == MPI_CONGRUENT) {
-            why = "a pool is already running on this communicator (its other ranks are "
-                  "serving it): free that pool first";
-            code = RP_EINVAL;
+    char why[300] = "";
+    int rank = 0;
+    int code = check_comm(opts, base, why, sizeof why);
+    if (code == RP_OK) {
+        MPI_Comm_rank(base, &rank);
+        int size = 0;
+        MPI_Comm_size(base, &size);
+        code = rank == 0 ? start_master(base, size, err, host)
+                         : start_server(base, rank, err, host);
+        if (code == RP_OK && MPI_Comm_dup(base, comm) != MPI_SUCCESS) {
+            code = RP_EMPI;
+            snprintf(why, sizeof why, "MPI_Comm_dup failed");
         }
     }
-    if (!why && nlive_comms == MAX_LIVE) {
-        why = "too many mpi pools at once";
-        code = RP_EINVAL;
-    }
-    if (!why && MPI_Comm_dup(base, comm) != MPI_SUCCESS) {
-        why = "MPI_Comm_dup failed";
-        code = RP_EMPI;
-    }
-    if (why) {
+    if (code != RP_OK) {
         live_pools--;
         pthread_mutex_unlock(&init_lock);
-        rp__error_set(err, code, 0, -1, host, "%s", why);
+        if (why[0])
+            rp__error_set(err, code, 0, -1, host, "%s", why);
         return code;
     }
     live_comms[nlive_comms++] = *comm;
@@ -1250,6 +1544,43 @@ static int serve(struct server *sv)
     }
 }
 
+/* Can this node hold n worker processes per rank? Each rank of the job on this
+ * node (OMPI_COMM_WORLD_LOCAL_SIZE) runs about as many, and every process counts
+ * against the user's RLIMIT_NPROC (ulimit -u) and the system's pid_max.
+ * \return NULL, or why not (written to buf). */
+static const char *node_limit(const struct server *sv, int n, char *buf, size_t len)
+{
+    if (n <= 0)
+        return NULL;
+    const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    long local = ls && atol(ls) > 0 ? atol(ls) : 1;
+    long want = local * (n + 1L); /* the worker processes and the ranks */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NPROC, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (unsigned long long)want > (unsigned long long)rl.rlim_cur) {
+        snprintf(buf, len, "rank %d on %s: %d worker processes on each of the %ld ranks of "
+                           "this node make about %ld processes, more than RLIMIT_NPROC (%llu) "
+                           "allows", sv->rank, sv->host, n, local, want,
+                 (unsigned long long)rl.rlim_cur);
+        return buf;
+    }
+    long pid_max = 0;
+    FILE *f = fopen("/proc/sys/kernel/pid_max", "r");
+    if (f) {
+        if (fscanf(f, "%ld", &pid_max) != 1)
+            pid_max = 0;
+        fclose(f);
+    }
+    if (pid_max > 0 && want > pid_max / 2) {
+        snprintf(buf, len, "rank %d on %s: %d worker processes on each of the %ld ranks of "
+                           "this node make about %ld processes, more than half the process "
+                           "ids of the system (pid_max %ld)", sv->rank, sv->host, n, local,
+                 want, pid_max);
+        return buf;
+    }
+    return NULL;
+}
+
 /* A serving rank's part of rp_pool_create: the settings, the children, READY for
  * each, the master's verdict, then serving. */
 static int server_run(struct server *sv, rp_error_t *err)
@@ -1306,6 +1637,8 @@ static int server_run(struct server *sv, rp_error_t *err)
             lw->req[s][0] = lw->req[s][1] = MPI_REQUEST_NULL;
         }
     }
+    char limit[300];
+    const char *too_many = node_limit(sv, sv->nlocal, limit, sizeof limit);
     for (int i = 0; i < sv->nlocal; i++) {
         struct lworker *lw = &sv->w[i];
         rp__wire_ready m;
@@ -1314,7 +1647,10 @@ static int server_run(struct server *sv, rp_error_t *err)
         bool mapped = lw->ctl != NULL;
         for (int s = 0; s < DEPTH; s++)
             mapped = mapped && lw->slot[s] != NULL;
-        if (!mapped) {
+        if (too_many) { /* refused before any process starts */
+            m.status = RP_EINVAL;
+            rp__error_set(&m.err, RP_EINVAL, 0, lw->id, sv->host, "%s", too_many);
+        } else if (!mapped) {
             m.status = RP_ENOMEM;
             rp__error_set(&m.err, RP_ENOMEM, 0, lw->id, sv->host,
                           "rank %d on %s: cannot map the transfer area", sv->rank, sv->host);
@@ -1382,6 +1718,7 @@ struct mjob {
     _Atomic size_t   processed;  /* written by the progress thread only */
     _Atomic bool     done;
     double           item_s;     /* estimated seconds per item, 0 until known */
+    bool             too_large;  /* its items exceed RP_MPI_ITEM_MAX: it fails at once */
     struct mjob     *next;       /* pending queue, then the active list */
     /* RP__JOB_TRACK: processed ranges not yet returned by arrivals(), under mp->lock */
     struct range    *arr;
@@ -1441,6 +1778,7 @@ struct mpi_pool {
     struct rp__job **notify;     /* NOTIFY jobs done, for the pool thread; under lock */
     size_t          nnotify, capnotify;
     struct mjob    *active, *active_tail;      /* under plock */
+    bool            retired;     /* stopped, its communicator freed (pool_retire) */
     bool           *rank_broken; /* per rank: gave up on it */
     bool           *rank_bye;    /* per rank: said BYE */
     char           *rbuf;
@@ -1586,24 +1924,30 @@ static void fail_items(struct mpi_pool *mp, struct mjob *mj, size_t start, size_
     items_processed(mp, mj, start, count);
 }
 
+/* Fails every unclaimed item of mj with e. */
+static void fail_rest(struct mpi_pool *mp, struct mjob *mj, const rp_error_t *e)
+{
+    size_t start, len, first = 0, total = 0;
+    while ((len = rp__sched_claim(&mj->sched, 0, &start)) > 0) {
+        if (total == 0)
+            first = start;
+        if (start != first + total) { /* cannot happen: we are the only claimer */
+            fail_items(mp, mj, first, total, e);
+            first = start;
+            total = 0;
+        }
+        total += len;
+    }
+    fail_items(mp, mj, first, total, e); /* may finish and unlink mj */
+}
+
 /* Fails every unclaimed item of every active job with e (terminate, no workers). */
 static void fail_unclaimed(struct mpi_pool *mp, const rp_error_t *e)
 {
     struct mjob *mj = mp->active;
     while (mj) {
         struct mjob *next = mj->next;
-        size_t start, len, first = 0, total = 0;
-        while ((len = rp__sched_claim(&mj->sched, 0, &start)) > 0) {
-            if (total == 0)
-                first = start;
-            if (start != first + total) { /* cannot happen: we are the only claimer */
-                fail_items(mp, mj, first, total, e);
-                first = start;
-                total = 0;
-            }
-            total += len;
-        }
-        fail_items(mp, mj, first, total, e); /* may finish and unlink mj */
+        fail_rest(mp, mj, e);
         mj = next;
     }
 }
@@ -1668,7 +2012,18 @@ static int send_batch(struct mpi_pool *mp, struct mworker *w, struct mjob *mj)
 {
     struct rp__job *job = mj->job;
     bool var = job->flags & RP__JOB_VAR;
+    if (mj->too_large) {
+        rp_error_t e;
+        rp__error_set(&e, RP_EINVAL, 0, -1, mp->host,
+                      "an item of %zu + %zu bytes (in_size + out_size) is more than the mpi "
+                      "backend moves: RP_MPI_ITEM_MAX is %zu bytes (256 MiB - 64 KiB)",
+                      job->in_size, var ? (size_t)0 : job->out_size, (size_t)RP_MPI_ITEM_MAX);
+        fail_rest(mp, mj, &e);
+        return 1;
+    }
     size_t per = job->in_size + (var ? 0 : job->out_size);
+    /* the most items whose inputs and outputs one transfer area holds */
+    size_t fit = RP_MPI_ITEM_MAX / (per ? per : 1);
     size_t max_items = BATCH_BYTES / (per ? per : 1);
     if (max_items > BATCH_ITEMS)
         max_items = BATCH_ITEMS;
@@ -1703,9 +2058,12 @@ static int send_batch(struct mpi_pool *mp, struct mworker *w, struct mjob *mj)
                (len = rp__sched_claim(&mj->sched, want - total, &s0)) > 0)
             total += len;
     } else {
-        /* several whole chunks per message */
+        /* several whole chunks per message; a chunk larger than a transfer
+         * area travels in parts */
         if (target < chunk)
             target = chunk;
+        if (target > fit)
+            target = fit;
         size_t s0;
         while (total < target &&
                (len = rp__sched_claim(&mj->sched, target - total < chunk ? target - total : 0,
@@ -1734,13 +2092,9 @@ static int send_batch(struct mpi_pool *mp, struct mworker *w, struct mjob *mj)
     size_t inbytes = total * job->in_size;
     bool separate = inbytes > INLINE_MAX;
     int rc = rp__wire_put_batch(&fl->buf, (uint32_t)w->id, &b, separate ? NULL : input);
-    if (rc == RP_OK && (fl->buf.len > INT_MAX || inbytes > INT_MAX))
-        rc = RP_EINVAL;
     if (rc != RP_OK) {
         rp_error_t e;
-        rp__error_set(&e, rc, start, w->id, w->host,
-                      rc == RP_EINVAL ? "item too large for one MPI message"
-                                      : "out of memory building a batch");
+        rp__error_set(&e, rc, start, w->id, w->host, "out of memory building a batch");
         fail_items(mp, mj, start, total, &e);
         return 1;
     }
@@ -2027,15 +2381,31 @@ static void *progress_main(void *arg)
     double idle_since = rp__now(), nap = 20e-6;
     precise_naps();
     bool stopping = false, finished = false;
+    double asked = 0; /* when TERMINATE or STOP went out */
     while (!finished) {
         int events = 0;
         pthread_mutex_lock(&mp->plock);
-        if (!mp->terminating && atomic_load(&mp->want_terminate)) {
+        /* (after STOP, every job is done and the ranks are leaving: a TERMINATE
+         * would reach a rank after it left the pool) */
+        if (!mp->terminating && !stopping && atomic_load(&mp->want_terminate)) {
             send_all_ranks(mp, RP__MSG_TERMINATE);
             mp->terminating = true;
+            asked = rp__now();
             events++;
         }
         events += progress_step(mp);
+        /* A rank that does not answer within ANSWER_WAIT_S (stopped, hung, its node
+         * gone) is given up: its items fail (RP_ECANCELED), nobody waits for it. */
+        if ((mp->terminating || stopping) && !all_byes(mp) &&
+            rp__now() - asked > ANSWER_WAIT_S) {
+            char why[128];
+            snprintf(why, sizeof why, "canceled: the pool was %s, and the rank did not "
+                                      "answer within %g s",
+                     mp->terminating ? "terminated" : "stopped", ANSWER_WAIT_S);
+            for (int rk = 1; rk < mp->size; rk++)
+                if (!mp->rank_bye[rk])
+                    break_rank(mp, rk, RP_ECANCELED, why);
+        }
         if (mp->terminating && all_byes(mp)) {
             rp_error_t e;
             rp__error_set(&e, RP_ECANCELED, 0, -1, mp->host, "canceled: the pool was terminated");
@@ -2058,6 +2428,7 @@ static void *progress_main(void *arg)
                    !mp->active && atomic_load(&mp->npending) == 0) {
             send_all_ranks(mp, RP__MSG_STOP);
             stopping = true;
+            asked = rp__now();
             events++;
         } else if (stopping && all_byes(mp)) {
             finished = true;
@@ -2108,8 +2479,11 @@ static void *progress_main(void *arg)
             else
                 atomic_store(&mp->deep, false);
         }
+        /* (a stop or terminate asked for and not acted on yet: no sleep; once
+         * asked of the ranks, naps until they answer) */
         if (atomic_load(&mp->npending) == 0 && mp->nnotify == 0 && !mp->kicked &&
-            !atomic_load(&mp->want_stop) && !atomic_load(&mp->want_terminate)) {
+            !(atomic_load(&mp->want_stop) && !stopping) &&
+            !(atomic_load(&mp->want_terminate) && !mp->terminating)) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             long ns = ts.tv_nsec + (long)(sleep * 1e9);
@@ -2172,6 +2546,15 @@ static bool in_process_wanted(void)
 static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts_t *opts,
                         rp_error_t *err)
 {
+    if (opts->initarg_size > RP_MPI_INITARG_MAX) {
+        /* refused before anything is copied: the ranks learn it from GO */
+        master_go(mp, RP_EINVAL);
+        rp__error_set(err, RP_EINVAL, 0, -1, mp->host,
+                      "initarg_size %zu is more than the mpi backend sends to its ranks: "
+                      "RP_MPI_INITARG_MAX is %zu bytes (2 GiB - 1 MiB)", opts->initarg_size,
+                      (size_t)RP_MPI_INITARG_MAX);
+        return RP_EINVAL;
+    }
     mp->nworkers = opts->workers > 0 ? opts->workers : mp->size - 1;
     mp->nranks = mp->nworkers < mp->size - 1 ? mp->nworkers : mp->size - 1;
     mp->w = calloc((size_t)mp->nworkers, sizeof *mp->w);
@@ -2207,7 +2590,8 @@ static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts
     if (rp__wire_put_hello(&hb, &hello) != RP_OK || hb.len > INT_MAX) {
         rp__wbuf_free(&hb);
         master_go(mp, RP_ENOMEM);
-        rp__error_set(err, RP_ENOMEM, 0, -1, mp->host, "initializer argument too large");
+        rp__error_set(err, RP_ENOMEM, 0, -1, mp->host,
+                      "out of memory building the message with the initializer argument");
         return RP_ENOMEM;
     }
     for (int rk = 1; rk < mp->size; rk++)
@@ -2286,14 +2670,6 @@ static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *er
     }
     MPI_Comm_rank(mp->comm, &mp->rank);
     MPI_Comm_size(mp->comm, &mp->size);
-    if (mp->size < 2) {
-        mpi_end(&mp->comm, false);
-        free(mp);
-        rp__error_set(err, RP_EBACKEND, 0, -1, pool->host,
-                      "the mpi backend needs at least 2 ranks (one master, one or more "
-                      "workers): start the program with mpirun -np N, N >= 2");
-        return RP_EBACKEND;
-    }
     pool->bdata = mp;
     if (mp->rank != 0) {
         struct server *sv = calloc(1, sizeof *sv);
@@ -2320,6 +2696,8 @@ static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *er
             mpi_end(&mp->comm, false);
             free(mp);
             pool->bdata = NULL;
+        } else {
+            started_add(pool);
         }
         return rc;
     }
@@ -2339,6 +2717,8 @@ static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *er
         mpi_end(&mp->comm, rc == RP_EPROTO);
         free(mp);
         pool->bdata = NULL;
+    } else {
+        started_add(pool);
     }
     return rc;
 }
@@ -2348,6 +2728,8 @@ static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *er
 static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
 {
     struct mpi_pool *mp = mp_of(pool);
+    if (mp->retired) /* stopped at exit */
+        return RP_ECLOSED;
     struct mjob *mj = calloc(1, sizeof *mj);
     if (!mj)
         return RP_ENOMEM;
@@ -2356,6 +2738,9 @@ static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
         return RP_EFNREF;
     }
     mj->job = job;
+    mj->too_large = job->in_size > RP_MPI_ITEM_MAX ||
+                    (!(job->flags & RP__JOB_VAR) &&
+                     job->out_size > RP_MPI_ITEM_MAX - job->in_size);
     rp__sched_init(&mj->sched, job->n, job->chunksize, mp->nworkers);
     atomic_init(&mj->processed, 0);
     atomic_init(&mj->done, job->n == 0);
@@ -2530,25 +2915,43 @@ static int mpi_terminate(rp_pool_t *pool)
     return RP_OK;
 }
 
+/* Stops what runs (a master's pool thread, after terminating its work and
+ * releasing the serving ranks; a serving rank's worker processes) and frees the
+ * pool's communicator; the memory stays for mpi_destroy. Once per pool: from
+ * mpi_destroy, or at exit for a pool the program did not free. Not from the pool
+ * thread itself (exit() in a callback): that pool is left as it is. */
+static void pool_retire(rp_pool_t *pool)
+{
+    struct mpi_pool *mp = mp_of(pool);
+    if (!mp || mp->retired)
+        return;
+    bool keep = false;
+    if (mp->sv) {
+        server_free(mp->sv);
+    } else if (mp->thread_started) {
+        if (pthread_equal(pthread_self(), mp->thread))
+            return;
+        mpi_terminate(pool);
+        pthread_join(mp->thread, NULL);
+        mp->thread_started = false;
+    }
+    for (int rk = 1; !mp->sv && rk < mp->size; rk++)
+        keep = keep || mp->rank_broken[rk];
+    mpi_end(&mp->comm, keep);
+    mp->retired = true;
+}
+
 static void mpi_destroy(rp_pool_t *pool)
 {
     struct mpi_pool *mp = mp_of(pool);
     if (!mp)
         return;
-    bool keep = false;
-    if (mp->sv) {
-        server_free(mp->sv);
+    started_remove(pool);
+    pool_retire(pool);
+    if (mp->sv)
         free(mp->sv);
-    } else {
-        if (mp->thread_started) {
-            mpi_terminate(pool);
-            pthread_join(mp->thread, NULL);
-        }
-        for (int rk = 1; rk < mp->size; rk++)
-            keep = keep || mp->rank_broken[rk];
+    else
         master_free(mp);
-    }
-    mpi_end(&mp->comm, keep);
     free(mp);
     pool->bdata = NULL;
 }
@@ -2566,6 +2969,7 @@ const struct rp__backend_ops rp__backend_mpi = {
     .join = mpi_join,
     .terminate = mpi_terminate,
     .destroy = mpi_destroy,
+    .initarg_max = RP_MPI_INITARG_MAX,
 };
 
 /* ---- rankpool_mpi.h ------------------------------------------------------------------ */

@@ -26,6 +26,12 @@ enum rp__msg_kind {
     RP__MSG_STOP,        /* master -> rank: no more work, stop */
     RP__MSG_BYE,         /* rank -> master: stopped (after STOP or TERMINATE) */
     RP__MSG_PROTO,       /* rank -> master: a message from the master was malformed */
+    /* start-up, on the communicator the pool is created on (before its duplicate) */
+    RP__MSG_JOIN,        /* master -> rank: who is there? (seq: this start's number;
+                            header's worker field: milliseconds the master waits for
+                            the answers, UINT32_MAX: forever) */
+    RP__MSG_JOINED,      /* rank -> master: here (seq echoed) */
+    RP__MSG_START,       /* master -> rank: everyone is there (RP_OK) or not (seq echoed) */
     RP__MSG_KIND_MAX
 };
 
@@ -183,7 +189,8 @@ void   rp__wire_var_kill(void *p);  /* turns a VAR record into a DEAD one */
 int rp__wire_next_record(rp__rbuf *r, int *kind, rp_error_t *e, uint64_t *index,
                          const void **data, uint64_t *size);
 
-/* Small control messages (GO, TERMINATE, STOP, BYE, PROTO): a status and a seq. */
+/* Small control messages (GO, TERMINATE, STOP, BYE, PROTO, JOIN, JOINED, START): a
+ * status and a seq. */
 int rp__wire_put_ctl(rp__wbuf *w, unsigned kind, uint32_t worker, int32_t status,
                      uint64_t seq);
 int rp__wire_get_ctl(rp__rbuf *r, int32_t *status, uint64_t *seq);

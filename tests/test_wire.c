@@ -353,6 +353,37 @@ static void test_wire_ctl_and_ready(void)
     rp__wbuf_free(&w);
 }
 
+/* The start-up messages (JOIN carries the master's wait in the worker field), and
+ * the largest error record is RP__WIRE_ERROR_MAX bytes. */
+static void test_wire_start_up_messages(void)
+{
+    rp__wbuf w;
+    rp__wbuf_init(&w);
+    unsigned kinds[3] = { RP__MSG_JOIN, RP__MSG_JOINED, RP__MSG_START };
+    for (int k = 0; k < 3; k++) {
+        CU_ASSERT_EQUAL(rp__wire_put_ctl(&w, kinds[k], 60000, k == 2 ? RP_EMPI : RP_OK,
+                                         (uint64_t)1 << 40 | (uint64_t)k), RP_OK);
+        rp__wire_hdr h;
+        rp__rbuf r;
+        int32_t st;
+        uint64_t seq;
+        CU_ASSERT_EQUAL_FATAL(rp__wire_open(w.buf, w.len, &h, &r), RP_OK);
+        CU_ASSERT_EQUAL(h.kind, kinds[k]);
+        CU_ASSERT_EQUAL(h.worker, 60000);
+        CU_ASSERT_EQUAL(rp__wire_get_ctl(&r, &st, &seq), RP_OK);
+        CU_ASSERT_EQUAL(st, k == 2 ? RP_EMPI : RP_OK);
+        CU_ASSERT_EQUAL(seq, (uint64_t)1 << 40 | (uint64_t)k);
+    }
+    rp__wbuf_free(&w);
+
+    rp_error_t e;
+    memset(&e, 'x', sizeof e);
+    e.message[sizeof e.message - 1] = '\0';
+    CU_ASSERT_EQUAL(rp__wire_error_size(&e), RP__WIRE_ERROR_MAX);
+    e.message[10] = '\0';
+    CU_ASSERT_TRUE(rp__wire_error_size(&e) < RP__WIRE_ERROR_MAX);
+}
+
 /* A function reference names its object by a build-id or a contents hash; another
  * kind, or an empty identity, is malformed. */
 static void test_wire_fnref_identity(void)
@@ -394,6 +425,7 @@ int main(int argc, char **argv)
         TU_TEST(test_wire_batch_size_mismatch),
         TU_TEST(test_wire_mutations_never_crash),
         TU_TEST(test_wire_ctl_and_ready),
+        TU_TEST(test_wire_start_up_messages),
         TU_TEST(test_wire_fnref_identity),
         TU_END
     };
