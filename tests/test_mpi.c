@@ -682,6 +682,43 @@ static void test_mpi_every_failure_reported(void)
     tu_pool_done(p);
 }
 
+/* Variable-size outputs that together outgrow a worker's transfer area, in one
+ * batch (chunksize n): 300 outputs of 1 MiB all arrive (items past ~255 MiB found
+ * no room and failed before). */
+static int mib_output(const void *in, void *out, rp_ctx_t *ctx)
+{
+    int i = *(const int *)in;
+    char *p = rp_output(ctx, (size_t)1 << 20);
+    if (!p)
+        return rp_raise(ctx, 7, "no room for the output of item %d", i);
+    memset(p, i % 251, (size_t)1 << 20);
+    return 0;
+}
+
+static void test_mpi_var_outputs_beyond_one_area(void)
+{
+    rp_pool_t *p = world_pool(NULL);
+    if (!p)
+        return;
+    enum { N = 300 };
+    int in[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    rp_map_opts_t mo = { .chunksize = N };
+    rp_varout_t *vo = NULL;
+    rp_error_t err;
+    CU_ASSERT_EQUAL(rp_map_var(p, mib_output, in, N, sizeof *in, &mo, &vo, &err), RP_OK);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        size_t size = 0;
+        const unsigned char *d = rp_varout_item(vo, (size_t)i, &size);
+        bad += !d || size != (1u << 20) || d[0] != i % 251 || d[size - 1] != i % 251;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    rp_varout_free(vo);
+    tu_pool_done(p);
+}
+
 /* A serving rank that stops answering (SIGSTOP; a hung node looks the same):
  * terminate gives up on it after a bounded wait instead of hanging, and nothing is
  * lost: every item either succeeded or failed with RP_ECANCELED. A watchdog
@@ -952,6 +989,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_progress_while_master_computes),
         TU_TEST(test_mpi_malformed_message_is_an_error),
         TU_TEST(test_mpi_every_failure_reported),
+        TU_TEST(test_mpi_var_outputs_beyond_one_area),
         TU_TEST(test_mpi_terminate_with_stopped_rank),
         TU_TEST(test_mpi_pool_after_a_rank_was_given_up),
         TU_TEST(test_mpi_intercommunicator_refused),
