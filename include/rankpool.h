@@ -99,15 +99,29 @@ typedef int (*rp_init_fn)(const void *arg, rp_ctx_t *ctx);
 typedef void (*rp_callback_fn)(rp_result_t *result, void *userdata);
 typedef void (*rp_error_callback_fn)(const rp_error_t *error, void *userdata);
 
+/* Limits of the mpi backend. An item of a map (in_size + out_size bytes; in_size
+ * for rp_map_var) travels through a worker's transfer area of 256 MiB: larger items
+ * are refused at once (every item fails with RP_EINVAL, the message names the
+ * limit), and a chunk larger than the area travels in parts. The initializer's
+ * argument goes to every rank in one MPI message: a larger initarg_size makes
+ * rp_pool_create fail with RP_EINVAL on every rank. (The local backend has no such
+ * limits.) */
+#define RP_MPI_ITEM_MAX    (((size_t)256 << 20) - ((size_t)64 << 10))
+#define RP_MPI_INITARG_MAX (((size_t)2 << 30) - ((size_t)1 << 20))
+
 /* Pool options: a zeroed struct (or NULL) means the defaults. */
 typedef struct rp_pool_opts {
     const char *backend;        /* "local", "mpi", or NULL: $RP_BACKEND, else mpi under
                                    mpirun/srun with more than one rank, else local */
-    int         workers;        /* local: 0 = one per core this process may use;
-                                   mpi: 0 = every rank but the master; < 0 is RP_EINVAL */
+    int         workers;        /* local: 0 = one per core this process may use, at
+                                   most 1024; mpi: 0 = every rank but the master, at
+                                   most 1024 per serving rank (and what RLIMIT_NPROC
+                                   and pid_max of each node allow); a negative
+                                   count, or more than that, is RP_EINVAL */
     rp_init_fn  initializer;    /* optional, run once per worker */
     const void *initarg;        /* its argument; copied at creation */
-    size_t      initarg_size;   /* bytes at initarg (0: initarg passed as is, local only) */
+    size_t      initarg_size;   /* bytes at initarg (0: initarg passed as is, local only;
+                                   mpi: at most RP_MPI_INITARG_MAX) */
     long        max_tasks_per_worker; /* 0 = unlimited; else a worker is replaced
                                          after that many items */
     bool        bind;           /* bind worker k to core k (hwloc) */
@@ -137,7 +151,9 @@ RP_API const char *rp_err_name(int code);
  * return when the master's pool is closed and joined, or freed.
  * \param opts NULL or zeroed for defaults.
  * \return RP_OK; RP_EINVAL, RP_EBACKEND, RP_EINIT (initializer failed: *pool is
- * NULL; rp_pool_create_ex() says why), RP_ESYS, RP_EMPI. */
+ * NULL; rp_pool_create_ex() says why), RP_ESYS, RP_EMPI (mpi: also when not every
+ * rank called it within $RP_MPI_START_TIMEOUT seconds, default 60; the master's
+ * message names the missing ranks). */
 RP_API int  rp_pool_create(rp_pool_t **pool, const rp_pool_opts_t *opts);
 /** Like rp_pool_create, and fills *err (may be NULL) with why it failed. */
 RP_API int  rp_pool_create_ex(rp_pool_t **pool, const rp_pool_opts_t *opts, rp_error_t *err);
@@ -155,8 +171,9 @@ RP_API int  rp_pool_close(rp_pool_t *pool);
 RP_API int  rp_pool_join(rp_pool_t *pool);
 /** Stops the workers at once; every unfinished result becomes ready, its
  * unprocessed items failing with RP_ECANCELED. Returns promptly; the local backend
- * also when a worker or its fork server is stopped or hung (it kills them by pid).
- * Allowed in a callback. */
+ * also when a worker or its fork server is stopped or hung (it kills them by pid);
+ * on the mpi backend a serving rank that does not answer within 3 s (stopped,
+ * hung) is given up: its items fail with RP_ECANCELED too. Allowed in a callback. */
 RP_API int  rp_pool_terminate(rp_pool_t *pool);
 /** Terminates if needed, joins, releases everything. Results still held by the
  * caller stay valid (ready) and must still be freed with rp_result_free.

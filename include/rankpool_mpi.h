@@ -22,9 +22,15 @@
  *     MPI_Finalize();
  *
  * The pool works on a duplicate of the communicator (named "rankpool"), so its
- * messages never mix with the program's. If the program initialised MPI, the pool
- * leaves it initialised; if not, the pool initialises it (MPI_THREAD_MULTIPLE
- * requested) and finalises it when the program exits. Tasks run in a process
+ * messages never mix with the program's. Only while rp_pool_create runs do a few
+ * start-up messages travel on the communicator itself (tag 7300, to and from rank
+ * 0): they tell whether every rank called it within $RP_MPI_START_TIMEOUT seconds
+ * (default 60, "inf" for no limit); if not, every rank that did returns RP_EMPI
+ * instead of waiting forever, rank 0's message naming the missing ranks.
+ * If the program initialised MPI, the pool leaves it initialised; if not, the pool
+ * initialises it (MPI_THREAD_MULTIPLE requested) and finalises it when the program
+ * exits, after terminating the pools the program did not free (which releases
+ * their serving ranks), so that every rank exits cleanly. Tasks run in a process
  * forked by each serving rank and must not call MPI themselves.
  */
 #ifndef RANKPOOL_MPI_H
@@ -42,6 +48,8 @@ extern "C" {
  * call it (with the same opts->workers and initializer). opts may be NULL; its
  * backend and comm fields are ignored. Same returns as rp_pool_create_ex; on
  * serving ranks it returns after serving, with the master's verdict on failure.
+ * comm must be an intracommunicator: MPI_COMM_NULL or an intercommunicator is
+ * RP_EINVAL on every rank, at once.
  * \param err NULL, or filled with why creation failed. */
 RP_API int rp_pool_create_comm(rp_pool_t **pool, const rp_pool_opts_t *opts, MPI_Comm comm,
                                rp_error_t *err);

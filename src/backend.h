@@ -102,6 +102,9 @@ struct rp__backend_ops {
     int  (*terminate)(rp_pool_t *pool);
     /* Frees everything the backend holds; the workers are gone by now. */
     void (*destroy)(rp_pool_t *pool);
+    /* The largest initarg_size start() accepts (0: no limit). The core does not copy
+     * a larger initarg: start() refuses it (on every MPI rank). */
+    size_t initarg_max;
 };
 
 extern const struct rp__backend_ops rp__backend_local;

@@ -58,15 +58,17 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-/* Message tags, all on the pool's own communicator. TAG_WORK0 + i routes a batch
- * to the i-th worker of a rank (so it lands in that worker's memory); what to run
- * is in the payload. */
-enum { TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
+/* Message tags, all on the pool's own communicator but TAG_START (start-up, on the
+ * communicator the pool is created on, before its duplicate exists). TAG_WORK0 + i
+ * routes a batch to the i-th worker of a rank (so it lands in that worker's
+ * memory); what to run is in the payload. */
+enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 
 #define DEPTH        4                  /* batches in flight per worker */
 #define BATCH_BYTES  ((size_t)4 << 20)  /* input + output bytes per batch, soft */
@@ -82,6 +84,7 @@ enum { TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define CHECK_S      100e-6             /* a rank looks for dead children this often */
 #define SLEEP_MAX_S  1e-3               /* longest idle sleep */
 #define IDLE_SLEEP_S 0.1                /* the pool thread's sleep with no job at all */
+#define ANSWER_WAIT_S 3.0               /* longest wait for a rank's BYE (terminate, join) */
 
 /* ---- small helpers ----------------------------------------------------------------- */
 
@@ -181,27 +184,327 @@ static int  live_pools;       /* mpi pools not yet destroyed, in this process */
 #define MAX_LIVE 64
 static MPI_Comm live_comms[MAX_LIVE];
 static int      nlive_comms;
+/* The pools that started and are not freed yet, which exit_cleanup stops. */
+static rp_pool_t *started[MAX_LIVE];
+static int        nstarted;
+static pid_t      exit_pid;   /* the process whose pools those are */
+static uint64_t   start_seq;  /* start-ups led by this process as a master */
 
-/* MPI cannot be initialised twice, so when the library initialised it, it
- * finalises it when the program exits (after the last pool), not at each
- * rp_pool_free: a program may create pool after pool. */
-static void finalize_at_exit(void)
+static void pool_retire(rp_pool_t *pool);
+
+/* At exit: the pools the program did not free are stopped (a master terminates
+ * its work and releases its serving ranks, which return from rp_pool_create), so
+ * that every rank can finalise MPI; then, if the library initialised MPI, it
+ * finalises it. MPI cannot be initialised twice, so that happens here, after the
+ * last pool, not at each rp_pool_free: a program may create pool after pool. */
+static void exit_cleanup(void)
 {
-    int fin = 0, init = 0;
+    rp_pool_t *pools[MAX_LIVE];
+    int n = 0, fin = 0, init = 0;
+    pthread_mutex_lock(&init_lock);
+    if (getpid() != exit_pid) { /* a forked child: none of this is its own */
+        pthread_mutex_unlock(&init_lock);
+        return;
+    }
+    n = nstarted;
+    memcpy(pools, started, (size_t)n * sizeof *pools);
+    nstarted = 0;
+    pthread_mutex_unlock(&init_lock);
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (!init || fin)
+        return;
+    for (int i = 0; i < n; i++)
+        pool_retire(pools[i]);
     pthread_mutex_lock(&init_lock);
     bool mine = we_initialized && live_pools == 0 && getpid() == init_pid;
     pthread_mutex_unlock(&init_lock);
-    if (!mine)
-        return;
-    MPI_Initialized(&init);
-    MPI_Finalized(&fin);
-    if (init && !fin)
+    if (mine)
         MPI_Finalize();
+}
+
+static void register_exit(void)
+{
+    exit_pid = getpid();
+    atexit(exit_cleanup);
+}
+
+/* A pool that started: exit_cleanup stops it if the program does not free it. */
+static void started_add(rp_pool_t *pool)
+{
+    pthread_mutex_lock(&init_lock);
+    if (nstarted < MAX_LIVE)
+        started[nstarted++] = pool;
+    pthread_mutex_unlock(&init_lock);
+}
+
+static void started_remove(rp_pool_t *pool)
+{
+    pthread_mutex_lock(&init_lock);
+    for (int i = 0; i < nstarted; i++)
+        if (started[i] == pool) {
+            started[i] = started[--nstarted];
+            break;
+        }
+    pthread_mutex_unlock(&init_lock);
+}
+
+/* ---- start-up: is every rank there? --------------------------------------------------
+ * rp_pool_create is collective, but a rank that never calls it must not leave the
+ * others waiting forever in MPI_Comm_dup. Before anything collective the master
+ * asks every rank (JOIN) and collects the answers (JOINED) for at most
+ * RP_MPI_START_TIMEOUT seconds, then tells the ranks that answered whether the pool
+ * starts (START). A serving rank waits as long for the master's JOIN, then for as
+ * long as the master said it waits. These few messages travel on the given
+ * communicator (tag TAG_START), as the pool's duplicate does not exist yet; each
+ * start-up has its own number, so what a failed one left behind (the JOIN to a rank
+ * that never came, the answer of one that came too late) is dropped by the next. */
+
+#define START_TIMEOUT_S 60.0   /* RP_MPI_START_TIMEOUT's default */
+#define START_GRACE_S   5.0    /* a serving rank waits this much longer than the master */
+
+/* RP_MPI_START_TIMEOUT: seconds (> 0, "inf" for no limit); else the default. */
+static double start_timeout(void)
+{
+    const char *v = getenv("RP_MPI_START_TIMEOUT");
+    if (!v || !*v)
+        return START_TIMEOUT_S;
+    char *end;
+    double t = strtod(v, &end);
+    if (*end != '\0' || !(t > 0)) {
+        rp__trace("mpi: RP_MPI_START_TIMEOUT=%s is not a number of seconds: %g s", v,
+                  START_TIMEOUT_S);
+        return START_TIMEOUT_S;
+    }
+    return t;
+}
+
+static int start_send(MPI_Comm base, int dest, unsigned kind, uint32_t worker, int32_t status,
+                      uint64_t seq)
+{
+    rp__wbuf w;
+    rp__wbuf_init(&w);
+    int rc = rp__wire_put_ctl(&w, kind, worker, status, seq);
+    if (rc == RP_OK &&
+        MPI_Send(w.buf, (int)w.len, MPI_BYTE, dest, TAG_START, base) != MPI_SUCCESS)
+        rc = RP_EMPI;
+    rp__wbuf_free(&w);
+    return rc;
+}
+
+struct start_msg {
+    unsigned kind;   /* 0: malformed (dropped) */
+    uint32_t worker;
+    int32_t  status;
+    uint64_t seq;
+    int      from;
+};
+
+/* Receives a start-up message from src (MPI_ANY_SOURCE ok) if one has come.
+ * \return 1 (one in *m), 0 (none), RP_EMPI. */
+static int start_poll(MPI_Comm base, int src, struct start_msg *m)
+{
+    int flag = 0, count = 0;
+    MPI_Message msg;
+    MPI_Status st;
+    if (MPI_Improbe(src, TAG_START, base, &flag, &msg, &st) != MPI_SUCCESS)
+        return RP_EMPI;
+    if (!flag)
+        return 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    char small[64], *buf = count <= (int)sizeof small ? small : malloc((size_t)count);
+    if (!buf)
+        return RP_EMPI;
+    int ok = MPI_Mrecv(buf, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE) == MPI_SUCCESS;
+    rp__wire_hdr h;
+    rp__rbuf r;
+    memset(m, 0, sizeof *m);
+    m->from = st.MPI_SOURCE;
+    if (ok && rp__wire_open(buf, (size_t)count, &h, &r) == RP_OK &&
+        rp__wire_get_ctl(&r, &m->status, &m->seq) == RP_OK) {
+        m->kind = h.kind;
+        m->worker = h.worker;
+    }
+    if (buf != small)
+        free(buf);
+    return 1;
+}
+
+/* Writes "2, 5, 7" (the ranks not marked in joined[]) into buf. */
+static void missing_ranks(const char *joined, int size, char *buf, size_t len)
+{
+    size_t at = 0;
+    int listed = 0, missing = 0;
+    buf[0] = '\0';
+    for (int rk = 1; rk < size; rk++) {
+        if (joined[rk])
+            continue;
+        missing++;
+        if (at + 16 < len && listed < 24) {
+            at += (size_t)snprintf(buf + at, len - at, "%s%d", listed ? ", " : "", rk);
+            listed++;
+        }
+    }
+    if (listed < missing)
+        snprintf(buf + at, len - at, ", ... (%d in all)", missing);
+}
+
+/* The master's side. Under init_lock. */
+static int start_master(MPI_Comm base, int size, rp_error_t *err, const char *host)
+{
+    double timeout = start_timeout();
+    uint64_t seq = ++start_seq;
+    uint32_t ms = timeout * 1e3 >= (double)UINT32_MAX ? UINT32_MAX : (uint32_t)(timeout * 1e3);
+    char *joined = calloc((size_t)size, 1);
+    if (!joined) {
+        rp__error_set(err, RP_ENOMEM, 0, -1, host, "out of memory");
+        return RP_ENOMEM;
+    }
+    int rc = RP_OK, missing = size - 1;
+    for (int rk = 1; rk < size && rc == RP_OK; rk++)
+        rc = start_send(base, rk, RP__MSG_JOIN, ms, RP_OK, seq);
+    double deadline = rp__now() + timeout, nap = 20e-6;
+    while (rc == RP_OK && missing > 0) {
+        struct start_msg m;
+        int got = start_poll(base, MPI_ANY_SOURCE, &m);
+        if (got < 0) {
+            rc = got;
+        } else if (got > 0) {
+            if (m.kind == RP__MSG_JOINED && m.seq == seq && m.from > 0 && m.from < size &&
+                !joined[m.from]) {
+                joined[m.from] = 1;
+                missing--;
+            }
+            nap = 20e-6;
+        } else if (rp__now() >= deadline) {
+            break;
+        } else {
+            sleep_s(nap);
+            nap = fmin(nap * 2, 10e-3);
+        }
+    }
+    int verdict = rc != RP_OK ? rc : missing > 0 ? RP_EMPI : RP_OK;
+    for (int rk = 1; rk < size; rk++)
+        if (joined[rk])
+            start_send(base, rk, RP__MSG_START, 0, verdict, seq);
+    if (rc != RP_OK) {
+        rp__error_set(err, rc, 0, -1, host, "the start-up messages could not be sent");
+    } else if (missing > 0) {
+        char list[200];
+        missing_ranks(joined, size, list, sizeof list);
+        rp__error_set(err, RP_EMPI, 0, -1, host,
+                      "rank%s %s of the communicator did not call rp_pool_create within "
+                      "%g s (RP_MPI_START_TIMEOUT): every rank must call it",
+                      missing > 1 ? "s" : "", list, timeout);
+    }
+    free(joined);
+    return verdict;
+}
+
+/* A serving rank's side. Under init_lock. */
+static int start_server(MPI_Comm base, int rank, rp_error_t *err, const char *host)
+{
+    double timeout = start_timeout();
+    double deadline = rp__now() + timeout, nap = 20e-6;
+    uint64_t seq = 0;
+    bool asked = false;
+    for (;;) {
+        struct start_msg m;
+        int got = start_poll(base, 0, &m);
+        if (got < 0) {
+            rp__error_set(err, RP_EMPI, 0, -1, host, "rank %d: MPI_Improbe failed", rank);
+            return RP_EMPI;
+        }
+        if (got == 0) {
+            if (rp__now() >= deadline)
+                break;
+            sleep_s(nap);
+            nap = fmin(nap * 2, 10e-3);
+            continue;
+        }
+        nap = 20e-6;
+        if (m.kind == RP__MSG_JOIN) {
+            /* the master asks (maybe a master that has given up long ago: then
+             * its START never comes, and the wait below ends) */
+            seq = m.seq;
+            asked = true;
+            double wait = m.worker == UINT32_MAX ? INFINITY : m.worker * 1e-3;
+            deadline = rp__now() + wait + START_GRACE_S;
+            if (start_send(base, 0, RP__MSG_JOINED, 0, RP_OK, seq) != RP_OK) {
+                rp__error_set(err, RP_EMPI, 0, -1, host, "rank %d: MPI_Send failed", rank);
+                return RP_EMPI;
+            }
+        } else if (m.kind == RP__MSG_START && asked && m.seq == seq) {
+            if (m.status == RP_OK)
+                return RP_OK;
+            rp__error_set(err, m.status, 0, -1, host,
+                          "rank %d: the pool did not start: not every rank called "
+                          "rp_pool_create within the start-up deadline (RP_MPI_START_TIMEOUT; "
+                          "rank 0 names the missing ones)", rank);
+            return m.status;
+        } /* else: left over from an earlier start-up */
+    }
+    rp__error_set(err, RP_EMPI, 0, -1, host,
+                  asked ? "rank %d: rank 0 (the master) asked, then said nothing within "
+                          "%g s (RP_MPI_START_TIMEOUT)"
+                        : "rank %d: rank 0 (the master) did not call rp_pool_create within "
+                          "%g s (RP_MPI_START_TIMEOUT): every rank must call it",
+                  rank, timeout);
+    return RP_EMPI;
+}
+
+/* The most worker processes one serving rank runs (the local backend's limit for
+ * a whole pool). */
+#define RANK_WORKERS_MAX 1024
+
+/* The checks every rank makes alike, before anything collective: the
+ * communicator, its size, the worker count. \return RP_OK or a code with *why. */
+static int check_comm(const rp_pool_opts_t *opts, MPI_Comm base, char *why, size_t len)
+{
+    int inter = 0, size = 0;
+    if (base == MPI_COMM_NULL) {
+        snprintf(why, len, "the communicator is MPI_COMM_NULL");
+        return RP_EINVAL;
+    }
+    if (MPI_Comm_test_inter(base, &inter) != MPI_SUCCESS || inter) {
+        snprintf(why, len, "the communicator is an intercommunicator: a pool needs an "
+                           "intracommunicator (MPI_Intercomm_merge gives one)");
+        return RP_EINVAL;
+    }
+    for (int i = 0; i < nlive_comms; i++) {
+        int cmp = MPI_UNEQUAL;
+        MPI_Comm_compare(base, live_comms[i], &cmp);
+        if (cmp == MPI_IDENT || cmp == MPI_CONGRUENT) {
+            snprintf(why, len, "a pool is already running on this communicator (its other "
+                               "ranks are serving it): free that pool first");
+            return RP_EINVAL;
+        }
+    }
+    if (nlive_comms == MAX_LIVE) {
+        snprintf(why, len, "too many mpi pools at once");
+        return RP_EINVAL;
+    }
+    MPI_Comm_size(base, &size);
+    if (size < 2) {
+        snprintf(why, len, "the mpi backend needs at least 2 ranks (one master, one or more "
+                           "workers): start the program with mpirun -np N, N >= 2");
+        return RP_EBACKEND;
+    }
+    long nranks = size - 1, workers = opts->workers > 0 ? opts->workers : nranks;
+    long per_rank = (workers + nranks - 1) / nranks;
+    if (per_rank > RANK_WORKERS_MAX) {
+        snprintf(why, len, "%ld workers on %ld serving ranks would be %ld worker processes "
+                           "on a rank: at most %d per rank", workers, nranks, per_rank,
+                 RANK_WORKERS_MAX);
+        return RP_EINVAL;
+    }
+    return RP_OK;
 }
 
 static int mpi_begin(const rp_pool_opts_t *opts, MPI_Comm *comm, rp_error_t *err,
                      const char *host)
 {
+    static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
     int init = 0, fin = 0;
     pthread_mutex_lock(&init_lock);
     MPI_Finalized(&fin);
@@ -218,8 +521,6 @@ static int mpi_begin(const rp_pool_opts_t *opts, MPI_Comm *comm, rp_error_t *err
             rp__error_set(err, RP_EMPI, 0, -1, host, "MPI_Init_thread failed");
             return RP_EMPI;
         }
-        if (!we_initialized)
-            atexit(finalize_at_exit);
         we_initialized = true;
         init_pid = getpid();
     } else {
@@ -229,38 +530,31 @@ static int mpi_begin(const rp_pool_opts_t *opts, MPI_Comm *comm, rp_error_t *err
             rp__trace("mpi: MPI was initialised without thread support; the pool's "
                       "progress thread calls MPI while the program does not");
     }
+    pthread_once(&exit_once, register_exit);
     live_pools++;
-    pthread_mutex_unlock(&init_lock);
 
+    /* Everything up to the duplicate under init_lock, so that two threads cannot
+     * both start a pool on one communicator. */
     MPI_Comm base = opts->comm ? *(const MPI_Comm *)opts->comm : MPI_COMM_WORLD;
-    const char *why = NULL;
-    int code = RP_OK;
-    pthread_mutex_lock(&init_lock);
-    if (base == MPI_COMM_NULL) {
-        why = "the communicator is MPI_COMM_NULL";
-        code = RP_EINVAL;
-    }
-    for (int i = 0; !why && i < nlive_comms; i++) {
-        int cmp = MPI_UNEQUAL;
-        MPI_Comm_compare(base, live_comms[i], &cmp);
-        if (cmp == MPI_IDENT || cmp == MPI_CONGRUENT) {
-            why = "a pool is already running on this communicator (its other ranks are "
-                  "serving it): free that pool first";
-            code = RP_EINVAL;
+    char why[300] = "";
+    int rank = 0;
+    int code = check_comm(opts, base, why, sizeof why);
+    if (code == RP_OK) {
+        MPI_Comm_rank(base, &rank);
+        int size = 0;
+        MPI_Comm_size(base, &size);
+        code = rank == 0 ? start_master(base, size, err, host)
+                         : start_server(base, rank, err, host);
+        if (code == RP_OK && MPI_Comm_dup(base, comm) != MPI_SUCCESS) {
+            code = RP_EMPI;
+            snprintf(why, sizeof why, "MPI_Comm_dup failed");
         }
     }
-    if (!why && nlive_comms == MAX_LIVE) {
-        why = "too many mpi pools at once";
-        code = RP_EINVAL;
-    }
-    if (!why && MPI_Comm_dup(base, comm) != MPI_SUCCESS) {
-        why = "MPI_Comm_dup failed";
-        code = RP_EMPI;
-    }
-    if (why) {
+    if (code != RP_OK) {
         live_pools--;
         pthread_mutex_unlock(&init_lock);
-        rp__error_set(err, code, 0, -1, host, "%s", why);
+        if (why[0])
+            rp__error_set(err, code, 0, -1, host, "%s", why);
         return code;
     }
     live_comms[nlive_comms++] = *comm;
@@ -270,7 +564,12 @@ static int mpi_begin(const rp_pool_opts_t *opts, MPI_Comm *comm, rp_error_t *err
     return RP_OK;
 }
 
-static void mpi_end(MPI_Comm *comm)
+/* The pool is gone. Its communicator is freed, unless `keep`: when the master gave
+ * up on a rank that may still send (stopped, then resumed). Open MPI reuses a freed
+ * communicator's context id for the next one, and holds a message that arrives for
+ * a freed id for that next communicator, where it takes the place of a message of
+ * the next pool: a kept one keeps its id, and its late messages are never read. */
+static void mpi_end(MPI_Comm *comm, bool keep)
 {
     pthread_mutex_lock(&init_lock);
     for (int i = 0; i < nlive_comms; i++)
@@ -280,8 +579,9 @@ static void mpi_end(MPI_Comm *comm)
         }
     live_pools--;
     pthread_mutex_unlock(&init_lock);
-    if (*comm != MPI_COMM_NULL)
+    if (*comm != MPI_COMM_NULL && !keep)
         MPI_Comm_free(comm);
+    *comm = MPI_COMM_NULL;
 }
 
 /* Receives one TAG_CTL message from src (MPI_ANY_SOURCE ok) into *buf (grown);
@@ -318,7 +618,12 @@ static long recv_ctl(MPI_Comm comm, int src, char **buf, size_t *cap, int *from)
  *   [0, msglen)                  the BATCH message as received
  *   [out_off, out_off + outbytes) fixed outputs, written by the child
  *   [res_off, ...)               the RESULT message: fixed part, records (child),
- *                                then inline outputs (rank)                        */
+ *                                then inline outputs (rank)
+ * The records (failures, variable-size outputs) need not fit all at once: before
+ * running more items the child makes sure the record area has room for a failure
+ * of each (piece_items); when it has not, the rank sends what is there as a result
+ * for the items done so far, and the child goes on with an empty area. So a batch
+ * may come back as several RESULT messages, each for the next items in order. */
 struct slotdesc {
     /* set by the rank before posting */
     rp_task_fn fn;
@@ -327,6 +632,8 @@ struct slotdesc {
     uint32_t   flags;
     /* progress, written by whoever owns the slot (the child while running) */
     size_t     resume;      /* items [0, resume) of the batch are processed */
+    size_t     sent;        /* items [0, sent) were reported in earlier results */
+    _Atomic uint32_t flush; /* 1: the child waits for the rank to send the records */
     size_t     rec_len;     /* bytes of records after res_off + RP__RESULT_FIXED */
     size_t     nrec;
     size_t     var_last;    /* offset of the current item's VAR record + 1, or 0 */
@@ -395,20 +702,35 @@ struct child_run {
     char            *base;
 };
 
-static void *child_heap(struct child_run *cr, size_t bytes)
+/* Bytes of the record area of sd still free. */
+static size_t record_free(const struct slotdesc *sd)
+{
+    size_t at = sd->res_off + RP__RESULT_FIXED + sd->rec_len;
+    return at < sd->cap ? sd->cap - at : 0;
+}
+
+/* Room for bytes more records, leaving `keep` bytes free; NULL if they do not fit. */
+static void *record_room(struct child_run *cr, size_t bytes, size_t keep)
 {
     struct slotdesc *sd = cr->sd;
     size_t at = sd->res_off + RP__RESULT_FIXED + sd->rec_len;
-    if (at + bytes > sd->cap || bytes > sd->cap)
+    if (bytes > record_free(sd) || keep > record_free(sd) - bytes)
         return NULL;
     sd->rec_len += bytes;
     return cr->base + at;
 }
 
+/* Room for a variable-size output: it leaves room for one failure, so that the
+ * failure of the item that wrote it can always be recorded. */
+static void *child_heap(struct child_run *cr, size_t bytes)
+{
+    return record_room(cr, bytes, RP__WIRE_ERROR_MAX);
+}
+
 static void child_on_fail(void *arg, const rp_error_t *e)
 {
     struct child_run *cr = arg;
-    void *p = child_heap(cr, rp__wire_error_size(e));
+    void *p = record_room(cr, rp__wire_error_size(e), 0);
     if (p) {
         rp__wire_error_write(p, e);
         cr->sd->nrec++;
@@ -438,11 +760,53 @@ static void *child_output(void *arg, size_t index, size_t size)
     return p + RP__WIRE_VAR_HDR;
 }
 
+static int send_part(struct server *sv, struct lworker *lw, int s);
+
+/* Flags of a RESULT beside RP__RESULT_INLINE: the whole batch failed with the one
+ * error record (ALLFAIL); the worker is gone, send it nothing more (GONE). */
+enum { RESULT_ALLFAIL = 2u, RESULT_GONE = 4u };
+
+/* In the child: waits until the rank has sent the records of slot s and emptied
+ * the area (in-process mode: sends them itself). */
+static void flush_records(struct server *sv, struct lworker *lw, int s)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    if (sv->inproc) {
+        send_part(sv, lw, s);
+        return;
+    }
+    atomic_store(&sd->flush, 1);
+    atomic_fetch_add(&sv->bell->bell, 1);
+    if (atomic_load(&sv->bell->rank_sleeps))
+        futex_wake(&sv->bell->bell);
+    while (atomic_load(&sd->flush)) {
+        futex_wait(&sd->flush, 1, 0.1);
+        if (getppid() == 1)
+            _exit(0);
+    }
+}
+
+/* How many items may run before the records are sent: each may fail (one record
+ * of at most RP__WIRE_ERROR_MAX bytes); the area is flushed first when it is more
+ * than half full. An item of a variable-size map also writes its output there, of
+ * any size: those run one at a time, each with at least half the area. */
+static size_t piece_items(struct server *sv, struct lworker *lw, int s, size_t want)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    size_t area = sd->cap - (sd->res_off + RP__RESULT_FIXED);
+    if (sd->rec_len > 0 && sd->rec_len > area / 2)
+        flush_records(sv, lw, s);
+    if (sd->flags & RP__JOB_VAR)
+        return 1;
+    size_t fit = record_free(sd) / RP__WIRE_ERROR_MAX;
+    return want < fit ? want : fit > 0 ? fit : 1;
+}
+
 /* Runs batch k of lw (from where it was left) with ctx: in the worker process,
  * or in the rank itself (in-process mode). \return false when the worker must
  * retire first (max_tasks reached mid-batch; the rest is for its replacement). */
-static bool run_slot(struct lworker *lw, rp_ctx_t *ctx, uint32_t k, long *tasks,
-                     long max_tasks)
+static bool run_slot(struct server *sv, struct lworker *lw, rp_ctx_t *ctx, uint32_t k,
+                     long *tasks, long max_tasks)
 {
     struct wctl *ctl = lw->ctl;
     int s = (int)(k % DEPTH);
@@ -451,7 +815,6 @@ static bool run_slot(struct lworker *lw, rp_ctx_t *ctx, uint32_t k, long *tasks,
     ctx->output = (sd->flags & RP__JOB_VAR) ? child_output : NULL;
     ctx->output_arg = &cr;
     atomic_store(&ctl->running_seq, k + 1);
-    double t0 = rp__now();
     size_t chunk = sd->chunk ? sd->chunk : sd->count;
     const char *in = cr.base + sd->in_off;
     char *out = sd->out_size ? cr.base + sd->out_off : NULL;
@@ -462,10 +825,13 @@ static bool run_slot(struct lworker *lw, rp_ctx_t *ctx, uint32_t k, long *tasks,
         size_t len = chunk - off % chunk;
         if (len > sd->count - off)
             len = sd->count - off;
+        len = piece_items(sv, lw, s, len);
         sd->var_last = 0;
+        double t0 = rp__now();
         rp__worker_run(ctx, sd->fn, in + off * sd->in_size, sd->in_size,
                        out ? out + off * sd->out_size : NULL, sd->out_size, sd->start + off,
                        len, &ctl->cur, child_on_fail, &cr);
+        sd->compute_ns += (uint64_t)((rp__now() - t0) * 1e9);
         sd->resume = off + len;
         *tasks += (long)len;
         if (max_tasks > 0 && *tasks >= max_tasks && sd->resume < sd->count) {
@@ -473,7 +839,6 @@ static bool run_slot(struct lworker *lw, rp_ctx_t *ctx, uint32_t k, long *tasks,
             break;
         }
     }
-    sd->compute_ns += (uint64_t)((rp__now() - t0) * 1e9);
     atomic_store(&ctl->running_seq, 0);
     ctx->output = NULL;
     return whole;
@@ -536,7 +901,7 @@ static void child_main(struct server *sv, struct lworker *lw)
             if (getppid() == 1)
                 _exit(0);
         }
-        if (!run_slot(lw, &ctx, k, &tasks, max_tasks)) {
+        if (!run_slot(sv, lw, &ctx, k, &tasks, max_tasks)) {
             atomic_store(&ctl->state, CHILD_RETIRING);
             _exit(0);
         }
@@ -642,30 +1007,37 @@ static void *shared_map(size_t bytes)
 
 static void slot_drain(struct lworker *lw, int s);
 
-/* Sends the result of slot s of lw (the child finished it, or the worker is gone). */
+/* Sends a result for the items of slot s processed and not reported yet, [sent,
+ * resume): the whole batch (the child finished it, or the worker is gone) or the
+ * part before a flush of the record area (send_part). */
 static int send_result(struct server *sv, struct lworker *lw, int s, uint32_t extra_flags)
 {
     struct slotdesc *sd = &lw->ctl->slot[s];
     char *base = lw->slot[s];
-    size_t outbytes = sd->out_size * sd->count;
+    size_t first = sd->sent, count = sd->resume - sd->sent;
+    size_t outbytes = sd->out_size * count;
+    const char *outputs = base + sd->out_off + first * sd->out_size;
     uint32_t flags = extra_flags;
     size_t len = RP__RESULT_FIXED + sd->rec_len;
     if (outbytes > 0 && outbytes <= INLINE_MAX &&
         sd->res_off + len + outbytes <= sd->cap) {
-        memcpy(base + sd->res_off + len, base + sd->out_off, outbytes);
+        memcpy(base + sd->res_off + len, outputs, outbytes);
         len += outbytes;
         flags |= RP__RESULT_INLINE;
     }
-    rp__wire_result m = { .job = lw->job[s], .seq = lw->seq[s], .start = sd->start,
-                          .count = sd->count, .out_size = sd->out_size, .nrec = sd->nrec,
-                          .rec_bytes = sd->rec_len, .compute_ns = sd->compute_ns };
+    /* the time the batch took, with its last part */
+    uint64_t ns = sd->resume == sd->count ? sd->compute_ns : 0;
+    rp__wire_result m = { .job = lw->job[s], .seq = lw->seq[s], .start = sd->start + first,
+                          .count = count, .out_size = sd->out_size, .nrec = sd->nrec,
+                          .rec_bytes = sd->rec_len, .compute_ns = ns };
     rp__wire_result_write(base + sd->res_off, (uint32_t)lw->id, flags, &m, len);
+    sd->sent = sd->resume;
     lw->req[s][0] = lw->req[s][1] = MPI_REQUEST_NULL;
     if (MPI_Isend(base + sd->res_off, (int)len, MPI_BYTE, 0, TAG_CTL, sv->comm,
                   &lw->req[s][0]) != MPI_SUCCESS)
         return RP_EMPI;
     if (outbytes > 0 && !(flags & RP__RESULT_INLINE) &&
-        MPI_Isend(base + sd->out_off, (int)outbytes, MPI_BYTE, 0, TAG_DATA, sv->comm,
+        MPI_Isend(outputs, (int)outbytes, MPI_BYTE, 0, TAG_DATA, sv->comm,
                   &lw->req[s][1]) != MPI_SUCCESS)
         return RP_EMPI;
     lw->sending[s] = true;
@@ -674,18 +1046,37 @@ static int send_result(struct server *sv, struct lworker *lw, int s, uint32_t ex
     return RP_OK;
 }
 
-/* Appends an error record for items of slot s the rank fails itself. */
+/* The record area of slot s is full: sends the items processed so far with their
+ * records, waits until they are out, and empties the area for the rest of the
+ * batch. Every record in the area is of an item in [sent, resume) (or a dead
+ * variable-size output, of no item). */
+static int send_part(struct server *sv, struct lworker *lw, int s)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    int rc = RP_OK;
+    if (sd->resume > sd->sent) {
+        rc = send_result(sv, lw, s, lw->gone ? RESULT_GONE : 0);
+        slot_drain(lw, s);
+    }
+    sd->rec_len = 0;
+    sd->nrec = 0;
+    sd->var_last = 0;
+    return rc;
+}
+
+/* Appends an error record for an item of slot s that the rank fails itself (the
+ * item at resume); sends what the area holds first if there is no room. */
 static void slot_fail_item(struct server *sv, struct lworker *lw, int s, rp_error_t *e)
 {
     struct slotdesc *sd = &lw->ctl->slot[s];
     struct child_run cr = { lw->ctl, sd, lw->slot[s] };
+    if (rp__wire_error_size(e) > record_free(sd))
+        send_part(sv, lw, s);
     child_on_fail(&cr, e);
 }
 
 /* A whole batch fails with one error (bad function, bad message, gone worker):
  * a result with the ALLFAIL flag and one record. */
-enum { RESULT_ALLFAIL = 2u, RESULT_GONE = 4u };
-
 static int send_batch_failure(struct server *sv, struct lworker *lw, int s, int code,
                               const char *msg)
 {
@@ -695,7 +1086,9 @@ static int send_batch_failure(struct server *sv, struct lworker *lw, int s, int 
     sd->rec_len = 0;
     sd->nrec = 0;
     sd->out_size = 0; /* no outputs travel */
+    sd->sent = 0;
     slot_fail_item(sv, lw, s, &e);
+    sd->resume = sd->count;
     return send_result(sv, lw, s, RESULT_ALLFAIL | (lw->gone ? RESULT_GONE : 0));
 }
 
@@ -775,7 +1168,7 @@ static void inproc_run(struct server *sv, struct lworker *lw)
     uint32_t k = lw->nposted - 1;
     crash_sv = sv;
     crash_lw = lw;
-    run_slot(lw, &lw->ctx, k, &lw->tasks, 0);
+    run_slot(sv, lw, &lw->ctx, k, &lw->tasks, 0);
     crash_lw = NULL;
     atomic_store(&lw->ctl->completed, k + 1);
 }
@@ -914,9 +1307,16 @@ static void child_died(struct server *sv, struct lworker *lw, int status)
             /* drop a variable-size output the dead item may have begun */
             if (sd->var_last && sd->var_index == cur)
                 rp__wire_var_kill(lw->slot[s] + sd->var_last - 1);
+            sd->resume = cur - sd->start; /* the items before it are done */
             slot_fail_item(sv, lw, s, &e);
             sd->resume = cur - sd->start + 1;
             rp__trace("mpi: %s", e.message);
+        }
+        /* it died waiting for its records to be sent: send them now, while
+         * nobody else writes there */
+        if (atomic_load(&sd->flush)) {
+            send_part(sv, lw, s);
+            atomic_store(&sd->flush, 0);
         }
     }
     if (lw->gone)
@@ -944,11 +1344,13 @@ static void worker_gone(struct server *sv, struct lworker *lw, const char *why)
     for (uint32_t k = atomic_load(&lw->ctl->completed); k < lw->nposted; k++) {
         int s = (int)(k % DEPTH);
         struct slotdesc *sd = &lw->ctl->slot[s];
+        atomic_store(&sd->flush, 0);
         for (size_t i = sd->resume; i < sd->count; i++) {
             rp_error_t e;
             rp__error_set(&e, RP_EBROKEN, sd->start + i, lw->id, sv->host,
                           "worker %d (rank %d on %s) is gone: %s", lw->id, sv->rank,
                           sv->host, why);
+            sd->resume = i;
             slot_fail_item(sv, lw, s, &e);
         }
         sd->resume = sd->count;
@@ -989,6 +1391,18 @@ static int serve_workers(struct server *sv, bool check_children, int *events)
             worker_gone(sv, lw, why);
         }
         uint32_t done = atomic_load(&lw->ctl->completed);
+        if (done < lw->nposted && lw->pid > 0) {
+            /* the child waits for the records of its batch to be sent */
+            struct slotdesc *sd = &lw->ctl->slot[done % DEPTH];
+            if (atomic_load(&sd->flush)) {
+                int rc = send_part(sv, lw, (int)(done % DEPTH));
+                atomic_store(&sd->flush, 0);
+                futex_wake(&sd->flush);
+                if (rc != RP_OK)
+                    return rc;
+                (*events)++;
+            }
+        }
         while (lw->nsent != done) {
             int s = (int)(lw->nsent % DEPTH);
             int rc = send_result(sv, lw, s, lw->gone ? RESULT_GONE : 0);
@@ -1132,6 +1546,43 @@ static int serve(struct server *sv)
     }
 }
 
+/* Can this node hold n worker processes per rank? Each rank of the job on this
+ * node (OMPI_COMM_WORLD_LOCAL_SIZE) runs about as many, and every process counts
+ * against the user's RLIMIT_NPROC (ulimit -u) and the system's pid_max.
+ * \return NULL, or why not (written to buf). */
+static const char *node_limit(const struct server *sv, int n, char *buf, size_t len)
+{
+    if (n <= 0)
+        return NULL;
+    const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    long local = ls && atol(ls) > 0 ? atol(ls) : 1;
+    long want = local * (n + 1L); /* the worker processes and the ranks */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NPROC, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (unsigned long long)want > (unsigned long long)rl.rlim_cur) {
+        snprintf(buf, len, "rank %d on %s: %d worker processes on each of the %ld ranks of "
+                           "this node make about %ld processes, more than RLIMIT_NPROC (%llu) "
+                           "allows", sv->rank, sv->host, n, local, want,
+                 (unsigned long long)rl.rlim_cur);
+        return buf;
+    }
+    long pid_max = 0;
+    FILE *f = fopen("/proc/sys/kernel/pid_max", "r");
+    if (f) {
+        if (fscanf(f, "%ld", &pid_max) != 1)
+            pid_max = 0;
+        fclose(f);
+    }
+    if (pid_max > 0 && want > pid_max / 2) {
+        snprintf(buf, len, "rank %d on %s: %d worker processes on each of the %ld ranks of "
+                           "this node make about %ld processes, more than half the process "
+                           "ids of the system (pid_max %ld)", sv->rank, sv->host, n, local,
+                 want, pid_max);
+        return buf;
+    }
+    return NULL;
+}
+
 /* A serving rank's part of rp_pool_create: the settings, the children, READY for
  * each, the master's verdict, then serving. */
 static int server_run(struct server *sv, rp_error_t *err)
@@ -1188,6 +1639,8 @@ static int server_run(struct server *sv, rp_error_t *err)
             lw->req[s][0] = lw->req[s][1] = MPI_REQUEST_NULL;
         }
     }
+    char limit[300];
+    const char *too_many = node_limit(sv, sv->nlocal, limit, sizeof limit);
     for (int i = 0; i < sv->nlocal; i++) {
         struct lworker *lw = &sv->w[i];
         rp__wire_ready m;
@@ -1196,7 +1649,10 @@ static int server_run(struct server *sv, rp_error_t *err)
         bool mapped = lw->ctl != NULL;
         for (int s = 0; s < DEPTH; s++)
             mapped = mapped && lw->slot[s] != NULL;
-        if (!mapped) {
+        if (too_many) { /* refused before any process starts */
+            m.status = RP_EINVAL;
+            rp__error_set(&m.err, RP_EINVAL, 0, lw->id, sv->host, "%s", too_many);
+        } else if (!mapped) {
             m.status = RP_ENOMEM;
             rp__error_set(&m.err, RP_ENOMEM, 0, lw->id, sv->host,
                           "rank %d on %s: cannot map the transfer area", sv->rank, sv->host);
@@ -1264,6 +1720,7 @@ struct mjob {
     _Atomic size_t   processed;  /* written by the progress thread only */
     _Atomic bool     done;
     double           item_s;     /* estimated seconds per item, 0 until known */
+    bool             too_large;  /* its items exceed RP_MPI_ITEM_MAX: it fails at once */
     struct mjob     *next;       /* pending queue, then the active list */
     /* RP__JOB_TRACK: processed ranges not yet returned by arrivals(), under mp->lock */
     struct range    *arr;
@@ -1274,6 +1731,7 @@ struct inflight {
     struct mjob *mj;
     uint64_t     seq;
     size_t       start, count;
+    size_t       got;        /* items [start, start + got) came back already */
     rp__wbuf     buf;
     MPI_Request  req, dreq;  /* the batch, its separate input */
     bool         used;
@@ -1322,6 +1780,7 @@ struct mpi_pool {
     struct rp__job **notify;     /* NOTIFY jobs done, for the pool thread; under lock */
     size_t          nnotify, capnotify;
     struct mjob    *active, *active_tail;      /* under plock */
+    bool            retired;     /* stopped, its communicator freed (pool_retire) */
     bool           *rank_broken; /* per rank: gave up on it */
     bool           *rank_bye;    /* per rank: said BYE */
     char           *rbuf;
@@ -1467,24 +1926,30 @@ static void fail_items(struct mpi_pool *mp, struct mjob *mj, size_t start, size_
     items_processed(mp, mj, start, count);
 }
 
+/* Fails every unclaimed item of mj with e. */
+static void fail_rest(struct mpi_pool *mp, struct mjob *mj, const rp_error_t *e)
+{
+    size_t start, len, first = 0, total = 0;
+    while ((len = rp__sched_claim(&mj->sched, 0, &start)) > 0) {
+        if (total == 0)
+            first = start;
+        if (start != first + total) { /* cannot happen: we are the only claimer */
+            fail_items(mp, mj, first, total, e);
+            first = start;
+            total = 0;
+        }
+        total += len;
+    }
+    fail_items(mp, mj, first, total, e); /* may finish and unlink mj */
+}
+
 /* Fails every unclaimed item of every active job with e (terminate, no workers). */
 static void fail_unclaimed(struct mpi_pool *mp, const rp_error_t *e)
 {
     struct mjob *mj = mp->active;
     while (mj) {
         struct mjob *next = mj->next;
-        size_t start, len, first = 0, total = 0;
-        while ((len = rp__sched_claim(&mj->sched, 0, &start)) > 0) {
-            if (total == 0)
-                first = start;
-            if (start != first + total) { /* cannot happen: we are the only claimer */
-                fail_items(mp, mj, first, total, e);
-                first = start;
-                total = 0;
-            }
-            total += len;
-        }
-        fail_items(mp, mj, first, total, e); /* may finish and unlink mj */
+        fail_rest(mp, mj, e);
         mj = next;
     }
 }
@@ -1525,7 +1990,7 @@ static void break_rank(struct mpi_pool *mp, int rank, int code, const char *why)
             if (!fl->used)
                 continue;
             struct mjob *mj = fl->mj;
-            size_t start = fl->start, count = fl->count;
+            size_t start = fl->start + fl->got, count = fl->count - fl->got;
             MPI_Request *reqs[2] = { &fl->req, &fl->dreq };
             for (int q = 0; q < 2; q++) {
                 if (*reqs[q] != MPI_REQUEST_NULL) {
@@ -1549,7 +2014,18 @@ static int send_batch(struct mpi_pool *mp, struct mworker *w, struct mjob *mj)
 {
     struct rp__job *job = mj->job;
     bool var = job->flags & RP__JOB_VAR;
+    if (mj->too_large) {
+        rp_error_t e;
+        rp__error_set(&e, RP_EINVAL, 0, -1, mp->host,
+                      "an item of %zu + %zu bytes (in_size + out_size) is more than the mpi "
+                      "backend moves: RP_MPI_ITEM_MAX is %zu bytes (256 MiB - 64 KiB)",
+                      job->in_size, var ? (size_t)0 : job->out_size, (size_t)RP_MPI_ITEM_MAX);
+        fail_rest(mp, mj, &e);
+        return 1;
+    }
     size_t per = job->in_size + (var ? 0 : job->out_size);
+    /* the most items whose inputs and outputs one transfer area holds */
+    size_t fit = RP_MPI_ITEM_MAX / (per ? per : 1);
     size_t max_items = BATCH_BYTES / (per ? per : 1);
     if (max_items > BATCH_ITEMS)
         max_items = BATCH_ITEMS;
@@ -1584,9 +2060,12 @@ static int send_batch(struct mpi_pool *mp, struct mworker *w, struct mjob *mj)
                (len = rp__sched_claim(&mj->sched, want - total, &s0)) > 0)
             total += len;
     } else {
-        /* several whole chunks per message */
+        /* several whole chunks per message; a chunk larger than a transfer
+         * area travels in parts */
         if (target < chunk)
             target = chunk;
+        if (target > fit)
+            target = fit;
         size_t s0;
         while (total < target &&
                (len = rp__sched_claim(&mj->sched, target - total < chunk ? target - total : 0,
@@ -1615,13 +2094,9 @@ static int send_batch(struct mpi_pool *mp, struct mworker *w, struct mjob *mj)
     size_t inbytes = total * job->in_size;
     bool separate = inbytes > INLINE_MAX;
     int rc = rp__wire_put_batch(&fl->buf, (uint32_t)w->id, &b, separate ? NULL : input);
-    if (rc == RP_OK && (fl->buf.len > INT_MAX || inbytes > INT_MAX))
-        rc = RP_EINVAL;
     if (rc != RP_OK) {
         rp_error_t e;
-        rp__error_set(&e, rc, start, w->id, w->host,
-                      rc == RP_EINVAL ? "item too large for one MPI message"
-                                      : "out of memory building a batch");
+        rp__error_set(&e, rc, start, w->id, w->host, "out of memory building a batch");
         fail_items(mp, mj, start, total, &e);
         return 1;
     }
@@ -1630,6 +2105,7 @@ static int send_batch(struct mpi_pool *mp, struct mworker *w, struct mjob *mj)
     fl->seq = b.seq;
     fl->start = start;
     fl->count = total;
+    fl->got = 0;
     w->ninflight++;
     rp__trace("mpi: job %llu items [%zu, %zu) -> worker %d (%d in flight)",
               (unsigned long long)job->id, start, start + total, w->id, w->ninflight);
@@ -1699,8 +2175,10 @@ static int dispatch(struct mpi_pool *mp)
 
 /* ---- receiving results -------------------------------------------------------------- */
 
-/* Applies a RESULT message from rank src. \return RP_OK or RP_EPROTO/RP_EMPI (the
- * caller gives up on the rank). */
+/* Applies a RESULT message from rank src: for the next items of a batch in flight
+ * (a batch may come back in several messages, in order, when its failures are many;
+ * see "One batch's region"). \return RP_OK or RP_EPROTO/RP_EMPI (the caller gives
+ * up on the rank). */
 static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp__rbuf *r)
 {
     rp__wire_result m;
@@ -1713,12 +2191,14 @@ static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp
     for (int k = 0; k < DEPTH; k++)
         if (w->fl[k].used && w->fl[k].seq == m.seq)
             fl = &w->fl[k];
-    if (!fl || fl->mj->job->id != m.job || fl->start != m.start || fl->count != m.count)
+    if (!fl || fl->mj->job->id != m.job || m.start != fl->start + fl->got || m.count == 0 ||
+        m.count > fl->count - fl->got)
         return RP_EPROTO;
     struct mjob *mj = fl->mj;
     struct rp__job *job = mj->job;
     bool var = job->flags & RP__JOB_VAR;
-    size_t start = fl->start, count = fl->count;
+    size_t start = (size_t)m.start, count = (size_t)m.count, batch = fl->count;
+    bool last = fl->got + count == batch;
 
     if (h->flags & RESULT_ALLFAIL) {
         rp__rbuf rr;
@@ -1731,7 +2211,9 @@ static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp
             kind != RP__REC_ERROR)
             return RP_EPROTO;
         snprintf(e.host, sizeof e.host, "%s", w->host);
-        release_inflight(w, fl);
+        fl->got += count;
+        if (last)
+            release_inflight(w, fl);
         if (h->flags & RESULT_GONE)
             w->alive = false;
         fail_items(mp, mj, start, count, &e);
@@ -1792,11 +2274,13 @@ static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp
             }
         }
     }
-    release_inflight(w, fl);
+    fl->got += count;
+    if (last)
+        release_inflight(w, fl);
     if (h->flags & RESULT_GONE)
         w->alive = false;
-    if (count > 0 && m.compute_ns > 0) {
-        double t = (double)m.compute_ns * 1e-9 / (double)count;
+    if (last && m.compute_ns > 0) { /* the whole batch's time comes with its last part */
+        double t = (double)m.compute_ns * 1e-9 / (double)batch;
         mj->item_s = mj->item_s > 0 ? 0.5 * mj->item_s + 0.5 * t : t;
     }
     items_processed(mp, mj, start, count);
@@ -1899,15 +2383,31 @@ static void *progress_main(void *arg)
     double idle_since = rp__now(), nap = 20e-6;
     precise_naps();
     bool stopping = false, finished = false;
+    double asked = 0; /* when TERMINATE or STOP went out */
     while (!finished) {
         int events = 0;
         pthread_mutex_lock(&mp->plock);
-        if (!mp->terminating && atomic_load(&mp->want_terminate)) {
+        /* (after STOP, every job is done and the ranks are leaving: a TERMINATE
+         * would reach a rank after it left the pool) */
+        if (!mp->terminating && !stopping && atomic_load(&mp->want_terminate)) {
             send_all_ranks(mp, RP__MSG_TERMINATE);
             mp->terminating = true;
+            asked = rp__now();
             events++;
         }
         events += progress_step(mp);
+        /* A rank that does not answer within ANSWER_WAIT_S (stopped, hung, its node
+         * gone) is given up: its items fail (RP_ECANCELED), nobody waits for it. */
+        if ((mp->terminating || stopping) && !all_byes(mp) &&
+            rp__now() - asked > ANSWER_WAIT_S) {
+            char why[128];
+            snprintf(why, sizeof why, "canceled: the pool was %s, and the rank did not "
+                                      "answer within %g s",
+                     mp->terminating ? "terminated" : "stopped", ANSWER_WAIT_S);
+            for (int rk = 1; rk < mp->size; rk++)
+                if (!mp->rank_bye[rk])
+                    break_rank(mp, rk, RP_ECANCELED, why);
+        }
         if (mp->terminating && all_byes(mp)) {
             rp_error_t e;
             rp__error_set(&e, RP_ECANCELED, 0, -1, mp->host, "canceled: the pool was terminated");
@@ -1918,7 +2418,7 @@ static void *progress_main(void *arg)
                     if (!fl->used)
                         continue;
                     struct mjob *mj = fl->mj;
-                    size_t start = fl->start, count = fl->count;
+                    size_t start = fl->start + fl->got, count = fl->count - fl->got;
                     release_inflight(w, fl);
                     fail_items(mp, mj, start, count, &e);
                 }
@@ -1930,6 +2430,7 @@ static void *progress_main(void *arg)
                    !mp->active && atomic_load(&mp->npending) == 0) {
             send_all_ranks(mp, RP__MSG_STOP);
             stopping = true;
+            asked = rp__now();
             events++;
         } else if (stopping && all_byes(mp)) {
             finished = true;
@@ -1980,8 +2481,11 @@ static void *progress_main(void *arg)
             else
                 atomic_store(&mp->deep, false);
         }
+        /* (a stop or terminate asked for and not acted on yet: no sleep; once
+         * asked of the ranks, naps until they answer) */
         if (atomic_load(&mp->npending) == 0 && mp->nnotify == 0 && !mp->kicked &&
-            !atomic_load(&mp->want_stop) && !atomic_load(&mp->want_terminate)) {
+            !(atomic_load(&mp->want_stop) && !stopping) &&
+            !(atomic_load(&mp->want_terminate) && !mp->terminating)) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             long ns = ts.tv_nsec + (long)(sleep * 1e9);
@@ -2044,6 +2548,15 @@ static bool in_process_wanted(void)
 static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts_t *opts,
                         rp_error_t *err)
 {
+    if (opts->initarg_size > RP_MPI_INITARG_MAX) {
+        /* refused before anything is copied: the ranks learn it from GO */
+        master_go(mp, RP_EINVAL);
+        rp__error_set(err, RP_EINVAL, 0, -1, mp->host,
+                      "initarg_size %zu is more than the mpi backend sends to its ranks: "
+                      "RP_MPI_INITARG_MAX is %zu bytes (2 GiB - 1 MiB)", opts->initarg_size,
+                      (size_t)RP_MPI_INITARG_MAX);
+        return RP_EINVAL;
+    }
     mp->nworkers = opts->workers > 0 ? opts->workers : mp->size - 1;
     mp->nranks = mp->nworkers < mp->size - 1 ? mp->nworkers : mp->size - 1;
     mp->w = calloc((size_t)mp->nworkers, sizeof *mp->w);
@@ -2065,7 +2578,8 @@ static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts
         if (rp__fnref_make((rp__anyfn)opts->initializer, &hello.init) != RP_OK) {
             master_go(mp, RP_EFNREF);
             rp__error_set(err, RP_EFNREF, 0, -1, mp->host,
-                          "the initializer is not a function of a loaded object");
+                          "the initializer is not a function of a loaded object that the "
+                          "ranks can identify (a build-id, or a readable file)");
             return RP_EFNREF;
         }
     }
@@ -2078,7 +2592,8 @@ static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts
     if (rp__wire_put_hello(&hb, &hello) != RP_OK || hb.len > INT_MAX) {
         rp__wbuf_free(&hb);
         master_go(mp, RP_ENOMEM);
-        rp__error_set(err, RP_ENOMEM, 0, -1, mp->host, "initializer argument too large");
+        rp__error_set(err, RP_ENOMEM, 0, -1, mp->host,
+                      "out of memory building the message with the initializer argument");
         return RP_ENOMEM;
     }
     for (int rk = 1; rk < mp->size; rk++)
@@ -2157,19 +2672,11 @@ static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *er
     }
     MPI_Comm_rank(mp->comm, &mp->rank);
     MPI_Comm_size(mp->comm, &mp->size);
-    if (mp->size < 2) {
-        mpi_end(&mp->comm);
-        free(mp);
-        rp__error_set(err, RP_EBACKEND, 0, -1, pool->host,
-                      "the mpi backend needs at least 2 ranks (one master, one or more "
-                      "workers): start the program with mpirun -np N, N >= 2");
-        return RP_EBACKEND;
-    }
     pool->bdata = mp;
     if (mp->rank != 0) {
         struct server *sv = calloc(1, sizeof *sv);
         if (!sv) {
-            mpi_end(&mp->comm);
+            mpi_end(&mp->comm, false);
             free(mp);
             pool->bdata = NULL;
             return RP_ENOMEM;
@@ -2188,9 +2695,11 @@ static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *er
                               rp_strerror(rc));
             server_free(sv);
             free(sv);
-            mpi_end(&mp->comm);
+            mpi_end(&mp->comm, false);
             free(mp);
             pool->bdata = NULL;
+        } else {
+            started_add(pool);
         }
         return rc;
     }
@@ -2206,9 +2715,12 @@ static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *er
     rc = master_start(pool, mp, opts, err);
     if (rc != RP_OK) {
         master_free(mp);
-        mpi_end(&mp->comm);
+        /* after a malformed start-up message, more may be on their way */
+        mpi_end(&mp->comm, rc == RP_EPROTO);
         free(mp);
         pool->bdata = NULL;
+    } else {
+        started_add(pool);
     }
     return rc;
 }
@@ -2218,6 +2730,8 @@ static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *er
 static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
 {
     struct mpi_pool *mp = mp_of(pool);
+    if (mp->retired) /* stopped at exit */
+        return RP_ECLOSED;
     struct mjob *mj = calloc(1, sizeof *mj);
     if (!mj)
         return RP_ENOMEM;
@@ -2226,6 +2740,9 @@ static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
         return RP_EFNREF;
     }
     mj->job = job;
+    mj->too_large = job->in_size > RP_MPI_ITEM_MAX ||
+                    (!(job->flags & RP__JOB_VAR) &&
+                     job->out_size > RP_MPI_ITEM_MAX - job->in_size);
     rp__sched_init(&mj->sched, job->n, job->chunksize, mp->nworkers);
     atomic_init(&mj->processed, 0);
     atomic_init(&mj->done, job->n == 0);
@@ -2400,22 +2917,43 @@ static int mpi_terminate(rp_pool_t *pool)
     return RP_OK;
 }
 
+/* Stops what runs (a master's pool thread, after terminating its work and
+ * releasing the serving ranks; a serving rank's worker processes) and frees the
+ * pool's communicator; the memory stays for mpi_destroy. Once per pool: from
+ * mpi_destroy, or at exit for a pool the program did not free. Not from the pool
+ * thread itself (exit() in a callback): that pool is left as it is. */
+static void pool_retire(rp_pool_t *pool)
+{
+    struct mpi_pool *mp = mp_of(pool);
+    if (!mp || mp->retired)
+        return;
+    bool keep = false;
+    if (mp->sv) {
+        server_free(mp->sv);
+    } else if (mp->thread_started) {
+        if (pthread_equal(pthread_self(), mp->thread))
+            return;
+        mpi_terminate(pool);
+        pthread_join(mp->thread, NULL);
+        mp->thread_started = false;
+    }
+    for (int rk = 1; !mp->sv && rk < mp->size; rk++)
+        keep = keep || mp->rank_broken[rk];
+    mpi_end(&mp->comm, keep);
+    mp->retired = true;
+}
+
 static void mpi_destroy(rp_pool_t *pool)
 {
     struct mpi_pool *mp = mp_of(pool);
     if (!mp)
         return;
-    if (mp->sv) {
-        server_free(mp->sv);
+    started_remove(pool);
+    pool_retire(pool);
+    if (mp->sv)
         free(mp->sv);
-    } else {
-        if (mp->thread_started) {
-            mpi_terminate(pool);
-            pthread_join(mp->thread, NULL);
-        }
+    else
         master_free(mp);
-    }
-    mpi_end(&mp->comm);
     free(mp);
     pool->bdata = NULL;
 }
@@ -2433,6 +2971,7 @@ const struct rp__backend_ops rp__backend_mpi = {
     .join = mpi_join,
     .terminate = mpi_terminate,
     .destroy = mpi_destroy,
+    .initarg_max = RP_MPI_INITARG_MAX,
 };
 
 /* ---- rankpool_mpi.h ------------------------------------------------------------------ */

@@ -2,22 +2,28 @@
  *
  * A pointer is described by the loaded object that contains it (found with
  * dl_iterate_phdr: the main program, a shared library, a dlopen'ed module), that
- * object's GNU build-id, and the pointer's offset from the object's load bias. The
- * far side finds the object with the same build-id (or, without one, the same
- * name), adds its own load bias, and checks that the address lies in an executable
- * segment of that object: a rank running another binary gets RP_EFNREF, never a
- * jump to a wrong address.
+ * object's identity, and the pointer's offset from the object's load bias. The
+ * identity is the GNU build-id; an object linked without one is identified by a
+ * hash of what its file loads (every PT_LOAD segment's bytes: code, read-only and
+ * initialised data), never by its name: two different programs without build-ids
+ * both have the name "" and may well have a function at the same offset. The far
+ * side finds the object with the same identity, adds its own load bias, and checks
+ * that the address lies in an executable segment of that object: a rank running
+ * another binary gets RP_EFNREF, never a jump to a wrong address.
  *
  * dl_iterate_phdr takes the loader's lock and walks every object, so both
- * directions keep a small cache (the same few tasks are sent again and again). */
+ * directions keep a small cache (the same few tasks are sent again and again), and
+ * an object's contents hash is computed once per process. */
 #include "internal.h" /* first: config.h */
 #include "fnref.h"
 
 #include <elf.h>
+#include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef NT_GNU_BUILD_ID
 #define NT_GNU_BUILD_ID 3
@@ -67,6 +73,107 @@ static bool in_exec_segment(const struct dl_phdr_info *info, uintptr_t addr)
     return false;
 }
 
+/* ---- the identity of an object without a build-id -------------------------------- */
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Two 64-bit hashes side by side (FNV-1a and a multiply-xorshift): enough to tell
+ * programs apart, which is all that is asked of them (not resistance to attack). */
+typedef struct { uint64_t a, b; } hash128;
+
+static void hash_bytes(hash128 *h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    uint64_t a = h->a, b = h->b;
+    for (size_t i = 0; i < n; i++) {
+        a = (a ^ p[i]) * 0x100000001b3ull;
+        b = (b + p[i] + 1) * 0x9e3779b97f4a7c15ull;
+        b ^= b >> 29;
+    }
+    h->a = a;
+    h->b = b;
+}
+
+/* Hashes the loadable contents of the object's file (each PT_LOAD segment's place,
+ * size, flags and file bytes). The main program's file is /proc/self/exe (its
+ * dlpi_name is ""), so a program replaced on disk since it started still hashes as
+ * what runs. \return false when the file cannot be read. */
+static bool hash_contents(const struct dl_phdr_info *info, uint8_t out[RP__FNREF_HASHLEN])
+{
+    const char *path = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name
+                                                               : "/proc/self/exe";
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    hash128 h = { 0xcbf29ce484222325ull, 0x84222325cbf29ce4ull };
+    char buf[1 << 16];
+    bool ok = true;
+    for (int i = 0; ok && i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uint64_t shape[4] = { ph->p_vaddr, ph->p_memsz, ph->p_filesz, ph->p_flags };
+        hash_bytes(&h, shape, sizeof shape);
+        for (uint64_t done = 0; ok && done < ph->p_filesz;) {
+            size_t want = ph->p_filesz - done < sizeof buf ? (size_t)(ph->p_filesz - done)
+                                                            : sizeof buf;
+            ssize_t got = pread(fd, buf, want, (off_t)(ph->p_offset + done));
+            ok = got > 0;
+            if (ok) {
+                hash_bytes(&h, buf, (size_t)got);
+                done += (uint64_t)got;
+            }
+        }
+    }
+    close(fd);
+    memcpy(out, &h.a, 8);
+    memcpy(out + 8, &h.b, 8);
+    return ok;
+}
+
+/* The contents hash of an object, computed once per loaded object (keyed by its
+ * load bias and program headers, which a later dlopen cannot share with it). */
+#define IDCACHE 8
+static struct { uintptr_t addr; const void *phdr; uint8_t id[RP__FNREF_HASHLEN]; }
+    idcache[IDCACHE];
+static unsigned idcache_used;
+
+static bool contents_id(const struct dl_phdr_info *info, uint8_t id[RP__FNREF_HASHLEN])
+{
+    bool ok = true;
+    pthread_mutex_lock(&cache_lock);
+    unsigned k;
+    for (k = 0; k < idcache_used && k < IDCACHE; k++)
+        if (idcache[k].addr == info->dlpi_addr && idcache[k].phdr == info->dlpi_phdr)
+            break;
+    if (k < idcache_used && k < IDCACHE) {
+        memcpy(id, idcache[k].id, RP__FNREF_HASHLEN);
+    } else if ((ok = hash_contents(info, id))) {
+        k = idcache_used++ % IDCACHE;
+        idcache[k].addr = info->dlpi_addr;
+        idcache[k].phdr = info->dlpi_phdr;
+        memcpy(idcache[k].id, id, RP__FNREF_HASHLEN);
+    }
+    pthread_mutex_unlock(&cache_lock);
+    return ok;
+}
+
+/* The identity of an object: its build-id, else its contents hash. \return its
+ * kind (RP__FNREF_*), 0 if it has none that can be known. */
+static uint32_t identity_of(const struct dl_phdr_info *info, uint8_t id[RP__FNREF_IDMAX],
+                            uint32_t *len)
+{
+    size_t n = build_id_of(info, id, RP__FNREF_IDMAX);
+    if (n > 0) {
+        *len = (uint32_t)n;
+        return RP__FNREF_BUILD_ID;
+    }
+    if (!contents_id(info, id))
+        return 0;
+    *len = RP__FNREF_HASHLEN;
+    return RP__FNREF_CONTENTS;
+}
+
 /* ---- pointer -> reference -------------------------------------------------------- */
 
 struct make_arg {
@@ -84,10 +191,10 @@ static int make_cb(struct dl_phdr_info *info, size_t size, void *data)
     rp__fnref *r = a->ref;
     memset(r, 0, sizeof *r);
     r->offset = (uint64_t)(a->addr - (uintptr_t)info->dlpi_addr);
-    r->idlen = (uint32_t)build_id_of(info, r->build_id, sizeof r->build_id);
+    r->idkind = identity_of(info, r->id, &r->idlen);
     const char *name = info->dlpi_name ? info->dlpi_name : "";
     snprintf(r->object, sizeof r->object, "%s", name);
-    a->found = true;
+    a->found = r->idkind != 0; /* an object that cannot be identified is refused */
     return 1;
 }
 
@@ -104,15 +211,18 @@ static int resolve_cb(struct dl_phdr_info *info, size_t size, void *data)
     struct resolve_arg *a = data;
     (void)size;
     const rp__fnref *r = a->ref;
-    const char *name = info->dlpi_name ? info->dlpi_name : "";
-    if (r->idlen > 0) {
-        uint8_t id[RP__FNREF_IDMAX];
-        size_t n = build_id_of(info, id, sizeof id);
-        if (n != r->idlen || memcmp(id, r->build_id, n) != 0)
+    uint8_t id[RP__FNREF_IDMAX];
+    size_t n = build_id_of(info, id, sizeof id);
+    if (r->idkind == RP__FNREF_CONTENTS) {
+        /* an object with a build-id would have been named by it */
+        if (n > 0 || !contents_id(info, id))
             return 0;
-    } else if (strcmp(name, r->object) != 0) {
+        n = RP__FNREF_HASHLEN;
+    } else if (r->idkind != RP__FNREF_BUILD_ID) {
         return 0;
     }
+    if (n != r->idlen || memcmp(id, r->id, n) != 0)
+        return 0;
     uintptr_t addr = (uintptr_t)info->dlpi_addr + (uintptr_t)r->offset;
     if (!in_exec_segment(info, addr)) {
         a->matched = 1;
@@ -127,15 +237,14 @@ static int resolve_cb(struct dl_phdr_info *info, size_t size, void *data)
 
 #define CACHE 16
 
-static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct { rp__anyfn fn; rp__fnref ref; } cache[CACHE];
 static unsigned cache_next;
 static unsigned cache_used;
 
 static bool same_ref(const rp__fnref *a, const rp__fnref *b)
 {
-    return a->offset == b->offset && a->idlen == b->idlen &&
-           memcmp(a->build_id, b->build_id, a->idlen) == 0 &&
+    return a->offset == b->offset && a->idkind == b->idkind && a->idlen == b->idlen &&
+           memcmp(a->id, b->id, a->idlen) == 0 &&
            strcmp(a->object, b->object) == 0;
 }
 
@@ -175,11 +284,12 @@ void rp__fnref_format(const rp__fnref *ref, char *buf, size_t len)
     char id[2 * RP__FNREF_IDMAX + 1];
     size_t n = ref->idlen < RP__FNREF_IDMAX ? ref->idlen : RP__FNREF_IDMAX;
     for (size_t i = 0; i < n; i++)
-        snprintf(id + 2 * i, 3, "%02x", ref->build_id[i]);
+        snprintf(id + 2 * i, 3, "%02x", ref->id[i]);
     id[2 * n] = '\0';
-    snprintf(buf, len, "%s+0x%llx [build-id %s]",
-             ref->object[0] ? ref->object : "(main program)",
-             (unsigned long long)ref->offset, n ? id : "none");
+    snprintf(buf, len, "%s+0x%llx [%s %s]", ref->object[0] ? ref->object : "(main program)",
+             (unsigned long long)ref->offset,
+             ref->idkind == RP__FNREF_CONTENTS ? "no build-id; contents" : "build-id",
+             n ? id : "none");
 }
 
 int rp__fnref_resolve(const rp__fnref *ref, rp__anyfn *fn, char *why, size_t whylen)
@@ -194,7 +304,8 @@ int rp__fnref_resolve(const rp__fnref *ref, rp__anyfn *fn, char *why, size_t why
             return RP_OK;
         }
     pthread_mutex_unlock(&cache_lock);
-    if (memchr(ref->object, '\0', sizeof ref->object) == NULL || ref->idlen > RP__FNREF_IDMAX) {
+    if (memchr(ref->object, '\0', sizeof ref->object) == NULL || ref->idlen > RP__FNREF_IDMAX ||
+        ref->idlen == 0) {
         if (why)
             snprintf(why, whylen, "malformed function reference");
         return RP_EFNREF;

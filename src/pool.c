@@ -160,7 +160,7 @@ int rp__pool_create_ops(rp_pool_t **pool, const rp_pool_opts_t *opts,
     pthread_mutex_init(&c->ctl, NULL);
     pthread_mutex_init(&c->nlock, NULL);
     atomic_init(&c->terminating, false);
-    if (o.initarg_size > 0) {
+    if (o.initarg_size > 0 && !(ops->initarg_max && o.initarg_size > ops->initarg_max)) {
         p->initarg_copy = malloc(o.initarg_size);
         if (!p->initarg_copy) {
             pool_destroy(c);

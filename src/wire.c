@@ -166,9 +166,10 @@ void rp__wire_put_fnref(rp__wbuf *w, const rp__fnref *ref)
     uint32_t namelen = (uint32_t)strnlen(ref->object, sizeof ref->object - 1);
     uint32_t idlen = ref->idlen <= RP__FNREF_IDMAX ? ref->idlen : RP__FNREF_IDMAX;
     rp__wbuf_u64(w, ref->offset);
+    rp__wbuf_u32(w, ref->idkind);
     rp__wbuf_u32(w, idlen);
     rp__wbuf_u32(w, namelen);
-    rp__wbuf_put(w, ref->build_id, idlen);
+    rp__wbuf_put(w, ref->id, idlen);
     rp__wbuf_put(w, ref->object, namelen);
 }
 
@@ -176,16 +177,19 @@ int rp__wire_get_fnref(rp__rbuf *r, rp__fnref *ref)
 {
     memset(ref, 0, sizeof *ref);
     ref->offset = rp__rbuf_u64(r);
+    uint32_t idkind = rp__rbuf_u32(r);
     uint32_t idlen = rp__rbuf_u32(r);
     uint32_t namelen = rp__rbuf_u32(r);
-    if (r->err || idlen > RP__FNREF_IDMAX || namelen >= RP__FNREF_NAMEMAX)
+    if (r->err || idlen == 0 || idlen > RP__FNREF_IDMAX || namelen >= RP__FNREF_NAMEMAX ||
+        (idkind != RP__FNREF_BUILD_ID && idkind != RP__FNREF_CONTENTS))
         return r->err = RP_EPROTO;
     const void *id = rp__rbuf_get(r, idlen);
     const void *name = rp__rbuf_get(r, namelen);
     if (r->err)
         return RP_EPROTO;
+    ref->idkind = idkind;
     ref->idlen = idlen;
-    memcpy(ref->build_id, id, idlen);
+    memcpy(ref->id, id, idlen);
     memcpy(ref->object, name, namelen);
     ref->object[namelen] = '\0';
     if (memchr(ref->object, '\0', namelen) != NULL)
@@ -232,6 +236,9 @@ int rp__wire_get_hello(rp__rbuf *r, rp__wire_hello *m)
 /* ---- errors (READY and result records) --------------------------------------------- */
 
 #define ERR_FIXED 36
+_Static_assert(RP__WIRE_ERROR_MAX ==
+                   ((ERR_FIXED + sizeof(((rp_error_t *)0)->message) - 1 + 7) & ~(size_t)7),
+               "RP__WIRE_ERROR_MAX is the size of a record with the longest message");
 
 size_t rp__wire_error_size(const rp_error_t *e)
 {

@@ -14,7 +14,7 @@
 #include "fnref.h"
 
 #define RP__WIRE_MAGIC   0x52504d57u  /* "RPMW" */
-#define RP__WIRE_VERSION 1u
+#define RP__WIRE_VERSION 2u
 
 enum rp__msg_kind {
     RP__MSG_HELLO = 1,   /* master -> rank: pool settings, initializer */
@@ -26,6 +26,12 @@ enum rp__msg_kind {
     RP__MSG_STOP,        /* master -> rank: no more work, stop */
     RP__MSG_BYE,         /* rank -> master: stopped (after STOP or TERMINATE) */
     RP__MSG_PROTO,       /* rank -> master: a message from the master was malformed */
+    /* start-up, on the communicator the pool is created on (before its duplicate) */
+    RP__MSG_JOIN,        /* master -> rank: who is there? (seq: this start's number;
+                            header's worker field: milliseconds the master waits for
+                            the answers, UINT32_MAX: forever) */
+    RP__MSG_JOINED,      /* rank -> master: here (seq echoed) */
+    RP__MSG_START,       /* master -> rank: everyone is there (RP_OK) or not (seq echoed) */
     RP__MSG_KIND_MAX
 };
 
@@ -168,7 +174,9 @@ int  rp__wire_get_result(rp__rbuf *r, const rp__wire_hdr *h, rp__wire_result *m)
 /* Records of a result: an item's failure, or an item's variable-size output. */
 enum { RP__REC_ERROR = 1, RP__REC_VAR = 2, RP__REC_DEAD = 3 /* a replaced VAR */ };
 
-/* Appends an error record at p (which has room for rp__wire_error_size(e) bytes). */
+/* Appends an error record at p (which has room for rp__wire_error_size(e) bytes). No
+ * record is larger than RP__WIRE_ERROR_MAX (a message of 255 characters). */
+#define RP__WIRE_ERROR_MAX 296
 size_t rp__wire_error_size(const rp_error_t *e);
 size_t rp__wire_error_write(void *p, const rp_error_t *e);
 /* A VAR record's header is this many bytes; its data follows. */
@@ -181,7 +189,8 @@ void   rp__wire_var_kill(void *p);  /* turns a VAR record into a DEAD one */
 int rp__wire_next_record(rp__rbuf *r, int *kind, rp_error_t *e, uint64_t *index,
                          const void **data, uint64_t *size);
 
-/* Small control messages (GO, TERMINATE, STOP, BYE, PROTO): a status and a seq. */
+/* Small control messages (GO, TERMINATE, STOP, BYE, PROTO, JOIN, JOINED, START): a
+ * status and a seq. */
 int rp__wire_put_ctl(rp__wbuf *w, unsigned kind, uint32_t worker, int32_t status,
                      uint64_t seq);
 int rp__wire_get_ctl(rp__rbuf *r, int32_t *status, uint64_t *seq);

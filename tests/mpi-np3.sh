@@ -1,7 +1,33 @@
 #!/bin/sh
-# The semantic suite and the MPI-specific suite on 3 MPI ranks; then a program
-# started through the launcher (launch/rankpool-run --mpi), as users do.
+# The semantic suite and the MPI-specific suite on 3 MPI ranks; a program started
+# through the launcher (launch/rankpool-run --mpi), as users do; the start-up
+# deadline (one rank never calls rp_pool_create); a program that returns from main
+# without freeing its pool (mpirun must see a clean exit).
 top=${top_builddir:-.}
+MPIRUN=${MPIRUN:-mpirun}
 "$top/tests/mpi-driver" 3 tests/test_semantics tests/test_mpi || exit $?
 echo "=== $top/launch/rankpool-run --mpi --oversubscribe -n 3 tests/mpi_hosts 1"
-timeout 120 "$top/launch/rankpool-run" --mpi --oversubscribe -n 3 "$top/tests/mpi_hosts" 1
+timeout 120 "$top/launch/rankpool-run" --mpi --oversubscribe -n 3 "$top/tests/mpi_hosts" 1 ||
+    exit 1
+
+mpirun3() {
+    timeout 120 "$MPIRUN" --oversubscribe --bind-to none -np 3 -x RP_BACKEND=mpi "$@"
+}
+echo "=== start-up deadline: rank 2 never calls rp_pool_create (RP_MPI_START_TIMEOUT=2)"
+RP_MPI_START_TIMEOUT=2 mpirun3 -x RP_MPI_START_TIMEOUT "$top/tests/mpi_start"
+rc=$?
+[ $rc -eq 0 ] || { echo "mpi-np3: start-up deadline: status $rc"; exit 1; }
+
+echo "=== a program that returns from main without rp_pool_free"
+out=$(mpirun3 "$top/tests/mpi_exit" 2>&1)
+rc=$?
+echo "$out"
+if [ $rc -ne 0 ] || echo "$out" | grep -q "exiting improperly"; then
+    echo "mpi-np3: the program without rp_pool_free did not exit cleanly (status $rc)"
+    exit 1
+fi
+[ "$(echo "$out" | grep -c 'serving rank returned')" -eq 2 ] || {
+    echo "mpi-np3: the serving ranks did not return from rp_pool_create"
+    exit 1
+}
+echo "=== exit without rp_pool_free: clean"

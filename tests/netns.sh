@@ -6,8 +6,10 @@
 # Ranks talk TCP over the veth only. The program maps items with chunksize 1 and
 # the test passes when both hosts did work and every item is right.
 #
-# Exit 77 (skip) where namespaces cannot be made (not root, no ip/unshare, a
-# container without CAP_SYS_ADMIN/CAP_NET_ADMIN).
+# Exit 77 (skip), saying why, where the namespaces cannot be made or entered (not
+# root, no ip/unshare, a container without CAP_SYS_ADMIN/CAP_NET_ADMIN, a chroot
+# whose / is not a mount point so that `ip netns exec` cannot make it a slave).
+# A failure of the MPI run itself, or a wrong result, is a failure (exit 1).
 top_builddir=${top_builddir:-.}
 MPIRUN=${MPIRUN:-mpirun}
 prog=$top_builddir/tests/mpi_hosts
@@ -39,24 +41,31 @@ cleanup() {
         done
         ip netns del $ns 2>/dev/null
     done
+    ip link del va$id 2>/dev/null # a veth not moved into a namespace yet
     rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-ip netns add $nsa 2>/dev/null || skip "cannot create a network namespace"
-ip netns add $nsb || exit 99
-ip link add va$id type veth peer name vb$id || skip "cannot create a veth pair"
-ip link set va$id netns $nsa || exit 99
-ip link set vb$id netns $nsb || exit 99
-ip -n $nsa addr add $ipa/24 dev va$id || exit 99
-ip -n $nsb addr add $ipb/24 dev vb$id || exit 99
+# setup CMD...: one step of building the two hosts. Where the machine cannot take
+# it, the test is skipped with the command's own complaint as the reason.
+setup() {
+    out=$("$@" 2>&1) || skip "cannot build the namespaces here: '$*' failed: $(echo "$out" | head -n 1)"
+}
+
+setup ip netns add $nsa
+setup ip netns add $nsb
+setup ip link add va$id type veth peer name vb$id
+setup ip link set va$id netns $nsa
+setup ip link set vb$id netns $nsb
+setup ip -n $nsa addr add $ipa/24 dev va$id
+setup ip -n $nsb addr add $ipb/24 dev vb$id
 for ns in $nsa $nsb; do
-    ip -n $ns link set lo up || exit 99
+    setup ip -n $ns link set lo up
 done
-ip -n $nsa link set va$id up || exit 99
-ip -n $nsb link set vb$id up || exit 99
-ip netns exec $nsa unshare --uts true 2>/dev/null || skip "cannot create a UTS namespace"
+setup ip -n $nsa link set va$id up
+setup ip -n $nsb link set vb$id up
+setup ip netns exec $nsa unshare --uts true
 
 # The launch agent: called by mpirun as `agent HOST COMMAND...`, it runs the
 # command (a shell command line, as ssh would) in the namespaces of HOST.

@@ -1,6 +1,9 @@
 /* Function references across address layouts (src/fnref.c): a static function and
  * a library function survive the trip, even into a fresh exec of the program (its
- * own ASLR layout); a reference to another binary or to non-code is RP_EFNREF. */
+ * own ASLR layout); a reference to another binary or to non-code is RP_EFNREF.
+ * Built twice: tests/test_fnref (the program has a GNU build-id) and
+ * tests/test_fnref_nobid (linked with --build-id=none, TEST_NO_BUILD_ID: the
+ * program is identified by the contents of its loadable segments). */
 #include "fnref.h"
 #include "testutil.h"
 
@@ -47,21 +50,40 @@ static void test_fnref_rejects_non_code(void)
     CU_ASSERT_EQUAL(rp__fnref_make((rp__anyfn)(uintptr_t)16, &ref), RP_EFNREF);
 }
 
+static void test_fnref_identity_of_the_program(void)
+{
+    rp__fnref ref;
+    CU_ASSERT_EQUAL_FATAL(rp__fnref_make((rp__anyfn)triple, &ref), RP_OK);
+#ifdef TEST_NO_BUILD_ID
+    CU_ASSERT_EQUAL(ref.idkind, RP__FNREF_CONTENTS);
+    CU_ASSERT_EQUAL(ref.idlen, RP__FNREF_HASHLEN);
+#else
+    CU_ASSERT_EQUAL(ref.idkind, RP__FNREF_BUILD_ID);
+    CU_ASSERT_TRUE(ref.idlen >= 8);
+#endif
+    char desc[600];
+    rp__fnref_format(&ref, desc, sizeof desc);
+    printf("\n    %s ", desc);
+}
+
+/* Another program: the same name (the main program is always ""), the same offset,
+ * another identity. Without a build-id that is what two different programs linked
+ * with --build-id=none look like: they must not match by name. */
 static void test_fnref_other_binary_refused(void)
 {
     rp__fnref ref;
     CU_ASSERT_EQUAL_FATAL(rp__fnref_make((rp__anyfn)triple, &ref), RP_OK);
-    if (ref.idlen == 0) {
-        /* no build-id in this build: a changed name stands for another binary */
-        strcpy(ref.object, "/nonexistent/other-program");
-    } else {
-        ref.build_id[0] ^= 0xff;
-    }
+    ref.id[0] ^= 0xff;
     rp__anyfn fn = NULL;
     char why[512] = "";
     CU_ASSERT_EQUAL(rp__fnref_resolve(&ref, &fn, why, sizeof why), RP_EFNREF);
     CU_ASSERT_PTR_NULL(fn);
     CU_ASSERT_PTR_NOT_NULL(strstr(why, "same binary"));
+    /* the right identity under the other kind is another program too */
+    CU_ASSERT_EQUAL_FATAL(rp__fnref_make((rp__anyfn)triple, &ref), RP_OK);
+    ref.idkind = ref.idkind == RP__FNREF_BUILD_ID ? RP__FNREF_CONTENTS : RP__FNREF_BUILD_ID;
+    CU_ASSERT_EQUAL(rp__fnref_resolve(&ref, &fn, why, sizeof why), RP_EFNREF);
+    CU_ASSERT_PTR_NULL(fn);
 }
 
 static void test_fnref_offset_outside_code_refused(void)
@@ -132,10 +154,15 @@ int main(int argc, char **argv)
         TU_TEST(test_fnref_static_function_round_trip),
         TU_TEST(test_fnref_library_function_round_trip),
         TU_TEST(test_fnref_rejects_non_code),
+        TU_TEST(test_fnref_identity_of_the_program),
         TU_TEST(test_fnref_other_binary_refused),
         TU_TEST(test_fnref_offset_outside_code_refused),
         TU_TEST(test_fnref_across_exec),
         TU_END
     };
+#ifdef TEST_NO_BUILD_ID
+    return tu_run("fnref_nobid", tests, argc, argv);
+#else
     return tu_run("fnref", tests, argc, argv);
+#endif
 }

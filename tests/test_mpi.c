@@ -8,8 +8,11 @@
 #include "rankpool_mpi.h"
 #include "testutil.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static int world_rank, world_size;
@@ -27,6 +30,20 @@ static int who_runs(const void *in, void *out, rp_ctx_t *ctx)
 {
     *(int *)out = rp_ctx_worker(ctx);
     return 0;
+}
+
+/* How many of the workers 0..nworkers-1 (at most 64) ran an item, from who_runs'
+ * outputs by[0..n). */
+static int workers_seen(const int *by, int n, int nworkers)
+{
+    char seen[64] = { 0 };
+    int count = 0;
+    for (int i = 0; i < n; i++)
+        if (by[i] >= 0 && by[i] < nworkers && by[i] < 64 && !seen[by[i]]) {
+            seen[by[i]] = 1;
+            count++;
+        }
+    return count;
 }
 
 static int fail_seven(const void *in, void *out, rp_ctx_t *ctx)
@@ -123,6 +140,27 @@ static int slow_item(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
+/* Failures with the longest message a record holds (255 characters), so that the
+ * records of a large batch outgrow a worker's transfer area. */
+static int fail_long(int i, rp_ctx_t *ctx)
+{
+    return rp_raise(ctx, 4, "item %09d failed: %0*d", i, 255 - 23, 0);
+}
+
+static int fail_all(const void *in, void *out, rp_ctx_t *ctx)
+{
+    return fail_long(*(const int *)in, ctx);
+}
+
+static int fail_odd(const void *in, void *out, rp_ctx_t *ctx)
+{
+    int i = *(const int *)in;
+    if (i % 2)
+        return fail_long(i, ctx);
+    *(int *)out = 3 * i;
+    return 0;
+}
+
 /* ---- tests -------------------------------------------------------------------------- */
 
 static rp_pool_t *world_pool(const rp_pool_opts_t *opts)
@@ -181,12 +219,8 @@ static void test_mpi_spmd_phases_around_the_pool(void)
         rp_map_opts_t mo = { .chunksize = 1 };
         CU_ASSERT_EQUAL(rp_map(p, who_runs, idx, 200, sizeof *idx, by, sizeof *by, &mo, NULL),
                         RP_OK);
-        int seen[64] = { 0 };
-        for (int i = 0; i < 200; i++)
-            if (by[i] >= 0 && by[i] < 64)
-                seen[by[i]] = 1;
-        for (int w = 0; w < rp_pool_size(p) && w < 64; w++)
-            CU_ASSERT_EQUAL(seen[w], 1);
+        int size = rp_pool_size(p);
+        CU_ASSERT_EQUAL(workers_seen(by, 200, size), size < 64 ? size : 64);
         CU_ASSERT_EQUAL(rp_pool_close(p), RP_OK);
         CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
     } else {
@@ -222,14 +256,7 @@ static void test_mpi_more_workers_than_ranks(void)
         idx[i] = i;
     rp_map_opts_t mo = { .chunksize = 1 };
     CU_ASSERT_EQUAL(rp_map(p, who_runs, idx, N, sizeof *idx, by, sizeof *by, &mo, NULL), RP_OK);
-    int seen[64] = { 0 };
-    for (int i = 0; i < N; i++)
-        if (by[i] >= 0 && by[i] < 64)
-            seen[by[i]] = 1;
-    int nseen = 0;
-    for (int w = 0; w < want && w < 64; w++)
-        nseen += seen[w];
-    CU_ASSERT_EQUAL(nseen, want);
+    CU_ASSERT_EQUAL(workers_seen(by, N, want), want < 64 ? want : 64);
     tu_pool_done(p);
 }
 
@@ -598,6 +625,348 @@ static void test_mpi_malformed_message_is_an_error(void)
     tu_pool_done(p);
 }
 
+/* Every failure is reported, however many a batch holds: one batch (chunksize n)
+ * of 10^6 failing items whose records (~300 bytes each) outgrow the worker's
+ * transfer area, then 2 * 10^6 items of which every other one fails. */
+static size_t wrong_failures(rp_result_t *r, size_t n, size_t step)
+{
+    size_t bad = 0;
+    for (size_t k = 0; k < n / step; k++) {
+        const rp_error_t *e = rp_result_error(r, k);
+        size_t want = step == 1 ? k : 2 * k + 1;
+        bad += !e || e->index != want || e->code != RP_ETASK || e->task_code != 4 ||
+               strlen(e->message) != 255 || atoi(e->message + 5) != (int)want;
+    }
+    return bad;
+}
+
+static void test_mpi_every_failure_reported(void)
+{
+    rp_pool_t *p = world_pool(NULL);
+    if (!p)
+        return;
+    size_t n = 2000000;
+    int *in = malloc(n * sizeof *in), *out = malloc(n * sizeof *out);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(in);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    for (size_t i = 0; i < n; i++) {
+        in[i] = (int)i;
+        out[i] = -1;
+    }
+    rp_map_opts_t mo = { .chunksize = n / 2 };
+    rp_result_t *r = NULL;
+    rp_error_t err;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, fail_all, in, n / 2, sizeof *in, out, sizeof *out,
+                                       &mo, &r), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_get(r, 600, &err), RP_ETASK);
+    CU_ASSERT_EQUAL(err.index, 0);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), n / 2);
+    CU_ASSERT_EQUAL(rp_result_successful(r), 0);
+    CU_ASSERT_EQUAL(wrong_failures(r, n / 2, 1), 0);
+    rp_result_free(r);
+
+    mo.chunksize = n;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, fail_odd, in, n, sizeof *in, out, sizeof *out, &mo,
+                                       &r), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_get(r, 600, &err), RP_ETASK);
+    CU_ASSERT_EQUAL(err.index, 1);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), n / 2);
+    CU_ASSERT_EQUAL(wrong_failures(r, n, 2), 0);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i += 2)
+        bad += out[i] != 3 * (int)i;
+    CU_ASSERT_EQUAL(bad, 0);
+    rp_result_free(r);
+    free(in);
+    free(out);
+    tu_pool_done(p);
+}
+
+/* Variable-size outputs that together outgrow a worker's transfer area, in one
+ * batch (chunksize n): 300 outputs of 1 MiB all arrive (items past ~255 MiB found
+ * no room and failed before). */
+static int mib_output(const void *in, void *out, rp_ctx_t *ctx)
+{
+    int i = *(const int *)in;
+    char *p = rp_output(ctx, (size_t)1 << 20);
+    if (!p)
+        return rp_raise(ctx, 7, "no room for the output of item %d", i);
+    memset(p, i % 251, (size_t)1 << 20);
+    return 0;
+}
+
+static void test_mpi_var_outputs_beyond_one_area(void)
+{
+    rp_pool_t *p = world_pool(NULL);
+    if (!p)
+        return;
+    enum { N = 300 };
+    int in[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    rp_map_opts_t mo = { .chunksize = N };
+    rp_varout_t *vo = NULL;
+    rp_error_t err;
+    CU_ASSERT_EQUAL(rp_map_var(p, mib_output, in, N, sizeof *in, &mo, &vo, &err), RP_OK);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        size_t size = 0;
+        const unsigned char *d = rp_varout_item(vo, (size_t)i, &size);
+        bad += !d || size != (1u << 20) || d[0] != i % 251 || d[size - 1] != i % 251;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    rp_varout_free(vo);
+    tu_pool_done(p);
+}
+
+/* A serving rank that stops answering (SIGSTOP; a hung node looks the same):
+ * terminate gives up on it after a bounded wait instead of hanging, and nothing is
+ * lost: every item either succeeded or failed with RP_ECANCELED. A watchdog
+ * resumes the rank after 60 s whatever happens, so a failure cannot hang the job. */
+static int slow_20ms(const void *in, void *out, rp_ctx_t *ctx)
+{
+    tu_sleep(0.02);
+    *(int *)out = *(const int *)in;
+    return 0;
+}
+
+struct watchdog {
+    pid_t           pid;
+    pthread_mutex_t lock;
+    pthread_cond_t  cond;
+    bool            stop;
+};
+
+static void *resume_later(void *arg)
+{
+    struct watchdog *w = arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 60;
+    pthread_mutex_lock(&w->lock);
+    while (!w->stop && pthread_cond_timedwait(&w->cond, &w->lock, &ts) == 0)
+        ;
+    pthread_mutex_unlock(&w->lock);
+    kill(w->pid, SIGCONT);
+    return NULL;
+}
+
+static void test_mpi_terminate_with_stopped_rank(void)
+{
+    int me = (int)getpid(), pids[64] = { 0 };
+    MPI_Gather(&me, 1, MPI_INT, pids, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    rp_pool_t *p = world_pool(NULL);
+    if (!p)
+        return;
+    enum { N = 400 };
+    int in[N], out[N];
+    for (int i = 0; i < N; i++) {
+        in[i] = i;
+        out[i] = -1;
+    }
+    rp_map_opts_t mo = { .chunksize = 1 };
+    rp_result_t *r = NULL;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, slow_20ms, in, N, sizeof *in, out, sizeof *out, &mo,
+                                       &r), RP_OK);
+    size_t done = 0, total = 0;
+    for (double t0 = tu_now(); done < 4 && tu_now() - t0 < 60; tu_sleep(0.005))
+        rp_result_progress(r, &done, &total);
+    struct watchdog w = { .pid = pids[1], .lock = PTHREAD_MUTEX_INITIALIZER,
+                          .cond = PTHREAD_COND_INITIALIZER };
+    pthread_t th;
+    CU_ASSERT_EQUAL_FATAL(kill(pids[1], SIGSTOP), 0);
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, resume_later, &w), 0);
+    tu_sleep(0.1);
+    double t0 = tu_now();
+    CU_ASSERT_EQUAL(rp_pool_terminate(p), RP_OK);
+    double took = tu_now() - t0;
+    CU_ASSERT_TRUE(took < 20);
+    CU_ASSERT_TRUE(rp_result_ready(r));
+    rp_result_progress(r, &done, &total);
+    CU_ASSERT_EQUAL(done, N);
+    CU_ASSERT_EQUAL(rp_result_get(r, 0, NULL), RP_ECANCELED);
+    size_t nerr = rp_result_nerrors(r), bad = 0, failed = 0;
+    char *isfail = calloc(N, 1);
+    for (size_t k = 0; k < nerr; k++) {
+        const rp_error_t *e = rp_result_error(r, k);
+        bad += !e || e->code != RP_ECANCELED || e->index >= N;
+        if (e && e->index < N)
+            isfail[e->index] = 1;
+    }
+    for (int i = 0; i < N; i++) {
+        failed += isfail[i];
+        bad += !isfail[i] && out[i] != i;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(failed, nerr);
+    free(isfail);
+    rp_result_free(r);
+    printf("\n    terminate returned in %.2f s with rank 1 stopped; %zu of %d items "
+           "canceled ", took, nerr, N);
+    pthread_mutex_lock(&w.lock);
+    w.stop = true;
+    pthread_cond_signal(&w.cond);
+    pthread_mutex_unlock(&w.lock);
+    pthread_join(th, NULL); /* rank 1 runs again */
+    t0 = tu_now();
+    CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
+    rp_pool_free(p);
+    CU_ASSERT_TRUE(tu_now() - t0 < 20);
+}
+
+/* The next pool on the same ranks works, whatever rank 1 still sent to the pool
+ * that gave up on it (results, its BYE) once it ran again. */
+static void test_mpi_pool_after_a_rank_was_given_up(void)
+{
+    rp_pool_t *p = world_pool(NULL);
+    if (!p)
+        return;
+    enum { N = 300 };
+    int in[N], by[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    rp_map_opts_t mo = { .chunksize = 1 };
+    for (int round = 0; round < 3; round++) {
+        CU_ASSERT_EQUAL(rp_map(p, who_runs, in, N, sizeof *in, by, sizeof *by, &mo, NULL),
+                        RP_OK);
+        CU_ASSERT_EQUAL(workers_seen(by, N, rp_pool_size(p)), rp_pool_size(p));
+    }
+    tu_pool_done(p);
+}
+
+/* An intercommunicator cannot hold a pool: RP_EINVAL on every rank, at once. */
+static void test_mpi_intercommunicator_refused(void)
+{
+    MPI_Comm half, inter;
+    int color = world_rank % 2;
+    MPI_Comm_split(MPI_COMM_WORLD, color, world_rank, &half);
+    MPI_Intercomm_create(half, 0, MPI_COMM_WORLD, color == 0 ? 1 : 0, 77, &inter);
+    rp_pool_t *p = NULL;
+    rp_error_t err;
+    CU_ASSERT_EQUAL(rp_pool_create_comm(&p, NULL, inter, &err), RP_EINVAL);
+    CU_ASSERT_PTR_NULL(p);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "intercommunicator"));
+    MPI_Comm_free(&inter);
+    MPI_Comm_free(&half);
+}
+
+/* More worker processes than a rank (or its node) can hold: RP_EINVAL on every
+ * rank, with a message naming the limit, and no process started. */
+static void test_mpi_workers_beyond_limit(void)
+{
+    rp_pool_opts_t o = { .workers = 100000 };
+    rp_pool_t *p = NULL;
+    rp_error_t err;
+    CU_ASSERT_EQUAL(rp_pool_create_comm(&p, &o, MPI_COMM_WORLD, &err), RP_EINVAL);
+    CU_ASSERT_PTR_NULL(p);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "1024"));
+
+    /* 8 workers per serving rank, world_size ranks on this node, at most 16
+     * processes for the user on the serving ranks: the ranks refuse. */
+    struct rlimit old, low;
+    getrlimit(RLIMIT_NPROC, &old);
+    low = old;
+    low.rlim_cur = 16;
+    if (world_rank > 0)
+        CU_ASSERT_EQUAL(setrlimit(RLIMIT_NPROC, &low), 0);
+    o.workers = 8 * (world_size - 1);
+    int children = tu_count_children();
+    int rc = rp_pool_create_comm(&p, &o, MPI_COMM_WORLD, &err);
+    if (world_rank > 0)
+        setrlimit(RLIMIT_NPROC, &old);
+    CU_ASSERT_EQUAL(rc, RP_EINVAL);
+    CU_ASSERT_EQUAL(tu_count_children(), children);
+    if (world_rank == 0)
+        CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "RLIMIT_NPROC"));
+    if (rc == RP_OK && rp_pool_is_master(p))
+        tu_pool_done(p);
+    else if (rc == RP_OK)
+        rp_pool_free(p);
+}
+
+/* An item larger than RP_MPI_ITEM_MAX (in_size + out_size) is refused at once with
+ * RP_EINVAL and a message naming the limit; chunks larger than a worker's transfer
+ * area travel in several batches; an initarg larger than RP_MPI_INITARG_MAX is
+ * refused on every rank. The large buffers are never touched (no memory used). */
+static void *untouched(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    CU_ASSERT_NOT_EQUAL_FATAL(p, MAP_FAILED);
+    return p;
+}
+
+static int sum_mib(const void *in, void *out, rp_ctx_t *ctx)
+{
+    const unsigned char *b = in;
+    long s = 0;
+    for (size_t k = 0; k < (1u << 20); k += 4096)
+        s += b[k];
+    *(long *)out = s + (long)rp_ctx_index(ctx);
+    return 0;
+}
+
+static void test_mpi_item_size_limit(void)
+{
+    rp_pool_t *p = world_pool(NULL);
+    if (!p)
+        return;
+    size_t big = RP_MPI_ITEM_MAX + 1 - sizeof(long);
+    char *in = untouched(big);
+    long out = -1;
+    rp_error_t err;
+    CU_ASSERT_EQUAL(rp_map(p, sum_mib, in, 1, big, &out, sizeof out, NULL, &err), RP_EINVAL);
+    CU_ASSERT_EQUAL(err.code, RP_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "RP_MPI_ITEM_MAX"));
+    CU_ASSERT_EQUAL(out, -1);
+    munmap(in, big);
+
+    /* 300 items of 1 MiB in one chunk: 300 MiB, more than one transfer area */
+    enum { N = 300, MIB = 1 << 20 };
+    in = untouched((size_t)N * MIB);
+    long res[N];
+    for (int i = 0; i < N; i++) {
+        in[(size_t)i * MIB] = (char)(i % 97);
+        res[i] = -1;
+    }
+    rp_map_opts_t mo = { .chunksize = N };
+    CU_ASSERT_EQUAL(rp_map(p, sum_mib, in, N, MIB, res, sizeof *res, &mo, &err), RP_OK);
+    int bad = 0;
+    for (int i = 0; i < N; i++)
+        bad += res[i] != i % 97 + i;
+    CU_ASSERT_EQUAL(bad, 0);
+    munmap(in, (size_t)N * MIB);
+    tu_pool_done(p);
+}
+
+static void test_mpi_initarg_size_limit(void)
+{
+    size_t big = RP_MPI_INITARG_MAX + 1;
+    /* the serving ranks need not pass the initarg (only the master's counts) */
+    void *arg = world_rank == 0 ? untouched(big) : NULL;
+    rp_pool_opts_t o = { .initializer = init_offset, .initarg = arg,
+                         .initarg_size = arg ? big : 0 };
+    rp_pool_t *p = NULL;
+    rp_error_t err;
+    CU_ASSERT_EQUAL(rp_pool_create_comm(&p, &o, MPI_COMM_WORLD, &err), RP_EINVAL);
+    CU_ASSERT_PTR_NULL(p);
+    if (world_rank == 0) {
+        CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "RP_MPI_INITARG_MAX"));
+        munmap(arg, big);
+    }
+    /* the next pool, with a small initarg, starts on every rank */
+    int off = 7;
+    o.initarg = &off;
+    o.initarg_size = sizeof off;
+    p = world_pool(&o);
+    if (!p)
+        return;
+    int x = 1, y = 0;
+    CU_ASSERT_EQUAL(rp_apply(p, add_offset, &x, sizeof x, &y, sizeof y, NULL), RP_OK);
+    CU_ASSERT_EQUAL(y, 8);
+    tu_pool_done(p);
+}
+
 int main(int argc, char **argv)
 {
     int provided;
@@ -619,6 +988,14 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_replacement_cannot_start),
         TU_TEST(test_mpi_progress_while_master_computes),
         TU_TEST(test_mpi_malformed_message_is_an_error),
+        TU_TEST(test_mpi_every_failure_reported),
+        TU_TEST(test_mpi_var_outputs_beyond_one_area),
+        TU_TEST(test_mpi_terminate_with_stopped_rank),
+        TU_TEST(test_mpi_pool_after_a_rank_was_given_up),
+        TU_TEST(test_mpi_intercommunicator_refused),
+        TU_TEST(test_mpi_workers_beyond_limit),
+        TU_TEST(test_mpi_item_size_limit),
+        TU_TEST(test_mpi_initarg_size_limit),
         TU_END
     };
     if (world_rank != 0) /* one report, from the master */

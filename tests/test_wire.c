@@ -10,9 +10,10 @@ static void sample_ref(rp__fnref *ref)
 {
     memset(ref, 0, sizeof *ref);
     ref->offset = 0x1234;
+    ref->idkind = RP__FNREF_BUILD_ID;
     ref->idlen = 20;
     for (int i = 0; i < 20; i++)
-        ref->build_id[i] = (uint8_t)(i * 7);
+        ref->id[i] = (uint8_t)(i * 7);
     strcpy(ref->object, "/usr/lib/libexample.so.1");
 }
 
@@ -37,8 +38,9 @@ static void test_wire_hello_round_trip(void)
     CU_ASSERT_EQUAL(g.flags, RP__HELLO_BIND);
     CU_ASSERT_EQUAL(g.has_init, 1);
     CU_ASSERT_EQUAL(g.init.offset, 0x1234);
+    CU_ASSERT_EQUAL(g.init.idkind, RP__FNREF_BUILD_ID);
     CU_ASSERT_EQUAL(g.init.idlen, 20);
-    CU_ASSERT_EQUAL(memcmp(g.init.build_id, m.init.build_id, 20), 0);
+    CU_ASSERT_EQUAL(memcmp(g.init.id, m.init.id, 20), 0);
     CU_ASSERT_STRING_EQUAL(g.init.object, m.init.object);
     CU_ASSERT_EQUAL(g.initarg_size, sizeof arg);
     CU_ASSERT_EQUAL(memcmp(g.initarg, arg, sizeof arg), 0);
@@ -351,6 +353,67 @@ static void test_wire_ctl_and_ready(void)
     rp__wbuf_free(&w);
 }
 
+/* The start-up messages (JOIN carries the master's wait in the worker field), and
+ * the largest error record is RP__WIRE_ERROR_MAX bytes. */
+static void test_wire_start_up_messages(void)
+{
+    rp__wbuf w;
+    rp__wbuf_init(&w);
+    unsigned kinds[3] = { RP__MSG_JOIN, RP__MSG_JOINED, RP__MSG_START };
+    for (int k = 0; k < 3; k++) {
+        CU_ASSERT_EQUAL(rp__wire_put_ctl(&w, kinds[k], 60000, k == 2 ? RP_EMPI : RP_OK,
+                                         (uint64_t)1 << 40 | (uint64_t)k), RP_OK);
+        rp__wire_hdr h;
+        rp__rbuf r;
+        int32_t st;
+        uint64_t seq;
+        CU_ASSERT_EQUAL_FATAL(rp__wire_open(w.buf, w.len, &h, &r), RP_OK);
+        CU_ASSERT_EQUAL(h.kind, kinds[k]);
+        CU_ASSERT_EQUAL(h.worker, 60000);
+        CU_ASSERT_EQUAL(rp__wire_get_ctl(&r, &st, &seq), RP_OK);
+        CU_ASSERT_EQUAL(st, k == 2 ? RP_EMPI : RP_OK);
+        CU_ASSERT_EQUAL(seq, (uint64_t)1 << 40 | (uint64_t)k);
+    }
+    rp__wbuf_free(&w);
+
+    rp_error_t e;
+    memset(&e, 'x', sizeof e);
+    e.message[sizeof e.message - 1] = '\0';
+    CU_ASSERT_EQUAL(rp__wire_error_size(&e), RP__WIRE_ERROR_MAX);
+    e.message[10] = '\0';
+    CU_ASSERT_TRUE(rp__wire_error_size(&e) < RP__WIRE_ERROR_MAX);
+}
+
+/* A function reference names its object by a build-id or a contents hash; another
+ * kind, or an empty identity, is malformed. */
+static void test_wire_fnref_identity(void)
+{
+    rp__wbuf w;
+    rp__wbuf_init(&w);
+    rp__fnref ref, got;
+    sample_ref(&ref);
+    ref.idkind = RP__FNREF_CONTENTS;
+    ref.idlen = RP__FNREF_HASHLEN;
+    rp__wire_put_fnref(&w, &ref);
+    rp__rbuf r;
+    rp__rbuf_init(&r, w.buf, w.len);
+    CU_ASSERT_EQUAL(rp__wire_get_fnref(&r, &got), RP_OK);
+    CU_ASSERT_EQUAL(got.idkind, RP__FNREF_CONTENTS);
+    CU_ASSERT_EQUAL(got.idlen, RP__FNREF_HASHLEN);
+    CU_ASSERT_EQUAL(memcmp(got.id, ref.id, RP__FNREF_HASHLEN), 0);
+    CU_ASSERT_STRING_EQUAL(got.object, ref.object);
+    uint32_t bad[3][2] = { { 0, 20 }, { 3, 20 }, { RP__FNREF_BUILD_ID, 0 } };
+    for (int k = 0; k < 3; k++) {
+        ref.idkind = bad[k][0];
+        ref.idlen = bad[k][1];
+        w.len = 0;
+        rp__wire_put_fnref(&w, &ref);
+        rp__rbuf_init(&r, w.buf, w.len);
+        CU_ASSERT_EQUAL(rp__wire_get_fnref(&r, &got), RP_EPROTO);
+    }
+    rp__wbuf_free(&w);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
@@ -362,6 +425,8 @@ int main(int argc, char **argv)
         TU_TEST(test_wire_batch_size_mismatch),
         TU_TEST(test_wire_mutations_never_crash),
         TU_TEST(test_wire_ctl_and_ready),
+        TU_TEST(test_wire_start_up_messages),
+        TU_TEST(test_wire_fnref_identity),
         TU_END
     };
     return tu_run("wire", tests, argc, argv);
