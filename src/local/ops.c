@@ -411,4 +411,5 @@ const struct rp__backend_ops rp__backend_local = {
     .join = local_join,
     .terminate = rp__local_terminate,
     .destroy = local_destroy,
+    .initarg_max = 0,   /* no limit: workers inherit the copy through fork */
 };
