@@ -788,6 +788,47 @@ static void test_local_apply_burst_uses_every_worker(void)
     tu_pool_done(p);
 }
 
+/* A worker killed while it idles (spinning, or asleep): the pool still wakes an
+ * idle worker for the next job. The idle counts a submit reads to decide whom to
+ * wake must not keep the dead one (counted as spinning, it would keep every
+ * sleeper asleep for a one-item job). */
+static int own_pid_now(const void *in, void *out, rp_ctx_t *ctx)
+{
+    *(int *)out = (int)getpid();
+    return 0;
+}
+
+static void test_local_killed_idle_worker_keeps_wakes(void)
+{
+    rp_pool_t *p = tu_local_pool(2, NULL);
+    if (!p)
+        return;
+    int late = 0;
+    for (int k = 0; k < 20; k++) {
+        long x = k;
+        int pid = 0;
+        CU_ASSERT_EQUAL_FATAL(rp_apply(p, own_pid_now, &x, sizeof x, &pid, sizeof pid, NULL),
+                              RP_OK);
+        kill(pid, SIGKILL); /* as it starts spinning for more work */
+        tu_sleep(k % 2 ? 0.1 : 0.002); /* the replacement starts; everyone falls asleep */
+        rp_result_t *r;
+        CU_ASSERT_EQUAL_FATAL(rp_apply_async(p, own_pid_now, &x, sizeof x, &pid, sizeof pid,
+                                             NULL, &r),
+                              RP_OK);
+        if (rp_result_wait(r, 5.0) != RP_OK) {
+            late = k + 1; /* nothing would ever wake a worker for it */
+            rp_pool_terminate(p);
+            rp_result_free(r);
+            break;
+        }
+        rp_result_free(r);
+    }
+    if (late)
+        printf("\n    round %d: the job was never started ", late);
+    CU_ASSERT_EQUAL(late, 0);
+    tu_pool_done(p);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
@@ -806,6 +847,7 @@ int main(int argc, char **argv)
         TU_TEST(test_local_idle_sleeps),
         TU_TEST(test_local_idle_worker_starts_job),
         TU_TEST(test_local_apply_burst_uses_every_worker),
+        TU_TEST(test_local_killed_idle_worker_keeps_wakes),
         TU_END,
     };
     return tu_run("local", tests, argc, argv);
