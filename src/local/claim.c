@@ -40,10 +40,11 @@ void rp__local_wake_workers(struct rp__hdr *hdr, uint64_t items)
 {
     /* The bump first: an idle worker about to sleep sees it and does not. */
     atomic_fetch_add(&hdr->work_seq, 1);
-    uint32_t sleeping = atomic_load(&hdr->nsleep);
+    uint32_t sleeping = rp__local_idle_count(hdr->sleeping, hdr->idlew);
     if (sleeping == 0)
         return;
-    uint32_t n = rp__sched_wake_on_submit(items, atomic_load(&hdr->nspin), sleeping);
+    uint32_t n = rp__sched_wake_on_submit(items, rp__local_idle_count(hdr->spinning, hdr->idlew),
+                                          sleeping);
     if (n > 0)
         rp__futex_wake(&hdr->work_seq, (int)n);
 }
@@ -62,14 +63,15 @@ static void retire_bit(struct rp__hdr *hdr, int j)
  * so if work is left and nobody spins to take it, a sleeper is woken now. */
 static void pass_wake(struct rp__hdr *hdr, int j)
 {
-    uint32_t sleeping = atomic_load(&hdr->nsleep);
+    uint32_t sleeping = rp__local_idle_count(hdr->sleeping, hdr->idlew);
     if (sleeping == 0)
         return; /* nobody to wake (the common case: every worker busy) */
     struct rp__slot *s = &hdr->slots[j];
     if (rp__local_slot_exhausted(s))
         retire_bit(hdr, j);
     bool more = atomic_load(&hdr->work_mask) != 0;
-    if (rp__sched_wake_after_claim(more, atomic_load(&hdr->nspin), sleeping)) {
+    if (rp__sched_wake_after_claim(more, rp__local_idle_count(hdr->spinning, hdr->idlew),
+                                   sleeping)) {
         atomic_fetch_add(&hdr->work_seq, 1);
         rp__futex_wake(&hdr->work_seq, 1);
     }

@@ -141,11 +141,17 @@ struct rp__wslot {
     struct rp__ring_entry ring[RP__RING];
 };
 
+#define RP__IDLEW (RP__MAXWORKERS / 64)
+
 struct rp__hdr {
     alignas(RP__CL) _Atomic uint32_t work_seq; /* futex of idle workers */
-    _Atomic uint32_t nsleep;                  /* idle workers asleep (or falling asleep) */
-    _Atomic uint32_t nspin;                   /* idle workers spinning */
     uint32_t         max_spin;                /* more would only take cores from others */
+    uint32_t         idlew;                   /* words of the idle masks in use */
+    /* Idle workers, a bit each (worker k: word k / 64, bit k % 64): spinning, and
+     * asleep (or about to sleep) on work_seq. Bits, not counts: the master clears
+     * a dead worker's own, which a count could not tell from the others'. */
+    alignas(RP__CL) _Atomic uint64_t spinning[RP__IDLEW];
+    alignas(RP__CL) _Atomic uint64_t sleeping[RP__IDLEW];
     alignas(RP__CL) _Atomic uint64_t work_mask; /* slots that may have work */
     _Atomic uint32_t shutdown;
     _Atomic uint32_t init_report;             /* workers write the eventfd at init */
@@ -281,6 +287,24 @@ static inline void rp__local_cond_wait(struct lpool *lp, double left)
     ts.tv_sec = (time_t)t;
     ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
     pthread_cond_timedwait(&lp->cond, &lp->lock, &ts);
+}
+
+/* How many bits are set in the first `words` words of an idle mask. */
+static inline uint32_t rp__local_idle_count(_Atomic uint64_t *mask, uint32_t words)
+{
+    uint32_t n = 0;
+    for (uint32_t w = 0; w < words; w++)
+        n += (uint32_t)__builtin_popcountll(atomic_load(&mask[w]));
+    return n;
+}
+
+/* Worker k is dead: it neither spins nor sleeps any more (before a replacement
+ * with its number starts). */
+static inline void rp__local_forget_idle(struct lpool *lp, int k)
+{
+    uint64_t bit = UINT64_C(1) << (k % 64);
+    atomic_fetch_and(&lp->hdr->spinning[k / 64], ~bit);
+    atomic_fetch_and(&lp->hdr->sleeping[k / 64], ~bit);
 }
 
 /* Wakes the master's pool thread (any process). */

@@ -130,6 +130,7 @@ static int map_region(struct lpool *lp, int nw)
     cpu_set_t cpus;
     int ncores = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
     lp->hdr->max_spin = ncores > 1 ? (uint32_t)ncores : 1;
+    lp->hdr->idlew = (uint32_t)(nw + 63) / 64;
     return RP_OK;
 }
 
@@ -247,6 +248,7 @@ static int wait_init(struct lpool *lp, rp_error_t *err)
             continue;
         if (m.kind == RP__FS_DIED && atomic_load(&rp__wslot_of(lp, m.worker)->life) == RP__W_READY) {
             /* past its initializer, killed from outside: replace it */
+            rp__local_forget_idle(lp, m.worker);
             rp__local_send_fs(lp, RP__FS_SPAWN, m.worker);
             continue;
         }

@@ -64,6 +64,7 @@ static void on_death(struct lpool *lp, int k, int pid, int status)
     struct ljob *lj = NULL, *suspect = NULL;
     uint64_t acct = 0;
     int j = -1;
+    rp__local_forget_idle(lp, k); /* if it died idle, nobody may count on it */
     pthread_mutex_lock(&lp->lock);
     uint32_t life = atomic_load(&ws->life);
     uint32_t hs = atomic_load(&ws->hstate);

@@ -24,6 +24,7 @@ struct wctx {
     struct lpool     *lp;
     struct rp__hdr   *hdr;
     struct rp__wslot *ws;
+    int               k;          /* this worker's number */
     long              max_tasks;
     rp_ctx_t          ctx;
     struct chunk      c;
@@ -138,12 +139,16 @@ static void run_chunk(struct wctx *w)
 }
 
 /* Nothing to claim: spin a little (a futex wake costs tens of µs), then sleep
- * until work_seq moves. Only as many spin as there are cores to spare. */
-static void idle(struct rp__hdr *hdr, uint32_t seq)
+ * until work_seq moves. Only as many spin as there are cores to spare. Worker k
+ * shows itself in the idle masks meanwhile (whoever makes work wakes by them). */
+static void idle(struct rp__hdr *hdr, int k, uint32_t seq)
 {
+    _Atomic uint64_t *spinning = &hdr->spinning[k / 64], *sleeping = &hdr->sleeping[k / 64];
+    uint64_t bit = UINT64_C(1) << (k % 64);
     double t0 = rp__now();
     bool moved = false;
-    bool spin = atomic_fetch_add(&hdr->nspin, 1) < hdr->max_spin;
+    atomic_fetch_or(spinning, bit);
+    bool spin = rp__local_idle_count(hdr->spinning, hdr->idlew) <= hdr->max_spin;
     for (unsigned i = 1; spin; i++) {
         if (atomic_load_explicit(&hdr->work_seq, memory_order_acquire) != seq
             || atomic_load_explicit(&hdr->shutdown, memory_order_relaxed)) {
@@ -157,13 +162,13 @@ static void idle(struct rp__hdr *hdr, uint32_t seq)
             sched_yield();
         }
     }
-    atomic_fetch_sub(&hdr->nspin, 1);
+    atomic_fetch_and(spinning, ~bit);
     if (moved)
         return;
-    atomic_fetch_add(&hdr->nsleep, 1);
+    atomic_fetch_or(sleeping, bit);
     if (atomic_load(&hdr->work_seq) == seq && !atomic_load(&hdr->shutdown))
         rp__futex_wait(&hdr->work_seq, seq, -1);
-    atomic_fetch_sub(&hdr->nsleep, 1);
+    atomic_fetch_and(sleeping, ~bit);
 }
 
 static void worker_loop(struct wctx *w)
@@ -187,7 +192,7 @@ static void worker_loop(struct wctx *w)
             run_chunk(w);
             continue;
         }
-        idle(hdr, seq);
+        idle(hdr, w->k, seq);
     }
 }
 
@@ -201,6 +206,7 @@ void rp__local_worker_main(void *arg, int k)
     w.lp = lp;
     w.hdr = lp->hdr;
     w.ws = rp__wslot_of(lp, k);
+    w.k = k;
     w.max_tasks = pool->opts.max_tasks_per_worker;
     /* Tests only: worker 0 kills itself inside its N-th claim, after the CAS
      * (N > 0) or just before it (N < 0), where no task can crash. */
