@@ -23,6 +23,7 @@
 #define _GNU_SOURCE 1
 #include "soak.h"
 #include "soak_proc.h"
+#include "soak_task.h"
 
 #include <malloc.h>
 #include <math.h>
@@ -398,37 +399,12 @@ static void epoch_master(const epoch_plan *pl)
 
 /* ---- resources over time ---------------------------------------------------------------- */
 
-typedef struct sample {
-    double   t;
-    uint64_t items, kills, pools;
-    int      procs;
-    sp_usage u;
-} sample;
-
-typedef struct series {
-    sample *s;
-    int     n, cap;
-} series;
-
-static series curve;      /* every --sample-seconds, master */
-static series quiet;      /* after each pool, master */
-static series *rank_quiet; /* after each pool, each serving rank (mpi) */
+static sp_series curve;       /* every second, master */
+static sp_series quiet;       /* after each pool, master */
+static sp_series *rank_quiet; /* after each pool, each serving rank (mpi) */
 static pthread_mutex_t curve_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void series_add(series *se, const sample *s)
-{
-    if (se->n == se->cap) {
-        int cap = se->cap ? 2 * se->cap : 256;
-        sample *b = realloc(se->s, sizeof *b * (size_t)cap);
-        if (!b)
-            return;
-        se->s = b;
-        se->cap = cap;
-    }
-    se->s[se->n++] = *s;
-}
-
-static void sample_now(sample *s)
+static void sample_now(sp_sample *s)
 {
     memset(s, 0, sizeof *s);
     s->t = now() - t_start;
@@ -445,10 +421,10 @@ static void *sampler(void *arg)
     double next_print = now() + 30;
     for (;;) {
         nap(cfg.sample_s);
-        sample s;
+        sp_sample s;
+        pthread_mutex_lock(&curve_lock); /* the quiet samples count descriptors too */
         sample_now(&s);
-        pthread_mutex_lock(&curve_lock);
-        series_add(&curve, &s);
+        sp_series_add(&curve, &s);
         pthread_mutex_unlock(&curve_lock);
         if (now() >= next_print) {
             next_print += 30;
@@ -463,73 +439,6 @@ static void *sampler(void *arg)
         }
     }
     return NULL;
-}
-
-/* Does metric f grow over the run: the largest value of the last third of the
- * samples (after a warm-up tenth) above that of the first third by more than
- * abs + rel * first? */
-static bool grows(const series *se, double (*f)(const sample *), double abs, double rel,
-                  double *first, double *last)
-{
-    int skip = se->n / 10 + 1, m = se->n - skip, third = m / 3;
-    *first = *last = se->n ? f(&se->s[se->n - 1]) : 0;
-    if (third < 2)
-        return false;
-    double a = -INFINITY, b = -INFINITY;
-    for (int i = skip; i < skip + third; i++)
-        a = fmax(a, f(&se->s[i]));
-    for (int i = se->n - third; i < se->n; i++)
-        b = fmax(b, f(&se->s[i]));
-    *first = a;
-    *last = b;
-    return b > a + abs + rel * a;
-}
-
-static double m_fds(const sample *s) { return s->u.fds; }
-static double m_rss(const sample *s) { return s->u.rss_mb; }
-static double m_vm(const sample *s) { return s->u.vm_gb; }
-static double m_maps(const sample *s) { return s->u.maps; }
-static double m_smaps(const sample *s) { return s->u.shared_maps; }
-static double m_sgb(const sample *s) { return s->u.shared_gb; }
-static double m_shm(const sample *s) { return s->u.shm_mb; }
-
-static const struct metric {
-    const char *name;
-    double (*f)(const sample *);
-    double abs, rel;
-} metrics[] = {
-    { "open fds", m_fds, 3, 0 },
-    { "RSS MB", m_rss, 64, 0.25 },
-    { "virtual GB", m_vm, 1, 0 },
-    { "mappings", m_maps, 8, 0 },
-    { "shared mappings", m_smaps, 2, 0 },
-    { "shared mapping GB", m_sgb, 0.5, 0 },
-    { "/dev/shm MB (machine)", m_shm, 512, 0 },
-};
-
-static int growth_failures;
-
-/* Prints the start/end of each metric of a series after pools; counts growth. */
-static void judge_series(FILE *f, const char *who, const series *se)
-{
-    if (se->n == 0)
-        return;
-    fprintf(f, "  %s, after each of %d pools (first -> last; max of first/last third):\n", who,
-            se->n);
-    for (size_t k = 0; k < sizeof metrics / sizeof *metrics; k++) {
-        const struct metric *m = &metrics[k];
-        double a, b;
-        bool g = grows(se, m->f, m->abs, m->rel, &a, &b);
-        fprintf(f, "    %-22s %10.2f -> %10.2f   (%.2f / %.2f)%s\n", m->name,
-                m->f(&se->s[0]), m->f(&se->s[se->n - 1]), a, b, g ? "  GROWS" : "");
-        growth_failures += g;
-    }
-    int leftover = 0;
-    for (int i = 0; i < se->n; i++)
-        leftover += se->s[i].procs > 0;
-    fprintf(f, "    %-22s %10d -> %10d   (pools that left processes behind: %d)\n",
-            "processes", se->s[0].procs, se->s[se->n - 1].procs, leftover);
-    growth_failures += leftover > 0;
 }
 
 /* ---- the summary --------------------------------------------------------------------- */
@@ -579,17 +488,7 @@ static void print_summary(FILE *f)
 static void print_curve(FILE *f)
 {
     pthread_mutex_lock(&curve_lock);
-    int n = curve.n, rows = n < 12 ? n : 12;
-    fprintf(f, "  over time (master):\n  %7s %6s %12s %7s %5s %6s %8s %8s %9s %9s\n", "t s",
-            "pools", "items", "kills", "fds", "procs", "RSS MB", "virt GB", "shared GB",
-            "shm MB");
-    for (int r = 0; r < rows; r++) {
-        const sample *s = &curve.s[rows == 1 ? 0 : (int)((long)r * (n - 1) / (rows - 1))];
-        fprintf(f, "  %7.0f %6llu %12llu %7llu %5d %6d %8.1f %8.2f %9.2f %9.1f\n", s->t,
-                (unsigned long long)s->pools, (unsigned long long)s->items,
-                (unsigned long long)s->kills, s->u.fds, s->procs, s->u.rss_mb, s->u.vm_gb,
-                s->u.shared_gb, s->u.shm_mb);
-    }
+    sp_print_curve(f, &curve);
     pthread_mutex_unlock(&curve_lock);
 }
 
@@ -795,9 +694,9 @@ int main(int argc, char **argv)
                cfg.hang_s, cfg.kill_interval, 100 * cfg.term_prob, cfg.max_threads);
         pthread_create(&wd, NULL, watchdog, NULL);
         pthread_create(&sp, NULL, sampler, NULL);
-        sample s0;
+        sp_sample s0;
         sample_now(&s0);
-        series_add(&curve, &s0);
+        sp_series_add(&curve, &s0);
     }
     uint64_t rng = cfg.seed;
     rank_report *reps = master && use_mpi ? calloc((size_t)mpi_size, sizeof *reps) : NULL;
@@ -830,32 +729,34 @@ int main(int argc, char **argv)
         if (!master)
             continue;
         malloc_trim(0); /* what the run's buffers left in malloc's free lists */
-        sample q;
+        sp_sample q;
+        pthread_mutex_lock(&curve_lock); /* not while the sampler reads /proc */
         sample_now(&q);
-        series_add(&quiet, &q);
+        pthread_mutex_unlock(&curve_lock);
+        sp_series_add(&quiet, &q);
         for (int r = 1; use_mpi && r < mpi_size; r++) {
-            sample rs;
+            sp_sample rs;
             memset(&rs, 0, sizeof rs);
             rs.t = q.t;
             rs.procs = reps[r].procs;
             rs.u = reps[r].u;
-            series_add(&rank_quiet[r], &rs);
+            sp_series_add(&rank_quiet[r], &rs);
             if (reps[r].rc != RP_OK)
                 soak_defect(&soak_st.callerr, "rank %d: rp_pool_create returned %s", r,
                             rp_err_name(reps[r].rc));
         }
     }
-    int status = 0;
+    int status = 0, growth_failures = 0;
     if (master) {
         soak_watch(driver, "the summary");
         print_summary(stdout);
         print_curve(stdout);
         printf("  resources:\n");
-        judge_series(stdout, "master", &quiet);
+        growth_failures += sp_judge_series(stdout, "master", &quiet);
         for (int r = 1; use_mpi && r < mpi_size; r++) {
             char who[32];
             snprintf(who, sizeof who, "serving rank %d", r);
-            judge_series(stdout, who, &rank_quiet[r]);
+            growth_failures += sp_judge_series(stdout, who, &rank_quiet[r]);
         }
         uint64_t d = total_defects();
         status = d || growth_failures ? 1 : 0;

@@ -1,6 +1,7 @@
 /* Shared by the soak program's two files: tests/soak.c (the driver: pools, worker
  * kills, terminate, the watchdog, resource tracking, the summary) and
- * tests/soak_ops.c (the tasks and every operation with the check of its results).
+ * tests/soak_ops.c (every operation with the check of its results; the items and
+ * tasks are in soak_task.h).
  * See tests/README.md, "The soak program". */
 #ifndef RP_SOAK_H
 #define RP_SOAK_H
@@ -78,9 +79,6 @@ uint64_t soak_rand(uint64_t *s);
 /* Uniform in [lo, hi]; log-uniform in [lo, hi] (lo >= 1). */
 uint64_t soak_range(uint64_t *s, uint64_t lo, uint64_t hi);
 uint64_t soak_logrange(uint64_t *s, uint64_t lo, uint64_t hi);
-
-/* The initializer every pool gets: stores *(uint64_t *)arg, the epoch's salt. */
-int soak_init(const void *arg, rp_ctx_t *ctx);
 
 /* Options of the run that shape the operations: the kinds allowed (a bit per
  * soak_kind), a fixed failure modulus (-1: random per job), the fewest items. */

@@ -1,14 +1,7 @@
-/* The soak program's operations (see soak.h): the tasks the workers run, random
- * jobs for every kind of call, and the check of every item's outcome.
- *
- * Every item carries its own expectation. Item i of a job has the key
- * x = tag << 32 | i; its input is a header (x, the job's failure modulus, a sleep,
- * the item sizes) followed by bytes derived from x, which the task verifies. The
- * task fails with rp_raise exactly when mix(x) % fail_mod == 0, with a code and a
- * message derived from x; otherwise it writes output bytes derived from x and the
- * pool's salt (which only the initializer gives a worker: a worker that did not
- * run it writes wrong outputs). So the master knows, for every item, whether it
- * must succeed and with which bytes, or fail with which code and message.
+/* The soak program's operations (see soak.h): random jobs for every kind of
+ * call, and the check of every item's outcome against what its input says
+ * (soak_task.h): the master knows, for every item, whether it must succeed and
+ * with which bytes, or fail with which code and message.
  *
  * What the checks accept:
  *  - success: only for an item that does not raise, with exactly its bytes;
@@ -27,6 +20,7 @@
  * terminate every item that does not raise must have succeeded. */
 #define _GNU_SOURCE 1
 #include "soak.h"
+#include "soak_task.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -42,139 +36,6 @@ const char *const soak_kind_name[SK_NKINDS] = {
     "map", "map_async", "imap", "imap_unordered", "apply", "apply_async", "map_var",
     "map_var_async",
 };
-
-/* ---- items ------------------------------------------------------------------- */
-
-typedef struct item {
-    uint64_t x;
-    uint32_t fail_mod, sleep_us, in_size, out_size;
-} item;
-#define HDR ((size_t)sizeof(item)) /* 24 */
-
-/* task codes of failures the task finds itself (never expected) */
-enum { TC_INPUT = 1001, TC_INDEX, TC_NOROOM };
-
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15u;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
-
-static void pattern(void *dst, size_t len, uint64_t seed)
-{
-    unsigned char *d = dst;
-    for (uint64_t k = 0; len > 0; k++) {
-        uint64_t w = mix64(seed + k);
-        size_t m = len < 8 ? len : 8;
-        memcpy(d, &w, m);
-        d += m;
-        len -= m;
-    }
-}
-
-static bool pattern_ok(const void *p, size_t len, uint64_t seed)
-{
-    const unsigned char *d = p;
-    for (uint64_t k = 0; len > 0; k++) {
-        uint64_t w = mix64(seed + k);
-        size_t m = len < 8 ? len : 8;
-        if (memcmp(d, &w, m) != 0)
-            return false;
-        d += m;
-        len -= m;
-    }
-    return true;
-}
-
-static uint64_t in_seed(uint64_t x) { return x * 3 + 1; }
-static uint64_t out_seed(uint64_t x, uint64_t salt) { return (x ^ salt) * 5 + 7; }
-static bool raises(uint64_t x, uint32_t fail_mod)
-{
-    return fail_mod && mix64(x ^ 0x5ee5) % fail_mod == 0;
-}
-static int raise_code(uint64_t x) { return 1 + (int)(mix64(x ^ 0xc0de) % 200); }
-
-/* Length of a variable-size output: mostly short, sometimes empty or long. */
-static size_t var_len(uint64_t x)
-{
-    uint64_t h = mix64(x ^ 0xa11a);
-    if (h % 16 == 0)
-        return 0;
-    if (h % 64 == 1)
-        return 1000 + (size_t)(h >> 8) % 4000;
-    return (size_t)(h >> 8) % 200;
-}
-
-/* ---- the workers' side ----------------------------------------------------------- */
-
-static uint64_t g_salt; /* per worker, from the initializer */
-
-int soak_init(const void *arg, rp_ctx_t *ctx)
-{
-    if (!arg)
-        return rp_raise(ctx, 1, "no initarg");
-    memcpy(&g_salt, arg, sizeof g_salt);
-    return 0;
-}
-
-/* Checks the input and the index, sleeps; 0 to go on, else the task's return. */
-static int prologue(const void *in, rp_ctx_t *ctx, item *h)
-{
-    memcpy(h, in, sizeof *h);
-    if (h->in_size < HDR ||
-        !pattern_ok((const char *)in + HDR, h->in_size - HDR, in_seed(h->x)))
-        return rp_raise(ctx, TC_INPUT, "input of item %zu (x %llx) corrupted",
-                        rp_ctx_index(ctx), (unsigned long long)h->x);
-    if (rp_ctx_index(ctx) != (size_t)(h->x & 0xffffffffu))
-        return rp_raise(ctx, TC_INDEX, "rp_ctx_index %zu for x %llx", rp_ctx_index(ctx),
-                        (unsigned long long)h->x);
-    if (h->sleep_us) {
-        struct timespec ts = { 0, (long)h->sleep_us * 1000L };
-        nanosleep(&ts, NULL);
-    }
-    return 0;
-}
-
-static int soak_task(const void *in, void *out, rp_ctx_t *ctx)
-{
-    item h;
-    int rc = prologue(in, ctx, &h);
-    if (rc)
-        return rc;
-    if (raises(h.x, h.fail_mod))
-        return rp_raise(ctx, raise_code(h.x), "raise %llx", (unsigned long long)h.x);
-    if (h.out_size)
-        pattern(out, h.out_size, out_seed(h.x, g_salt));
-    return 0;
-}
-
-/* Variable-size outputs; sometimes replaces a first output, and sometimes sets
- * one before failing (a failed item must have none). */
-static int soak_var(const void *in, void *out, rp_ctx_t *ctx)
-{
-    (void)out;
-    item h;
-    int rc = prologue(in, ctx, &h);
-    if (rc)
-        return rc;
-    uint64_t r = mix64(h.x ^ 7);
-    if (r % 5 == 0) {
-        size_t junk = var_len(h.x) / 2 + 5;
-        void *p = rp_output(ctx, junk);
-        if (p)
-            memset(p, 0xee, junk);
-    }
-    if (raises(h.x, h.fail_mod))
-        return rp_raise(ctx, raise_code(h.x), "raise %llx", (unsigned long long)h.x);
-    size_t len = var_len(h.x);
-    void *p = rp_output(ctx, len);
-    if (!p)
-        return rp_raise(ctx, TC_NOROOM, "rp_output(%zu) returned NULL", len);
-    pattern(p, len, out_seed(h.x, g_salt));
-    return 0;
-}
 
 /* ---- jobs -------------------------------------------------------------------------- */
 
@@ -248,10 +109,10 @@ static bool job_make(soak_thread *t, job *j, int kind)
     }
     for (size_t i = 0; i < j->n; i++) {
         char *p = j->in + i * j->in_size;
-        item h = { item_x(j, i), j->fail_mod, j->sleep_us, (uint32_t)j->in_size,
+        soak_item h = { item_x(j, i), j->fail_mod, j->sleep_us, (uint32_t)j->in_size,
                    (uint32_t)j->out_size };
         memcpy(p, &h, sizeof h);
-        pattern(p + HDR, j->in_size - HDR, in_seed(h.x));
+        soak_pattern(p + SOAK_HDR, j->in_size - SOAK_HDR, soak_in_seed(h.x));
     }
     /* what a failed item's output holds is unspecified: make it look wrong */
     memset(j->out, 0xa5, j->n * j->out_size + 1);
@@ -297,14 +158,14 @@ static void judge_ok(const job *j, size_t i, const void *out, size_t size)
 {
     atomic_fetch_add(&soak_st.items, 1);
     uint64_t x = item_x(j, i);
-    if (raises(x, j->fail_mod)) {
+    if (soak_raises(x, j->fail_mod)) {
         soak_defect(&soak_st.lost, "%s item %zu (x %llx) must fail (RP_ETASK, code %d) but "
                     "was reported a success [" JOBFMT "]", soak_kind_name[j->kind], i,
-                    (unsigned long long)x, raise_code(x), JOBARG(j));
+                    (unsigned long long)x, soak_raise_code(x), JOBARG(j));
         return;
     }
-    size_t want = j->var ? var_len(x) : j->out_size;
-    if (size != want || !pattern_ok(out, want, out_seed(x, j->salt))) {
+    size_t want = j->var ? soak_var_len(x) : j->out_size;
+    if (size != want || !soak_pattern_ok(out, want, soak_out_seed(x, j->salt))) {
         soak_defect(&soak_st.wrong, "%s item %zu (x %llx): wrong output (%zu bytes, %zu "
                     "expected) reported as a success [" JOBFMT "]", soak_kind_name[j->kind],
                     i, (unsigned long long)x, size, want, JOBARG(j));
@@ -342,14 +203,14 @@ static void judge_fail(const job *j, size_t i, const rp_error_t *e)
         if (e->task_code >= TC_INPUT && e->task_code <= TC_NOROOM)
             soak_defect(&soak_st.badfail, "%s item %zu: the task found: %s [" JOBFMT "]",
                         name, i, e->message, JOBARG(j));
-        else if (!raises(x, j->fail_mod))
+        else if (!soak_raises(x, j->fail_mod))
             soak_defect(&soak_st.badfail, "%s item %zu (x %llx): RP_ETASK (%d, \"%s\") for "
                         "an item that does not raise [" JOBFMT "]", name, i,
                         (unsigned long long)x, e->task_code, e->message, JOBARG(j));
-        else if (e->task_code != raise_code(x) || strcmp(e->message, msg) != 0)
+        else if (e->task_code != soak_raise_code(x) || strcmp(e->message, msg) != 0)
             soak_defect(&soak_st.badfail, "%s item %zu: RP_ETASK with task_code %d \"%s\", "
                         "expected %d \"%s\" [" JOBFMT "]", name, i, e->task_code,
-                        e->message, raise_code(x), msg, JOBARG(j));
+                        e->message, soak_raise_code(x), msg, JOBARG(j));
         else
             atomic_fetch_add(&soak_st.raised, 1);
         return;
@@ -413,7 +274,7 @@ static void judge_unlisted_failure(const job *j, size_t i, size_t lowest, int lo
         soak_defect(&soak_st.badfail, "%s item %zu failed (or has a wrong output) below the "
                     "reported lowest failure %zu [" JOBFMT "]", soak_kind_name[j->kind], i,
                     lowest, JOBARG(j));
-    } else if (!raises(x, j->fail_mod) && !kill_window(j) && !term_window(j) && !broken) {
+    } else if (!soak_raises(x, j->fail_mod) && !kill_window(j) && !term_window(j) && !broken) {
         soak_defect(&soak_st.wrong, "%s item %zu (x %llx): no right output, and neither a "
                     "raise, a kill nor terminate explains it [" JOBFMT "]",
                     soak_kind_name[j->kind], i, (unsigned long long)x, JOBARG(j));
@@ -427,7 +288,7 @@ static void judge_unlisted_failure(const job *j, size_t i, size_t lowest, int lo
 static size_t lowest_raise(const job *j)
 {
     for (size_t i = 0; i < j->n; i++)
-        if (raises(item_x(j, i), j->fail_mod))
+        if (soak_raises(item_x(j, i), j->fail_mod))
             return i;
     return j->n;
 }
@@ -618,8 +479,8 @@ static bool op_map(soak_thread *t)
                 const char *o = j.out + i * j.out_size;
                 if (i == low)
                     judge_fail(&j, i, &err);
-                else if (i < low || (!raises(item_x(&j, i), j.fail_mod) &&
-                                     pattern_ok(o, j.out_size, out_seed(item_x(&j, i), j.salt))))
+                else if (i < low || (!soak_raises(item_x(&j, i), j.fail_mod) &&
+                                     soak_pattern_ok(o, j.out_size, soak_out_seed(item_x(&j, i), j.salt))))
                     judge_ok(&j, i, o, j.out_size);
                 else
                     judge_unlisted_failure(&j, i, low, err.code);

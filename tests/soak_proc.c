@@ -4,6 +4,8 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#include <malloc.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +179,8 @@ void sp_usage_self(sp_usage *u)
         fclose(f);
     }
     u->shm_mb = dir_bytes("/dev/shm", &u->shm_files, 1) / 1e6;
+    struct mallinfo2 mi = mallinfo2();
+    u->heap_mb = (double)(mi.uordblks + mi.hblkhd) / 1e6;
 }
 
 void sp_print_tree(const pid_t *roots, int nroots)
@@ -210,4 +214,106 @@ void sp_print_tree(const pid_t *roots, int nroots)
     }
     free(procs);
     free(idx);
+}
+
+/* ---- resources over time ------------------------------------------------------ */
+
+void sp_series_add(sp_series *se, const sp_sample *s)
+{
+    if (se->n == se->cap) {
+        int cap = se->cap ? 2 * se->cap : 256;
+        sp_sample *b = realloc(se->s, sizeof *b * (size_t)cap);
+        if (!b)
+            return;
+        se->s = b;
+        se->cap = cap;
+    }
+    se->s[se->n++] = *s;
+}
+
+/* Does metric f grow over the run: the largest value of the last third of the
+ * samples (after a warm-up tenth) above that of the first third by more than
+ * abs + rel * first? */
+static bool grows(const sp_series *se, double (*f)(const sp_sample *), double abs, double rel,
+                  double *first, double *last)
+{
+    int skip = se->n / 10 + 1, m = se->n - skip, third = m / 3;
+    *first = *last = se->n ? f(&se->s[se->n - 1]) : 0;
+    if (third < 2)
+        return false;
+    double a = -INFINITY, b = -INFINITY;
+    for (int i = skip; i < skip + third; i++)
+        a = fmax(a, f(&se->s[i]));
+    for (int i = se->n - third; i < se->n; i++)
+        b = fmax(b, f(&se->s[i]));
+    *first = a;
+    *last = b;
+    return b > a + abs + rel * a;
+}
+
+static double m_fds(const sp_sample *s) { return s->u.fds; }
+static double m_rss(const sp_sample *s) { return s->u.rss_mb; }
+static double m_heap(const sp_sample *s) { return s->u.heap_mb; }
+static double m_vm(const sp_sample *s) { return s->u.vm_gb; }
+static double m_maps(const sp_sample *s) { return s->u.maps; }
+static double m_smaps(const sp_sample *s) { return s->u.shared_maps; }
+static double m_sgb(const sp_sample *s) { return s->u.shared_gb; }
+static double m_shm(const sp_sample *s) { return s->u.shm_mb; }
+
+static const struct metric {
+    const char *name;
+    double (*f)(const sp_sample *);
+    double abs, rel;
+} metrics[] = {
+    { "open fds", m_fds, 3, 0 },
+    /* RSS includes what malloc keeps of freed memory (per-thread arenas, as large
+     * as the largest job so far): a leak shows in the heap in use first */
+    { "heap in use MB", m_heap, 16, 0.1 },
+    { "RSS MB", m_rss, 256, 0.5 },
+    { "virtual GB", m_vm, 1, 0 },
+    { "mappings", m_maps, 8, 0 },
+    { "shared mappings", m_smaps, 2, 0 },
+    { "shared mapping GB", m_sgb, 0.5, 0 },
+    { "/dev/shm MB (machine)", m_shm, 512, 0 },
+};
+
+
+/* Prints the start/end of each metric of a sp_series after pools; counts growth. */
+int sp_judge_series(FILE *f, const char *who, const sp_series *se)
+{
+    int growth_failures = 0;
+    if (se->n == 0)
+        return 0;
+    fprintf(f, "  %s, after each of %d pools (first -> last; max of first/last third):\n", who,
+            se->n);
+    for (size_t k = 0; k < sizeof metrics / sizeof *metrics; k++) {
+        const struct metric *m = &metrics[k];
+        double a, b;
+        bool g = grows(se, m->f, m->abs, m->rel, &a, &b);
+        fprintf(f, "    %-22s %10.2f -> %10.2f   (%.2f / %.2f)%s\n", m->name,
+                m->f(&se->s[0]), m->f(&se->s[se->n - 1]), a, b, g ? "  GROWS" : "");
+        growth_failures += g;
+    }
+    int leftover = 0;
+    for (int i = 0; i < se->n; i++)
+        leftover += se->s[i].procs > 0;
+    fprintf(f, "    %-22s %10d -> %10d   (pools that left processes behind: %d)\n",
+            "processes", se->s[0].procs, se->s[se->n - 1].procs, leftover);
+    growth_failures += leftover > 0;
+    return growth_failures;
+}
+
+void sp_print_curve(FILE *f, const sp_series *curve)
+{
+    int n = curve->n, rows = n < 12 ? n : 12;
+    fprintf(f, "  over time (master):\n  %7s %6s %12s %7s %5s %6s %8s %8s %8s %9s %9s\n",
+            "t s", "pools", "items", "kills", "fds", "procs", "heap MB", "RSS MB", "virt GB",
+            "shared GB", "shm MB");
+    for (int r = 0; r < rows; r++) {
+        const sp_sample *s = &curve->s[rows == 1 ? 0 : (int)((long)r * (n - 1) / (rows - 1))];
+        fprintf(f, "  %7.0f %6llu %12llu %7llu %5d %6d %8.1f %8.1f %8.2f %9.2f %9.1f\n", s->t,
+                (unsigned long long)s->pools, (unsigned long long)s->items,
+                (unsigned long long)s->kills, s->u.fds, s->procs, s->u.heap_mb, s->u.rss_mb,
+                s->u.vm_gb, s->u.shared_gb, s->u.shm_mb);
+    }
 }
