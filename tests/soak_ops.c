@@ -85,7 +85,7 @@ static bool job_make(soak_thread *t, job *j, int kind)
     j->out_size = j->var ? 0 : out_sizes[soak_range(s, 0, COUNT(out_sizes) - 1)];
     while (j->n > 1 && j->n * (j->in_size + j->out_size) > MAX_JOB_BYTES)
         j->n /= 2;
-    if (j->n < soak_min_items)
+    if (j->n < soak_min_items && kind != SK_APPLY && kind != SK_APPLY_ASYNC)
         j->n = soak_min_items;
     /* with max_tasks_per_worker every worker is replaced (a fork) after that many
      * items: a few generations per job, not thousands */
