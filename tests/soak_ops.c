@@ -269,12 +269,14 @@ static void judge_fail(const job *j, size_t i, const rp_error_t *e)
 static void judge_unlisted_failure(const job *j, size_t i, size_t lowest, int lowest_code)
 {
     uint64_t x = item_x(j, i);
-    bool broken = lowest_code == RP_EBROKEN && broken_ok(j);
+    /* a failure of a whole range (terminate, a rank given up, no worker left)
+     * covers the items after the lowest: that one was judged itself */
+    bool shared = lowest_code != RP_OK && lowest_code != RP_ETASK && lowest_code != RP_EWORKER;
     if (i < lowest) {
         soak_defect(&soak_st.badfail, "%s item %zu failed (or has a wrong output) below the "
                     "reported lowest failure %zu [" JOBFMT "]", soak_kind_name[j->kind], i,
                     lowest, JOBARG(j));
-    } else if (!soak_raises(x, j->fail_mod) && !kill_window(j) && !term_window(j) && !broken) {
+    } else if (!soak_raises(x, j->fail_mod) && !kill_window(j) && !term_window(j) && !shared) {
         soak_defect(&soak_st.wrong, "%s item %zu (x %llx): no right output, and neither a "
                     "raise, a kill nor terminate explains it [" JOBFMT "]",
                     soak_kind_name[j->kind], i, (unsigned long long)x, JOBARG(j));
@@ -477,10 +479,11 @@ static bool op_map(soak_thread *t)
                             rp_err_name(rc), rp_err_name(err.code));
             for (size_t i = 0; i < j.n; i++) {
                 const char *o = j.out + i * j.out_size;
+                uint64_t x = item_x(&j, i);
                 if (i == low)
                     judge_fail(&j, i, &err);
-                else if (i < low || (!soak_raises(item_x(&j, i), j.fail_mod) &&
-                                     soak_pattern_ok(o, j.out_size, soak_out_seed(item_x(&j, i), j.salt))))
+                else if (i < low || (!soak_raises(x, j.fail_mod) &&
+                                     soak_pattern_ok(o, j.out_size, soak_out_seed(x, j.salt))))
                     judge_ok(&j, i, o, j.out_size);
                 else
                     judge_unlisted_failure(&j, i, low, err.code);
