@@ -148,6 +148,7 @@ void soak_unwatch(soak_thread *t)
 }
 
 static void print_summary(FILE *f);
+static void print_kill_log(void);
 
 static void *watchdog(void *arg)
 {
@@ -183,6 +184,7 @@ static void *watchdog(void *arg)
             memcpy(roots + 1, kill_roots, sizeof *kill_roots * (size_t)nkill_roots);
             fprintf(stderr, "soak: processes:\n");
             sp_print_tree(roots, 1 + nkill_roots);
+            print_kill_log();
             print_summary(stderr);
             fprintf(stderr, "soak: FAIL: hang\n");
             fflush(NULL);
@@ -237,6 +239,40 @@ static int count_procs(void)
     return c;
 }
 
+/* The last kills, for a hang's report: when, which process (its name says which
+ * worker on the local backend). */
+enum { KILL_LOG = 16 };
+static struct { double t; pid_t pid; char comm[32]; } kill_log[KILL_LOG];
+static _Atomic uint64_t nkill_log;
+
+static void log_kill(pid_t pid)
+{
+    uint64_t k = atomic_fetch_add(&nkill_log, 1) % KILL_LOG;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    FILE *f = fopen(path, "r");
+    kill_log[k].comm[0] = '\0';
+    if (f) {
+        if (fgets(kill_log[k].comm, sizeof kill_log[k].comm, f))
+            kill_log[k].comm[strcspn(kill_log[k].comm, "\n")] = '\0';
+        fclose(f);
+    }
+    kill_log[k].t = now() - t_start;
+    kill_log[k].pid = pid;
+}
+
+static void print_kill_log(void)
+{
+    uint64_t n = atomic_load(&nkill_log), first = n > KILL_LOG ? n - KILL_LOG : 0;
+    if (n)
+        fprintf(stderr, "soak: the last kills (s into the run, pid, name):");
+    for (uint64_t k = first; k < n; k++)
+        fprintf(stderr, " %.2f %d %s;", kill_log[k % KILL_LOG].t, (int)kill_log[k % KILL_LOG].pid,
+                kill_log[k % KILL_LOG].comm);
+    if (n)
+        fprintf(stderr, "\n");
+}
+
 static void kill_one(uint64_t *rng)
 {
     pid_t pids[512];
@@ -244,6 +280,7 @@ static void kill_one(uint64_t *rng)
     if (n == 0)
         return;
     pid_t pid = pids[soak_range(rng, 0, (uint64_t)n - 1)];
+    log_kill(pid);
     atomic_fetch_add(&soak_kills_started, 1);
     if (kill(pid, SIGKILL) == 0) {
         atomic_fetch_add(&soak_st.kills, 1);
