@@ -240,6 +240,10 @@ RP_API void rp_result_free(rp_result_t *res);
 /** Describes a task's failure; use as `return rp_raise(ctx, code, "...", ...)`.
  * \return code, or RP_ETASK when code is 0 (a raise is always a failure). */
 RP_API int rp_raise(rp_ctx_t *ctx, int code, const char *fmt, ...) RP_PRINTF(3, 4);
+/** rp_raise with a plain message instead of a format, for callers that cannot call
+ * a variadic function (Fortran's bind(C), other languages' FFIs). msg may be NULL;
+ * it is copied (truncated to rp_error_t's message). \return as rp_raise. */
+RP_API int rp_raise_str(rp_ctx_t *ctx, int code, const char *msg);
 /** \return the running worker's number (0..size-1). */
 RP_API int rp_ctx_worker(const rp_ctx_t *ctx);
 /** \return the input index of the running item (0 in an initializer). */
