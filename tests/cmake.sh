@@ -5,7 +5,8 @@
 # under mpirun with 3 ranks. Skips (77) without cmake.
 #
 # Environment (make check sets it): top_builddir, top_srcdir, MAKE, RP_PREFIX
-# (configure's prefix), MPIRUN.
+# (configure's prefix), RP_CFLAGS and RP_LDFLAGS (the build's: a sanitizer build's
+# library needs programs built with the same flags), MPIRUN.
 top_builddir=${top_builddir:-.}
 top_srcdir=${top_srcdir:-.}
 MAKE=${MAKE:-make}
@@ -30,6 +31,7 @@ ls "$inst"/lib*/cmake/rankpool/rankpoolConfig.cmake >/dev/null 2>&1 ||
 
 echo "=== cmake -S examples/cmake -DCMAKE_PREFIX_PATH=$inst"
 cmake -S "$top_srcdir/examples/cmake" -B "$tmp/build" -DCMAKE_PREFIX_PATH="$inst" \
+    -DCMAKE_C_FLAGS="${RP_CFLAGS:-}" -DCMAKE_EXE_LINKER_FLAGS="${RP_LDFLAGS:-}" \
     >"$tmp/cmake.log" 2>&1 || { cat "$tmp/cmake.log"; fail "cmake configure"; }
 cmake --build "$tmp/build" >"$tmp/build.log" 2>&1 || { cat "$tmp/build.log"; fail "cmake --build"; }
 
