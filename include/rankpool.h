@@ -98,7 +98,8 @@ typedef void (*rp_error_callback_fn)(const rp_error_t *error, void *userdata);
 typedef struct rp_pool_opts {
     const char *backend;        /* "local", "mpi", or NULL: $RP_BACKEND, else mpi under
                                    mpirun/srun with more than one rank, else local */
-    int         workers;        /* local: 0 = one per core this process may use;
+    int         workers;        /* local: 0 = $RP_WORKERS, else one per core this
+                                   process may use (at most $SLURM_CPUS_PER_TASK);
                                    mpi: 0 = every rank but the master; < 0 is RP_EINVAL */
     rp_init_fn  initializer;    /* optional, run once per worker */
     const void *initarg;        /* its argument; copied at creation */
