@@ -124,4 +124,10 @@ int rp__topo_ncores(void);
 /* Binds the calling process to the k-th of those cores (modulo their count). */
 int rp__topo_bind(int k);
 
+/* ---- this process on its node (nodeinfo.c) ------------------------------------- */
+
+/* The node-local rank and the ranks on this node, from mpirun's or srun's
+ * environment. \return RP_OK, or RP_EINVAL (both left alone) when neither says. */
+int rp__local_rank_size(int *rank, int *size);
+
 #endif /* RP_INTERNAL_H */
