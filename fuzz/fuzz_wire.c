@@ -47,8 +47,8 @@ static void terminated(const char *s, size_t cap)
 
 static void same_fnref(const rp__fnref *a, const rp__fnref *b)
 {
-    CHECK(a->offset == b->offset && a->idlen == b->idlen);
-    CHECK(memcmp(a->build_id, b->build_id, a->idlen) == 0);
+    CHECK(a->offset == b->offset && a->idkind == b->idkind && a->idlen == b->idlen);
+    CHECK(memcmp(a->id, b->id, a->idlen) == 0);
     CHECK(strcmp(a->object, b->object) == 0);
 }
 

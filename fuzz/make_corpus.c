@@ -37,11 +37,10 @@ static void sample_ref(rp__fnref *ref, int with_id, const char *object)
 {
     memset(ref, 0, sizeof *ref);
     ref->offset = 0x11e9;
-    if (with_id) {
-        ref->idlen = 20;
-        for (int i = 0; i < 20; i++)
-            ref->build_id[i] = (uint8_t)(0x3c + 7 * i);
-    }
+    ref->idkind = with_id ? RP__FNREF_BUILD_ID : RP__FNREF_CONTENTS;
+    ref->idlen = with_id ? 20 : 16;
+    for (uint32_t i = 0; i < ref->idlen; i++)
+        ref->id[i] = (uint8_t)(0x3c + 7 * i);
     snprintf(ref->object, sizeof ref->object, "%s", object);
 }
 
