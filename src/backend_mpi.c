@@ -118,8 +118,8 @@ static inline void cpu_relax(void)
 }
 
 /* How waiting loops share the node's cores, decided once per pool start from the
- * ranks on this node (OMPI_COMM_WORLD_LOCAL_SIZE) and its usable cores. The aim
- * is at most one spinner per core at any moment:
+ * ranks on this node (rp__local_rank_size: mpirun's or srun's word) and its usable
+ * cores. The aim is at most one spinner per core at any moment:
  * - A serving rank and its worker process wait for each other in turn (a batch
  *   posted, a batch done). Unless there are cores for both (pair_spin), whichever
  *   waits sleeps on a futex at once and the other has the core: the rank sleeps
@@ -135,8 +135,8 @@ static bool pair_spin = false;
 
 static void decide_yield(bool inproc)
 {
-    const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    int local = ls ? atoi(ls) : 0;
+    int lrank, local = 0; /* 0: the launcher does not say */
+    rp__local_rank_size(&lrank, &local);
     int ncores = rp__topo_ncores();
     yield_when_idle = local <= 0 || local > ncores;
     pair_spin = !inproc && local > 0 && 2 * local <= ncores;
@@ -859,8 +859,8 @@ static void child_main(struct server *sv, struct lworker *lw)
     if (getppid() == 1)
         _exit(0);
     if (sv->hello.flags & RP__HELLO_BIND) {
-        const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-        int base = lr ? atoi(lr) : sv->rank;
+        int base = sv->rank, lsize;
+        rp__local_rank_size(&base, &lsize);
         rp__topo_bind(base * sv->nlocal + lw->local);
     }
 
