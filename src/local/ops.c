@@ -261,7 +261,8 @@ static int local_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *
 {
     if (opts && opts->workers < 0)
         return RP_EINVAL;
-    /* By default: $RP_WORKERS (rankpool-run -n N), else one per usable core. */
+    /* By default: $RP_WORKERS (rankpool-run -n N), else one per usable core (at
+     * most $SLURM_CPUS_PER_TASK). */
     int nw = opts ? opts->workers : 0;
     if (nw == 0 && rp__env_workers(&nw) != RP_OK) {
         if (err)
@@ -270,7 +271,7 @@ static int local_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *
         return RP_EINVAL;
     }
     if (nw == 0)
-        nw = rp__topo_ncores();
+        nw = rp__default_workers();
     if (nw < 1)
         nw = 1;
     if (nw > RP__MAXWORKERS) {
