@@ -78,7 +78,7 @@ else
 fi
 
 # ---- rankpool_mpi.h: a task farm inside an MPI program (MPI only) --------------
-if command -v "$MPIRUN" >/dev/null 2>&1; then
+if [ "${RP_BUILT_MPI:-yes}" != no ] && command -v "$MPIRUN" >/dev/null 2>&1; then
     run spmd "spmd (mpirun -np 3)" "sum of cubes .*: ok" \
         $MPIRUN --oversubscribe --bind-to none -np 3 "$ex/spmd"
 fi
