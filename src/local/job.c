@@ -188,8 +188,12 @@ void rp__local_free_slot(struct lpool *lp, struct ljob *lj)
     rp__done_set(&job->own_done);
     rp__job_move_done(job, &job->own_done);
     pthread_mutex_lock(&lp->lock);
-    atomic_fetch_and(&lp->hdr->work_mask, ~(UINT64_C(1) << j));
-    atomic_fetch_and(&lp->hdr->notify, ~(UINT64_C(1) << j));
+    /* (looked at first: the header's lines are read by every claim, and a write
+     * takes them away from the workers) */
+    if (atomic_load(&lp->hdr->work_mask) & (UINT64_C(1) << j))
+        atomic_fetch_and(&lp->hdr->work_mask, ~(UINT64_C(1) << j));
+    if (atomic_load(&lp->hdr->notify) & (UINT64_C(1) << j))
+        atomic_fetch_and(&lp->hdr->notify, ~(UINT64_C(1) << j));
     atomic_store(&lp->table[j], NULL);
     lp->free_slots |= UINT64_C(1) << j;
     rp__local_arena_free(lp, lj->aoff, lj->asize);

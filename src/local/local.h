@@ -289,13 +289,28 @@ static inline void rp__local_cond_wait(struct lpool *lp, double left)
     pthread_cond_timedwait(&lp->cond, &lp->lock, &ts);
 }
 
-/* How many bits are set in the first `words` words of an idle mask. */
+/* How many bits are set in the first `words` words of an idle mask (a load per
+ * word and no more while it is empty: every worker busy, the common case). */
 static inline uint32_t rp__local_idle_count(_Atomic uint64_t *mask, uint32_t words)
 {
     uint32_t n = 0;
-    for (uint32_t w = 0; w < words; w++)
-        n += (uint32_t)__builtin_popcountll(atomic_load(&mask[w]));
+    for (uint32_t w = 0; w < words; w++) {
+        uint64_t v = atomic_load(&mask[w]);
+        if (v)
+            n += (uint32_t)__builtin_popcountll(v);
+    }
     return n;
+}
+
+/* Whether any bit is set in the first `words` words of an idle mask. */
+static inline bool rp__local_idle_any(_Atomic uint64_t *mask, uint32_t words)
+{
+    if (atomic_load(&mask[0]))
+        return true;
+    for (uint32_t w = 1; w < words; w++)
+        if (atomic_load(&mask[w]))
+            return true;
+    return false;
 }
 
 /* Worker k is dead: it neither spins nor sleeps any more (before a replacement
@@ -315,13 +330,7 @@ static inline void rp__local_wake_master(struct lpool *lp)
     (void)r;
 }
 
-/* claim.c: the claim protocol (workers), retries and suspects (master). */
-/* Nothing left to claim in s, now or later. */
-bool rp__local_slot_exhausted(struct rp__slot *s);
-/* Worker: claims a chunk of the oldest job with work, at most budget items (0 =
- * no limit); its claim record is in ws. \return the slot, or -1. */
-int  rp__local_claim(struct lpool *lp, struct rp__wslot *ws, uint64_t budget, long *claims,
-                     long die_at);
+/* claim.c: the claim protocol's master side (the workers' side: claim.h). */
 /* Items counted by the master and every worker for slot j. */
 uint64_t rp__local_counted(struct lpool *lp, int j);
 /* Completes slot j (generation gen) if every item is accounted for. Anyone. */

@@ -2,7 +2,7 @@
  * arena, reports failures through its error ring, counts what it processed, and
  * when idle spins briefly, then sleeps on a futex. It takes no lock and calls
  * nothing in the master: it shares only atomics with it. */
-#include "local.h"
+#include "claim.h"
 
 #include <sched.h>
 #include <stdio.h>
@@ -83,7 +83,9 @@ static void *var_output(void *arg, size_t index, size_t size)
     return lp->var + off;
 }
 
-static void load_chunk(struct wctx *w, int j)
+/* The claimed chunk's start and length come in registers: read back from the
+ * claim record just written, they would wait for those stores. */
+static void load_chunk(struct wctx *w, int j, uint64_t start, uint64_t len)
 {
     struct rp__slot *s = &w->hdr->slots[j];
     struct chunk *c = &w->c;
@@ -91,8 +93,8 @@ static void load_chunk(struct wctx *w, int j)
     c->gen = s->gen;
     c->flags = s->flags;
     c->fn = s->fn;
-    c->start = w->ws->hstart;
-    c->len = w->ws->hlen;
+    c->start = start;
+    c->len = len;
     c->in_size = s->in_size;
     c->out_size = s->out_size;
     c->in_off = s->in_off;
@@ -186,9 +188,10 @@ static void worker_loop(struct wctx *w)
             }
             budget = (uint64_t)w->max_tasks - w->ws->processed;
         }
-        int j = rp__local_claim(w->lp, w->ws, budget, &w->claims, w->die_at);
+        uint64_t start, len;
+        int j = rp__local_claim(w->lp, w->ws, budget, &w->claims, w->die_at, &start, &len);
         if (j >= 0) {
-            load_chunk(w, j);
+            load_chunk(w, j, start, len);
             run_chunk(w);
             continue;
         }
