@@ -12,8 +12,9 @@
  * replaced. Design: doc/internals.md ("The local backend").
  *
  * Files: ops.c (start, join, destroy, the ops table), job.c (submit, slots,
- * publishing, queue, progress, release), claim.c (the claim protocol, retry
- * ranges, suspect claims, counting and completion), deliver.c (error rings,
+ * publishing, queue, progress, release), claim.h (the claim protocol and the
+ * workers' side of it, inline), claim.c (its master side: retry ranges, suspect
+ * claims; counting and completion; waking idle workers), deliver.c (error rings,
  * outputs, imap marks: ops->collect), worker.c (the worker process), arena.c
  * (arena and var heap), thread.c (the pool thread: deaths, notifications),
  * terminate.c (terminate and failing every job), forkserver.c.
