@@ -123,6 +123,8 @@ bool rp__mpi_run_slot(struct server *sv, struct lworker *lw, rp_ctx_t *ctx, uint
         if (len > sd->count - off)
             len = sd->count - off;
         len = piece_items(sv, lw, s, len);
+        if (max_tasks > 0 && len > (size_t)(max_tasks - *tasks))
+            len = (size_t)(max_tasks - *tasks); /* then it retires */
         sd->var_last = 0;
         double t0 = rp__now();
         rp__worker_run(ctx, sd->fn, in + off * sd->in_size, sd->in_size,
@@ -250,13 +252,13 @@ int rp__mpi_await_child(struct server *sv, struct lworker *lw, rp_error_t *err)
         int status;
         pid_t r = waitpid(lw->pid, &status, WNOHANG);
         if (r == lw->pid || (r < 0 && errno == ECHILD)) {
+            if (r != lw->pid)
+                status = -1; /* not known */
             lw->pid = 0;
             if (atomic_load(&lw->ctl->state) == CHILD_INIT_FAILED) {
                 *err = lw->ctl->init_err;
                 return RP_EINIT;
             }
-            if (r != lw->pid)
-                status = -1;
             char how[128];
             rp__describe_status(how, sizeof how, status);
             rp__error_set(err, RP_EINIT, 0, lw->id, sv->host,
