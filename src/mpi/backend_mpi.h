@@ -325,6 +325,10 @@ void rp__mpi_release_inflight(struct mpi_pool *mp, struct inflight *fl, bool can
 /* recv.c: what comes back, and what it means for the jobs. */
 int  rp__mpi_poll_messages(struct mpi_pool *mp);
 void rp__mpi_break_rank(struct mpi_pool *mp, int rank, const char *why);
+/* The batches worker w holds will not come back (its rank given up, or gone after
+ * terminate): the core cancels them when the pool is terminating, else they run
+ * elsewhere. cancel: drop their sends (the rank may never receive them). */
+void rp__mpi_drop_batches(struct mpi_pool *mp, struct mworker *w, const char *why, bool cancel);
 /* count items of job are processed (counted with the core; notes a completion). */
 void rp__mpi_count(struct mpi_pool *mp, struct rp__job *job, size_t count);
 /* Items [a, b) of job fail with e (delivered as failed, counted). */

@@ -107,20 +107,8 @@ static bool all_byes(const struct mpi_pool *mp)
 static void cancel_everything(struct mpi_pool *mp)
 {
     take_pending(mp);
-    for (int i = 0; i < mp->nworkers; i++) {
-        struct mworker *w = &mp->w[i];
-        rp__death d = { .worker = w->id, .pid = w->pid, .status = -1, .host = w->host,
-                        .rank = w->rank, .why = "the pool was terminated" };
-        for (int k = 0; k < DEPTH; k++) {
-            struct inflight *fl = &w->fl[k];
-            if (!fl->used)
-                continue;
-            struct rp__job *job = fl->job;
-            size_t a = fl->start + fl->got, b = fl->start + fl->count;
-            rp__mpi_release_inflight(mp, fl, false);
-            rp__mpi_worker_died(mp, job, &d, a, a, b);
-        }
-    }
+    for (int i = 0; i < mp->nworkers; i++)
+        rp__mpi_drop_batches(mp, &mp->w[i], "the pool was terminated", false);
     rp__mpi_fail_unclaimed(mp, RP_ECANCELED, NULL);
 }
 

@@ -95,6 +95,26 @@ static void worker_lost(struct mpi_pool *mp, struct mworker *w, const char *why)
 
 /* ---- given-up ranks ------------------------------------------------------------------ */
 
+void rp__mpi_drop_batches(struct mpi_pool *mp, struct mworker *w, const char *why, bool cancel)
+{
+    rp__death d = { .worker = w->id, .pid = w->pid, .status = -1, .host = w->host,
+                    .rank = w->rank, .why = why };
+    for (int k = 0; k < DEPTH; k++) {
+        struct inflight *fl = &w->fl[k];
+        if (!fl->used)
+            continue;
+        struct rp__job *job = fl->job;
+        size_t a = fl->start + fl->got, b = fl->start + fl->count;
+        rp__mpi_release_inflight(mp, fl, cancel);
+        /* terminating: the core cancels them; else nothing is known to have run:
+         * every item runs again elsewhere */
+        if (mp->terminating)
+            rp__mpi_worker_died(mp, job, &d, a, a, b);
+        else
+            rp__mpi_put_back(mp, job, a, b);
+    }
+}
+
 void rp__mpi_break_rank(struct mpi_pool *mp, int rank, const char *why)
 {
     if (rank <= 0 || rank >= mp->size || mp->rank_broken[rank])
@@ -104,24 +124,8 @@ void rp__mpi_break_rank(struct mpi_pool *mp, int rank, const char *why)
     char lost[160];
     snprintf(lost, sizeof lost, "was given up: %s", why);
     for (int i = rank - 1; i < mp->nworkers; i += mp->nranks) {
-        struct mworker *w = &mp->w[i];
-        worker_lost(mp, w, lost);
-        rp__death d = { .worker = w->id, .pid = w->pid, .status = -1, .host = w->host,
-                        .rank = w->rank, .why = why };
-        for (int k = 0; k < DEPTH; k++) {
-            struct inflight *fl = &w->fl[k];
-            if (!fl->used)
-                continue;
-            struct rp__job *job = fl->job;
-            size_t a = fl->start + fl->got, b = fl->start + fl->count;
-            rp__mpi_release_inflight(mp, fl, true);
-            /* terminating: the core cancels them; else nothing is known to have
-             * run: every item runs again elsewhere */
-            if (mp->terminating)
-                rp__mpi_worker_died(mp, job, &d, a, a, b);
-            else
-                rp__mpi_put_back(mp, job, a, b);
-        }
+        worker_lost(mp, &mp->w[i], lost);
+        rp__mpi_drop_batches(mp, &mp->w[i], why, true); /* it may never receive them */
     }
 }
 
@@ -135,21 +139,37 @@ static struct inflight *find_inflight(struct mworker *w, uint64_t seq, uint64_t 
     return NULL;
 }
 
+/* The records of a result, one after the other. */
+struct records {
+    rp__rbuf    r;
+    int         kind;   /* RP__REC_* */
+    rp_error_t  e;      /* ERROR */
+    uint64_t    index, size;
+    const void *data;   /* VAR */
+};
+
+static void records_open(struct records *it, const rp__wire_result *m)
+{
+    rp__rbuf_init(&it->r, m->records, (size_t)m->rec_bytes);
+}
+
+/* \return 1 with the next record, 0 at the end, RP_EPROTO when malformed. */
+static int records_next(struct records *it)
+{
+    return rp__wire_next_record(&it->r, &it->kind, &it->e, &it->index, &it->data, &it->size);
+}
+
 /* Checks every record of a result before anything is acted on. */
 static int check_records(const rp__wire_result *m, size_t start, size_t count, bool var)
 {
-    rp__rbuf rr;
-    rp__rbuf_init(&rr, m->records, (size_t)m->rec_bytes);
-    int kind, rc;
-    rp_error_t e;
-    uint64_t index, size;
-    const void *data;
-    while ((rc = rp__wire_next_record(&rr, &kind, &e, &index, &data, &size)) == 1) {
-        if (kind == RP__REC_ERROR)
-            index = e.index;
-        if (kind != RP__REC_DEAD && (index < start || index - start >= count))
+    struct records it;
+    int rc;
+    records_open(&it, m);
+    while ((rc = records_next(&it)) == 1) {
+        uint64_t index = it.kind == RP__REC_ERROR ? it.e.index : it.index;
+        if (it.kind != RP__REC_DEAD && (index < start || index - start >= count))
             return RP_EPROTO;
-        if (kind == RP__REC_VAR && !var)
+        if (it.kind == RP__REC_VAR && !var)
             return RP_EPROTO;
     }
     return rc == 0 ? RP_OK : RP_EPROTO;
@@ -158,18 +178,14 @@ static int check_records(const rp__wire_result *m, size_t start, size_t count, b
 /* The records of a checked result: failures and variable-size outputs, to the core. */
 static void apply_records(const rp__wire_result *m, struct rp__job *job, const struct mworker *w)
 {
-    rp__rbuf rr;
-    rp__rbuf_init(&rr, m->records, (size_t)m->rec_bytes);
-    int kind;
-    rp_error_t e;
-    uint64_t index, size;
-    const void *data;
-    while (rp__wire_next_record(&rr, &kind, &e, &index, &data, &size) == 1) {
-        if (kind == RP__REC_ERROR) {
-            snprintf(e.host, sizeof e.host, "%s", w->host);
-            rp__job_fail(job, &e);
-        } else if (kind == RP__REC_VAR) {
-            rp__job_deliver_var(job, (size_t)index, data, (size_t)size);
+    struct records it;
+    records_open(&it, m);
+    while (records_next(&it) == 1) {
+        if (it.kind == RP__REC_ERROR) {
+            snprintf(it.e.host, sizeof it.e.host, "%s", w->host);
+            rp__job_fail(job, &it.e);
+        } else if (it.kind == RP__REC_VAR) {
+            rp__job_deliver_var(job, (size_t)it.index, it.data, (size_t)it.size);
         }
     }
 }
@@ -177,17 +193,12 @@ static void apply_records(const rp__wire_result *m, struct rp__job *job, const s
 /* A part whose every item failed with the one record (ALLFAIL). */
 static int fail_part(const rp__wire_result *m, struct rp__job *job, const struct mworker *w)
 {
-    rp__rbuf rr;
-    rp__rbuf_init(&rr, m->records, (size_t)m->rec_bytes);
-    int kind;
-    rp_error_t e;
-    uint64_t index, size;
-    const void *data;
-    if (rp__wire_next_record(&rr, &kind, &e, &index, &data, &size) != 1 ||
-        kind != RP__REC_ERROR)
+    struct records it;
+    records_open(&it, m);
+    if (records_next(&it) != 1 || it.kind != RP__REC_ERROR)
         return RP_EPROTO;
-    snprintf(e.host, sizeof e.host, "%s", w->host);
-    rp__job_fail_range(job, (size_t)m->start, (size_t)m->count, &e);
+    snprintf(it.e.host, sizeof it.e.host, "%s", w->host);
+    rp__job_fail_range(job, (size_t)m->start, (size_t)m->count, &it.e);
     rp__job_deliver(job, (size_t)m->start, (size_t)(m->start + m->count), NULL);
     return RP_OK;
 }
