@@ -1,5 +1,8 @@
-/* The in-process lower bound: the same workloads as an OpenMP schedule(dynamic)
- * loop over threads of one process (no copies, no processes).
+/* The in-process peer: the same workloads as OpenMP loops over threads of one
+ * process (no copies, no processes). Trivial items (w1, w7) run as an OpenMP user
+ * would write them, schedule(static) and schedule(dynamic, 1000), and with
+ * schedule(dynamic, 1) as the peer of rankpool's chunksize 1; the CPU-bound
+ * workloads use schedule(dynamic, 1) (1 ms items: one per dispatch).
  *
  *   omp_bench [--workers W] [--reps R] [--quick] [--only w1,w2,w3,w4,w7]
  *
@@ -16,21 +19,25 @@ static struct {
     uint64_t iters_ms;
 } g;
 
-/* chunk: 1 = schedule(dynamic, 1), 0 = schedule(dynamic), -1 = schedule(static) */
+/* The schedule of a trivial map: what an OpenMP user writes for cheap, even
+ * items (static, or dynamic with chunks of 1000) and, as the peer of rankpool's
+ * chunksize 1, one dispatch per item (dynamic, 1). */
+enum omp_sched { SCHED_STATIC, SCHED_DYN1000, SCHED_DYN1 };
+
 static void trivial_once(const char *wl, const char *variant, int workers, size_t n,
-                         int chunk, const long *in, long *out)
+                         enum omp_sched sched, const long *in, long *out)
 {
     double t0 = bench_now();
-    if (chunk < 0) {
+    if (sched == SCHED_STATIC) {
 #pragma omp parallel for schedule(static) num_threads(workers)
         for (size_t i = 0; i < n; i++)
             out[i] = in[i] * in[i];
-    } else if (chunk == 1) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(workers)
+    } else if (sched == SCHED_DYN1000) {
+#pragma omp parallel for schedule(dynamic, 1000) num_threads(workers)
         for (size_t i = 0; i < n; i++)
             out[i] = in[i] * in[i];
     } else {
-#pragma omp parallel for schedule(dynamic) num_threads(workers)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(workers)
         for (size_t i = 0; i < n; i++)
             out[i] = in[i] * in[i];
     }
@@ -103,15 +110,25 @@ int main(int argc, char **argv)
         in[i] = (long)i;
 
     if (bench_wants(g.only, "w1")) {
-        trivial_once("w1_trivial", "warmup", W, g.sz.n1, 0, in, out);
+        /* impl names: openmp-static, openmp-dyn1000 (auto: what an OpenMP user
+         * writes) and openmp (dynamic, 1: one dispatch per item, cs1 only); the
+         * three alternate, repetition by repetition, like rankpool's variants */
+        trivial_once("w1_trivial", "warmup", W, g.sz.n1, SCHED_STATIC, in, out);
         for (int r = 0; r < g.reps; r++)
-            trivial_once("w1_trivial", "auto", W, g.sz.n1, 0, in, out);
-        for (int r = 0; r < g.reps; r++)
-            trivial_once("w1_trivial", "cs1", W, g.sz.n1_cs1, 1, in, out);
-        /* schedule(static): no dispatch at all, the floor of the floor */
-        bench_impl = "openmp-static";
-        for (int r = 0; r < g.reps; r++)
-            trivial_once("w1_trivial", "auto", W, g.sz.n1, -1, in, out);
+            for (int k = 0; k < 3; k++)
+                switch ((k + r) % 3) {
+                case 0:
+                    bench_impl = "openmp-static";
+                    trivial_once("w1_trivial", "auto", W, g.sz.n1, SCHED_STATIC, in, out);
+                    break;
+                case 1:
+                    bench_impl = "openmp-dyn1000";
+                    trivial_once("w1_trivial", "auto", W, g.sz.n1, SCHED_DYN1000, in, out);
+                    break;
+                default:
+                    bench_impl = "openmp";
+                    trivial_once("w1_trivial", "cs1", W, g.sz.n1_cs1, SCHED_DYN1, in, out);
+                }
         bench_impl = "openmp";
     }
 
@@ -180,10 +197,12 @@ int main(int argc, char **argv)
         for (int w = 1; w <= W; w = (w < W && 2 * w > W) ? W : 2 * w) { /* 1, 2, 4, ..., W */
             char v[16];
             snprintf(v, sizeof v, "%d", w);
+            bench_impl = "openmp-dyn1000";
             for (int r = 0; r < reps; r++)
-                trivial_once("w7_scale_trivial", v, w, g.sz.n1, 0, in, out);
+                trivial_once("w7_scale_trivial", v, w, g.sz.n1, SCHED_DYN1000, in, out);
+            bench_impl = "openmp";
             for (int r = 0; r < reps; r++)
-                trivial_once("w7_scale_cs1", v, w, g.sz.n1_cs1 / 4, 1, in, out);
+                trivial_once("w7_scale_cs1", v, w, g.sz.n1_cs1 / 4, SCHED_DYN1, in, out);
             for (int r = 0; r < reps; r++)
                 spin_once("w7_scale_1ms", v, w, sin, sout, n2, serial);
         }

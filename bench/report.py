@@ -15,8 +15,9 @@ import statistics
 import subprocess
 import sys
 
-IMPLS = ["rankpool-local", "rankpool-mpi", "openmp", "openmp-static", "python-mp", "mpi4py", "xargs",
-         "mpi-pingpong"]
+# openmp: schedule(dynamic, 1); openmp-dyn1000 and openmp-static: trivial items only
+IMPLS = ["rankpool-local", "rankpool-mpi", "openmp-static", "openmp-dyn1000", "openmp",
+         "python-mp", "mpi4py", "xargs", "mpi-pingpong"]
 
 WORKLOADS = collections.OrderedDict([
     ("w1_trivial", ("trivial items, long -> its square",
@@ -89,8 +90,9 @@ def read_raw(path):
     with open(path) as f:
         for line in f:
             p = line.rstrip("\n").split("\t")
-            if len(p) != 9 or p[0] != "RESULT":
+            if len(p) not in (9, 10) or p[0] != "RESULT":
                 continue
+            run = p[9] if len(p) == 10 else "1"
             if p[2] == "warmup" or p[1].endswith("_warmup"):
                 continue
             try:
@@ -98,8 +100,41 @@ def read_raw(path):
             except ValueError:
                 continue
             rows.append(dict(workload=p[1], variant=p[2], impl=p[3], workers=int(p[4]),
-                             metric=p[5], unit=p[6], better=p[7], value=value))
+                             metric=p[5], unit=p[6], better=p[7], value=value,
+                             run=run))
     return rows
+
+
+# (variant, metric) of w1 whose spread between process runs the report shows
+RUN_SPREAD = [("auto", "rate"), ("cs1", "per_item")]
+
+
+def run_spread(rows, out):
+    """w1 per process run: each run's median, then the median and range of those.
+    A process run's median hides the repetitions' noise; the range of the run
+    medians shows what differs from one start of the program to the next."""
+    per = collections.OrderedDict()
+    for r in rows:
+        if r["workload"] != "w1_trivial" or (r["variant"], r["metric"]) not in RUN_SPREAD:
+            continue
+        key = (r["variant"], r["metric"], r["impl"])
+        per.setdefault(key, collections.OrderedDict()).setdefault(r["run"], []).append(
+            r["value"])
+    if not per or max(len(v) for v in per.values()) < 2:
+        return
+    out += ["", "### w1_trivial: spread over separate process runs", "",
+            "Each process run's median (over its repetitions), in run order; then the "
+            "median and min-max of those run medians.", "",
+            "| variant | metric | impl | runs | per-run medians | median of runs | "
+            "min-max of runs |", "|---|---|---|---|---|---|---|"]
+    order = {impl: i for i, impl in enumerate(IMPLS)}
+    for (variant, metric, impl), runs in sorted(
+            per.items(), key=lambda kv: (RUN_SPREAD.index(kv[0][:2]),
+                                         order.get(kv[0][2], 99))):
+        meds = [statistics.median(v) for v in runs.values()]
+        out.append("| %s | %s | %s | %d | %s | %s | %s-%s |" % (
+            variant, metric, impl, len(meds), " ".join(fmt(m) for m in meds),
+            fmt(statistics.median(meds)), fmt(min(meds)), fmt(max(meds))))
 
 
 def advantage(ours, theirs):
@@ -193,10 +228,13 @@ def check_goals(st, goals):
         r = a[0] / p[0]
         goal("local, 1M trivial items: >= 50x Python Pool.map throughput", r >= 50,
              "%.1fx" % r)
-    a, o = g("w1_trivial", "auto", L, "time"), g("w1_trivial", "auto", "openmp", "time")
-    if a and o:
-        r = a[0] / o[0]
-        goal("local, 1M trivial items: within 3x of OpenMP's time", r <= 3, "%.2fx" % r)
+    for omp, label in (("openmp-dyn1000", "schedule(dynamic, 1000)"),
+                       ("openmp-static", "schedule(static)")):
+        a, o = g("w1_trivial", "auto", L, "time"), g("w1_trivial", "auto", omp, "time")
+        if a and o:
+            r = a[0] / o[0]
+            goal("local, 1M trivial items: within 3x of OpenMP %s's time" % label, r <= 3,
+                 "%.2fx" % r)
     a = g("w1_trivial", "cs1", L, "per_item")
     if a:
         goal("local, chunksize 1: <= 100 ns per item", a[0] <= 100, "%s ns" % fmt(a[0]))
@@ -405,6 +443,11 @@ def main():
     out.append("Medians over repetitions, with min-max. \"better by\" = how many times "
                "better rankpool is than that row (> 1: rankpool ahead).")
     table(st, out)
+    run_spread(rows, out)
+    placement = os.path.join(args.outdir, "placement.txt")
+    if os.path.exists(placement) and os.path.getsize(placement) > 0:
+        out += ["", "rankpool-local's chunksize-1 maps with where the master and the "
+                "workers ran right after each (`--placement`): `placement.txt`."]
     goals = []
     sweeps(st, out, goals)
     check_goals(st, goals)

@@ -1,15 +1,21 @@
 /* rankpool on the benchmark workloads, on either backend.
  *
- *   rp_bench [--backend local|mpi] [--workers W] [--reps R] [--quick]
- *            [--only w1,w2,w3,w4,w5,w6,w7,sweep]
+ *   rp_bench [--backend local|mpi] [--workers W] [--reps R] [--quick] [--bind]
+ *            [--placement] [--only w1,w2,w3,w4,w5,w6,w7,sweep]
+ *
+ * --bind creates the pools with opts.bind (worker k on core k); --placement prints,
+ * after each chunksize-1 map of w1, the CPUs the master and each worker ran on
+ * (bench/README.md, "chunksize 1: two speeds").
  *
  * Prints RESULT lines (see common.h). Under mpirun (--backend mpi) every rank runs
  * this program: the master times, the other ranks serve inside rp_pool_create, so
  * every rank must create the same pools in the same order — control flow that
  * opens pools never depends on timings. The program initialises MPI itself so that
  * the pools of one run can follow each other on the same MPI_COMM_WORLD. */
+#define _GNU_SOURCE /* sched_getcpu */
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -26,6 +32,8 @@ static struct {
     int quick;
     const char *only;
     int mpi;
+    int bind;         /* --bind: pool option bind (worker k on core k) */
+    int placement;    /* --placement: after each chunksize-1 map, where things ran */
     struct bench_sizes sz;
     uint64_t iters_ms; /* bench_spin iterations per ms, calibrated on the master */
 } g;
@@ -38,6 +46,17 @@ static int task_square(const void *in, void *out, rp_ctx_t *ctx)
 {
     long x = *(const long *)in;
     *(long *)out = x * x;
+    return 0;
+}
+
+/* Where a task ran: worker number and CPU, after ~20 us of work so that every
+ * worker takes items (for --placement). */
+static int task_where(const void *in, void *out, rp_ctx_t *ctx)
+{
+    double t0 = bench_now();
+    while (bench_now() - t0 < 20e-6)
+        ;
+    *(long *)out = (long)rp_ctx_worker(ctx) * 4096 + sched_getcpu();
     return 0;
 }
 
@@ -66,6 +85,7 @@ static rp_pool_t *pool_open(int workers)
     memset(&o, 0, sizeof o);
     o.backend = g.backend;
     o.workers = g.mpi ? 0 : workers;
+    o.bind = g.bind != 0;
     rp_pool_t *p = NULL;
     rp_error_t err;
     memset(&err, 0, sizeof err);
@@ -169,6 +189,31 @@ static double trivial_once(rp_pool_t *p, const char *wl, const char *variant, in
     return t;
 }
 
+/* --placement: the CPUs the master and each worker ran on over a short map right
+ * after a measured one, as a comment line beside the RESULT lines. */
+static void print_placement(rp_pool_t *p, double per_item_ns)
+{
+    enum { N = 2000, MAXW = 64, MAXCPU = 64 };
+    static long in[N], out[N];
+    unsigned char seen[MAXW][MAXCPU] = { { 0 } };
+    if (rp_map(p, task_where, in, N, sizeof *in, out, sizeof *out,
+               &(rp_map_opts_t){ .chunksize = 1 }, NULL) != RP_OK)
+        return;
+    for (int i = 0; i < N; i++) {
+        long w = out[i] / 4096, c = out[i] % 4096;
+        if (w >= 0 && w < MAXW && c >= 0 && c < MAXCPU)
+            seen[w][c] = 1;
+    }
+    printf("# placement: %.1f ns/item; master on cpu %d", per_item_ns, sched_getcpu());
+    for (int w = 0; w < rp_pool_size(p) && w < MAXW; w++) {
+        printf("; worker %d on cpu", w);
+        for (int c = 0; c < MAXCPU; c++)
+            if (seen[w][c])
+                printf(" %d", c);
+    }
+    printf("\n");
+}
+
 static void w1(void)
 {
     rp_pool_t *p = pool_open(g.workers);
@@ -182,9 +227,12 @@ static void w1(void)
      * change in the machine's load hits both alike (also in w2 and w3) */
     for (int r = 0; r < g.reps; r++)
         for (int k = 0; k < 2; k++) {
-            if ((k + r) % 2)
-                trivial_once(p, "w1_trivial", "cs1", g.workers, g.sz.n1_cs1, 1, in, out);
-            else
+            if ((k + r) % 2) {
+                double t = trivial_once(p, "w1_trivial", "cs1", g.workers, g.sz.n1_cs1, 1,
+                                        in, out);
+                if (g.placement && t > 0)
+                    print_placement(p, t / (double)g.sz.n1_cs1 * 1e9);
+            } else
                 trivial_once(p, "w1_trivial", "auto", g.workers, g.sz.n1, 0, in, out);
         }
     free(in);
@@ -576,7 +624,7 @@ static void sweep(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: rp_bench [--backend local|mpi] [--workers W] [--reps R] "
-                    "[--quick] [--only w1,...,w7,sweep]\n");
+                    "[--quick] [--bind] [--placement] [--only w1,...,w7,sweep]\n");
     exit(2);
 }
 
@@ -594,6 +642,10 @@ int main(int argc, char **argv)
             g.reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick"))
             g.quick = 1;
+        else if (!strcmp(argv[i], "--bind"))
+            g.bind = 1;
+        else if (!strcmp(argv[i], "--placement"))
+            g.placement = 1;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             g.only = argv[++i];
         else

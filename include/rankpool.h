@@ -113,11 +113,12 @@ typedef void (*rp_error_callback_fn)(const rp_error_t *error, void *userdata);
 typedef struct rp_pool_opts {
     const char *backend;        /* "local", "mpi", or NULL: $RP_BACKEND, else mpi under
                                    mpirun/srun with more than one rank, else local */
-    int         workers;        /* local: 0 = one per core this process may use, at
-                                   most 1024; mpi: 0 = every rank but the master, at
-                                   most 1024 per serving rank (and what RLIMIT_NPROC
-                                   and pid_max of each node allow); a negative
-                                   count, or more than that, is RP_EINVAL */
+    int         workers;        /* local: 0 = $RP_WORKERS, else one per core this
+                                   process may use (at most $SLURM_CPUS_PER_TASK),
+                                   at most 1024; mpi: 0 = every rank but the master,
+                                   at most 1024 per serving rank (and what
+                                   RLIMIT_NPROC and pid_max of each node allow); a
+                                   negative count, or more than that, is RP_EINVAL */
     rp_init_fn  initializer;    /* optional, run once per worker */
     const void *initarg;        /* its argument; copied at creation */
     size_t      initarg_size;   /* bytes at initarg (0: initarg passed as is, local only;
@@ -272,6 +273,10 @@ RP_API void rp_result_free(rp_result_t *res);
 /** Describes a task's failure; use as `return rp_raise(ctx, code, "...", ...)`.
  * \return code, or RP_ETASK when code is 0 (a raise is always a failure). */
 RP_API int rp_raise(rp_ctx_t *ctx, int code, const char *fmt, ...) RP_PRINTF(3, 4);
+/** rp_raise with a plain message instead of a format, for callers that cannot call
+ * a variadic function (Fortran's bind(C), other languages' FFIs). msg may be NULL;
+ * it is copied (truncated to rp_error_t's message). \return as rp_raise. */
+RP_API int rp_raise_str(rp_ctx_t *ctx, int code, const char *msg);
 /** \return the running worker's number (0..size-1). */
 RP_API int rp_ctx_worker(const rp_ctx_t *ctx);
 /** \return the input index of the running item (0 in an initializer). */

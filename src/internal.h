@@ -45,6 +45,9 @@ int rp__pool_check(const rp_pool_t *pool);
 /* The worker count from $RP_WORKERS (rankpool-run -n N): *workers is left alone
  * when it is unset; RP_EINVAL when it is not a whole number from 1 to 4096. */
 int rp__env_workers(int *workers);
+/* The local default when neither opts.workers nor $RP_WORKERS gives one: the
+ * cores this process may use, but no more than $SLURM_CPUS_PER_TASK. */
+int rp__default_workers(void);
 
 /* Creates a pool on the given backend (rp_pool_create_ex after choosing one);
  * lets tests run the core on a backend of their own. */
@@ -129,5 +132,11 @@ void rp__trace(const char *fmt, ...) RP_PRINTF(1, 2);
 int rp__topo_ncores(void);
 /* Binds the calling process to the k-th of those cores (modulo their count). */
 int rp__topo_bind(int k);
+
+/* ---- this process on its node (nodeinfo.c) ------------------------------------- */
+
+/* The node-local rank and the ranks on this node, from mpirun's or srun's
+ * environment. \return RP_OK, or RP_EINVAL (both left alone) when neither says. */
+int rp__local_rank_size(int *rank, int *size);
 
 #endif /* RP_INTERNAL_H */

@@ -82,6 +82,23 @@ int rp__env_workers(int *workers)
     return RP_OK;
 }
 
+/* The local default worker count when neither opts.workers nor RP_WORKERS gives
+ * one: the cores this process may use, but no more than a Slurm task's CPUs
+ * (SLURM_CPUS_PER_TASK: without Slurm's task binding, hwloc sees the whole node). */
+int rp__default_workers(void)
+{
+    int n = rp__topo_ncores();
+    const char *v = getenv("SLURM_CPUS_PER_TASK");
+    if (v && *v) {
+        char *end;
+        errno = 0;
+        long c = strtol(v, &end, 10);
+        if (errno == 0 && *end == '\0' && c >= 1 && c < n)
+            n = (int)c;
+    }
+    return n;
+}
+
 static int choose_backend(const char *name, const struct rp__backend_ops **ops)
 {
     if (!name || !*name) {

@@ -352,7 +352,9 @@ int rp__wire_put_batch(rp__wbuf *w, uint32_t worker, const rp__wire_batch *m,
     /* the input starts 8-byte aligned within the message */
     size_t pad = (8 - (w->len + 4) % 8) % 8;
     rp__wbuf_u32(w, (uint32_t)pad);
-    rp__wbuf_grow(w, pad);
+    void *zero = rp__wbuf_grow(w, pad); /* zeroed: no stale bytes on the wire */
+    if (zero && pad)
+        memset(zero, 0, pad);
     if (input)
         rp__wbuf_put(w, input, bytes);
     return rp__wire_end(w);

@@ -97,6 +97,11 @@ int rp_raise(rp_ctx_t *ctx, int code, const char *fmt, ...)
     return code;
 }
 
+int rp_raise_str(rp_ctx_t *ctx, int code, const char *msg)
+{
+    return msg ? rp_raise(ctx, code, "%s", msg) : rp_raise(ctx, code, NULL);
+}
+
 int rp_ctx_worker(const rp_ctx_t *ctx)
 {
     return ctx ? ctx->worker : -1;

@@ -77,6 +77,12 @@ else
     fi
 fi
 
+# ---- rankpool_mpi.h: a task farm inside an MPI program (MPI only) --------------
+if command -v "$MPIRUN" >/dev/null 2>&1; then
+    run spmd "spmd (mpirun -np 3)" "sum of cubes .*: ok" \
+        $MPIRUN --oversubscribe --bind-to none -np 3 "$ex/spmd"
+fi
+
 if [ -n "$failed" ]; then
     echo "examples.sh: FAILED:$failed"
     exit 1

@@ -328,6 +328,42 @@ static void test_pool_strerror_odd_values(void)
     CU_ASSERT_STRING_EQUAL(rp_err_name(-12345), "RP_UNKNOWN");
 }
 
+/* rp_raise_str: rp_raise without a format (for Fortran): the message is taken as
+ * it is, '%' included; code 0 still fails the item. */
+static int raise_plain(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    *(long *)out = x;
+    if (x == 1)
+        return rp_raise_str(ctx, 0, "100% wrong %s");
+    if (x == 2)
+        return rp_raise_str(ctx, 12, NULL);
+    return 0;
+}
+
+static void test_pool_raise_str(void)
+{
+    CU_ASSERT_EQUAL(rp_raise_str(NULL, 5, "x"), 5); /* no context: just the code */
+    rp_pool_t *p = tu_local_pool(2, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    long in[4] = { 0, 1, 2, 3 }, out[4] = { 0 };
+    rp_result_t *r = NULL;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, raise_plain, in, 4, sizeof in[0], out,
+                                       sizeof out[0], NULL, &r), RP_OK);
+    rp_error_t e;
+    CU_ASSERT_EQUAL(rp_result_get(r, RP_FOREVER, &e), RP_ETASK);
+    CU_ASSERT_EQUAL_FATAL(rp_result_nerrors(r), 2);
+    const rp_error_t *e1 = rp_result_error(r, 0), *e2 = rp_result_error(r, 1);
+    CU_ASSERT_EQUAL(e1->index, 1);
+    CU_ASSERT_EQUAL(e1->task_code, RP_ETASK);
+    CU_ASSERT_STRING_EQUAL(e1->message, "100% wrong %s");
+    CU_ASSERT_EQUAL(e2->index, 2);
+    CU_ASSERT_EQUAL(e2->task_code, 12);
+    CU_ASSERT_EQUAL(out[3], 3);
+    rp_result_free(r);
+    rp_pool_free(p);
+}
+
 /* rankpool-run -n N sets RP_WORKERS: the local default worker count. */
 static void test_pool_workers_from_env(void)
 {
@@ -356,6 +392,49 @@ static void test_pool_workers_from_env(void)
     unsetenv("RP_WORKERS");
 }
 
+/* Under Slurm the local default is at most the task's CPUs (SLURM_CPUS_PER_TASK),
+ * even where hwloc sees the whole node (no task binding); RP_WORKERS still wins. */
+static void test_pool_workers_from_slurm(void)
+{
+    rp_pool_opts_t o = { .backend = "local" };
+    rp_pool_t *p = NULL;
+    unsetenv("RP_WORKERS");
+    unsetenv("SLURM_CPUS_PER_TASK");
+    CU_ASSERT_EQUAL_FATAL(rp_pool_create(&p, &o), RP_OK);
+    int ncores = rp_pool_size(p);
+    rp_pool_free(p);
+
+    const struct { const char *cpus, *rp_workers; int want; } cases[] = {
+        { "1", NULL, 1 },
+        { "1000", NULL, ncores },   /* no more workers than cores */
+        { "two", NULL, ncores },    /* not a count: ignored */
+        { "0", NULL, ncores },
+        { "1", "2", 2 },            /* RP_WORKERS wins */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        setenv("SLURM_CPUS_PER_TASK", cases[i].cpus, 1);
+        if (cases[i].rp_workers)
+            setenv("RP_WORKERS", cases[i].rp_workers, 1);
+        else
+            unsetenv("RP_WORKERS");
+        p = NULL;
+        CU_ASSERT_EQUAL_FATAL(rp_pool_create(&p, &o), RP_OK);
+        if (rp_pool_size(p) != cases[i].want)
+            printf("SLURM_CPUS_PER_TASK=%s RP_WORKERS=%s: %d workers, want %d\n",
+                   cases[i].cpus, cases[i].rp_workers ? cases[i].rp_workers : "(unset)",
+                   rp_pool_size(p), cases[i].want);
+        CU_ASSERT_EQUAL(rp_pool_size(p), cases[i].want);
+        rp_pool_free(p);
+    }
+    o.workers = 2; /* an explicit count wins over both */
+    setenv("SLURM_CPUS_PER_TASK", "1", 1);
+    CU_ASSERT_EQUAL_FATAL(rp_pool_create(&p, &o), RP_OK);
+    CU_ASSERT_EQUAL(rp_pool_size(p), 2);
+    rp_pool_free(p);
+    unsetenv("SLURM_CPUS_PER_TASK");
+    unsetenv("RP_WORKERS");
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
@@ -373,6 +452,8 @@ int main(int argc, char **argv)
         TU_TEST(test_pool_initializer_failure_reported),
         TU_TEST(test_pool_strerror_odd_values),
         TU_TEST(test_pool_workers_from_env),
+        TU_TEST(test_pool_workers_from_slurm),
+        TU_TEST(test_pool_raise_str),
         TU_END
     };
     return tu_run("pool", tests, argc, argv);

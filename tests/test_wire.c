@@ -321,6 +321,39 @@ static void test_wire_mutations_never_crash(void)
     rp__wbuf_free(&w);
 }
 
+/* The bytes that align a batch's input are zero, whatever the buffer held: no
+ * stale memory travels (nor is read back as a field when a message is cut). */
+static void test_wire_batch_padding_zeroed(void)
+{
+    double in[5] = { 1, 2, 3, 4, 5 };
+    rp__wbuf w;
+    rp__wbuf_init(&w);
+    void *old = rp__wbuf_grow(&w, 4096); /* a reused buffer full of old bytes */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(old);
+    memset(old, 0xa5, 4096);
+    /* an object name whose length leaves pad bytes before the input */
+    rp__wire_batch m = { .job = 3, .seq = 11, .start = 100, .count = 5, .chunk = 2,
+                         .in_size = sizeof *in, .out_size = 4, .flags = 0 };
+    sample_ref(&m.fn);
+    strcpy(m.fn.object, "/usr/lib/libexample.so.12");
+    CU_ASSERT_EQUAL_FATAL(rp__wire_put_batch(&w, 2, &m, in), RP_OK);
+    /* header, 7 u64 and the flags; the reference (offset, id kind, two lengths,
+     * id, name); then the u32 pad count and the pad bytes, then the input */
+    rp__fnref ref = m.fn;
+    size_t at = RP__WIRE_HDR_SIZE + 7 * 8 + 4 + 8 + 3 * 4 + ref.idlen + strlen(ref.object);
+    uint32_t pad;
+    memcpy(&pad, w.buf + at, 4);
+    CU_ASSERT_EQUAL_FATAL(pad, (8 - (at + 4) % 8) % 8);
+    CU_ASSERT_TRUE_FATAL(pad > 0); /* the sample reference leaves some: tested */
+    CU_ASSERT_EQUAL((at + 4 + pad) % 8, 0);
+    int nonzero = 0;
+    for (size_t k = 0; k < pad; k++)
+        nonzero += w.buf[at + 4 + k] != 0;
+    CU_ASSERT_EQUAL(nonzero, 0);
+    CU_ASSERT_EQUAL(memcmp(w.buf + at + 4 + pad, in, sizeof in), 0);
+    rp__wbuf_free(&w);
+}
+
 static void test_wire_ctl_and_ready(void)
 {
     rp__wbuf w;
@@ -467,6 +500,7 @@ int main(int argc, char **argv)
         TU_TEST(test_wire_header_checks),
         TU_TEST(test_wire_batch_size_mismatch),
         TU_TEST(test_wire_mutations_never_crash),
+        TU_TEST(test_wire_batch_padding_zeroed),
         TU_TEST(test_wire_ctl_and_ready),
         TU_TEST(test_wire_start_up_messages),
         TU_TEST(test_wire_died_round_trip),

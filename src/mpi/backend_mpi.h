@@ -354,7 +354,8 @@ long rp__mpi_recv_ctl(MPI_Comm comm, int src, char **buf, size_t *cap, int *from
 
 /* ---- waiting (init.c) ------------------------------------------------------------
  * How waiting loops share the node's cores, decided once per pool start from the
- * ranks on this node (OMPI_COMM_WORLD_LOCAL_SIZE) and its usable cores. The aim
+ * ranks on this node (rp__local_rank_size: mpirun's or srun's word) and its usable
+ * cores. The aim
  * is at most one spinner per core at any moment:
  * - A serving rank and its worker process wait for each other in turn (a batch
  *   posted, a batch done). Unless there are cores for both (pair_spin), whichever

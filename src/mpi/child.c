@@ -158,8 +158,8 @@ static void child_setup(struct server *sv, struct lworker *lw)
     if (getppid() == 1)
         _exit(0);
     if (sv->hello.flags & RP__HELLO_BIND) {
-        const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-        int base = lr ? atoi(lr) : sv->rank;
+        int base = sv->rank, lsize;
+        rp__local_rank_size(&base, &lsize);
         rp__topo_bind(base * sv->nlocal + lw->local);
     }
 }

@@ -19,8 +19,8 @@ bool rp__mpi_pair_spin = false;
 
 void rp__mpi_decide_yield(bool inproc)
 {
-    const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    int local = ls ? atoi(ls) : 0;
+    int lrank, local = 0; /* 0: the launcher does not say */
+    rp__local_rank_size(&lrank, &local);
     int ncores = rp__topo_ncores();
     rp__mpi_yield_when_idle = local <= 0 || local > ncores;
     rp__mpi_pair_spin = !inproc && local > 0 && 2 * local <= ncores;
