@@ -12,12 +12,17 @@
 
 /* ---- what happens to items ----------------------------------------------------------- */
 
+/* Every count of a job is made here, under plock, so whether this one completes
+ * the job is known before it is made: a waiter that sees its job complete must
+ * find it gone from `unfinished` (it then lets the pool thread rest, see drive). */
 void rp__mpi_count(struct mpi_pool *mp, struct rp__job *job, size_t count)
 {
-    if (rp__job_processed(job, count)) { /* job may be gone now */
+    uint64_t before = atomic_load(&job->processed);
+    if (count > 0 && before < job->n && before + count >= job->n) {
         atomic_fetch_sub(&mp->unfinished, 1);
         mp->job_ended = true;
     }
+    rp__job_processed(job, count); /* the job may be gone after this */
 }
 
 void rp__mpi_fail_items(struct mpi_pool *mp, struct rp__job *job, size_t a, size_t b,
