@@ -34,8 +34,9 @@ struct where {
 
 static bool object_matches(const struct dl_phdr_info *info, const rp__fnref *ref)
 {
-    if (ref->idlen == 0)
-        return strcmp(info->dlpi_name ? info->dlpi_name : "", ref->object) == 0;
+    if (ref->idkind != RP__FNREF_BUILD_ID)
+        return true; /* identified by its contents: fnref.c hashes them; here only
+                        the place of the address is checked */
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_NOTE)
@@ -49,7 +50,7 @@ static bool object_matches(const struct dl_phdr_info *info, const rp__fnref *ref
                 break;
             if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
                 memcmp(name, "GNU", 4) == 0)
-                return nh->n_descsz == ref->idlen && memcmp(desc, ref->build_id, ref->idlen) == 0;
+                return nh->n_descsz == ref->idlen && memcmp(desc, ref->id, ref->idlen) == 0;
             p = desc + ((nh->n_descsz + 3) & ~3u);
         }
     }
