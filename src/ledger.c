@@ -108,20 +108,20 @@ int rp__job_deliver_var(struct rp__job *job, size_t i, const void *data, size_t 
 /* ---- counting and completion --------------------------------------------------------- */
 
 /* Every item is processed. A job with callbacks is finalized on the pool thread
- * (the callback runs there); any other one by whoever waits for it. Nothing may
- * touch r after the done word is set: a waiter may free it at once. */
+ * (the callback runs there); any other one by whoever waits for it. A waiter may
+ * see the done word set and free r before rp__done_set has read its sleepers, so
+ * r is held until the word is set and its sleepers are woken. */
 static void complete(rp_result_t *r)
 {
     struct rp__job *job = &r->job;
+    rp__result_hold(r);
     pthread_mutex_lock(&r->lock);
     pthread_cond_broadcast(&r->cond); /* an iterator waiting for arrivals */
     pthread_mutex_unlock(&r->lock);
-    if (job->flags & RP__JOB_NOTIFY) {
-        rp__done_set(atomic_load(&job->done));
-        rp__pool_notify(r->pool, r); /* the result is READY only after its callback */
-        return;
-    }
     rp__done_set(atomic_load(&job->done));
+    if (job->flags & RP__JOB_NOTIFY)
+        rp__pool_notify(r->pool, r); /* the result is READY only after its callback */
+    rp__result_release(r);
 }
 
 bool rp__job_processed(struct rp__job *job, size_t count)

@@ -51,6 +51,10 @@ static inline uint64_t rp__sched_len(const rp__sched_conf *c, uint64_t remaining
 {
     if (remaining == 0)
         return 0;
+    if (chunksize && !group) { /* the common fixed case: no target to compute */
+        uint64_t len = budget && budget < chunksize ? budget : chunksize;
+        return len < remaining ? len : remaining;
+    }
     uint64_t div = 2 * (uint64_t)(workers ? workers : 1) * (depth ? depth : 1);
     uint64_t target = remaining / div + (remaining % div != 0);
     if (item_s > 0 && c->min_s > 0) {
@@ -210,6 +214,11 @@ void rp__sched_worker_back(rp__sched *s, uint32_t w);
 
 /* Jobs with unclaimed items? */
 static inline bool rp__sched_has_work(const rp__sched *s) { return s->nheap > 0; }
+/* The oldest job with unclaimed items, or NULL. */
+static inline rp__sjob *rp__sched_first(const rp__sched *s)
+{
+    return s->nheap ? s->heap[0] : NULL;
+}
 /* Expected seconds of a job's next batch (0: item cost unknown). */
 double rp__sched_batch_seconds(const rp__sched *s, const rp__sjob *j);
 

@@ -78,8 +78,8 @@ static void fail_withdrawn(void *arg, uint64_t a, uint64_t b)
 
 void rp__mpi_fail_unclaimed(struct mpi_pool *mp, int code, const char *msg)
 {
-    while (rp__sched_has_work(&mp->sched)) {
-        struct rp__job *job = rp__mpi_job_of(mp->sched.heap[0]);
+    for (rp__sjob *first; (first = rp__sched_first(&mp->sched));) {
+        struct rp__job *job = rp__mpi_job_of(first);
         struct withdrawn w = { job, code, msg, 0 };
         rp__sched_withdraw(&mp->sched, &job->sched, fail_withdrawn, &w);
         rp__mpi_count(mp, job, w.count);
