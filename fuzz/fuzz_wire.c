@@ -1,8 +1,8 @@
 /* libFuzzer target: the mpi backend's message decoders (src/wire.c) on arbitrary
- * bytes, applied as backend_mpi.c applies them to what it receives from another
- * rank: rp__wire_open, then by kind rp__wire_get_hello, _get_ready, _get_batch,
- * _get_result followed by every record (rp__wire_next_record, hence the error
- * records' decoder), or _get_ctl. Besides crashes (ASan, UBSan), it checks what a
+ * bytes, applied as the mpi backend (src/mpi/) applies them to what it receives
+ * from another rank: rp__wire_open, then by kind rp__wire_get_hello, _get_ready,
+ * _get_batch, _get_result followed by every record (rp__wire_next_record, hence
+ * the error records' decoder), _get_died, or _get_ctl. Besides crashes (ASan, UBSan), it checks what a
  * decoder that accepts a message promises: every pointer it returns lies inside
  * the message with the length it says, strings are terminated, failure records
  * carry failure codes, and a decoded message encodes back to one that decodes to
@@ -181,6 +181,24 @@ static void result(rp__rbuf *r, const rp__wire_hdr *h)
     records(m.records, m.rec_bytes);
 }
 
+static void died(rp__rbuf *r, const rp__wire_hdr *h)
+{
+    rp__wire_died m;
+    if (rp__wire_get_died(r, &m) != RP_OK)
+        return;
+    rp__wbuf w;
+    rp__wbuf_init(&w);
+    CHECK(rp__wire_put_died(&w, h->worker, h->flags, &m) == RP_OK);
+    rp__wire_hdr h2;
+    rp__rbuf rr;
+    rp__wire_died g;
+    reopen(&w, RP__MSG_DIED, &h2, &rr);
+    CHECK(rp__wire_get_died(&rr, &g) == RP_OK && h2.flags == h->flags);
+    CHECK(g.job == m.job && g.seq == m.seq && g.index == m.index && g.status == m.status &&
+          g.pid == m.pid);
+    rp__wbuf_free(&w);
+}
+
 static void ctl(rp__rbuf *r, const rp__wire_hdr *h)
 {
     int32_t status;
@@ -229,6 +247,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case RP__MSG_READY: ready(&r, h.worker); break;
         case RP__MSG_BATCH: batch(&r, &h); break;
         case RP__MSG_RESULT: result(&r, &h); break;
+        case RP__MSG_DIED: died(&r, &h); break;
         default: ctl(&r, &h);
         }
     }

@@ -37,8 +37,9 @@ static void sample_ref(rp__fnref *ref, int with_id, const char *object)
 {
     memset(ref, 0, sizeof *ref);
     ref->offset = 0x11e9;
+    /* a GNU build-id, or the contents hash of an object linked without one */
     ref->idkind = with_id ? RP__FNREF_BUILD_ID : RP__FNREF_CONTENTS;
-    ref->idlen = with_id ? 20 : 16;
+    ref->idlen = with_id ? 20 : RP__FNREF_HASHLEN;
     for (uint32_t i = 0; i < ref->idlen; i++)
         ref->id[i] = (uint8_t)(0x3c + 7 * i);
     snprintf(ref->object, sizeof ref->object, "%s", object);
@@ -139,15 +140,29 @@ static void wire(void)
     result("result-var", 0, 1, 3, 6, 0);
     result("result-empty", 1, 0, 0, 1, 0);
     {
-        /* a whole batch failed: one record (backend flag ALLFAIL = 2) */
+        /* a whole batch failed: one record */
         char b[512];
         rp_error_t e;
         error(&e, RP_EFNREF, 100, "rank 1 on node1: function +0x11e9: no such object");
         size_t at = RP__RESULT_FIXED + rp__wire_error_write(b + RP__RESULT_FIXED, &e);
         rp__wire_result m = { .job = 3, .seq = 6, .start = 100, .count = 6, .nrec = 1,
                               .rec_bytes = at - RP__RESULT_FIXED };
-        rp__wire_result_write(b, 1, 2, &m, at);
+        rp__wire_result_write(b, 1, RP__RESULT_ALLFAIL, &m, at);
         save("result-allfail", b, at, 1);
+        /* a gone worker's batch handed back: no records, no outputs */
+        rp__wire_result r = { .job = 3, .seq = 7, .start = 106, .count = 9 };
+        rp__wire_result_write(b, 1, RP__RESULT_RETURNED | RP__RESULT_GONE, &r,
+                              RP__RESULT_FIXED);
+        save("result-returned", b, RP__RESULT_FIXED, 1);
+    }
+    {
+        /* a worker process died running item 37 (SIGSEGV), and one between items */
+        rp__wire_died d = { .job = 4, .seq = 2, .index = 37, .status = 11, .pid = 4242 };
+        rp__wire_put_died(&w, 1, 0, &d);
+        save("died-running", w.buf, w.len, 1);
+        d.index = 40;
+        rp__wire_put_died(&w, 1, RP__DIED_IDLE, &d);
+        save("died-idle", w.buf, w.len, 1);
     }
 
     static const struct { unsigned kind; const char *name; int32_t status; } ctls[] = {

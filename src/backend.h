@@ -1,44 +1,64 @@
-/* The contract between the core (pool.c, result.c, iter.c) and a backend
- * (backend_local.c, backend_mpi.c). The core knows nothing of fork or MPI; a
- * backend knows nothing of AsyncResult semantics (callbacks, ordering of errors,
- * readiness): it runs jobs and reports items.
+/* The contract between the core and a backend.
  *
- * Threads. The core calls submit/wait/done/finish/arrivals from any user thread,
- * several at once; a backend protects its own state. Each backend owns one thread
- * of its own in the master (the "pool thread"), on which it calls rp__job_done()
- * for jobs flagged RP__JOB_NOTIFY: callbacks run there, as in Python.
- */
+ * The core decides, a backend moves bytes. The core (pool.c, result.c, ledger.c,
+ * iter.c, varout.c, scheduler.c) owns every decision about a job: which items go
+ * next and where (scheduler.h), what an item's outcome means, when a job is
+ * complete, where outputs land, what a dead worker's items become, callbacks,
+ * cancellation. A backend starts and stops workers, moves inputs and outputs
+ * between processes, and reports what happened with the rp__job_* calls below.
+ *
+ * Threads. The core calls the ops from any user thread, several at once; a
+ * backend protects its own state. Each backend owns one thread in the master
+ * (the "pool thread"): it calls rp__pool_service() whenever ops->kick() asked it
+ * to, which runs callbacks there, as Python does.
+ *
+ * Ops that may be NULL say so. */
 #ifndef RP_BACKEND_H
 #define RP_BACKEND_H
 
+#include "futex.h"
 #include "internal.h"
+#include "scheduler.h"
 
 enum {
     RP__JOB_VAR    = 1u << 0, /* variable-size outputs: out_size is sizeof(rp__varslot) */
-    RP__JOB_TRACK  = 1u << 1, /* imap: the core consumes items through arrivals() */
-    RP__JOB_NOTIFY = 1u << 2, /* has callbacks: the backend's own thread must call
-                                 rp__job_done() once every item is processed */
+    RP__JOB_TRACK  = 1u << 1, /* imap: the core hands items out as they arrive */
+    RP__JOB_NOTIFY = 1u << 2, /* has callbacks: completed on the pool thread */
 };
 
-/* One map/apply/imap call, as the backend sees it. Owned by its rp_result; valid
- * from submit() until finish() returns. */
+/* A job's completion word. Shareable by processes (no pointers): a backend whose
+ * workers count in shared memory points job->done into it, so the worker that
+ * completes a job wakes its waiters itself. word: 0 pending, 1 complete; waiters
+ * sleep on it with a futex after counting themselves in sleepers. */
+typedef struct rp__done {
+    _Atomic uint32_t word;
+    _Atomic uint32_t sleepers;
+} rp__done;
+
+/* One map/apply/imap call. Owned by its rp_result; valid from submit() until
+ * release() returns. */
 struct rp__job {
-    uint64_t    id;        /* unique within the pool, increasing */
+    uint64_t    id;        /* unique within the pool, increasing: older is lower */
     rp_task_fn  fn;
     const char *in;        /* n items of in_size bytes (the caller's memory) */
     size_t      in_size;
     char       *out;       /* n items of out_size bytes, or NULL when out_size is 0 */
     size_t      out_size;
     size_t      n;
-    size_t      chunksize; /* 0 = automatic (rp__sched_*) */
+    size_t      chunksize; /* 0 = automatic */
     unsigned    flags;     /* RP__JOB_* */
-    rp_result_t *result;   /* the core's handle; backends pass it back untouched */
+    rp_result_t *result;   /* the core's handle */
     void       *bdata;     /* the backend's per-job state */
+    /* The completion word waiters sleep on: &own_done unless the backend moves it
+     * (rp__job_move_done). Read with rp__job_done_word(). */
+    _Atomic(rp__done *) done;
+    rp__done    own_done;
+    _Atomic uint64_t processed; /* items counted with rp__job_processed */
+    rp__sjob    sched;     /* the scheduler's part (dispatching backends) */
 };
 
-/* Variable-size outputs: the fixed-size slot of each item of an RP__JOB_VAR job,
- * as finish()/arrivals() must leave it in job->out. data is malloc'd in the master
- * (the core frees it) or NULL with size 0 for an item that set no output. */
+/* Variable-size outputs: the slot of each item of an RP__JOB_VAR job in job->out.
+ * data is malloc'd by the core (rp__job_deliver_var) or NULL with size 0. */
 typedef struct rp__varslot {
     void  *data;
     size_t size;
@@ -50,36 +70,35 @@ struct rp__backend_ops {
      * other than the master it serves tasks until the master is done, then returns
      * RP_OK with pool->is_master false. On failure fills *err and cleans up. */
     int  (*start)(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *err);
-    /* Makes a job runnable and returns at once. From now until finish() the backend
-     * owns job->in and job->out. */
+    /* Takes a job: its items may run from now on. The backend owns job->in and
+     * job->out until release(). A job of 0 items is never submitted. */
     int  (*submit)(rp_pool_t *pool, struct rp__job *job);
-    /* Blocks until every item of job is processed (succeeded, failed, canceled),
-     * or timeout seconds (RP_FOREVER: no limit). RP_OK or RP_ETIMEDOUT. Must not
-     * burn a core for long: spin briefly, then sleep. */
-    int  (*wait)(rp_pool_t *pool, struct rp__job *job, double timeout);
-    /* Non-blocking: is every item of job processed? */
-    bool (*done)(rp_pool_t *pool, struct rp__job *job);
-    /* Non-blocking: how many items of job are processed so far (failed included). */
+    /* May be NULL. Moves the backend's messages on the calling thread until job is
+     * complete or `until` (absolute, rp__now()) passes: a thread waiting for a
+     * short job gets its result without a hand-off to the pool thread. */
+    void (*drive)(rp_pool_t *pool, struct rp__job *job, double until);
+    /* May be NULL (the backend delivers as items arrive). Delivers (rp__job_deliver,
+     * rp__job_fail) what has arrived of job and not been delivered; `final`: the job
+     * is complete, deliver everything. When nothing arrived and !final, waits up to
+     * `timeout` seconds for something to (RP__JOB_TRACK). */
+    void (*collect)(rp_pool_t *pool, struct rp__job *job, bool final, double timeout);
+    /* May be NULL. Items of job processed so far that the backend has not counted
+     * with rp__job_processed (a backend counting in shared memory). */
     size_t (*progress)(rp_pool_t *pool, struct rp__job *job);
-    /* Called exactly once per job, after done() is true (or from rp__job_done):
-     * every output not yet delivered is now copied to job->out, every failure not
-     * yet reported is reported with rp__job_fail*(), the job's resources are freed.
-     * For RP__JOB_TRACK jobs, items already returned by arrivals() are not again. */
-    void (*finish)(rp_pool_t *pool, struct rp__job *job);
-    /* RP__JOB_TRACK only: waits up to timeout for items processed since the last
-     * call and returns how many (at most max) indexes it put in idx[]. Before it
-     * returns, their outputs are in job->out and their failures were reported.
-     * 0 means none within timeout (or all were already returned). */
-    size_t (*arrivals)(rp_pool_t *pool, struct rp__job *job, size_t *idx, size_t max,
-                       double timeout);
-    /* No more submits will come; running and queued jobs go on. */
+    /* The job is complete and collected: free the backend's per-job state. Called
+     * exactly once per submitted job. */
+    void (*release)(rp_pool_t *pool, struct rp__job *job);
+    /* Wakes the pool thread, which then calls rp__pool_service(). Any thread. */
+    void (*kick)(rp_pool_t *pool);
+    /* May be NULL. No more submits will come; running and queued jobs go on. */
     int  (*close)(rp_pool_t *pool);
-    /* After close and after every job was finished: stops the workers and waits
-     * for them to exit (and, for mpi, releases the serving ranks). */
+    /* After close and after every job was released: stops the workers, waits for
+     * them to exit (and, for mpi, releases the serving ranks). */
     int  (*join)(rp_pool_t *pool);
-    /* Stops the workers now. Every unfinished job becomes done: its unprocessed
-     * items are reported with code RP_ECANCELED (rp__job_fail_range), NOTIFY jobs
-     * get their rp__job_done() call. Returns once no worker runs a task. */
+    /* Stops the workers now, whatever state they are in, and returns promptly.
+     * Every unprocessed item of every submitted job is then reported: those a
+     * worker held with rp__job_worker_died (the core cancels them, the pool being
+     * terminated), the unclaimed ones with rp__job_cancel. */
     int  (*terminate)(rp_pool_t *pool);
     /* Frees everything the backend holds; the workers are gone by now. */
     void (*destroy)(rp_pool_t *pool);
@@ -89,17 +108,86 @@ struct rp__backend_ops {
 };
 
 extern const struct rp__backend_ops rp__backend_local;
+#if RP_HAVE_MPI
 extern const struct rp__backend_ops rp__backend_mpi;
+#endif
 
-/* ---- what a backend calls in the core (result.c) ---------------------------- */
+/* ---- what a backend calls in the core (ledger.c) --------------------------------
+ * Any thread unless said otherwise. For one job, deliveries and failures of
+ * disjoint items may be reported concurrently. */
 
-/* Records the failure of one item (e->index). Thread-safe; any thread. */
+/* Outputs of items [a, b) are at src: (b - a) * out_size bytes, copied to the
+ * caller's buffer (nothing to copy when src is already there). Records the
+ * items' arrival for an iterator. Does not count them (rp__job_processed). */
+void rp__job_deliver(struct rp__job *job, size_t a, size_t b, const void *src);
+/* RP__JOB_VAR: item i's output is size bytes at data (copied; a second call for
+ * the same item replaces the first). RP_OK or RP_ENOMEM (then the item fails). */
+int  rp__job_deliver_var(struct rp__job *job, size_t i, const void *data, size_t size);
+/* Records the failure of one item (e->index). */
 void rp__job_fail(struct rp__job *job, const rp_error_t *e);
-/* Records the same failure for items [start, start+count) (e.g. RP_ECANCELED);
- * e->index is ignored. Stored compactly: no per-item memory. */
+/* Records the same failure for items [start, start + count); e->index is ignored.
+ * Stored compactly: no per-item memory. */
 void rp__job_fail_range(struct rp__job *job, size_t start, size_t count, const rp_error_t *e);
-/* RP__JOB_NOTIFY jobs: every item is processed. Called once, on the backend's own
- * thread; the core calls finish(), then the callback, then wakes the waiters. */
-void rp__job_done(struct rp__job *job);
+/* Items [a, b) will never run: the pool was terminated (or the job canceled).
+ * The core records why and counts them when counted is true. */
+void rp__job_cancel(struct rp__job *job, size_t a, size_t b, bool count);
+/* count more items are processed (their outputs delivered, their failures
+ * recorded). The call that counts the last one completes the job: the done word
+ * is set and waiters wake; for an RP__JOB_NOTIFY job the pool thread is kicked
+ * to run the callback. \return true when this call completed the job. */
+bool rp__job_processed(struct rp__job *job, size_t count);
+/* A backend that counts in shared memory set the job's done word itself (with
+ * rp__done_set): called on the pool thread for RP__JOB_NOTIFY jobs, it finalizes
+ * the job and runs its callback. */
+void rp__job_completed(struct rp__job *job);
+
+/* How a worker ended, as a backend knows it. */
+typedef struct rp__death {
+    int         worker;    /* the pool's worker number */
+    int         pid;       /* its process, 0 if unknown */
+    int         status;    /* waitpid() status, or -1 if unknown (e.g. its rank is lost) */
+    const char *host;
+    int         rank;      /* mpi: the rank that hosted it, else -1 */
+    const char *why;       /* NULL, or what the backend knows beyond the status */
+} rp__death;
+
+/* The dead-worker policy, the same for every backend. Worker d->worker died
+ * while it held items [a, b) of job and ran item `running` (a <= running <= b;
+ * b means between items: nothing was running); items [a, running) are done and
+ * were delivered and counted by the caller. The core fails `running` with
+ * RP_EWORKER (its signal or exit status in the error), or cancels [running, b)
+ * when the pool is terminating, and returns in *ra, *rb the items that must run
+ * again on other workers: the caller puts them back (rp__sched_putback, or its
+ * own claim ranges). `running` is counted when `count` is true. */
+void rp__job_worker_died(struct rp__job *job, const rp__death *d, size_t a, size_t running,
+                         size_t b, bool count, size_t *ra, size_t *rb);
+/* "killed by signal 11 (Segmentation fault)" or "exited with status 3". */
+void rp__describe_status(char *buf, size_t len, int status);
+
+/* Moves a job's done word (to shared memory): waiters sleeping on the old one
+ * wake and sleep on the new one. The new word must be pending. */
+void rp__job_move_done(struct rp__job *job, rp__done *d);
+
+/* ---- the completion word (inline: worker processes use it too) ------------------ */
+
+static inline bool rp__done_is(const rp__done *d)
+{
+    return atomic_load_explicit(&((rp__done *)d)->word, memory_order_acquire) != 0;
+}
+
+/* Completes d and wakes whoever sleeps on it. \return true for the one call
+ * that completed it. */
+static inline bool rp__done_set(rp__done *d)
+{
+    uint32_t zero = 0;
+    if (!atomic_compare_exchange_strong(&d->word, &zero, 1))
+        return false;
+    if (atomic_load(&d->sleepers) > 0)
+        rp__futex_wake(&d->word, INT_MAX);
+    return true;
+}
+
+/* Pool thread: runs the callbacks of completed RP__JOB_NOTIFY jobs. */
+void rp__pool_service(rp_pool_t *pool);
 
 #endif /* RP_BACKEND_H */

@@ -14,10 +14,8 @@
  * dl_iterate_phdr takes the loader's lock and walks every object, so both
  * directions keep a small cache (the same few tasks are sent again and again), and
  * an object's contents hash is computed once per process. */
-#define _GNU_SOURCE 1
+#include "internal.h" /* first: config.h */
 #include "fnref.h"
-
-#include "internal.h"
 
 #include <elf.h>
 #include <fcntl.h>

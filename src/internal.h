@@ -3,6 +3,8 @@
 #ifndef RP_INTERNAL_H
 #define RP_INTERNAL_H
 
+#include "config.h" /* first: _GNU_SOURCE and RP_HAVE_MPI */
+
 #define RP_BUILDING 1
 #include "rankpool.h"
 
@@ -39,6 +41,13 @@ enum { RP__POOL_OPEN, RP__POOL_CLOSED, RP__POOL_TERMINATED, RP__POOL_JOINED };
 /* Checks a pool handle for the calls that submit or control work: NULL, a
  * non-master rank, use from a forked child. RP_OK or the code to return. */
 int rp__pool_check(const rp_pool_t *pool);
+
+/* The worker count from $RP_WORKERS (rankpool-run -n N): *workers is left alone
+ * when it is unset; RP_EINVAL when it is not a whole number from 1 to 4096. */
+int rp__env_workers(int *workers);
+/* The local default when neither opts.workers nor $RP_WORKERS gives one: the
+ * cores this process may use, but no more than $SLURM_CPUS_PER_TASK. */
+int rp__default_workers(void);
 
 /* Creates a pool on the given backend (rp_pool_create_ex after choosing one);
  * lets tests run the core on a backend of their own. */
@@ -82,26 +91,6 @@ int rp__worker_init(rp_ctx_t *ctx, rp_init_fn fn, const void *arg, rp_error_t *e
 /* Fills e for a failure of item index with code and message (printf-style). */
 void rp__error_set(rp_error_t *e, int code, size_t index, int worker, const char *host,
                    const char *fmt, ...) RP_PRINTF(6, 7);
-
-/* ---- the scheduler (scheduler.c) ---------------------------------------------- */
-
-/* Hands out consecutive chunks of [0, n). Lock-free: several threads or processes
- * (the struct may live in shared memory) may claim at once. No malloc, no syscalls. */
-typedef struct rp__sched {
-    _Atomic uint64_t next;      /* first item not yet claimed */
-    uint64_t         n;
-    uint64_t         chunksize; /* fixed size, or 0 for automatic */
-    uint32_t         nworkers;
-} rp__sched_t;
-
-void rp__sched_init(rp__sched_t *s, size_t n, size_t chunksize, int nworkers);
-/* Claims the next chunk, at most limit items (0 = no limit). \return its length,
- * 0 when nothing is left; its first item in *start. */
-size_t rp__sched_claim(rp__sched_t *s, size_t limit, size_t *start);
-/* The automatic chunk length for `remaining` unclaimed items out of n. */
-size_t rp__sched_auto(size_t n, size_t remaining, int nworkers);
-/* How many items are not yet claimed. */
-size_t rp__sched_remaining(const rp__sched_t *s);
 
 /* ---- small helpers (util.c) ---------------------------------------------------- */
 

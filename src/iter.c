@@ -100,14 +100,18 @@ static int yield(rp_iter_t *it, size_t i, size_t *index, void *out_item, rp_erro
     return RP_OK;
 }
 
-/* Waits up to `timeout` for more items: collects arrivals, or notices the result
+/* Waits up to `timeout` for more items: takes arrivals, or notices the result
  * became ready. \return true if something changed. */
 static bool pull(rp_iter_t *it, double timeout)
 {
     size_t batch[ARRIVALS_BATCH];
     size_t *dst = it->ordered ? batch : it->queue + it->qtail;
     size_t max = it->ordered ? ARRIVALS_BATCH : it->n - it->qtail;
-    size_t got = max ? rp__result_arrivals(it->r, dst, max, timeout) : 0;
+    size_t got = max ? rp__result_take_arrivals(it->r, dst, max) : 0;
+    if (got == 0 && max > 0 && !is_ready(it)) {
+        rp__result_await_arrival(it->r, timeout);
+        got = rp__result_take_arrivals(it->r, dst, max);
+    }
     for (size_t k = 0; k < got; k++)
         if (dst[k] < it->n)
             it->seen[dst[k]] = 1;
@@ -115,8 +119,8 @@ static bool pull(rp_iter_t *it, double timeout)
         it->qtail += got;
     if (got > 0)
         return true;
-    /* Nothing arrived: the job may be complete (every item may have gone through
-     * finish() instead, e.g. finalized by a join in another thread). */
+    /* Nothing arrived: the job may be complete (its last items delivered at
+     * finalization, e.g. by a join in another thread). */
     if (atomic_load(&it->r->state) == RP__RES_FINALIZING)
         rp__result_wait(it->r, timeout);
     else

@@ -21,6 +21,10 @@ struct pool_core {
     int             submitting; /* submits between state check and ops->submit,
                                    under pub.lock */
     bool            backend_joined;
+    _Atomic bool    terminating;
+    /* Complete RP__JOB_NOTIFY jobs waiting for the pool thread (FIFO). */
+    pthread_mutex_t nlock;
+    rp_result_t    *nhead, *ntail;
 };
 
 static struct pool_core *core_of(rp_pool_t *pool)
@@ -30,12 +34,18 @@ static struct pool_core *core_of(rp_pool_t *pool)
 
 /* ---- choosing a backend -------------------------------------------------------- */
 
+static const struct rp__backend_ops *const backends[] = {
+    &rp__backend_local,
+#if RP_HAVE_MPI
+    &rp__backend_mpi,
+#endif
+};
+
 static const struct rp__backend_ops *backend_named(const char *name)
 {
-    if (strcmp(name, "local") == 0)
-        return &rp__backend_local;
-    if (strcmp(name, "mpi") == 0)
-        return &rp__backend_mpi;
+    for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
+        if (strcmp(name, backends[i]->name) == 0)
+            return backends[i];
     return NULL;
 }
 
@@ -55,10 +65,10 @@ static bool under_mpi_launcher(void)
            getenv("SLURM_STEP_ID");
 }
 
-/* The local default worker count from $RP_WORKERS (set by rankpool-run -n N):
+/* The default worker count from $RP_WORKERS (set by rankpool-run -n N):
  * *workers is left 0 when it is unset, RP_EINVAL when it is not a count. */
 #define RP__MAX_ENV_WORKERS 4096
-static int env_workers(int *workers)
+int rp__env_workers(int *workers)
 {
     const char *v = getenv("RP_WORKERS");
     if (!v || !*v)
@@ -75,7 +85,7 @@ static int env_workers(int *workers)
 /* The local default worker count when neither opts.workers nor RP_WORKERS gives
  * one: the cores this process may use, but no more than a Slurm task's CPUs
  * (SLURM_CPUS_PER_TASK: without Slurm's task binding, hwloc sees the whole node). */
-static int default_workers(void)
+int rp__default_workers(void)
 {
     int n = rp__topo_ncores();
     const char *v = getenv("SLURM_CPUS_PER_TASK");
@@ -97,7 +107,7 @@ static int choose_backend(const char *name, const struct rp__backend_ops **ops)
             name = under_mpi_launcher() ? "mpi" : "local";
     }
     *ops = backend_named(name);
-    return *ops ? RP_OK : RP_EINVAL;
+    return *ops ? RP_OK : RP_EBACKEND;
 }
 
 /* This process's id, without a system call on every submit: refreshed in the
@@ -133,6 +143,7 @@ static void set_err(rp_error_t *err, int code, const char *msg)
 static void pool_destroy(struct pool_core *c)
 {
     pthread_mutex_destroy(&c->ctl);
+    pthread_mutex_destroy(&c->nlock);
     pthread_mutex_destroy(&c->pub.lock);
     pthread_cond_destroy(&c->pub.idle);
     free(c->pub.initarg_copy);
@@ -164,6 +175,8 @@ int rp__pool_create_ops(rp_pool_t **pool, const rp_pool_opts_t *opts,
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->idle, NULL);
     pthread_mutex_init(&c->ctl, NULL);
+    pthread_mutex_init(&c->nlock, NULL);
+    atomic_init(&c->terminating, false);
     if (o.initarg_size > 0 && !(ops->initarg_max && o.initarg_size > ops->initarg_max)) {
         p->initarg_copy = malloc(o.initarg_size);
         if (!p->initarg_copy) {
@@ -175,16 +188,6 @@ int rp__pool_create_ops(rp_pool_t **pool, const rp_pool_opts_t *opts,
         o.initarg = p->initarg_copy;
     }
     o.backend = ops->name;
-    if (o.workers == 0 && strcmp(ops->name, "local") == 0) {
-        int rc = env_workers(&o.workers);
-        if (rc != RP_OK) {
-            pool_destroy(c);
-            set_err(err, rc, "RP_WORKERS must be a whole number from 1 to 4096");
-            return rc;
-        }
-        if (o.workers == 0)
-            o.workers = default_workers();
-    }
     p->ops = ops;
     p->opts = o;
     p->owner_pid = current_pid();
@@ -219,8 +222,15 @@ int rp_pool_create_ex(rp_pool_t **pool, const rp_pool_opts_t *opts, rp_error_t *
     *pool = NULL;
     const struct rp__backend_ops *ops;
     if (choose_backend(opts ? opts->backend : NULL, &ops) != RP_OK) {
-        set_err(err, RP_EINVAL, "unknown backend (expected \"local\" or \"mpi\")");
-        return RP_EINVAL;
+        set_err(err, RP_EBACKEND,
+#if RP_HAVE_MPI
+                "unknown backend (expected \"local\" or \"mpi\")"
+#else
+                "unknown or unavailable backend (this build has \"local\" only: "
+                "rankpool was configured --without-mpi)"
+#endif
+        );
+        return RP_EBACKEND;
     }
     return rp__pool_create_ops(pool, opts, ops, err);
 }
@@ -304,6 +314,43 @@ void rp__pool_unlink(rp_pool_t *pool, rp_result_t *r)
     pthread_mutex_unlock(&pool->lock);
 }
 
+void rp__pool_notify(rp_pool_t *pool, rp_result_t *r)
+{
+    struct pool_core *c = core_of(pool);
+    pthread_mutex_lock(&c->nlock);
+    r->nnext = NULL;
+    if (c->ntail)
+        c->ntail->nnext = r;
+    else
+        c->nhead = r;
+    c->ntail = r;
+    pthread_mutex_unlock(&c->nlock);
+    pool->ops->kick(pool);
+}
+
+void rp__pool_service(rp_pool_t *pool)
+{
+    struct pool_core *c = core_of(pool);
+    for (;;) {
+        pthread_mutex_lock(&c->nlock);
+        rp_result_t *r = c->nhead;
+        if (r) {
+            c->nhead = r->nnext;
+            if (!c->nhead)
+                c->ntail = NULL;
+        }
+        pthread_mutex_unlock(&c->nlock);
+        if (!r)
+            return;
+        rp__result_finalize(r);
+    }
+}
+
+bool rp__pool_terminating(const rp_pool_t *pool)
+{
+    return pool && atomic_load(&core_of((rp_pool_t *)pool)->terminating);
+}
+
 /* Under pool->lock: waits until no submit is between its check and ops->submit. */
 static void wait_submits_locked(rp_pool_t *pool)
 {
@@ -347,8 +394,12 @@ static int stop_pool(rp_pool_t *pool, int to)
         wait_submits_locked(pool);
     }
     pthread_mutex_unlock(&pool->lock);
-    if (first)
-        rc = to == RP__POOL_CLOSED ? pool->ops->close(pool) : pool->ops->terminate(pool);
+    if (first && to == RP__POOL_TERMINATED) {
+        atomic_store(&c->terminating, true);
+        rc = pool->ops->terminate(pool);
+    } else if (first && pool->ops->close) {
+        rc = pool->ops->close(pool);
+    }
     pthread_mutex_unlock(&c->ctl);
     return rc;
 }
@@ -382,6 +433,7 @@ int rp_pool_join(rp_pool_t *pool)
     pthread_mutex_lock(&c->ctl);
     if (!c->backend_joined) {
         rc = pool->ops->join(pool);
+        rp__pool_service(pool); /* callbacks of jobs completed as the thread stopped */
         c->backend_joined = true;
         pthread_mutex_lock(&pool->lock);
         pool->state = RP__POOL_JOINED;

@@ -1,19 +1,26 @@
 /* AsyncResult: state, waiting, failures sorted by index, callbacks, readiness.
  *
  * Life cycle (doc/internals.md): a result is created and linked into pool->live,
- * its job submitted to the backend. It is *finalized* exactly once: ops->finish(),
- * failures sorted, the callback run (NOTIFY jobs), unlinked from the pool, marked
- * READY, waiters woken. Jobs without callbacks are finalized lazily by the first
- * thread that sees ops->done(); NOTIFY jobs by the backend's thread through
- * rp__job_done(). A READY result never touches the pool again, so it outlives
- * rp_pool_free.
+ * its job submitted to the backend. It is *finalized* exactly once: the backend
+ * collects what it has not delivered yet (ops->collect) and releases the job,
+ * failures are sorted, the callback runs (NOTIFY jobs), the result is unlinked
+ * from the pool, marked READY, and waiters wake. Jobs without callbacks are
+ * finalized lazily by the first thread that sees the job's done word set; NOTIFY
+ * jobs on the pool thread (rp__pool_service). A READY result never touches the
+ * pool again, so it outlives rp_pool_free.
  *
- * The ops gate: threads calling ops->wait/done/progress/arrivals count themselves
- * in `opsbusy`; the finalizer sets FINALIZING, then waits for `opsbusy` to drain
- * before ops->finish(), so no backend call ever sees a finished job. */
+ * Waiting: a thread spins briefly on the done word (or lets the backend move its
+ * messages, ops->drive), then sleeps on it with a futex. The word may live in
+ * memory the backend shares with its workers (rp__job_move_done).
+ *
+ * The ops gate: threads calling ops->drive/collect/progress count themselves in
+ * `opsbusy`; the finalizer sets FINALIZING, then waits for `opsbusy` to drain
+ * before it releases the job, so no backend call ever sees a released job. */
 #include "result.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,8 +215,11 @@ static void finalize(rp_result_t *r)
         sched_yield();
 
     rp_pool_t *pool = r->pool;
-    if (r->submitted)
-        pool->ops->finish(pool, &r->job);
+    if (r->submitted) {
+        if (pool->ops->collect)
+            pool->ops->collect(pool, &r->job, true, 0);
+        pool->ops->release(pool, &r->job);
+    }
 
     pthread_mutex_lock(&r->lock);
     sort_fails(r);
@@ -254,10 +264,9 @@ static void finalize(rp_result_t *r)
         rp__result_release(r);
 }
 
-void rp__job_done(struct rp__job *job)
+void rp__result_finalize(rp_result_t *r)
 {
-    if (job)
-        finalize(job_result(job));
+    finalize(r);
 }
 
 /* ---- creation ------------------------------------------------------------------ */
@@ -274,6 +283,7 @@ static void destroy(rp_result_t *r)
             free(r->memo_val[k]);
     free(r->memo_key);
     free(r->memo_val);
+    free(r->arr.v);
     free(r);
 }
 
@@ -309,6 +319,8 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
     r->job.chunksize = r->opts.chunksize;
     r->job.flags = flags;
     r->job.result = r;
+    atomic_init(&r->job.done, &r->job.own_done);
+    atomic_init(&r->job.processed, 0);
 
     int rc = rp__pool_enter_submit(pool, r);
     if (rc != RP_OK) {
@@ -394,6 +406,44 @@ static int wait_cond(rp_result_t *r, double timeout)
     return rc;
 }
 
+#define SPIN_SECONDS 50e-6 /* a futex wake costs ~40 us: spin a little first */
+
+static bool job_done(const rp_result_t *r)
+{
+    return rp__done_is(atomic_load(&((rp_result_t *)r)->job.done));
+}
+
+/* Waits until the job's done word is set, or the deadline. First briefly on the
+ * CPU (letting the backend drive its messages when it can), then asleep. */
+static int wait_done(rp_result_t *r, double deadline)
+{
+    struct rp__job *job = &r->job;
+    rp_pool_t *pool = r->pool;
+    double now = rp__now(), spin_until = fmin(deadline, now + SPIN_SECONDS);
+    if (pool->ops->drive) {
+        pool->ops->drive(pool, job, deadline);
+    } else {
+        for (unsigned i = 1; !job_done(r); i++) {
+            rp__cpu_relax();
+            if ((i & 63) == 0 && rp__now() >= spin_until)
+                break;
+        }
+    }
+    for (;;) {
+        rp__done *d = atomic_load(&job->done);
+        if (rp__done_is(d))
+            return RP_OK;
+        now = rp__now();
+        if (now >= deadline)
+            return RP_ETIMEDOUT;
+        atomic_fetch_add(&d->sleepers, 1);
+        /* the word may have moved (rp__job_move_done) before we were counted */
+        if (!rp__done_is(d) && atomic_load(&job->done) == d)
+            rp__futex_wait(&d->word, 0, isinf(deadline) ? -1.0 : deadline - now);
+        atomic_fetch_sub(&d->sleepers, 1);
+    }
+}
+
 int rp__result_wait(rp_result_t *r, double timeout)
 {
     if (is_ready(r) || in_own_callback(r))
@@ -403,8 +453,7 @@ int rp__result_wait(rp_result_t *r, double timeout)
         return wait_cond(r, timeout);
     if (!ops_enter(r))
         return wait_cond(r, timeout); /* another thread is finalizing */
-    rp_pool_t *pool = r->pool;
-    int rc = pool->ops->wait(pool, &r->job, timeout);
+    int rc = wait_done(r, rp__deadline(timeout));
     ops_leave(r);
     if (rc != RP_OK)
         return RP_ETIMEDOUT;
@@ -412,14 +461,32 @@ int rp__result_wait(rp_result_t *r, double timeout)
     return RP_OK;
 }
 
-size_t rp__result_arrivals(rp_result_t *r, size_t *idx, size_t max, double timeout)
+void rp__result_await_arrival(rp_result_t *r, double timeout)
 {
     if (!r->submitted || !ops_enter(r))
-        return 0;
+        return;
     rp_pool_t *pool = r->pool;
-    size_t got = pool->ops->arrivals(pool, &r->job, idx, max, timeout);
+    if (pool->ops->collect) {
+        pool->ops->collect(pool, &r->job, false, timeout);
+    } else {
+        pthread_mutex_lock(&r->lock);
+        if (r->arr.len == 0 && !job_done(r) && atomic_load(&r->job.processed) < r->job.n) {
+            if (timeout < 0 || isinf(timeout) || timeout > 1e6)
+                timeout = 1e6;
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            double whole = (double)(time_t)timeout;
+            ts.tv_sec += (time_t)whole;
+            ts.tv_nsec += (long)((timeout - whole) * 1e9);
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+        }
+        pthread_mutex_unlock(&r->lock);
+    }
     ops_leave(r);
-    return got;
 }
 
 /* ---- the public calls -------------------------------------------------------------- */
@@ -444,13 +511,10 @@ static bool result_ready(rp_result_t *r)
         return true;
     if ((r->job.flags & RP__JOB_NOTIFY) || !r->submitted)
         return false;
-    if (!ops_enter(r))
-        return false; /* being finalized right now */
-    bool done = r->pool->ops->done(r->pool, &r->job);
-    ops_leave(r);
-    if (done)
-        finalize(r);
-    return done;
+    if (!job_done(r))
+        return false;
+    finalize(r);
+    return true;
 }
 
 bool rp_result_ready(const rp_result_t *res)
@@ -615,8 +679,12 @@ void rp_result_progress(const rp_result_t *res, size_t *done, size_t *total)
         if (is_ready(r) || !r->submitted) {
             d = is_ready(r) ? t : 0;
         } else if (ops_enter(r)) {
-            d = r->pool->ops->progress(r->pool, &r->job);
+            d = atomic_load(&r->job.processed);
+            if (r->pool->ops->progress)
+                d += r->pool->ops->progress(r->pool, &r->job);
             ops_leave(r);
+            if (d >= t && !job_done(r))
+                d = t ? t - 1 : 0; /* counted, not yet complete */
             if (d > t)
                 d = t;
         } else {

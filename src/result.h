@@ -1,5 +1,5 @@
-/* The AsyncResult object, private to the core (pool.c, result.c, iter.c,
- * varout.c). Backends see only the embedded struct rp__job. */
+/* The AsyncResult object, private to the core (pool.c, result.c, ledger.c,
+ * iter.c, varout.c). Backends see only the embedded struct rp__job. */
 #ifndef RP_RESULT_H
 #define RP_RESULT_H
 
@@ -15,6 +15,17 @@ typedef struct rp__fail {
 
 enum { RP__RES_PENDING, RP__RES_FINALIZING, RP__RES_READY };
 
+/* RP__JOB_TRACK: items delivered and not yet taken by the iterator, as ranges in
+ * a ring (under the result's lock). */
+struct rp__range {
+    size_t a, b;
+};
+struct rp__arrivals {
+    struct rp__range *v;
+    size_t            head, len, cap;
+    bool              lost;   /* a range could not be queued (out of memory) */
+};
+
 struct rp_result {
     struct rp__job   job;        /* first member: (rp_result_t *)job is the result */
     rp_pool_t       *pool;       /* valid while not ready */
@@ -26,7 +37,7 @@ struct rp_result {
     pthread_cond_t   cond;       /* broadcast when state becomes READY */
     _Atomic int      state;      /* RP__RES_* */
     _Atomic int      refs;       /* the caller's handle + transient holders (join) */
-    _Atomic int      opsbusy;    /* threads inside ops->wait/done/progress/arrivals */
+    _Atomic int      opsbusy;    /* threads inside ops->drive/collect/progress */
     pthread_t        cb_thread;  /* the thread running this result's callback */
     _Atomic bool     in_callback;
     _Atomic bool     free_pending; /* rp_result_free() called from the callback */
@@ -45,8 +56,10 @@ struct rp_result {
     rp_error_t     **memo_val;
     size_t           memo_cap, memo_n;
 
+    struct rp__arrivals arr;     /* RP__JOB_TRACK */
     struct rp_result *prev, *next; /* pool->live */
     bool             linked;
+    struct rp_result *nnext;     /* the pool's queue of jobs to notify */
 };
 
 /* Creates a result for a job and submits it. n == 0 is finalized at once (its
@@ -60,15 +73,19 @@ int rp__result_wait(rp_result_t *r, double timeout);
 /* Takes / drops a reference; the last drop frees the result. */
 void rp__result_hold(rp_result_t *r);
 void rp__result_release(rp_result_t *r);
+/* Finalizes a complete job (pool thread, for RP__JOB_NOTIFY jobs). */
+void rp__result_finalize(rp_result_t *r);
+/* RP__JOB_TRACK: up to max delivered items not yet taken, into idx[]. */
+size_t rp__result_take_arrivals(rp_result_t *r, size_t *idx, size_t max);
 /* For iterators: copies the failure of item index into *e; false if it did not
  * fail (or no record is known). Any time, ready or not. */
 bool rp__result_find_error(rp_result_t *r, size_t index, rp_error_t *e);
 /* Whether this thread is running one of pool's callbacks (where join and free
  * would wait for the callback itself to return). */
 bool rp__in_callback_of(const rp_pool_t *pool);
-/* RP__JOB_TRACK: ops->arrivals behind the gate that keeps it off a finalizing job.
- * Returns 0 once the result is being finalized. */
-size_t rp__result_arrivals(rp_result_t *r, size_t *idx, size_t max, double timeout);
+/* RP__JOB_TRACK: waits up to timeout for an item to arrive (or the job to
+ * complete), letting the backend collect what has arrived. */
+void rp__result_await_arrival(rp_result_t *r, double timeout);
 
 /* pool.c: the argument checks shared by every submitting call: pool usable, fn
  * set, in_size > 0, in (and out when out_size > 0) non-NULL when n > 0, no size
@@ -80,5 +97,9 @@ int rp__check_map_args(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
 int  rp__pool_enter_submit(rp_pool_t *pool, rp_result_t *r);
 void rp__pool_leave_submit(rp_pool_t *pool);
 void rp__pool_unlink(rp_pool_t *pool, rp_result_t *r);
+/* pool.c: queues a complete RP__JOB_NOTIFY job for the pool thread and kicks it. */
+void rp__pool_notify(rp_pool_t *pool, rp_result_t *r);
+/* pool.c: is the pool being terminated (work not yet done is canceled)? */
+bool rp__pool_terminating(const rp_pool_t *pool);
 
 #endif /* RP_RESULT_H */

@@ -472,6 +472,31 @@ int rp__wire_next_record(rp__rbuf *r, int *kind, rp_error_t *e, uint64_t *index,
     return 1;
 }
 
+/* ---- DIED --------------------------------------------------------------------------- */
+
+int rp__wire_put_died(rp__wbuf *w, uint32_t worker, uint32_t flags, const rp__wire_died *m)
+{
+    rp__wire_begin(w, RP__MSG_DIED, worker, flags);
+    rp__wbuf_u64(w, m->job);
+    rp__wbuf_u64(w, m->seq);
+    rp__wbuf_u64(w, m->index);
+    rp__wbuf_u32(w, (uint32_t)m->status);
+    rp__wbuf_u32(w, (uint32_t)m->pid);
+    return rp__wire_end(w);
+}
+
+int rp__wire_get_died(rp__rbuf *r, rp__wire_died *m)
+{
+    m->job = rp__rbuf_u64(r);
+    m->seq = rp__rbuf_u64(r);
+    m->index = rp__rbuf_u64(r);
+    m->status = (int32_t)rp__rbuf_u32(r);
+    m->pid = (int32_t)rp__rbuf_u32(r);
+    if (r->err || r->left != 0)
+        return RP_EPROTO;
+    return RP_OK;
+}
+
 /* ---- small control messages --------------------------------------------------------- */
 
 int rp__wire_put_ctl(rp__wbuf *w, unsigned kind, uint32_t worker, int32_t status,

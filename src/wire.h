@@ -10,11 +10,11 @@
 #ifndef RP_WIRE_H
 #define RP_WIRE_H
 
+#include "internal.h" /* first: config.h */
 #include "fnref.h"
-#include "internal.h"
 
 #define RP__WIRE_MAGIC   0x52504d57u  /* "RPMW" */
-#define RP__WIRE_VERSION 2u
+#define RP__WIRE_VERSION 3u
 
 enum rp__msg_kind {
     RP__MSG_HELLO = 1,   /* master -> rank: pool settings, initializer */
@@ -32,6 +32,7 @@ enum rp__msg_kind {
                             the answers, UINT32_MAX: forever) */
     RP__MSG_JOINED,      /* rank -> master: here (seq echoed) */
     RP__MSG_START,       /* master -> rank: everyone is there (RP_OK) or not (seq echoed) */
+    RP__MSG_DIED,        /* rank -> master: a worker process died inside a batch */
     RP__MSG_KIND_MAX
 };
 
@@ -150,8 +151,16 @@ int rp__wire_get_batch(rp__rbuf *r, const rp__wire_hdr *h, rp__wire_batch *m);
 
 /* RESULT: the fixed part, then nrec records, then (flag RP__RESULT_INLINE) the
  * count * out_size output bytes; without the flag they follow as a separate raw
- * message written straight into the caller's buffer. */
-enum { RP__RESULT_INLINE = 1u };
+ * message written straight into the caller's buffer. Header flags: */
+enum {
+    RP__RESULT_INLINE   = 1u, /* the outputs are in the message */
+    RP__RESULT_ALLFAIL  = 2u, /* every item of the part failed with the one error record
+                                 (a task the rank cannot resolve, a batch too large) */
+    RP__RESULT_GONE     = 4u, /* the worker is gone (its replacement could not start):
+                                 send it nothing more */
+    RP__RESULT_RETURNED = 8u, /* the items did not run: they are handed back, to run
+                                 on other workers (no records, no outputs) */
+};
 
 typedef struct rp__wire_result {
     uint64_t job, seq, start, count, out_size;
@@ -188,6 +197,21 @@ void   rp__wire_var_kill(void *p);  /* turns a VAR record into a DEAD one */
  * index/data/size (VAR), 0 at the end, RP_EPROTO when malformed. host is left empty. */
 int rp__wire_next_record(rp__rbuf *r, int *kind, rp_error_t *e, uint64_t *index,
                          const void **data, uint64_t *size);
+
+/* DIED: the worker process running batch `seq` of job died. Items [start of the
+ * batch, index) were reported by the RESULT messages before it; `index` is the item
+ * it was running, or, with RP__DIED_IDLE, the first item it had not started (it
+ * died between items). The rest of the batch is the master's to run elsewhere. */
+enum { RP__DIED_IDLE = 1u };
+typedef struct rp__wire_died {
+    uint64_t job, seq;
+    uint64_t index;
+    int32_t  status;       /* waitpid() status, -1 if not known */
+    int32_t  pid;
+} rp__wire_died;
+
+int rp__wire_put_died(rp__wbuf *w, uint32_t worker, uint32_t flags, const rp__wire_died *m);
+int rp__wire_get_died(rp__rbuf *r, rp__wire_died *m);
 
 /* Small control messages (GO, TERMINATE, STOP, BYE, PROTO, JOIN, JOINED, START): a
  * status and a seq. */

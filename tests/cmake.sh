@@ -46,13 +46,18 @@ rc=$?
 cat "$tmp/out"
 [ $rc -eq 0 ] && grep -q "backend local" "$tmp/out" || fail "square (exit $rc)"
 
-echo "=== $MPIRUN -np 3 ./spmd"
-timeout -k 5 120 "$MPIRUN" --oversubscribe --bind-to none -np 3 "$tmp/build/spmd" \
-    >"$tmp/out" 2>&1
-rc=$?
-cat "$tmp/out"
-[ $rc -eq 0 ] && grep -q "2 workers on 3 ranks" "$tmp/out" &&
-    grep -q "sum of cubes .*: ok" "$tmp/out" || fail "spmd (exit $rc)"
+if [ "${RP_BUILT_MPI:-yes}" = no ]; then
+    [ -e "$tmp/build/spmd" ] && fail "spmd built against a rankpool without MPI"
+    echo "cmake.sh: built --without-mpi: no spmd (rankpool::mpi is not found)"
+else
+    echo "=== $MPIRUN -np 3 ./spmd"
+    timeout -k 5 120 "$MPIRUN" --oversubscribe --bind-to none -np 3 "$tmp/build/spmd" \
+        >"$tmp/out" 2>&1
+    rc=$?
+    cat "$tmp/out"
+    [ $rc -eq 0 ] && grep -q "2 workers on 3 ranks" "$tmp/out" &&
+        grep -q "sum of cubes .*: ok" "$tmp/out" || fail "spmd (exit $rc)"
+fi
 
 # find_package with an incompatible version is refused
 mkdir -p "$tmp/v"

@@ -59,7 +59,9 @@ for name in $examples; do
 done
 
 # ---- the same binary under mpirun ---------------------------------------------
-if ! command -v "$MPIRUN" >/dev/null 2>&1; then
+if [ "${RP_BUILT_MPI:-yes}" = no ]; then
+    echo "examples.sh: built --without-mpi: the examples run locally only"
+elif ! command -v "$MPIRUN" >/dev/null 2>&1; then
     echo "FAIL: no MPI launcher ($MPIRUN); install openmpi-bin or configure MPIRUN="
     failed="$failed mpirun"
 else
@@ -76,7 +78,7 @@ else
 fi
 
 # ---- rankpool_mpi.h: a task farm inside an MPI program (MPI only) --------------
-if command -v "$MPIRUN" >/dev/null 2>&1; then
+if [ "${RP_BUILT_MPI:-yes}" != no ] && command -v "$MPIRUN" >/dev/null 2>&1; then
     run spmd "spmd (mpirun -np 3)" "sum of cubes .*: ok" \
         $MPIRUN --oversubscribe --bind-to none -np 3 "$ex/spmd"
 fi

@@ -57,6 +57,7 @@ for ex in sweep lambda; do
         expect_err="RP_ETASK at item 500: item 500 is not a number"
     fi
     run "$ex" "backend local" "$expect_ok" "$expect_err" -- "$bin"
+    [ "${RP_BUILT_MPI:-yes}" = no ] && continue # built --without-mpi: local only
     run "$ex (mpirun -np 3)" "backend mpi, 2 workers" "$expect_ok" "$expect_err" -- $mpi "$bin"
 done
 

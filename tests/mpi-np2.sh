@@ -1,13 +1,15 @@
 #!/bin/sh
-# On 2 MPI ranks: the semantic and reliability suites and the MPI-specific
-# suite; a pool whose serving rank runs another binary (MPMD: RP_EFNREF); the same
-# with two programs linked without a build-id whose task sits at the same offset
-# (refused, while one such program on both ranks works); and the in-process mode
+# On 2 MPI ranks: the semantic, dispatch, crash and reliability suites (shared
+# with the local backend) and the MPI-specific suite; a pool whose serving rank
+# runs another binary (MPMD: RP_EFNREF); the same with two programs linked without
+# a build-id whose task sits at the same offset (refused, while one such program
+# on both ranks works); and the in-process mode
 # (RP_MPI_ISOLATE=0), where a crashing task stops the job with a message naming
 # rank, host, item and signal instead of hanging.
 top=${top_builddir:-.}
 driver=$top/tests/mpi-driver
-"$driver" 2 tests/test_semantics tests/test_reliability tests/test_mpi || exit $?
+"$driver" 2 tests/test_semantics tests/test_dispatch tests/test_crash tests/test_reliability \
+    tests/test_mpi || exit $?
 "$driver" --mpmd tests/mpi_hosts efnref : tests/mpi_other || exit $?
 "$driver" --mpmd tests/mpi_nobid same : tests/mpi_nobid || exit $?
 "$driver" --mpmd tests/mpi_nobid other : tests/mpi_nobid_other || exit $?

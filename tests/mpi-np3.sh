@@ -1,11 +1,12 @@
 #!/bin/sh
-# The semantic suite and the MPI-specific suite on 3 MPI ranks; a program started
-# through the launcher (launch/rankpool-run --mpi), as users do; the start-up
+# The semantic and dispatch suites and the MPI-specific suite on 3 MPI ranks (two
+# workers on two ranks); a program started through the launcher
+# (launch/rankpool-run --mpi), as users do; the start-up
 # deadline (one rank never calls rp_pool_create); a program that returns from main
 # without freeing its pool (mpirun must see a clean exit).
 top=${top_builddir:-.}
 MPIRUN=${MPIRUN:-mpirun}
-"$top/tests/mpi-driver" 3 tests/test_semantics tests/test_mpi || exit $?
+"$top/tests/mpi-driver" 3 tests/test_semantics tests/test_dispatch tests/test_mpi || exit $?
 echo "=== $top/launch/rankpool-run --mpi --oversubscribe -n 3 tests/mpi_hosts 1"
 timeout 120 "$top/launch/rankpool-run" --mpi --oversubscribe -n 3 "$top/tests/mpi_hosts" 1 ||
     exit 1

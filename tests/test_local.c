@@ -1,7 +1,8 @@
 /* The local backend's own behaviour: worker numbering, more jobs in flight than
- * job slots, large inputs through the shared arena, binding, and living with a
- * user program that forks, uses threads, and reaps children in its own SIGCHLD
- * handler. */
+ * job slots, large inputs through the shared arena, binding, living with a user
+ * program that forks, uses threads, and reaps children in its own SIGCHLD
+ * handler, idle workers that sleep, and dispatch: an idle worker takes new work
+ * at once, bursts of one-item jobs use every worker. */
 #define _GNU_SOURCE 1
 #include "testutil.h"
 
@@ -636,6 +637,198 @@ static void test_local_idle_sleeps(void)
     tu_pool_done(p);
 }
 
+/* ---- dispatch: an idle worker takes new work at once ---------------------------- */
+
+/* A task that returns when it started (CLOCK_MONOTONIC, the same clock in every
+ * process) and on which worker, then sleeps its input's milliseconds. */
+struct started {
+    double at, end;
+    int    worker;
+};
+
+static int note_start(const void *in, void *out, rp_ctx_t *ctx)
+{
+    struct started *s = out;
+    s->at = tu_now();
+    s->worker = rp_ctx_worker(ctx);
+    tu_sleep(*(const long *)in * 1e-3);
+    s->end = tu_now();
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* A job submitted while one worker runs a long task and the other idles starts
+ * on the idle one at once (within a millisecond: the wake of a sleeping process),
+ * both when the long task started a while ago (the idle worker is asleep) and
+ * when it was submitted just before, as the one worker that was spinning took it
+ * (the idle one is asleep, and the spinner may still count as looking for work);
+ * waiting behind the busy worker would take 300 ms. */
+static void idle_worker_rounds(rp_pool_t *p, bool back_to_back)
+{
+    enum { ROUNDS = 20 };
+    double lat[ROUNDS];
+    int elsewhere = 0;
+    for (int k = 0; k < ROUNDS; k++) {
+        long busy_ms = 300, short_ms = 0;
+        struct started busy, quick;
+        rp_result_t *rb, *rq;
+        if (back_to_back) /* the worker that runs this one spins after it */
+            CU_ASSERT_EQUAL(rp_apply(p, note_start, &short_ms, sizeof short_ms, &quick,
+                                     sizeof quick, NULL),
+                            RP_OK);
+        CU_ASSERT_EQUAL_FATAL(rp_apply_async(p, note_start, &busy_ms, sizeof busy_ms, &busy,
+                                             sizeof busy, NULL, &rb),
+                              RP_OK);
+        if (!back_to_back)
+            tu_sleep(20e-3); /* the long task runs; the other worker went to sleep */
+        double t0 = tu_now();
+        CU_ASSERT_EQUAL_FATAL(rp_apply_async(p, note_start, &short_ms, sizeof short_ms, &quick,
+                                             sizeof quick, NULL, &rq),
+                              RP_OK);
+        CU_ASSERT_EQUAL(rp_result_get(rq, 30, NULL), RP_OK);
+        CU_ASSERT_EQUAL(rp_result_get(rb, 30, NULL), RP_OK);
+        lat[k] = quick.at - t0;
+        elsewhere += quick.worker != busy.worker;
+        rp_result_free(rq);
+        rp_result_free(rb);
+    }
+    qsort(lat, ROUNDS, sizeof *lat, cmp_double);
+    printf("\n    %s: start on the idle worker after median %.0f us, max %.0f us ",
+           back_to_back ? "right after another" : "alone", lat[ROUNDS / 2] * 1e6,
+           lat[ROUNDS - 1] * 1e6);
+    CU_ASSERT_EQUAL(elsewhere, ROUNDS);
+    /* tens of microseconds on a quiet machine; under others' load a wake can take
+     * a millisecond or more, so the bound is generous (the defect is 280 ms) */
+    CU_ASSERT(lat[ROUNDS / 2] < 5e-3);
+    /* every one well before the busy worker is free (a loaded machine may delay
+     * a wake by tens of milliseconds, not by 280) */
+    CU_ASSERT(lat[ROUNDS - 1] < 0.2);
+}
+
+static void test_local_idle_worker_starts_job(void)
+{
+    rp_pool_t *p = tu_local_pool(2, NULL);
+    if (!p)
+        return;
+    idle_worker_rounds(p, false);
+    idle_worker_rounds(p, true);
+    tu_pool_done(p);
+}
+
+/* Bursts of one-item jobs keep both workers busy: 4 apply_async of 0.15 s on 2
+ * workers run two on each and take 0.30 s, in every round (not 0.60 s with all
+ * four on the worker that happened to be spinning when the burst came).
+ *
+ * Every round of every series must share the work evenly: that is what the
+ * defect breaks. The time is the pool's: a round takes, on its busier worker,
+ * 0.15 s per task plus the time its tasks waited (its first start after the
+ * submit, each next start after the previous end), measured by the tasks
+ * themselves; a task that overslept on a loaded machine is not the pool's doing. A series of 20 rounds
+ * must all be within 1.1 x 0.30 s; a machine that stalls every process for tens
+ * of milliseconds (others' load) can spoil a series, so up to three are run. */
+static int burst_series(rp_pool_t *p, int rounds, int *uneven, double *worst, double *worst_raw)
+{
+    enum { BURST = 4 };
+    int slow = 0;
+    for (int k = 0; k < rounds; k++) {
+        long ms = 150;
+        struct started s[BURST];
+        rp_result_t *r[BURST];
+        double t0 = tu_now();
+        for (int i = 0; i < BURST; i++)
+            CU_ASSERT_EQUAL_FATAL(rp_apply_async(p, note_start, &ms, sizeof ms, &s[i],
+                                                 sizeof s[i], NULL, &r[i]),
+                                  RP_OK);
+        double end = 0, wait[2] = { 0, 0 }, last_end[2] = { t0, t0 };
+        int ran[2] = { 0, 0 };
+        for (int i = 0; i < BURST; i++) {
+            CU_ASSERT_EQUAL(rp_result_get(r[i], 30, NULL), RP_OK);
+            rp_result_free(r[i]);
+        }
+        /* each worker's tasks in start order (the submit order is the claim order) */
+        for (int i = 0; i < BURST; i++) {
+            int w = s[i].worker == 0 ? 0 : 1;
+            ran[w]++;
+            wait[w] += s[i].at > last_end[w] ? s[i].at - last_end[w] : 0;
+            last_end[w] = s[i].end;
+            end = s[i].end > end ? s[i].end : end;
+        }
+        double dt0 = ran[0] * 0.15 + wait[0], dt1 = ran[1] * 0.15 + wait[1];
+        double dt = dt0 > dt1 ? dt0 : dt1;
+        *uneven += ran[0] != BURST / 2;
+        slow += dt > 1.1 * 0.30;
+        *worst = dt > *worst ? dt : *worst;
+        *worst_raw = end - t0 > *worst_raw ? end - t0 : *worst_raw;
+    }
+    return slow;
+}
+
+static void test_local_apply_burst_uses_every_worker(void)
+{
+    enum { ROUNDS = 20 };
+    rp_pool_t *p = tu_local_pool(2, NULL);
+    if (!p)
+        return;
+    int slow = ROUNDS;
+    for (int series = 1; series <= 3 && slow > 0; series++) {
+        int uneven = 0;
+        double worst = 0, raw = 0;
+        slow = burst_series(p, ROUNDS, &uneven, &worst, &raw);
+        printf("\n    series %d: %d of %d rounds over 0.33 s, %d uneven, slowest %.3f s "
+               "(%.3f s with the tasks' own delays) ",
+               series, slow, ROUNDS, uneven, worst, raw);
+        CU_ASSERT_EQUAL(uneven, 0);
+    }
+    CU_ASSERT_EQUAL(slow, 0);
+    tu_pool_done(p);
+}
+
+/* A worker killed while it idles (spinning, or asleep): the pool still wakes an
+ * idle worker for the next job. The idle counts a submit reads to decide whom to
+ * wake must not keep the dead one (counted as spinning, it would keep every
+ * sleeper asleep for a one-item job). */
+static int own_pid_now(const void *in, void *out, rp_ctx_t *ctx)
+{
+    *(int *)out = (int)getpid();
+    return 0;
+}
+
+static void test_local_killed_idle_worker_keeps_wakes(void)
+{
+    rp_pool_t *p = tu_local_pool(2, NULL);
+    if (!p)
+        return;
+    int late = 0;
+    for (int k = 0; k < 20; k++) {
+        long x = k;
+        int pid = 0;
+        CU_ASSERT_EQUAL_FATAL(rp_apply(p, own_pid_now, &x, sizeof x, &pid, sizeof pid, NULL),
+                              RP_OK);
+        kill(pid, SIGKILL); /* as it starts spinning for more work */
+        tu_sleep(k % 2 ? 0.1 : 0.002); /* the replacement starts; everyone falls asleep */
+        rp_result_t *r;
+        CU_ASSERT_EQUAL_FATAL(rp_apply_async(p, own_pid_now, &x, sizeof x, &pid, sizeof pid,
+                                             NULL, &r),
+                              RP_OK);
+        if (rp_result_wait(r, 5.0) != RP_OK) {
+            late = k + 1; /* nothing would ever wake a worker for it */
+            rp_pool_terminate(p);
+            rp_result_free(r);
+            break;
+        }
+        rp_result_free(r);
+    }
+    if (late)
+        printf("\n    round %d: the job was never started ", late);
+    CU_ASSERT_EQUAL(late, 0);
+    tu_pool_done(p);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
@@ -652,6 +845,9 @@ int main(int argc, char **argv)
         TU_TEST(test_local_terminate_imap),
         TU_TEST(test_local_soak),
         TU_TEST(test_local_idle_sleeps),
+        TU_TEST(test_local_idle_worker_starts_job),
+        TU_TEST(test_local_apply_burst_uses_every_worker),
+        TU_TEST(test_local_killed_idle_worker_keeps_wakes),
         TU_END,
     };
     return tu_run("local", tests, argc, argv);

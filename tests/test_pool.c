@@ -35,9 +35,9 @@ static void test_pool_create_bad_options(void)
 
     p = (rp_pool_t *)&p;
     o = (rp_pool_opts_t){ .backend = "no-such-backend" };
-    CU_ASSERT_EQUAL(rp_pool_create_ex(&p, &o, &e), RP_EINVAL);
+    CU_ASSERT_EQUAL(rp_pool_create_ex(&p, &o, &e), RP_EBACKEND);
     CU_ASSERT_PTR_NULL(p);
-    CU_ASSERT_EQUAL(e.code, RP_EINVAL);
+    CU_ASSERT_EQUAL(e.code, RP_EBACKEND);
     CU_ASSERT_TRUE(strlen(e.message) > 0);
 }
 
@@ -45,7 +45,7 @@ static void test_pool_create_unknown_backend_from_env(void)
 {
     rp_pool_t *p = NULL;
     setenv("RP_BACKEND", "bogus", 1);
-    CU_ASSERT_EQUAL(rp_pool_create(&p, NULL), RP_EINVAL);
+    CU_ASSERT_EQUAL(rp_pool_create(&p, NULL), RP_EBACKEND);
     CU_ASSERT_PTR_NULL(p);
     unsetenv("RP_BACKEND");
 }

@@ -11,10 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* pool.c names the real backends; this program never selects them. */
-const struct rp__backend_ops rp__backend_local = { .name = "local" };
-const struct rp__backend_ops rp__backend_mpi = { .name = "mpi" };
-
 static rp_pool_t *pool_n(int workers)
 {
     rp_pool_opts_t o = { .workers = workers };

@@ -1,6 +1,6 @@
 /* Variable-size outputs (rp_map_var, rp_output) on the local backend: a task
- * returns the divisors of n, some items fail, some outputs are large, some empty,
- * and a worker may die in the middle. */
+ * returns the divisors of n, some items fail, some outputs are large, some empty.
+ * (A worker that dies in the middle of a variable-size map: tests/test_crash.c.) */
 #define _GNU_SOURCE 1
 #include "testutil.h"
 
@@ -183,55 +183,6 @@ static void test_varsize_replace_and_empty(void)
     tu_pool_done(p);
 }
 
-/* A worker dying in a variable-size map: that item fails with RP_EWORKER and
- * has no output; the others are complete. */
-static int divisors_or_die(const void *in, void *out, rp_ctx_t *ctx)
-{
-    if (*(const long *)in == 500) {
-        rp_output(ctx, 1000);
-        raise(SIGSEGV);
-    }
-    return divisors(in, out, ctx);
-}
-
-static void test_varsize_worker_death(void)
-{
-    rp_pool_t *p = tu_local_pool(2, NULL);
-    if (!p)
-        return;
-    size_t n = 800;
-    long *in = malloc(n * sizeof *in);
-    for (size_t i = 0; i < n; i++)
-        in[i] = (long)i + 1;
-    rp_varout_t *vo = NULL;
-    rp_result_t *r;
-    rp_map_opts_t mo = { .chunksize = 10 };
-    CU_ASSERT_EQUAL_FATAL(rp_map_var_async(p, divisors_or_die, in, n, sizeof(long), &mo, &vo, &r),
-                          RP_OK);
-    rp_error_t e;
-    CU_ASSERT_EQUAL(rp_result_get(r, 60, &e), RP_ETASK);
-    CU_ASSERT_EQUAL(e.index, 96);
-    CU_ASSERT_EQUAL(rp_result_nerrors(r), n / 97 + 1);
-    rp_error_t died;
-    memset(&died, 0, sizeof died);
-    for (size_t k = 0; k < rp_result_nerrors(r); k++) {
-        const rp_error_t *x = rp_result_error(r, k);
-        if (x && x->code == RP_EWORKER)
-            died = *x;
-    }
-    CU_ASSERT_EQUAL(died.index, 499);
-    CU_ASSERT_EQUAL(died.signal, SIGSEGV);
-    size_t size = 7;
-    CU_ASSERT_PTR_NULL(rp_varout_item(vo, 499, &size));
-    CU_ASSERT_EQUAL(size, 0);
-    in[499] = 1000; /* check_divisors: expect no output there */
-    check_divisors(vo, in, n);
-    rp_result_free(r);
-    rp_varout_free(vo);
-    free(in);
-    tu_pool_done(p);
-}
-
 int main(int argc, char **argv)
 {
     struct rlimit nocore = { 0, 0 };
@@ -240,7 +191,6 @@ int main(int argc, char **argv)
         TU_TEST(test_varsize_divisors),
         TU_TEST(test_varsize_big),
         TU_TEST(test_varsize_replace_and_empty),
-        TU_TEST(test_varsize_worker_death),
         TU_END,
     };
     return tu_run("varsize", tests, argc, argv);

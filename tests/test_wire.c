@@ -273,6 +273,10 @@ static int decode_any(const char *buf, size_t len)
             ;
         return rc;
     }
+    case RP__MSG_DIED: {
+        rp__wire_died m;
+        return rp__wire_get_died(&r, &m);
+    }
     default: {
         int32_t st;
         uint64_t seq;
@@ -417,6 +421,45 @@ static void test_wire_start_up_messages(void)
     CU_ASSERT_TRUE(rp__wire_error_size(&e) < RP__WIRE_ERROR_MAX);
 }
 
+/* DIED: a worker process's death inside a batch (the item, its wait status, the
+ * pid; the header flag says whether an item was running); a short or long body
+ * is malformed, and every truncation of it too. */
+static void test_wire_died_round_trip(void)
+{
+    rp__wbuf w;
+    rp__wbuf_init(&w);
+    rp__wire_died m = { .job = 9, .seq = (uint64_t)1 << 33, .index = 123456789012ull,
+                        .status = 0x8b, .pid = 4321 };
+    CU_ASSERT_EQUAL(rp__wire_put_died(&w, 5, RP__DIED_IDLE, &m), RP_OK);
+    rp__wire_hdr h;
+    rp__rbuf r;
+    CU_ASSERT_EQUAL_FATAL(rp__wire_open(w.buf, w.len, &h, &r), RP_OK);
+    CU_ASSERT_EQUAL(h.kind, RP__MSG_DIED);
+    CU_ASSERT_EQUAL(h.worker, 5);
+    CU_ASSERT_EQUAL(h.flags, RP__DIED_IDLE);
+    rp__wire_died g;
+    CU_ASSERT_EQUAL_FATAL(rp__wire_get_died(&r, &g), RP_OK);
+    CU_ASSERT_EQUAL(g.job, 9);
+    CU_ASSERT_EQUAL(g.seq, (uint64_t)1 << 33);
+    CU_ASSERT_EQUAL(g.index, 123456789012ull);
+    CU_ASSERT_EQUAL(g.status, 0x8b);
+    CU_ASSERT_EQUAL(g.pid, 4321);
+    size_t bad = 0;
+    for (size_t cut = 0; cut < w.len; cut++) {
+        char *c = malloc(cut ? cut : 1);
+        memcpy(c, w.buf, cut);
+        bad += decode_any(c, cut) != RP_EPROTO;
+        free(c);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    /* a body one word longer than a DIED's, with a header that says so */
+    rp__wbuf_u64(&w, 0);
+    rp__wire_end(&w);
+    CU_ASSERT_EQUAL_FATAL(rp__wire_open(w.buf, w.len, &h, &r), RP_OK);
+    CU_ASSERT_EQUAL(rp__wire_get_died(&r, &g), RP_EPROTO);
+    rp__wbuf_free(&w);
+}
+
 /* A function reference names its object by a build-id or a contents hash; another
  * kind, or an empty identity, is malformed. */
 static void test_wire_fnref_identity(void)
@@ -460,6 +503,7 @@ int main(int argc, char **argv)
         TU_TEST(test_wire_batch_padding_zeroed),
         TU_TEST(test_wire_ctl_and_ready),
         TU_TEST(test_wire_start_up_messages),
+        TU_TEST(test_wire_died_round_trip),
         TU_TEST(test_wire_fnref_identity),
         TU_END
     };

@@ -57,6 +57,17 @@ static inline void tu_pool_done(rp_pool_t *p)
     rp_pool_free(p);
 }
 
+/* Whether this process is the master: rank 0 of the job under mpirun (on the mpi
+ * backend pools are created on MPI_COMM_WORLD), always outside mpirun. For the
+ * checks of a pool creation that fails on every rank. */
+static inline bool tu_master_rank(void)
+{
+    const char *r = getenv("OMPI_COMM_WORLD_RANK");
+    if (!r)
+        r = getenv("PMIX_RANK");
+    return !r || atoi(r) == 0;
+}
+
 /* Monotonic seconds. */
 static inline double tu_now(void)
 {

@@ -1,106 +1,60 @@
-/* A test-only backend: workers are threads of the test process. It implements
- * struct rp__backend_ops faithfully enough (scheduler claims, per-item failures,
- * arrivals for tracked jobs, a pool thread for callbacks, cancellation on
- * terminate) to test the core's result, iterator and varout semantics in one
- * process. Threads cannot be killed, so terminate cancels what is not yet
- * claimed and waits for the running chunks. */
+/* A test-only backend: workers are threads of the test process. It is transport
+ * only, like the real backends: the core's scheduler decides what each thread
+ * runs (rp__sched_next), the core's ledger is told what happened (rp__job_*).
+ * Threads cannot be killed, so terminate cancels what is not yet claimed and
+ * waits for the running chunks. */
 #include "thread_backend.h"
 
-#include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-struct tb_job {
-    struct rp__job *job;
-    rp__sched_t     sched;
-    size_t          processed;
-    size_t         *arrived;   /* TRACK: processed, not yet returned by arrivals() */
-    size_t          ahead, atail;
-    bool            notified;
-    struct tb_job  *next;
-};
 
 struct tb_worker {
     struct tb      *tb;
     pthread_t       thread;
+    pthread_cond_t  go;        /* a batch was assigned, or stop */
+    rp__pick        batch;     /* valid while has_batch */
+    bool            has_batch;
     rp_ctx_t        ctx;
+    /* variable-size output of the running item */
+    void           *vbuf;
+    size_t          vsize;
 };
 
 struct tb {
-    pthread_mutex_t  lock;
-    pthread_cond_t   work;      /* new work or stop */
-    pthread_cond_t   progress;  /* items processed */
-    pthread_cond_t   notify;    /* pool thread: a NOTIFY job completed, or stop */
-    struct tb_job   *jobs;
-    struct tb_job  **notifyq;
-    size_t           nnotify, capnotify;
+    pthread_mutex_t  lock;      /* the scheduler, the job list, the flags */
+    pthread_cond_t   idle;      /* a worker finished a batch */
+    pthread_cond_t   kicked;    /* the pool thread has callbacks to run */
+    rp__sched        sched;
     struct tb_worker *workers;
     int              nworkers;
-    int              busy;      /* workers running a chunk */
-    bool             closing, stop, pool_stop;
+    int              busy;
+    bool             stop, kick;
+    rp_pool_t       *pool;
     pthread_t        pool_thread;
     char             host[64];
+    struct rp__job **jobs;      /* submitted, not released (for terminate) */
+    size_t           njobs, capjobs;
 };
 
-int tb_chunks_claimed; /* for tests: chunks handed out (under no lock; approximate) */
+int tb_chunks_claimed; /* for tests: batches handed out */
 
 static struct tb *tb_of(rp_pool_t *pool)
 {
     return pool->bdata;
 }
 
-static void timespec_after(struct timespec *ts, double timeout)
+/* Under lock: hands out what the scheduler decides. */
+static void dispatch(struct tb *tb)
 {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    double whole = (double)(time_t)timeout;
-    ts->tv_sec += (time_t)whole;
-    ts->tv_nsec += (long)((timeout - whole) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
+    rp__pick p;
+    while (!tb->stop && rp__sched_next(&tb->sched, &p)) {
+        struct tb_worker *w = &tb->workers[p.worker];
+        w->batch = p;
+        w->has_batch = true;
+        tb->busy++;
+        tb_chunks_claimed++;
+        pthread_cond_signal(&w->go);
     }
-}
-
-/* Waits on cond; false once the deadline passed. timeout < 0: forever. */
-static bool cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, double timeout,
-                            const struct timespec *ts)
-{
-    if (timeout < 0) {
-        pthread_cond_wait(c, m);
-        return true;
-    }
-    return pthread_cond_timedwait(c, m, ts) != ETIMEDOUT;
-}
-
-static void init_cond(pthread_cond_t *c)
-{
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(c, &ca);
-    pthread_condattr_destroy(&ca);
-}
-
-/* Under lock: counts items processed; queues the completion of NOTIFY jobs. */
-static void account(struct tb *tb, struct tb_job *tj, size_t start, size_t count)
-{
-    if (tj->arrived)
-        for (size_t i = start; i < start + count; i++)
-            tj->arrived[tj->atail++] = i;
-    tj->processed += count;
-    if (tj->processed == tj->job->n && (tj->job->flags & RP__JOB_NOTIFY) && !tj->notified) {
-        tj->notified = true;
-        if (tb->nnotify == tb->capnotify) {
-            size_t cap = tb->capnotify ? 2 * tb->capnotify : 8;
-            tb->notifyq = realloc(tb->notifyq, cap * sizeof *tb->notifyq);
-            tb->capnotify = cap;
-        }
-        tb->notifyq[tb->nnotify++] = tj;
-        pthread_cond_signal(&tb->notify);
-    }
-    pthread_cond_broadcast(&tb->progress);
 }
 
 static void on_fail(void *arg, const rp_error_t *e)
@@ -110,12 +64,35 @@ static void on_fail(void *arg, const rp_error_t *e)
 
 static void *var_output(void *arg, size_t index, size_t size)
 {
-    struct rp__job *job = arg;
-    rp__varslot *slot = &((rp__varslot *)job->out)[index];
-    free(slot->data);
-    slot->data = malloc(size ? size : 1);
-    slot->size = slot->data ? size : 0;
-    return slot->data;
+    struct tb_worker *w = arg;
+    void *p = realloc(w->vbuf, size ? size : 1);
+    if (!p)
+        return NULL;
+    w->vbuf = p;
+    w->vsize = size;
+    return p;
+}
+
+/* Runs items [a, b) of job; outputs go straight to the caller's buffer. */
+static void run(struct tb_worker *w, struct rp__job *job, size_t a, size_t b)
+{
+    if (!(job->flags & RP__JOB_VAR)) {
+        rp__worker_run(&w->ctx, job->fn, job->in + a * job->in_size, job->in_size,
+                       job->out ? job->out + a * job->out_size : NULL, job->out_size, a, b - a,
+                       NULL, on_fail, job);
+        rp__job_deliver(job, a, b, job->out ? job->out + a * job->out_size : NULL);
+        return;
+    }
+    w->ctx.output = var_output;
+    w->ctx.output_arg = w;
+    for (size_t i = a; i < b; i++) {
+        size_t failed = rp__worker_run(&w->ctx, job->fn, job->in + i * job->in_size,
+                                       job->in_size, NULL, 0, i, 1, NULL, on_fail, job);
+        if (!failed && w->ctx.output_set)
+            rp__job_deliver_var(job, i, w->vbuf, w->vsize);
+    }
+    w->ctx.output = NULL;
+    rp__job_deliver(job, a, b, NULL);
 }
 
 static void *worker_main(void *arg)
@@ -124,32 +101,26 @@ static void *worker_main(void *arg)
     struct tb *tb = w->tb;
     pthread_mutex_lock(&tb->lock);
     for (;;) {
-        struct tb_job *tj = NULL;
-        size_t start = 0, count = 0;
-        for (tj = tb->jobs; tj; tj = tj->next)
-            if ((count = rp__sched_claim(&tj->sched, 0, &start)) > 0)
-                break;
-        if (!tj) {
-            if (tb->stop || (tb->closing && !tb->jobs))
-                break;
-            pthread_cond_wait(&tb->work, &tb->lock);
-            continue;
-        }
-        tb->busy++;
-        tb_chunks_claimed++;
+        while (!w->has_batch && !tb->stop)
+            pthread_cond_wait(&w->go, &tb->lock);
+        if (!w->has_batch)
+            break;
+        rp__pick p = w->batch;
         pthread_mutex_unlock(&tb->lock);
-
-        struct rp__job *job = tj->job;
-        bool var = job->flags & RP__JOB_VAR;
-        w->ctx.output = var ? var_output : NULL;
-        w->ctx.output_arg = job;
-        rp__worker_run(&w->ctx, job->fn, job->in + start * job->in_size, job->in_size,
-                       var || !job->out ? NULL : job->out + start * job->out_size,
-                       var ? 0 : job->out_size, start, count, NULL, on_fail, job);
-
+        struct rp__job *job = (struct rp__job *)((char *)p.job - offsetof(struct rp__job, sched));
+        double t0 = rp__now();
+        run(w, job, (size_t)p.start, (size_t)(p.start + p.len));
+        double dt = rp__now() - t0;
+        pthread_mutex_lock(&tb->lock);
+        w->has_batch = false;
+        rp__sched_finished(&tb->sched, p.worker, p.job, p.len, dt);
+        dispatch(tb);
+        pthread_mutex_unlock(&tb->lock);
+        /* counted last: once the job is complete a waiter may release it */
+        rp__job_processed(job, (size_t)p.len);
         pthread_mutex_lock(&tb->lock);
         tb->busy--;
-        account(tb, tj, start, count);
+        pthread_cond_broadcast(&tb->idle);
     }
     pthread_mutex_unlock(&tb->lock);
     return NULL;
@@ -160,17 +131,16 @@ static void *pool_main(void *arg)
     struct tb *tb = arg;
     pthread_mutex_lock(&tb->lock);
     for (;;) {
-        if (tb->nnotify > 0) {
-            struct tb_job *tj = tb->notifyq[0];
-            memmove(tb->notifyq, tb->notifyq + 1, --tb->nnotify * sizeof *tb->notifyq);
+        if (tb->kick) {
+            tb->kick = false;
             pthread_mutex_unlock(&tb->lock);
-            rp__job_done(tj->job); /* finish() frees tj */
+            rp__pool_service(tb->pool);
             pthread_mutex_lock(&tb->lock);
             continue;
         }
-        if (tb->pool_stop)
+        if (tb->stop && tb->busy == 0)
             break;
-        pthread_cond_wait(&tb->notify, &tb->lock);
+        pthread_cond_wait(&tb->kicked, &tb->lock);
     }
     pthread_mutex_unlock(&tb->lock);
     return NULL;
@@ -183,7 +153,9 @@ static int tb_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *err
         return RP_ENOMEM;
     int n = opts->workers > 0 ? opts->workers : 2;
     tb->workers = calloc((size_t)n, sizeof *tb->workers);
-    if (!tb->workers) {
+    rp__sched_conf conf = { .depth = 1 };
+    if (!tb->workers || rp__sched_open(&tb->sched, &conf, (uint32_t)n) != 0) {
+        free(tb->workers);
         free(tb);
         return RP_ENOMEM;
     }
@@ -194,20 +166,23 @@ static int tb_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *err
         tb->workers[i].ctx.host = tb->host;
         if (rp__worker_init(&tb->workers[i].ctx, opts->initializer, opts->initarg, err) !=
             RP_OK) {
+            rp__sched_close(&tb->sched);
             free(tb->workers);
             free(tb);
             return RP_EINIT;
         }
     }
     pthread_mutex_init(&tb->lock, NULL);
-    init_cond(&tb->work);
-    init_cond(&tb->progress);
-    init_cond(&tb->notify);
+    pthread_cond_init(&tb->idle, NULL);
+    pthread_cond_init(&tb->kicked, NULL);
     tb->nworkers = n;
+    tb->pool = pool;
     pool->bdata = tb;
     pool->nworkers = n;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        pthread_cond_init(&tb->workers[i].go, NULL);
         pthread_create(&tb->workers[i].thread, NULL, worker_main, &tb->workers[i]);
+    }
     pthread_create(&tb->pool_thread, NULL, pool_main, tb);
     return RP_OK;
 }
@@ -215,132 +190,96 @@ static int tb_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *err
 static int tb_submit(rp_pool_t *pool, struct rp__job *job)
 {
     struct tb *tb = tb_of(pool);
-    struct tb_job *tj = calloc(1, sizeof *tj);
-    if (!tj)
-        return RP_ENOMEM;
-    tj->job = job;
-    rp__sched_init(&tj->sched, job->n, job->chunksize, tb->nworkers);
-    if (job->flags & RP__JOB_TRACK) {
-        tj->arrived = malloc((job->n ? job->n : 1) * sizeof *tj->arrived);
-        if (!tj->arrived) {
-            free(tj);
+    pthread_mutex_lock(&tb->lock);
+    if (tb->njobs == tb->capjobs) {
+        size_t cap = tb->capjobs ? 2 * tb->capjobs : 8;
+        struct rp__job **v = realloc(tb->jobs, cap * sizeof *v);
+        if (!v) {
+            pthread_mutex_unlock(&tb->lock);
             return RP_ENOMEM;
         }
+        tb->jobs = v;
+        tb->capjobs = cap;
     }
-    job->bdata = tj;
-    pthread_mutex_lock(&tb->lock);
-    if (tb->closing || tb->stop) {
+    if (rp__sched_add(&tb->sched, &job->sched, job->id, job->n, job->chunksize,
+                      job->in_size + job->out_size) != 0) {
         pthread_mutex_unlock(&tb->lock);
-        free(tj->arrived);
-        free(tj);
-        return RP_ECLOSED;
+        return RP_ENOMEM;
     }
-    struct tb_job **p = &tb->jobs;
-    while (*p)
-        p = &(*p)->next;
-    *p = tj;
-    pthread_cond_broadcast(&tb->work);
+    tb->jobs[tb->njobs++] = job;
+    if (tb->stop) {
+        /* terminated: nothing will run it */
+        rp__sched_remove(&tb->sched, &job->sched);
+        pthread_mutex_unlock(&tb->lock);
+        rp__job_cancel(job, 0, job->n, true);
+        return RP_OK;
+    }
+    dispatch(tb);
     pthread_mutex_unlock(&tb->lock);
     return RP_OK;
 }
 
-static int tb_wait(rp_pool_t *pool, struct rp__job *job, double timeout)
+static void tb_release(rp_pool_t *pool, struct rp__job *job)
 {
     struct tb *tb = tb_of(pool);
-    struct tb_job *tj = job->bdata;
-    struct timespec ts;
-    if (timeout >= 0)
-        timespec_after(&ts, timeout);
-    int rc = RP_OK;
     pthread_mutex_lock(&tb->lock);
-    while (tj->processed < job->n)
-        if (!cond_wait_until(&tb->progress, &tb->lock, timeout, &ts)) {
-            if (tj->processed < job->n)
-                rc = RP_ETIMEDOUT;
+    rp__sched_remove(&tb->sched, &job->sched);
+    for (size_t i = 0; i < tb->njobs; i++)
+        if (tb->jobs[i] == job) {
+            tb->jobs[i] = tb->jobs[--tb->njobs];
             break;
         }
     pthread_mutex_unlock(&tb->lock);
-    return rc;
 }
 
-static bool tb_done(rp_pool_t *pool, struct rp__job *job)
+static void tb_kick(rp_pool_t *pool)
 {
     struct tb *tb = tb_of(pool);
     pthread_mutex_lock(&tb->lock);
-    bool done = ((struct tb_job *)job->bdata)->processed == job->n;
+    tb->kick = true;
+    pthread_cond_signal(&tb->kicked);
     pthread_mutex_unlock(&tb->lock);
-    return done;
 }
 
-static size_t tb_progress(rp_pool_t *pool, struct rp__job *job)
+static void stop_threads(struct tb *tb)
 {
-    struct tb *tb = tb_of(pool);
     pthread_mutex_lock(&tb->lock);
-    size_t d = ((struct tb_job *)job->bdata)->processed;
+    tb->stop = true;
+    for (int i = 0; i < tb->nworkers; i++)
+        pthread_cond_signal(&tb->workers[i].go);
+    pthread_cond_signal(&tb->kicked);
     pthread_mutex_unlock(&tb->lock);
-    return d;
-}
-
-static void tb_finish(rp_pool_t *pool, struct rp__job *job)
-{
-    struct tb *tb = tb_of(pool);
-    struct tb_job *tj = job->bdata;
+    for (int i = 0; i < tb->nworkers; i++)
+        pthread_join(tb->workers[i].thread, NULL);
     pthread_mutex_lock(&tb->lock);
-    for (struct tb_job **p = &tb->jobs; *p; p = &(*p)->next)
-        if (*p == tj) {
-            *p = tj->next;
-            break;
-        }
-    pthread_cond_broadcast(&tb->work); /* a closing worker may exit now */
+    pthread_cond_signal(&tb->kicked);
     pthread_mutex_unlock(&tb->lock);
-    free(tj->arrived);
-    free(tj);
-    job->bdata = NULL;
-}
-
-static size_t tb_arrivals(rp_pool_t *pool, struct rp__job *job, size_t *idx, size_t max,
-                          double timeout)
-{
-    struct tb *tb = tb_of(pool);
-    struct tb_job *tj = job->bdata;
-    struct timespec ts;
-    if (timeout >= 0)
-        timespec_after(&ts, timeout);
-    size_t got = 0;
-    pthread_mutex_lock(&tb->lock);
-    while (tj->ahead == tj->atail && tj->processed < job->n)
-        if (!cond_wait_until(&tb->progress, &tb->lock, timeout, &ts))
-            break;
-    while (got < max && tj->ahead < tj->atail)
-        idx[got++] = tj->arrived[tj->ahead++];
-    pthread_mutex_unlock(&tb->lock);
-    return got;
-}
-
-static int tb_close(rp_pool_t *pool)
-{
-    struct tb *tb = tb_of(pool);
-    pthread_mutex_lock(&tb->lock);
-    tb->closing = true;
-    pthread_cond_broadcast(&tb->work);
-    pthread_mutex_unlock(&tb->lock);
-    return RP_OK;
+    pthread_join(tb->pool_thread, NULL);
+    tb->nworkers = 0;
 }
 
 static int tb_join(rp_pool_t *pool)
 {
     struct tb *tb = tb_of(pool);
-    pthread_mutex_lock(&tb->lock);
-    tb->stop = true;
-    tb->pool_stop = true;
-    pthread_cond_broadcast(&tb->work);
-    pthread_cond_broadcast(&tb->notify);
-    pthread_mutex_unlock(&tb->lock);
-    for (int i = 0; i < tb->nworkers; i++)
-        pthread_join(tb->workers[i].thread, NULL);
-    pthread_join(tb->pool_thread, NULL);
-    tb->nworkers = 0;
+    if (tb->nworkers > 0)
+        stop_threads(tb);
     return RP_OK;
+}
+
+struct cancel_arg {
+    struct rp__job *job;
+    rp__span       *v;
+    size_t          n;
+};
+
+static void withdrawn(void *arg, uint64_t a, uint64_t b)
+{
+    struct cancel_arg *c = arg;
+    rp__span *v = realloc(c->v, (c->n + 1) * sizeof *v);
+    if (v) {
+        c->v = v;
+        c->v[c->n++] = (rp__span){ a, b };
+    }
 }
 
 static int tb_terminate(rp_pool_t *pool)
@@ -348,24 +287,29 @@ static int tb_terminate(rp_pool_t *pool)
     struct tb *tb = tb_of(pool);
     pthread_mutex_lock(&tb->lock);
     tb->stop = true;
-    pthread_cond_broadcast(&tb->work);
-    /* Cancel what nobody claimed yet. */
-    for (struct tb_job *tj = tb->jobs; tj; tj = tj->next) {
-        /* Everything left at once: one range, whatever the chunk size. */
-        size_t start = (size_t)atomic_exchange(&tj->sched.next, tj->sched.n);
-        if (start < tj->job->n) {
-            size_t count = tj->job->n - start;
-            rp_error_t e;
-            rp__error_set(&e, RP_ECANCELED, start, -1, tb->host, "canceled by terminate");
-            pthread_mutex_unlock(&tb->lock);
-            rp__job_fail_range(tj->job, start, count, &e);
-            pthread_mutex_lock(&tb->lock);
-            account(tb, tj, start, count);
-        }
+    for (int i = 0; i < tb->nworkers; i++)
+        pthread_cond_signal(&tb->workers[i].go);
+    /* what nobody claimed: canceled (the core records why) */
+    size_t n = tb->njobs;
+    struct rp__job **jobs = malloc((n ? n : 1) * sizeof *jobs);
+    if (jobs)
+        memcpy(jobs, tb->jobs, n * sizeof *jobs);
+    struct cancel_arg *cs = calloc(n ? n : 1, sizeof *cs);
+    for (size_t k = 0; jobs && cs && k < n; k++) {
+        cs[k].job = jobs[k];
+        rp__sched_withdraw(&tb->sched, &jobs[k]->sched, withdrawn, &cs[k]);
     }
+    /* running chunks finish (threads cannot be killed) */
     while (tb->busy > 0)
-        pthread_cond_wait(&tb->progress, &tb->lock);
+        pthread_cond_wait(&tb->idle, &tb->lock);
     pthread_mutex_unlock(&tb->lock);
+    for (size_t k = 0; jobs && cs && k < n; k++) {
+        for (size_t i = 0; i < cs[k].n; i++)
+            rp__job_cancel(cs[k].job, (size_t)cs[k].v[i].a, (size_t)cs[k].v[i].b, true);
+        free(cs[k].v);
+    }
+    free(cs);
+    free(jobs);
     return RP_OK;
 }
 
@@ -374,17 +318,18 @@ static void tb_destroy(rp_pool_t *pool)
     struct tb *tb = tb_of(pool);
     if (!tb)
         return;
-    pthread_mutex_destroy(&tb->lock);
-    pthread_cond_destroy(&tb->work);
-    pthread_cond_destroy(&tb->progress);
-    pthread_cond_destroy(&tb->notify);
-    while (tb->jobs) {
-        struct tb_job *tj = tb->jobs;
-        tb->jobs = tj->next;
-        free(tj->arrived);
-        free(tj);
+    int n = tb->nworkers;
+    if (n > 0)
+        stop_threads(tb);
+    for (uint32_t i = 0; i < tb->sched.nworkers; i++) {
+        pthread_cond_destroy(&tb->workers[i].go);
+        free(tb->workers[i].vbuf);
     }
-    free(tb->notifyq);
+    pthread_mutex_destroy(&tb->lock);
+    pthread_cond_destroy(&tb->idle);
+    pthread_cond_destroy(&tb->kicked);
+    rp__sched_close(&tb->sched);
+    free(tb->jobs);
     free(tb->workers);
     free(tb);
     pool->bdata = NULL;
@@ -394,12 +339,8 @@ const struct rp__backend_ops tb_backend = {
     .name = "threads",
     .start = tb_start,
     .submit = tb_submit,
-    .wait = tb_wait,
-    .done = tb_done,
-    .progress = tb_progress,
-    .finish = tb_finish,
-    .arrivals = tb_arrivals,
-    .close = tb_close,
+    .release = tb_release,
+    .kick = tb_kick,
     .join = tb_join,
     .terminate = tb_terminate,
     .destroy = tb_destroy,

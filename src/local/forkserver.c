@@ -8,8 +8,7 @@
  * EOF on the socket, or a new parent, means the master is gone: it kills every
  * worker, reaps them and exits. It never returns into the user's program and
  * never calls malloc. */
-#define _GNU_SOURCE 1
-#include "local_shm.h"
+#include "local.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -89,7 +88,7 @@ static int find(struct rp__fs_conf *c, pid_t pid)
  * from its slot before the worker is reaped (looked at with WNOWAIT first): while
  * this process does not run, every pid in the slots still names one of its
  * children, alive or a zombie, so the master may kill by it (see kill_workers()
- * in backend_local.c). */
+ * in terminate.c). */
 static void reap(struct rp__fs_conf *c, bool block, bool quiet)
 {
     for (;;) {

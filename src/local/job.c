@@ -1,0 +1,307 @@
+/* The local backend's jobs in the master: submit, a slot and an arena block for
+ * each (or a place in the queue until both are free), publishing to the
+ * workers, progress, and release.
+ *
+ * Completion has one path per job. A job that got a slot completes through it:
+ * its done word is moved into the slot at publish (rp__job_move_done), and the
+ * one that wins the slot's CAS to DONE (a worker, or the master failing every
+ * job) sets it; the pool thread then tells the core about RP__JOB_NOTIFY jobs
+ * (rp__job_completed). A job that never got one (submitted to a broken pool, or
+ * canceled while queued) completes through the core's counting
+ * (rp__job_cancel / rp__job_processed). */
+#include "local.h"
+
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STAGE_BYTES (128u << 10) /* input copied and published in segments */
+
+/* ---- the live list and the queue (under L) ---------------------------------------- */
+
+static void live_add(struct lpool *lp, struct ljob *lj)
+{
+    lj->prev = NULL;
+    lj->next = lp->live;
+    if (lp->live)
+        lp->live->prev = lj;
+    lp->live = lj;
+}
+
+static void live_remove(struct lpool *lp, struct ljob *lj)
+{
+    if (lj->prev)
+        lj->prev->next = lj->next;
+    else if (lp->live == lj)
+        lp->live = lj->next;
+    if (lj->next)
+        lj->next->prev = lj->prev;
+    lj->prev = lj->next = NULL;
+}
+
+bool rp__local_job_done(const struct ljob *lj)
+{
+    return rp__done_is(atomic_load(&lj->job->done));
+}
+
+/* Gives lj a slot and arena space if both are free. Under L. */
+static bool try_assign(struct lpool *lp, struct ljob *lj)
+{
+    if (!lp->free_slots)
+        return false;
+    struct rp__job *job = lj->job;
+    uint64_t in_b = rp__align_up(job->n * job->in_size, RP__ALIGN);
+    uint64_t out_b = rp__align_up(job->n * lj->out_size, RP__ALIGN);
+    uint64_t mark_b = lj->track ? rp__align_up(job->n, RP__ALIGN) : 0;
+    uint64_t off;
+    if (!rp__local_arena_alloc(lp, in_b + out_b + mark_b, &off))
+        return false;
+    int j = __builtin_ctzll(lp->free_slots);
+    lp->free_slots &= ~(UINT64_C(1) << j);
+    lj->aoff = off;
+    lj->asize = in_b + out_b + mark_b;
+    lj->in_off = off;
+    lj->out_off = off + in_b;
+    lj->mark_off = off + in_b + out_b;
+    struct rp__slot *s = &lp->hdr->slots[j];
+    lj->gen = (s->gen + 1) & 0x3fffffff;
+    s->gen = lj->gen; /* workers do not read gen of a slot that is not active */
+    atomic_store(&lj->publishing, true);
+    atomic_store(&lp->table[j], lj);
+    atomic_store(&lj->slot, j);
+    return true;
+}
+
+/* How many chunks `items` items make at most: what idle workers could take. */
+static uint64_t chunks_of(uint64_t items, uint64_t chunksize)
+{
+    return chunksize ? items / chunksize + (items % chunksize != 0) : items;
+}
+
+/* Copies the input in and publishes the job to the workers. No lock held. */
+static void publish(struct lpool *lp, struct ljob *lj)
+{
+    struct rp__job *job = lj->job;
+    int j = atomic_load(&lj->slot);
+    struct rp__slot *s = &lp->hdr->slots[j];
+    struct rp__hdr *hdr = lp->hdr;
+    /* Input in segments: the workers start on the first while the rest is
+     * copied (range 0's end follows the copy). */
+    uint64_t seg = job->in_size ? STAGE_BYTES / job->in_size : job->n;
+    if (seg == 0)
+        seg = 1;
+    uint64_t staged = job->n < seg ? job->n : seg;
+    if (job->in_size)
+        memcpy(lp->arena + lj->in_off, job->in, staged * job->in_size);
+    if (lj->var)
+        memset(lp->arena + lj->out_off, 0, job->n * 16);
+    if (lj->track)
+        memset(lp->arena + lj->mark_off, RP__MARK_NONE, job->n);
+    for (int w = 0; w < lp->nworkers; w++)
+        atomic_store_explicit(&rp__wslot_of(lp, w)->done[j], 0, memory_order_relaxed);
+    atomic_store(&s->mdone, 0);
+    atomic_store(&s->vcur, 0);
+    /* (twaiters and the done word's sleepers are not reset: a waiter of the
+     * slot's previous job may still be on its way out and will decrement them) */
+    s->id = job->id;
+    s->flags = job->flags;
+    s->fn = job->fn;
+    s->n = job->n;
+    s->in_size = job->in_size;
+    s->out_size = lj->out_size;
+    s->chunksize = job->chunksize;
+    s->in_off = lj->in_off;
+    s->out_off = lj->out_off;
+    s->mark_off = lj->mark_off;
+    s->tag = (s->tag + 1) & 0xffffff;
+    atomic_store(&s->range[0].next, RP__RW(s->tag, RP__IDX_NONE));
+    atomic_store(&s->range[0].end, staged);
+    atomic_store_explicit(&s->range[0].next, RP__RW(s->tag, 0), memory_order_release);
+    atomic_store_explicit(&s->nranges, 1, memory_order_release);
+    /* The job's waiters move to the slot's done word, which the worker that
+     * completes the job sets. */
+    atomic_store(&s->done.word, 0);
+    rp__job_move_done(job, &s->done);
+    atomic_store_explicit(&s->state, RP__SW(lj->gen, RP__SLOT_ACTIVE), memory_order_release);
+    atomic_fetch_or(&hdr->work_mask, UINT64_C(1) << j);
+    rp__local_wake_workers(hdr, chunks_of(job->n, job->chunksize));
+    while (staged < job->n) {
+        uint64_t k = job->n - staged < seg ? job->n - staged : seg;
+        memcpy(lp->arena + lj->in_off + staged * job->in_size,
+               job->in + staged * job->in_size, k * job->in_size);
+        staged += k;
+        atomic_store_explicit(&s->range[0].end, staged, memory_order_release);
+        atomic_fetch_or(&hdr->work_mask, UINT64_C(1) << j);
+        rp__local_wake_workers(hdr, chunks_of(k, job->chunksize));
+    }
+    atomic_store_explicit(&lj->publishing, false, memory_order_release);
+}
+
+void rp__local_promote(struct lpool *lp)
+{
+    for (;;) {
+        pthread_mutex_lock(&lp->lock);
+        struct ljob *lj = lp->qhead;
+        if (!lj || atomic_load(&lp->terminating) || atomic_load(&lp->broken)
+            || !try_assign(lp, lj)) {
+            pthread_mutex_unlock(&lp->lock);
+            return;
+        }
+        lp->qhead = lj->qnext;
+        if (!lp->qhead)
+            lp->qtail = NULL;
+        lj->queued = false;
+        atomic_fetch_sub(&lp->hdr->nqueued, 1);
+        pthread_mutex_unlock(&lp->lock);
+        publish(lp, lj);
+        pthread_mutex_lock(&lp->lock);
+        pthread_cond_broadcast(&lp->cond);
+        pthread_mutex_unlock(&lp->lock);
+    }
+}
+
+bool rp__local_wait_slot(struct lpool *lp, struct ljob *lj, double deadline)
+{
+    if (atomic_load(&lj->slot) >= 0)
+        return true;
+    pthread_mutex_lock(&lp->lock);
+    while (atomic_load(&lj->slot) < 0 && !rp__local_job_done(lj)) {
+        double left = deadline - rp__now();
+        if (left <= 0)
+            break;
+        rp__local_cond_wait(lp, left);
+    }
+    pthread_mutex_unlock(&lp->lock);
+    return atomic_load(&lj->slot) >= 0;
+}
+
+void rp__local_free_slot(struct lpool *lp, struct ljob *lj)
+{
+    int j = atomic_load(&lj->slot);
+    if (j < 0 || atomic_load(&lj->freed))
+        return;
+    while (atomic_load(&lj->publishing)) /* completed by the master mid-copy */
+        sched_yield();
+    /* The done word goes back to the job, complete, before the slot can hold
+     * another job: a late reader of job->done never sees that job's word. */
+    struct rp__job *job = lj->job;
+    rp__done_set(&job->own_done);
+    rp__job_move_done(job, &job->own_done);
+    pthread_mutex_lock(&lp->lock);
+    /* (looked at first: the header's lines are read by every claim, and a write
+     * takes them away from the workers) */
+    if (atomic_load(&lp->hdr->work_mask) & (UINT64_C(1) << j))
+        atomic_fetch_and(&lp->hdr->work_mask, ~(UINT64_C(1) << j));
+    if (atomic_load(&lp->hdr->notify) & (UINT64_C(1) << j))
+        atomic_fetch_and(&lp->hdr->notify, ~(UINT64_C(1) << j));
+    atomic_store(&lp->table[j], NULL);
+    lp->free_slots |= UINT64_C(1) << j;
+    rp__local_arena_free(lp, lj->aoff, lj->asize);
+    if (lj->var)
+        rp__local_var_release(lp, j, lj->gen);
+    atomic_store_explicit(&lj->freed, true, memory_order_release);
+    pthread_mutex_unlock(&lp->lock);
+}
+
+/* ---- ops ------------------------------------------------------------------------------ */
+
+int rp__local_submit(rp_pool_t *pool, struct rp__job *job)
+{
+    struct lpool *lp = pool->bdata;
+    if (!lp || job->n > RP__MAX_ITEMS)
+        return RP_EINVAL;
+    struct ljob *lj = calloc(1, sizeof *lj);
+    if (!lj)
+        return RP_ENOMEM;
+    lj->job = job;
+    lj->var = job->flags & RP__JOB_VAR;
+    lj->track = job->flags & RP__JOB_TRACK;
+    lj->out_size = lj->var ? 16 : job->out_size;
+    atomic_init(&lj->slot, -1);
+    /* Each part checked against the arena before the sum: none can wrap. */
+    size_t in_b, out_b;
+    if (rp__mul_size(job->n, job->in_size, &in_b) || rp__mul_size(job->n, lj->out_size, &out_b)) {
+        free(lj);
+        return RP_EINVAL;
+    }
+    if (in_b > lp->arena_size || out_b > lp->arena_size || job->n > lp->arena_size
+        || rp__align_up(in_b, RP__ALIGN) + rp__align_up(out_b, RP__ALIGN)
+                   + (lj->track ? rp__align_up(job->n, RP__ALIGN) : 0) > lp->arena_size) {
+        free(lj);
+        return RP_ENOMEM;
+    }
+    job->bdata = lj;
+
+    pthread_mutex_lock(&lp->lock);
+    live_add(lp, lj);
+    if (atomic_load(&lp->broken) || atomic_load(&lp->terminating)) {
+        /* nothing will run it: completed through the core, now */
+        rp_error_t e;
+        rp__error_set(&e, lp->broken_code, 0, -1, pool->host, "%s", lp->broken_msg);
+        bool term = atomic_load(&lp->terminating);
+        pthread_mutex_unlock(&lp->lock);
+        if (term) {
+            rp__job_cancel(job, 0, job->n, true);
+        } else {
+            rp__job_fail_range(job, 0, job->n, &e);
+            rp__job_processed(job, job->n);
+        }
+        return RP_OK;
+    }
+    if (!lp->qhead && try_assign(lp, lj)) {
+        pthread_mutex_unlock(&lp->lock);
+        publish(lp, lj);
+        return RP_OK;
+    }
+    lj->queued = true;
+    if (lp->qtail)
+        lp->qtail->qnext = lj;
+    else
+        lp->qhead = lj;
+    lp->qtail = lj;
+    atomic_fetch_add(&lp->hdr->nqueued, 1);
+    pthread_mutex_unlock(&lp->lock);
+    rp__local_wake_master(lp); /* the pool thread frees slots of complete jobs */
+    rp__local_promote(lp);
+    return RP_OK;
+}
+
+size_t rp__local_progress(rp_pool_t *pool, struct rp__job *job)
+{
+    struct lpool *lp = pool->bdata;
+    struct ljob *lj = job->bdata;
+    int j = atomic_load(&lj->slot);
+    if (j < 0)
+        return 0; /* queued, or counted by the core */
+    if (atomic_load(&lj->freed) || rp__local_job_done(lj))
+        return job->n;
+    uint64_t sum = rp__local_counted(lp, j);
+    /* read after the counters: if the slot was given back meanwhile, they may
+     * be another job's */
+    if (atomic_load(&lj->freed))
+        return job->n;
+    return (size_t)sum;
+}
+
+void rp__local_release(rp_pool_t *pool, struct rp__job *job)
+{
+    struct lpool *lp = pool->bdata;
+    struct ljob *lj = job->bdata;
+    if (!lj)
+        return;
+    pthread_mutex_lock(&lp->drain_lock);
+    bool had_slot = atomic_load(&lj->slot) >= 0 && !atomic_load(&lj->freed);
+    rp__local_free_slot(lp, lj);
+    pthread_mutex_lock(&lp->lock);
+    live_remove(lp, lj);
+    pthread_cond_broadcast(&lp->cond);
+    pthread_mutex_unlock(&lp->lock);
+    pthread_mutex_unlock(&lp->drain_lock);
+    free(lj->holes);
+    free(lj->sus);
+    free(lj->pend);
+    free(lj);
+    job->bdata = NULL;
+    if (had_slot)
+        rp__local_promote(lp);
+}

@@ -1,0 +1,246 @@
+/* A local worker process: claims chunks (claim.c), runs them in place in the
+ * arena, reports failures through its error ring, counts what it processed, and
+ * when idle spins briefly, then sleeps on a futex. It takes no lock and calls
+ * nothing in the master: it shares only atomics with it. */
+#include "claim.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SPIN_SECONDS 50e-6 /* spin before sleeping (a futex wake costs ~40 us) */
+
+/* The chunk being run: the slot's parameters, copied once per chunk. */
+struct chunk {
+    int        slot;
+    uint32_t   gen, flags;
+    rp_task_fn fn;
+    uint64_t   start, len, in_size, out_size, in_off, out_off, mark_off;
+};
+
+struct wctx {
+    struct lpool     *lp;
+    struct rp__hdr   *hdr;
+    struct rp__wslot *ws;
+    int               k;          /* this worker's number */
+    long              max_tasks;
+    rp_ctx_t          ctx;
+    struct chunk      c;
+    long              claims;
+    long              die_at;     /* tests: see RP_TEST_DIE_IN_CLAIM */
+};
+
+static void worker_exit(struct wctx *w, int status)
+{
+    fflush(stdout);
+    fflush(stderr);
+    rp__region_exit(&w->lp->conf, status);
+}
+
+/* A failed item: its record goes into this worker's ring, before the item is
+ * counted (the master drains the rings before it delivers). */
+static void on_fail(void *arg, const rp_error_t *e)
+{
+    struct wctx *w = arg;
+    struct rp__wslot *ws = w->ws;
+    if (w->c.flags & RP__JOB_VAR) { /* no output, whatever it set */
+        uint64_t *vs = (uint64_t *)(w->lp->arena + w->c.out_off + e->index * 16);
+        vs[0] = vs[1] = 0;
+    }
+    uint32_t h = atomic_load_explicit(&ws->head, memory_order_relaxed);
+    for (;;) {
+        uint32_t t = atomic_load_explicit(&ws->tail, memory_order_acquire);
+        if (h - t < RP__RING)
+            break;
+        atomic_store(&ws->full, 1);
+        rp__local_wake_master(w->lp);
+        if (atomic_load(&ws->tail) == t)
+            rp__futex_wait(&ws->tail, t, 0.1);
+    }
+    struct rp__ring_entry *ent = &ws->ring[h % RP__RING];
+    ent->slot = (uint32_t)w->c.slot;
+    ent->gen = w->c.gen;
+    ent->e = *e;
+    atomic_store_explicit(&ws->head, h + 1, memory_order_release);
+}
+
+/* rp_output() inside a worker: room in the shared var heap; the item's slot in
+ * the arena records (offset + 1, size). */
+static void *var_output(void *arg, size_t index, size_t size)
+{
+    struct wctx *w = arg;
+    struct lpool *lp = w->lp;
+    if (size > lp->var_size) /* can never fit; also keeps the round-up from wrapping */
+        return NULL;
+    int64_t off = rp__local_var_alloc(lp, w->c.slot, w->c.gen, rp__align_up(size ? size : 1, 16));
+    if (off < 0)
+        return NULL;
+    uint64_t *vs = (uint64_t *)(lp->arena + w->c.out_off + index * 16);
+    vs[0] = (uint64_t)off + 1;
+    vs[1] = size;
+    return lp->var + off;
+}
+
+/* The claimed chunk's start and length come in registers: read back from the
+ * claim record just written, they would wait for those stores. */
+static void load_chunk(struct wctx *w, int j, uint64_t start, uint64_t len)
+{
+    struct rp__slot *s = &w->hdr->slots[j];
+    struct chunk *c = &w->c;
+    c->slot = j;
+    c->gen = s->gen;
+    c->flags = s->flags;
+    c->fn = s->fn;
+    c->start = start;
+    c->len = len;
+    c->in_size = s->in_size;
+    c->out_size = s->out_size;
+    c->in_off = s->in_off;
+    c->out_off = s->out_off;
+    c->mark_off = s->mark_off;
+}
+
+static void run_chunk(struct wctx *w)
+{
+    struct lpool *lp = w->lp;
+    struct rp__wslot *ws = w->ws;
+    struct chunk *c = &w->c;
+    bool var = c->flags & RP__JOB_VAR;
+    w->ctx.output = var ? var_output : NULL;
+    w->ctx.output_arg = w;
+    const char *in = lp->arena + c->in_off + c->start * c->in_size;
+    char *out = (var || c->out_size == 0) ? NULL : lp->arena + c->out_off + c->start * c->out_size;
+    rp__worker_run(&w->ctx, c->fn, in, c->in_size, out, var ? 0 : c->out_size, c->start,
+                   c->len, &ws->cur, on_fail, w);
+    atomic_store_explicit(&ws->cur, (size_t)(c->start + c->len), memory_order_release);
+    if (c->flags & RP__JOB_TRACK) {
+        atomic_thread_fence(memory_order_release);
+        memset(lp->arena + c->mark_off + c->start, RP__MARK_ARRIVED, c->len);
+    }
+    atomic_store_explicit(&ws->done[c->slot], ws->hbase + c->len, memory_order_release);
+    atomic_store_explicit(&ws->hstate, RP__H_NONE, memory_order_release);
+    ws->processed += c->len;
+    struct rp__slot *s = &w->hdr->slots[c->slot];
+    if (c->flags & RP__JOB_TRACK) {
+        atomic_fetch_add(&s->tseq, 1);
+        if (atomic_load(&s->twaiters))
+            rp__futex_wake(&s->tseq, INT_MAX);
+    }
+    /* Between publishing done[] and looking at the ranges: without it the CPU may
+     * read the ranges first (store-load reordering), see items still unclaimed,
+     * and skip the completion check, while the worker that claims them reads
+     * done[] before this store is visible. Neither completes: a lost job. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (rp__local_slot_exhausted(s)) {
+        rp__local_check_complete(lp, c->slot, c->gen);
+        if (atomic_load(&s->suspect))
+            rp__local_wake_master(lp); /* the master may have to resolve a dead claimer */
+    }
+}
+
+/* Nothing to claim: spin a little (a futex wake costs tens of µs), then sleep
+ * until work_seq moves. Only as many spin as there are cores to spare. Worker k
+ * shows itself in the idle masks meanwhile (whoever makes work wakes by them). */
+static void idle(struct rp__hdr *hdr, int k, uint32_t seq)
+{
+    _Atomic uint64_t *spinning = &hdr->spinning[k / 64], *sleeping = &hdr->sleeping[k / 64];
+    uint64_t bit = UINT64_C(1) << (k % 64);
+    double t0 = rp__now();
+    bool moved = false;
+    atomic_fetch_or(spinning, bit);
+    bool spin = rp__local_idle_count(hdr->spinning, hdr->idlew) <= hdr->max_spin;
+    for (unsigned i = 1; spin; i++) {
+        if (atomic_load_explicit(&hdr->work_seq, memory_order_acquire) != seq
+            || atomic_load_explicit(&hdr->shutdown, memory_order_relaxed)) {
+            moved = true;
+            break;
+        }
+        rp__cpu_relax();
+        if ((i & 63) == 0) {
+            if (rp__now() - t0 > SPIN_SECONDS)
+                break;
+            sched_yield();
+        }
+    }
+    atomic_fetch_and(spinning, ~bit);
+    if (moved)
+        return;
+    atomic_fetch_or(sleeping, bit);
+    if (atomic_load(&hdr->work_seq) == seq && !atomic_load(&hdr->shutdown))
+        rp__futex_wait(&hdr->work_seq, seq, -1);
+    atomic_fetch_and(sleeping, ~bit);
+}
+
+static void worker_loop(struct wctx *w)
+{
+    struct rp__hdr *hdr = w->hdr;
+    for (;;) {
+        uint32_t seq = atomic_load_explicit(&hdr->work_seq, memory_order_acquire);
+        if (atomic_load_explicit(&hdr->shutdown, memory_order_relaxed))
+            worker_exit(w, 0);
+        uint64_t budget = 0;
+        if (w->max_tasks > 0) {
+            if (w->ws->processed >= (uint64_t)w->max_tasks) {
+                atomic_store(&w->ws->life, RP__W_RETIRED);
+                worker_exit(w, 0);
+            }
+            budget = (uint64_t)w->max_tasks - w->ws->processed;
+        }
+        uint64_t start, len;
+        int j = rp__local_claim(w->lp, w->ws, budget, &w->claims, w->die_at, &start, &len);
+        if (j >= 0) {
+            load_chunk(w, j, start, len);
+            run_chunk(w);
+            continue;
+        }
+        idle(hdr, w->k, seq);
+    }
+}
+
+/* Entry of a worker process (called by the fork server's child). */
+void rp__local_worker_main(void *arg, int k)
+{
+    struct lpool *lp = arg;
+    rp_pool_t *pool = lp->pool;
+    struct wctx w;
+    memset(&w, 0, sizeof w);
+    w.lp = lp;
+    w.hdr = lp->hdr;
+    w.ws = rp__wslot_of(lp, k);
+    w.k = k;
+    w.max_tasks = pool->opts.max_tasks_per_worker;
+    /* Tests only: worker 0 kills itself inside its N-th claim, after the CAS
+     * (N > 0) or just before it (N < 0), where no task can crash. */
+    const char *die = getenv("RP_TEST_DIE_IN_CLAIM");
+    if (die && k == 0)
+        w.die_at = atol(die);
+    w.ws->processed = 0;
+    atomic_store(&w.ws->hstate, RP__H_NONE);
+    atomic_store(&w.ws->pid, (int32_t)getpid());
+    if (pool->host[0] == '\0')
+        rp__hostname(pool->host, sizeof pool->host);
+    w.ctx.worker = k;
+    w.ctx.host = pool->host;
+    if (pool->opts.bind)
+        rp__topo_bind(k);
+    if (pool->opts.initializer) {
+        rp_error_t err;
+        memset(&err, 0, sizeof err);
+        const void *arg0 = pool->initarg_copy ? pool->initarg_copy : pool->opts.initarg;
+        if (rp__worker_init(&w.ctx, pool->opts.initializer, arg0, &err) != RP_OK) {
+            if (err.code == 0)
+                err.code = RP_EINIT;
+            err.worker = k;
+            w.ws->init_err = err;
+            atomic_store(&w.ws->life, RP__W_INITFAIL);
+            rp__local_wake_master(lp);
+            worker_exit(&w, 0);
+        }
+    }
+    atomic_store(&w.ws->life, RP__W_READY);
+    if (atomic_load(&lp->hdr->init_report))
+        rp__local_wake_master(lp);
+    worker_loop(&w);
+}

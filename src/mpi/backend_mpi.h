@@ -1,0 +1,401 @@
+/* The mpi backend's private header: its constants, message tags, the state of a
+ * master and of a serving rank, the locks and their order, and what its files
+ * call in each other. (Not "mpi.h": that is Open MPI's.)
+ *
+ * Roles. Rank 0 of the pool's communicator (a named duplicate of the one given) is
+ * the master: rp_pool_create returns there at once, and a progress thread (the
+ * backend's "pool thread") moves work. Every other rank serves inside
+ * rp_pool_create until the master stops it. A serving rank hosts one or more
+ * workers (worker w lives on rank 1 + w % nranks); each worker is a child process
+ * the rank forked, which runs the tasks and never calls MPI. So a crashing task
+ * never takes MPI down with it: the rank reports the death (the batch, the item
+ * running, the wait status) and starts a replacement; the master hands the death
+ * to the core's dead-worker policy (rp__job_worker_died) and the rest of the batch
+ * back to the scheduler, for any worker.
+ *
+ * Data path. The master transports what the core's scheduler (scheduler.h) picks:
+ * a *batch* (consecutive items of one job, the task as an rp__fnref), sent with
+ * MPI_Isend, several in flight per worker, so workers never wait for a round
+ * trip. Small inputs are copied into the batch message; large ones follow as a
+ * second message sent straight from the caller's array. A serving rank receives a
+ * batch straight into a memory region it shares with the worker's child
+ * (MPI_Mprobe + MPI_Mrecv), posts it, and the child runs it with rp__worker_run,
+ * writing outputs and failure records into the same region. The rank then sends
+ * the result from that region: a header with the records, and the outputs, which
+ * the master receives straight into job->out (small outputs ride inline in the
+ * header message). The master reports each result to the core's ledger
+ * (rp__job_deliver*, rp__job_fail, rp__job_processed). Messages are framed and
+ * checked by wire.c: a malformed one makes the master give up on that rank, never
+ * crash.
+ *
+ * Files: init.c (MPI set-up, start-up, the process's pools, waiting helpers),
+ * master.c (the ops), progress.c (the pool thread, dispatch, stop and terminate),
+ * send.c (batches out), recv.c (results, deaths and given-up ranks in), server.c
+ * (a serving rank's loop), slot.c (a batch's shared region and its results),
+ * child.c (the worker process, its supervision, the in-process mode).
+ *
+ * Locks of the master, in order: the core's (pool->lock, a result's lock), then
+ * plock, then mp->lock.
+ *  - plock: held by whoever moves messages: the pool thread; a user thread waiting
+ *    for a result (ops->drive); a submitting thread sending its job's first
+ *    batches. It guards the scheduler, the workers' batches in flight, the
+ *    receive buffer and every MPI call of the master after start-up. User threads
+ *    only ever trylock it (the pool thread alone blocks on it, holding nothing
+ *    else), so its holder may call into the core's ledger, which takes result
+ *    locks and the core's notify lock and calls ops->kick.
+ *  - mp->lock: innermost. The jobs submitted and not yet taken into the scheduler,
+ *    the pool thread's wake-up flags and its condition variables. Nothing is
+ *    called while it is held.
+ * A serving rank is single-threaded; it and its children share memory pages
+ * (struct wctl, the batch regions, struct rankbell) synchronised with atomics and
+ * futexes, as described at struct slotdesc. */
+#ifndef RP_MPI_BACKEND_H
+#define RP_MPI_BACKEND_H
+
+#include "backend.h"
+#include "fnref.h"
+#include "wire.h"
+
+#include "rankpool_mpi.h"
+
+#include <sched.h>
+#include <time.h>
+
+/* Message tags, all on the pool's own communicator but TAG_START (start-up, on the
+ * communicator the pool is created on, before its duplicate exists). TAG_WORK0 + i
+ * routes a batch to the i-th worker of a rank (so it lands in that worker's
+ * memory); what to run is in the payload. */
+enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
+
+#define DEPTH         4                   /* batches in flight per worker, at most */
+#define DEPTH_LONG    2                   /* ... once batches are longer than SHORT_BATCH_S */
+#define BATCH_BYTES   ((size_t)4 << 20)   /* input + output bytes per batch, soft */
+#define BATCH_ITEMS   ((size_t)1 << 18)   /* items per batch, at most */
+#define BATCH_MIN_S   200e-6              /* shortest batch once item cost is known */
+#define SHORT_BATCH_S 100e-6              /* shorter batches need DEPTH in flight */
+#define LONG_BATCH_S  1e-3                /* for longer ones the pool thread naps */
+#define INLINE_MAX    ((size_t)16 << 10)  /* outputs up to this ride in the header */
+#define SLOT_BYTES    ((size_t)256 << 20) /* virtual size of a batch's shared region */
+#define SPIN_IDLE_S   1e-3                /* poll this long before sleeping */
+#define SPIN_BUSY_S   50e-6               /* ... while a child computes */
+#define SPIN_POLL_S   50e-6               /* the pool thread, after an event */
+#define CHECK_S       100e-6              /* a rank looks for dead children this often */
+#define SLEEP_MAX_S   1e-3                /* longest idle sleep */
+#define IDLE_SLEEP_S  0.1                 /* the pool thread's sleep with no job at all */
+#define ANSWER_WAIT_S 3.0                 /* longest wait for a rank's BYE (terminate, join) */
+#define RANK_WORKERS_MAX 1024             /* worker processes on one serving rank */
+
+/* ======================================================================================
+ * A serving rank
+ * ==================================================================================== */
+
+/* One batch's region, shared by the rank and its worker's child:
+ *   [0, msglen)                  the BATCH message as received
+ *   [out_off, out_off + outbytes) fixed outputs, written by the child
+ *   [res_off, ...)               the RESULT message: fixed part, records (child),
+ *                                then inline outputs (rank)
+ * The records (failures, variable-size outputs) need not fit all at once: before
+ * running more items the child makes sure the record area has room for a failure
+ * of each (piece_items); when it has not, the rank sends what is there as a result
+ * for the items done so far, and the child goes on with an empty area. So a batch
+ * may come back as several RESULT messages, each for the next items in order. */
+struct slotdesc {
+    /* set by the rank before posting */
+    rp_task_fn fn;
+    size_t     in_off, in_size, out_off, out_size, start, count, chunk;
+    size_t     res_off, cap;
+    uint32_t   flags;
+    /* progress, written by whoever owns the slot (the child while running) */
+    size_t     resume;      /* items [0, resume) of the batch are processed */
+    size_t     sent;        /* items [0, sent) were reported in earlier results */
+    _Atomic uint32_t flush; /* 1: the child waits for the rank to send the records */
+    size_t     rec_len;     /* bytes of records after res_off + RP__RESULT_FIXED */
+    size_t     nrec;
+    size_t     var_last;    /* offset of the current item's VAR record + 1, or 0 */
+    size_t     var_index;
+    uint64_t   compute_ns;  /* time spent running it */
+};
+
+enum { CHILD_STARTING, CHILD_READY, CHILD_INIT_FAILED, CHILD_RETIRING };
+
+/* The page a worker's child shares with its rank. */
+struct wctl {
+    _Atomic uint32_t posted;       /* batches posted by the rank (futex word) */
+    _Atomic uint32_t child_sleeps;
+    _Atomic uint32_t completed;    /* batches finished (by the child, or ended by its death) */
+    _Atomic uint32_t running_seq;  /* the batch the child is in, + 1 (0: none) */
+    _Atomic size_t   cur;          /* the item the child is running (SIZE_MAX: none yet) */
+    _Atomic int      state;        /* CHILD_* */
+    rp_error_t       init_err;
+    struct slotdesc  slot[DEPTH];
+};
+
+/* The page all children of a rank share with it: the rank sleeps on `bell`. */
+struct rankbell {
+    _Atomic uint32_t bell;
+    _Atomic uint32_t rank_sleeps;
+};
+
+struct lworker {
+    int            id;          /* global worker number */
+    int            local;       /* index among this rank's workers */
+    pid_t          pid;         /* 0: no child */
+    bool           gone;        /* could not be (re)started: its batches go back */
+    struct wctl   *ctl;
+    char          *slot[DEPTH]; /* shared regions */
+    uint64_t       seq[DEPTH];  /* the master's batch number in each slot */
+    uint64_t       job[DEPTH];
+    uint32_t       nposted;     /* == ctl->posted */
+    uint32_t       nsent;       /* batches whose results were sent */
+    MPI_Request    req[DEPTH][2];
+    bool           sending[DEPTH];
+    rp_ctx_t       ctx;         /* in-process mode: the worker's context */
+    long           tasks;
+};
+
+struct server {
+    MPI_Comm          comm;
+    bool              inproc;   /* tasks run in the rank itself (RP_MPI_ISOLATE=0) */
+    int               rank;
+    char              host[64];
+    rp__wire_hello    hello;
+    void             *initarg;
+    rp_init_fn        init;
+    int               nlocal;
+    struct lworker   *w;
+    struct rankbell  *bell;
+    rp__wbuf          out;      /* small control messages */
+    char             *rbuf;
+    size_t            rcap;
+};
+
+/* server.c: a serving rank's part of rp_pool_create (settings, children, READY,
+ * the master's verdict, then serving until STOP or TERMINATE); frees its state. */
+int  rp__mpi_server_run(struct server *sv, rp_error_t *err);
+void rp__mpi_server_free(struct server *sv);
+/* server.c: sends a small control message to the master. */
+int  rp__mpi_server_ctl(struct server *sv, unsigned kind, uint32_t worker, int32_t status);
+
+/* slot.c: the batch regions. */
+size_t rp__mpi_record_free(const struct slotdesc *sd);
+/* Appends the error record of e to slot s (room permitting; the child's on_fail). */
+void rp__mpi_record_fail(struct lworker *lw, int s, const rp_error_t *e);
+/* Room for bytes more records in slot s, leaving `keep` bytes free; NULL if they
+ * do not fit. */
+void *rp__mpi_record_room(struct lworker *lw, int s, size_t bytes, size_t keep);
+/* Receives a BATCH (buf, msglen bytes, arrived on tag) into slot s and posts it to
+ * the worker, or answers it at once (a failure, or handed back when the worker is
+ * gone). \return RP_OK, RP_EPROTO (malformed), RP_EMPI. */
+int  rp__mpi_post_batch(struct server *sv, struct lworker *lw, int s, int tag,
+                        const char *buf, size_t msglen);
+/* Sends a result for the items of slot s processed and not reported yet. */
+int  rp__mpi_send_result(struct server *sv, struct lworker *lw, int s, uint32_t flags);
+/* Sends what the record area of slot s holds (the items processed so far), waits
+ * until it is out, empties the area. */
+int  rp__mpi_send_part(struct server *sv, struct lworker *lw, int s);
+/* Hands the unprocessed items of slot s back to the master (the worker is gone). */
+int  rp__mpi_send_returned(struct server *sv, struct lworker *lw, int s);
+/* Sends the results of the batches of lw finished and not sent yet, in order. */
+int  rp__mpi_send_finished(struct server *sv, struct lworker *lw, int *events);
+void rp__mpi_slot_drain(struct lworker *lw, int s);
+
+/* child.c: the worker processes. */
+int  rp__mpi_spawn_child(struct server *sv, struct lworker *lw);
+int  rp__mpi_await_child(struct server *sv, struct lworker *lw, rp_error_t *err);
+void rp__mpi_kill_child(struct lworker *lw);
+/* The child of lw ended (status from waitpid, -1 unknown): reports a death inside
+ * a batch to the master, starts a replacement. */
+int  rp__mpi_child_ended(struct server *sv, struct lworker *lw, int status);
+/* lw cannot run tasks any more: its batches are handed back, and every later one. */
+int  rp__mpi_worker_gone(struct server *sv, struct lworker *lw, const char *why);
+/* Runs slot s's batch from where it was left (child, or rank in-process mode).
+ * \return false when the worker must retire first (max_tasks reached mid-batch). */
+bool rp__mpi_run_slot(struct server *sv, struct lworker *lw, rp_ctx_t *ctx, uint32_t k,
+                      long *tasks, long max_tasks);
+/* In-process mode: crash messages, and running a posted batch in the rank. */
+void rp__mpi_inproc_handlers(void);
+void rp__mpi_inproc_run(struct server *sv, struct lworker *lw);
+void rp__mpi_inproc_init(struct server *sv, struct lworker *lw, rp__wire_ready *m);
+
+/* ======================================================================================
+ * The master
+ * ==================================================================================== */
+
+/* The backend's state of one job. */
+struct mjob {
+    struct rp__job *job;
+    rp__fnref       fn;
+    bool            too_large;   /* its items exceed RP_MPI_ITEM_MAX: it fails at once */
+    struct mjob    *next;        /* the queue of jobs submitted, not yet scheduled */
+};
+
+/* Expected lengths of the batches in flight, in classes (EXP_*): the pool thread
+ * naps according to the shortest. */
+enum { EXP_UNKNOWN, EXP_1, EXP_2, EXP_3, EXP_4, EXP_5, EXP_LONG, EXP_CLASSES };
+
+struct inflight {
+    struct rp__job *job;
+    uint64_t        seq;
+    size_t          start, count;
+    size_t          got;        /* items [start, start + got) came back already */
+    int             exp;        /* EXP_* class of its expected length */
+    rp__wbuf        buf;
+    MPI_Request     req, dreq;  /* the batch, its separate input */
+    bool            used;
+};
+
+struct mworker {
+    int             id, rank, tag;
+    bool            alive;      /* given work (not lost) */
+    char            host[64];
+    int             pid;        /* of its first worker process */
+    struct inflight fl[DEPTH];
+    uint64_t        next_seq;
+};
+
+struct mpi_pool {
+    MPI_Comm        comm;
+    int             rank, size, nranks, nworkers;
+    char            host[64];
+    rp_pool_t      *pool;
+    struct server  *sv;          /* serving ranks */
+
+    /* master */
+    struct mworker *w;
+    pthread_t       thread;
+    bool            thread_started;
+    pthread_mutex_t lock;
+    pthread_cond_t  cond;        /* terminate waits: the pool thread is done */
+    pthread_cond_t  kick;        /* the pool thread's nap */
+    struct mjob    *pending, *pending_tail;   /* under lock */
+    _Atomic int     npending;
+    _Atomic bool    want_stop, want_terminate;
+    _Atomic bool    service;     /* ops->kick: the core has callbacks to run */
+    bool            terminated;  /* under lock */
+    bool            thread_done; /* under lock */
+    bool            kicked;      /* under lock: kick was signalled since the last nap */
+    _Atomic bool    deep;        /* the pool thread sleeps with no job: submit kicks it */
+    _Atomic int     drivers;     /* user threads polling in drive() */
+    _Atomic int     unfinished;  /* jobs submitted and not yet complete */
+    _Atomic int64_t drove_ns;    /* when a waiter last stopped polling, its job done */
+
+    /* under plock */
+    pthread_mutex_t plock;
+    rp__sched       sched;       /* the core's scheduler: what runs where */
+    bool            job_ended;   /* a job was completed in this poll */
+    bool            terminating;
+    int             nexp[EXP_CLASSES]; /* batches in flight by expected length */
+    bool            retired;     /* stopped, its communicator freed (pool_retire) */
+    bool           *rank_broken; /* per rank: gave up on it */
+    bool           *rank_bye;    /* per rank: said BYE */
+    char            lost_why[320]; /* why the last worker was lost */
+    char           *rbuf;
+    size_t          rcap;
+    rp__wbuf        ctl;
+};
+
+static inline struct mpi_pool *rp__mpi_of(rp_pool_t *pool)
+{
+    return pool->bdata;
+}
+
+/* The job whose scheduler part is j. */
+static inline struct rp__job *rp__mpi_job_of(rp__sjob *j)
+{
+    return (struct rp__job *)((char *)j - offsetof(struct rp__job, sched));
+}
+
+/* master.c */
+void rp__mpi_pool_retire(rp_pool_t *pool);
+void rp__mpi_kick_locked(struct mpi_pool *mp);
+
+/* progress.c: the pool thread; one round of progress, and its first half: new
+ * jobs into the scheduler, what it picks out to the workers (under plock). */
+void *rp__mpi_progress_main(void *arg);
+int   rp__mpi_progress_step(struct mpi_pool *mp);
+int   rp__mpi_send_new(struct mpi_pool *mp);
+void  rp__mpi_send_all_ranks(struct mpi_pool *mp, unsigned kind);
+
+/* send.c */
+/* Sends what the scheduler picked; \return 1. */
+int  rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p);
+/* Waits for a batch's sends to complete (or drops them: cancel) and frees it. */
+void rp__mpi_release_inflight(struct mpi_pool *mp, struct inflight *fl, bool cancel);
+
+/* recv.c: what comes back, and what it means for the jobs. */
+int  rp__mpi_poll_messages(struct mpi_pool *mp);
+void rp__mpi_break_rank(struct mpi_pool *mp, int rank, const char *why);
+/* The batches worker w holds will not come back (its rank given up, or gone after
+ * terminate): the core cancels them when the pool is terminating, else they run
+ * elsewhere. cancel: drop their sends (the rank may never receive them). */
+void rp__mpi_drop_batches(struct mpi_pool *mp, struct mworker *w, const char *why, bool cancel);
+/* count items of job are processed (counted with the core; notes a completion). */
+void rp__mpi_count(struct mpi_pool *mp, struct rp__job *job, size_t count);
+/* Items [a, b) of job fail with e (delivered as failed, counted). */
+void rp__mpi_fail_items(struct mpi_pool *mp, struct rp__job *job, size_t a, size_t b,
+                        const rp_error_t *e);
+/* Items [a, b) of job go back to the scheduler, to run on any worker. */
+void rp__mpi_put_back(struct mpi_pool *mp, struct rp__job *job, size_t a, size_t b);
+/* A worker died holding [a, b) of job and running `running`: the core's policy. */
+void rp__mpi_worker_died(struct mpi_pool *mp, struct rp__job *job, const rp__death *d,
+                         size_t a, size_t running, size_t b);
+/* Fails every item not handed out yet with code and message (no worker left). */
+void rp__mpi_fail_unclaimed(struct mpi_pool *mp, int code, const char *msg);
+
+/* init.c: MPI, the start-up handshake, the pools of this process. */
+int  rp__mpi_begin(const rp_pool_opts_t *opts, MPI_Comm *comm, rp_error_t *err,
+                   const char *host);
+void rp__mpi_end(MPI_Comm *comm, bool keep);
+void rp__mpi_started_add(rp_pool_t *pool);
+void rp__mpi_started_remove(rp_pool_t *pool);
+/* Receives one TAG_CTL message from src (MPI_ANY_SOURCE ok) into *buf (grown);
+ * blocking. \return its length, or -1. */
+long rp__mpi_recv_ctl(MPI_Comm comm, int src, char **buf, size_t *cap, int *from);
+
+/* ---- waiting (init.c) ------------------------------------------------------------
+ * How waiting loops share the node's cores, decided once per pool start from the
+ * ranks on this node (rp__local_rank_size: mpirun's or srun's word) and its usable
+ * cores. The aim
+ * is at most one spinner per core at any moment:
+ * - A serving rank and its worker process wait for each other in turn (a batch
+ *   posted, a batch done). Unless there are cores for both (pair_spin), whichever
+ *   waits sleeps on a futex at once and the other has the core: the rank sleeps
+ *   while its worker computes, the worker sleeps while the rank polls MPI. Only
+ *   on an oversubscribed node (yield_when_idle) do they poll a little first,
+ *   yielding, which beats a futex hand-off when everything shares one core.
+ * - Polling MPI (an idle rank, the master's waiting thread) spins with a pause
+ *   instruction for a while, then naps or sleeps; it gives the core away
+ *   (sched_yield) only when this node runs more ranks than it has cores, as Open
+ *   MPI does. The master's pool thread sleeps while a user thread polls. */
+extern bool rp__mpi_yield_when_idle;
+extern bool rp__mpi_pair_spin;
+void rp__mpi_decide_yield(bool inproc);
+/* Threads that nap (short timed sleeps) want them short: no timer slack. */
+void rp__mpi_precise_naps(void);
+
+/* One turn of a polling loop. Spinning spins: a loop that gave its core away
+ * every so often when there seemed to be a core for each spinner was measured to
+ * end up sharing one core with the rank it waits for (the scheduler packs them
+ * when other programs load the node), and then each round trip took two of
+ * those waits instead of a few microseconds. Every loop is bounded in time
+ * (SPIN_IDLE_S and less) before it sleeps. */
+static inline void rp__mpi_idle_pause(void)
+{
+    if (rp__mpi_yield_when_idle)
+        sched_yield();
+    else
+        rp__cpu_relax();
+}
+
+static inline void rp__mpi_sleep(double s)
+{
+    struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+    nanosleep(&ts, NULL);
+}
+
+static inline size_t rp__mpi_align(size_t v, size_t a)
+{
+    return (v + a - 1) & ~(a - 1);
+}
+
+#endif /* RP_MPI_BACKEND_H */

@@ -1,0 +1,475 @@
+/* The mpi backend's ops (struct rp__backend_ops): start (every rank: the serving
+ * ranks serve inside it), and on the master submit, drive, release, kick, join,
+ * terminate and destroy; and the calls of rankpool_mpi.h. */
+#include "backend_mpi.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void rp__mpi_kick_locked(struct mpi_pool *mp)
+{
+    mp->kicked = true;
+    pthread_cond_signal(&mp->kick);
+}
+
+static void kick_pool_thread(struct mpi_pool *mp)
+{
+    pthread_mutex_lock(&mp->lock);
+    rp__mpi_kick_locked(mp);
+    pthread_mutex_unlock(&mp->lock);
+}
+
+/* ---- start (the master) ----------------------------------------------------------------- */
+
+static void master_free(struct mpi_pool *mp)
+{
+    if (mp->w)
+        for (int i = 0; i < mp->nworkers; i++)
+            for (int k = 0; k < DEPTH; k++)
+                rp__wbuf_free(&mp->w[i].fl[k].buf);
+    free(mp->w);
+    free(mp->rank_broken);
+    free(mp->rank_bye);
+    free(mp->rbuf);
+    rp__wbuf_free(&mp->ctl);
+    rp__sched_close(&mp->sched);
+    pthread_mutex_destroy(&mp->plock);
+    pthread_mutex_destroy(&mp->lock);
+    pthread_cond_destroy(&mp->cond);
+    pthread_cond_destroy(&mp->kick);
+}
+
+/* Tells every serving rank the verdict of the start (when status is a failure). */
+static void master_go(struct mpi_pool *mp, int status)
+{
+    for (int rk = 1; rk < mp->size; rk++) {
+        if (rp__wire_put_ctl(&mp->ctl, RP__MSG_GO, 0, status, 0) != RP_OK)
+            return;
+        MPI_Send(mp->ctl.buf, (int)mp->ctl.len, MPI_BYTE, rk, TAG_CTL, mp->comm);
+    }
+}
+
+/* RP_MPI_ISOLATE=0 in the master's environment: tasks run inside the ranks. */
+static bool in_process_wanted(void)
+{
+    const char *v = getenv("RP_MPI_ISOLATE");
+    return v && (strcmp(v, "0") == 0 || strcmp(v, "no") == 0 || strcmp(v, "off") == 0);
+}
+
+/* Sends the pool's settings (HELLO) to every serving rank. */
+static int send_hello(struct mpi_pool *mp, const rp_pool_opts_t *opts, rp_error_t *err)
+{
+    rp__wire_hello hello = { .nworkers = (uint32_t)mp->nworkers,
+                             .nranks = (uint32_t)mp->nranks,
+                             .max_tasks = opts->max_tasks_per_worker,
+                             .flags = (opts->bind ? RP__HELLO_BIND : 0) |
+                                      (in_process_wanted() ? RP__HELLO_INPROCESS : 0) };
+    if (opts->initializer) {
+        hello.has_init = 1;
+        if (rp__fnref_make((rp__anyfn)opts->initializer, &hello.init) != RP_OK) {
+            rp__error_set(err, RP_EFNREF, 0, -1, mp->host,
+                          "the initializer is not a function of a loaded object that the "
+                          "ranks can identify (a build-id, or a readable file)");
+            return RP_EFNREF;
+        }
+    }
+    if (opts->initarg_size > 0) {
+        hello.initarg = opts->initarg;
+        hello.initarg_size = opts->initarg_size;
+    }
+    rp__wbuf hb;
+    rp__wbuf_init(&hb);
+    if (rp__wire_put_hello(&hb, &hello) != RP_OK || hb.len > INT_MAX) {
+        rp__wbuf_free(&hb);
+        rp__error_set(err, RP_ENOMEM, 0, -1, mp->host,
+                      "out of memory building the message with the initializer argument");
+        return RP_ENOMEM;
+    }
+    for (int rk = 1; rk < mp->size; rk++)
+        MPI_Send(hb.buf, (int)hb.len, MPI_BYTE, rk, TAG_CTL, mp->comm);
+    rp__wbuf_free(&hb);
+    return RP_OK;
+}
+
+/* Collects every worker's READY. \return the verdict (the failure of the lowest
+ * worker that failed, in *err), or RP_EPROTO for a malformed message. */
+static int collect_ready(struct mpi_pool *mp, rp_error_t *err)
+{
+    int verdict = RP_OK, first_worker = INT_MAX;
+    for (int got = 0; got < mp->nworkers; got++) {
+        int src = -1;
+        long len = rp__mpi_recv_ctl(mp->comm, MPI_ANY_SOURCE, &mp->rbuf, &mp->rcap, &src);
+        rp__wire_hdr h;
+        rp__rbuf r;
+        rp__wire_ready m;
+        if (len < 0 || rp__wire_open(mp->rbuf, (size_t)len, &h, &r) != RP_OK ||
+            h.kind != RP__MSG_READY || h.worker >= (uint32_t)mp->nworkers ||
+            rp__wire_get_ready(&r, &m) != RP_OK) {
+            rp__error_set(err, RP_EPROTO, 0, -1, mp->host,
+                          "malformed start-up message from rank %d", src);
+            return RP_EPROTO;
+        }
+        struct mworker *w = &mp->w[h.worker];
+        w->id = (int)h.worker;
+        w->rank = 1 + w->id % mp->nranks;
+        w->tag = TAG_WORK0 + w->id / mp->nranks;
+        w->pid = m.pid;
+        w->alive = m.status == RP_OK;
+        snprintf(w->host, sizeof w->host, "%s", m.host);
+        for (int k = 0; k < DEPTH; k++) {
+            rp__wbuf_init(&w->fl[k].buf);
+            w->fl[k].req = w->fl[k].dreq = MPI_REQUEST_NULL;
+        }
+        if (m.status != RP_OK && w->id < first_worker) {
+            first_worker = w->id;
+            verdict = m.status;
+            *err = m.err;
+            err->code = m.status;
+            err->worker = w->id;
+            snprintf(err->host, sizeof err->host, "%s", m.host);
+        }
+    }
+    return verdict;
+}
+
+static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts_t *opts,
+                        rp_error_t *err)
+{
+    /* what the scheduler is told about this transport */
+    const rp__sched_conf conf = { .depth = DEPTH, .depth_long = DEPTH_LONG,
+                                  .short_s = SHORT_BATCH_S, .min_s = BATCH_MIN_S,
+                                  .max_items = BATCH_ITEMS, .max_bytes = BATCH_BYTES };
+    int rc = RP_OK;
+    if (opts->initarg_size > RP_MPI_INITARG_MAX) {
+        /* refused before anything is copied: the ranks learn it from GO */
+        rp__error_set(err, RP_EINVAL, 0, -1, mp->host,
+                      "initarg_size %zu is more than the mpi backend sends to its ranks: "
+                      "RP_MPI_INITARG_MAX is %zu bytes (2 GiB - 1 MiB)", opts->initarg_size,
+                      (size_t)RP_MPI_INITARG_MAX);
+        rc = RP_EINVAL;
+    }
+    mp->nworkers = opts->workers > 0 ? opts->workers : mp->size - 1;
+    mp->nranks = mp->nworkers < mp->size - 1 ? mp->nworkers : mp->size - 1;
+    mp->w = calloc((size_t)mp->nworkers, sizeof *mp->w);
+    mp->rank_broken = calloc((size_t)mp->size, sizeof *mp->rank_broken);
+    mp->rank_bye = calloc((size_t)mp->size, sizeof *mp->rank_bye);
+    if (rc == RP_OK && (!mp->w || !mp->rank_broken || !mp->rank_bye ||
+                        rp__sched_open(&mp->sched, &conf, (uint32_t)mp->nworkers) != 0)) {
+        rp__error_set(err, RP_ENOMEM, 0, -1, mp->host, "out of memory");
+        rc = RP_ENOMEM;
+    }
+    rp__mpi_decide_yield(in_process_wanted());
+    if (rc == RP_OK)
+        rc = send_hello(mp, opts, err);
+    if (rc != RP_OK) {
+        master_go(mp, rc);
+        return rc;
+    }
+    rc = collect_ready(mp, err);
+    master_go(mp, rc);
+    if (rc != RP_OK)
+        return rc;
+    pool->nworkers = mp->nworkers;
+    if (pthread_create(&mp->thread, NULL, rp__mpi_progress_main, mp) != 0) {
+        /* the ranks are serving already: stop them */
+        rp__mpi_send_all_ranks(mp, RP__MSG_STOP);
+        for (int rk = 1; rk < mp->size; rk++)
+            rp__mpi_recv_ctl(mp->comm, MPI_ANY_SOURCE, &mp->rbuf, &mp->rcap, NULL);
+        rp__error_set(err, RP_ESYS, 0, -1, mp->host, "cannot start the pool thread");
+        return RP_ESYS;
+    }
+    mp->thread_started = true;
+    return RP_OK;
+}
+
+/* ---- start (every rank) ------------------------------------------------------------------ */
+
+/* A serving rank's rp_pool_create: it serves until the master is done. */
+static int serve_pool(rp_pool_t *pool, struct mpi_pool *mp, rp_error_t *err)
+{
+    struct server *sv = calloc(1, sizeof *sv);
+    if (!sv) {
+        rp__mpi_end(&mp->comm, false);
+        return RP_ENOMEM;
+    }
+    sv->comm = mp->comm;
+    sv->rank = mp->rank;
+    snprintf(sv->host, sizeof sv->host, "%s", pool->host);
+    rp__wbuf_init(&sv->out);
+    mp->sv = sv;
+    pool->is_master = false;
+    int rc = rp__mpi_server_run(sv, err);
+    pool->nworkers = (int)sv->hello.nworkers;
+    if (rc != RP_OK) {
+        if (err->code == 0)
+            rp__error_set(err, rc, 0, -1, sv->host, "rank %d: %s", sv->rank, rp_strerror(rc));
+        rp__mpi_server_free(sv);
+        free(sv);
+        rp__mpi_end(&mp->comm, false);
+    }
+    return rc;
+}
+
+static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *err)
+{
+    struct mpi_pool *mp = calloc(1, sizeof *mp);
+    if (!mp) {
+        rp__error_set(err, RP_ENOMEM, 0, -1, pool->host, "out of memory");
+        return RP_ENOMEM;
+    }
+    snprintf(mp->host, sizeof mp->host, "%s", pool->host);
+    mp->pool = pool;
+    mp->comm = MPI_COMM_NULL;
+    int rc = rp__mpi_begin(opts, &mp->comm, err, mp->host);
+    if (rc != RP_OK) {
+        free(mp);
+        return rc;
+    }
+    MPI_Comm_rank(mp->comm, &mp->rank);
+    MPI_Comm_size(mp->comm, &mp->size);
+    pool->bdata = mp;
+    if (mp->rank != 0) {
+        rc = serve_pool(pool, mp, err);
+    } else {
+        pthread_mutex_init(&mp->lock, NULL);
+        pthread_mutex_init(&mp->plock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&mp->cond, &ca);
+        pthread_cond_init(&mp->kick, &ca);
+        pthread_condattr_destroy(&ca);
+        rp__wbuf_init(&mp->ctl);
+        rc = master_start(pool, mp, opts, err);
+        if (rc != RP_OK) {
+            master_free(mp);
+            /* after a malformed start-up message, more may be on their way */
+            rp__mpi_end(&mp->comm, rc == RP_EPROTO);
+        }
+    }
+    if (rc != RP_OK) {
+        free(mp);
+        pool->bdata = NULL;
+    } else {
+        rp__mpi_started_add(pool);
+    }
+    return rc;
+}
+
+/* ---- jobs ---------------------------------------------------------------------------- */
+
+static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
+{
+    struct mpi_pool *mp = rp__mpi_of(pool);
+    if (mp->retired) /* stopped at exit */
+        return RP_ECLOSED;
+    struct mjob *mj = calloc(1, sizeof *mj);
+    if (!mj)
+        return RP_ENOMEM;
+    if (rp__fnref_make((rp__anyfn)job->fn, &mj->fn) != RP_OK) {
+        free(mj);
+        return RP_EFNREF;
+    }
+    mj->job = job;
+    mj->too_large = job->in_size > RP_MPI_ITEM_MAX ||
+                    (!(job->flags & RP__JOB_VAR) &&
+                     job->out_size > RP_MPI_ITEM_MAX - job->in_size);
+    job->bdata = mj;
+    atomic_fetch_add(&mp->unfinished, 1);
+    pthread_mutex_lock(&mp->lock);
+    if (mp->pending_tail)
+        mp->pending_tail->next = mj;
+    else
+        mp->pending = mj;
+    mp->pending_tail = mj;
+    atomic_fetch_add(&mp->npending, 1);
+    pthread_mutex_unlock(&mp->lock);
+    /* Send the first batches from here when nobody else is moving messages (no
+     * thread hand-off for an apply); wake the pool thread only for what is left.
+     * (The job may be complete, even released, once plock is left.) */
+    bool kick = true;
+    if (pthread_mutex_trylock(&mp->plock) == 0) {
+        if (!mp->terminating) {
+            rp__mpi_send_new(mp);
+            kick = rp__sched_has_work(&mp->sched);
+        }
+        pthread_mutex_unlock(&mp->plock);
+    }
+    if (kick || atomic_load(&mp->deep))
+        kick_pool_thread(mp);
+    return RP_OK;
+}
+
+/* Polls MPI on the caller's thread for a moment: a short job's result comes back
+ * without waking any other thread. The core then sleeps on the job's done word,
+ * which the pool thread sets. */
+static void mpi_drive(rp_pool_t *pool, struct rp__job *job, double until)
+{
+    struct mpi_pool *mp = rp__mpi_of(pool);
+    double now = rp__now();
+    if (now >= until || rp__done_is(atomic_load(&job->done)))
+        return;
+    double spin_until = fmin(until, now + SPIN_IDLE_S);
+    atomic_fetch_add(&mp->drivers, 1);
+    while (!rp__done_is(atomic_load(&job->done)) && rp__now() < spin_until) {
+        int events = 0;
+        if (pthread_mutex_trylock(&mp->plock) == 0) {
+            if (!mp->terminating)
+                events = rp__mpi_progress_step(mp);
+            pthread_mutex_unlock(&mp->plock);
+        }
+        if (events == 0)
+            rp__mpi_idle_pause();
+    }
+    /* The last driver leaves: the pool thread takes over what is still running;
+     * with nothing running, it lets the caller's next wait drive again. */
+    bool last = atomic_fetch_sub(&mp->drivers, 1) == 1;
+    if (last && atomic_load(&mp->unfinished) == 0) {
+        atomic_store(&mp->drove_ns, (int64_t)(rp__now() * 1e9));
+    } else if (last) {
+        atomic_store(&mp->drove_ns, 0);
+        kick_pool_thread(mp);
+    }
+}
+
+/* The job is complete: the scheduler holds nothing of it any more (its last items
+ * were handed out, and it is in no batch in flight), so rp__sched_remove only
+ * frees the job's own put-back list, and no lock is needed. */
+static void mpi_release(rp_pool_t *pool, struct rp__job *job)
+{
+    struct mpi_pool *mp = rp__mpi_of(pool);
+    rp__sched_remove(&mp->sched, &job->sched);
+    free(job->bdata);
+    job->bdata = NULL;
+}
+
+static void mpi_kick(rp_pool_t *pool)
+{
+    struct mpi_pool *mp = rp__mpi_of(pool);
+    atomic_store(&mp->service, true);
+    kick_pool_thread(mp);
+}
+
+/* ---- the end ----------------------------------------------------------------------------- */
+
+static int mpi_join(rp_pool_t *pool)
+{
+    struct mpi_pool *mp = rp__mpi_of(pool);
+    if (!mp || !mp->thread_started)
+        return RP_OK;
+    pthread_mutex_lock(&mp->lock);
+    atomic_store(&mp->want_stop, true);
+    rp__mpi_kick_locked(mp);
+    pthread_mutex_unlock(&mp->lock);
+    pthread_join(mp->thread, NULL);
+    mp->thread_started = false;
+    return RP_OK;
+}
+
+static int mpi_terminate(rp_pool_t *pool)
+{
+    struct mpi_pool *mp = rp__mpi_of(pool);
+    if (!mp || !mp->thread_started)
+        return RP_OK;
+    pthread_mutex_lock(&mp->lock);
+    atomic_store(&mp->want_terminate, true);
+    rp__mpi_kick_locked(mp);
+    /* From a callback (the pool thread itself) it cannot wait for itself: the
+     * pool thread stops the workers as soon as the callback returns. */
+    bool self = pthread_equal(pthread_self(), mp->thread);
+    while (!self && !mp->terminated && !mp->thread_done)
+        pthread_cond_wait(&mp->cond, &mp->lock);
+    pthread_mutex_unlock(&mp->lock);
+    return RP_OK;
+}
+
+/* Stops what runs (a master's pool thread, after terminating its work and
+ * releasing the serving ranks; a serving rank's worker processes) and frees the
+ * pool's communicator; the memory stays for mpi_destroy. Once per pool: from
+ * mpi_destroy, or at exit for a pool the program did not free. Not from the pool
+ * thread itself (exit() in a callback): that pool is left as it is. */
+void rp__mpi_pool_retire(rp_pool_t *pool)
+{
+    struct mpi_pool *mp = rp__mpi_of(pool);
+    if (!mp || mp->retired)
+        return;
+    bool keep = false;
+    if (mp->sv) {
+        rp__mpi_server_free(mp->sv);
+    } else if (mp->thread_started) {
+        if (pthread_equal(pthread_self(), mp->thread))
+            return;
+        mpi_terminate(pool);
+        pthread_join(mp->thread, NULL);
+        mp->thread_started = false;
+    }
+    for (int rk = 1; !mp->sv && rk < mp->size; rk++)
+        keep = keep || mp->rank_broken[rk];
+    rp__mpi_end(&mp->comm, keep);
+    mp->retired = true;
+}
+
+static void mpi_destroy(rp_pool_t *pool)
+{
+    struct mpi_pool *mp = rp__mpi_of(pool);
+    if (!mp)
+        return;
+    rp__mpi_started_remove(pool);
+    rp__mpi_pool_retire(pool);
+    if (mp->sv)
+        free(mp->sv);
+    else
+        master_free(mp);
+    free(mp);
+    pool->bdata = NULL;
+}
+
+const struct rp__backend_ops rp__backend_mpi = {
+    .name = "mpi",
+    .start = mpi_start,
+    .submit = mpi_submit,
+    .drive = mpi_drive,
+    .collect = NULL,  /* results are delivered as they arrive */
+    .progress = NULL, /* and counted with rp__job_processed */
+    .release = mpi_release,
+    .kick = mpi_kick,
+    .close = NULL,    /* nothing to do: jobs run on */
+    .join = mpi_join,
+    .terminate = mpi_terminate,
+    .destroy = mpi_destroy,
+    .initarg_max = RP_MPI_INITARG_MAX,
+};
+
+/* ---- rankpool_mpi.h ------------------------------------------------------------------ */
+
+int rp_pool_create_comm(rp_pool_t **pool, const rp_pool_opts_t *opts, MPI_Comm comm,
+                        rp_error_t *err)
+{
+    rp_pool_opts_t o;
+    if (opts)
+        o = *opts;
+    else
+        memset(&o, 0, sizeof o);
+    o.backend = "mpi";
+    o.comm = &comm;
+    return rp_pool_create_ex(pool, &o, err);
+}
+
+MPI_Comm rp_pool_comm(const rp_pool_t *pool)
+{
+    if (!pool || pool->ops != &rp__backend_mpi || !pool->bdata)
+        return MPI_COMM_NULL;
+    return ((const struct mpi_pool *)pool->bdata)->comm;
+}
+
+int rp_pool_worker_rank(const rp_pool_t *pool, int worker)
+{
+    if (!pool || pool->ops != &rp__backend_mpi || !pool->bdata)
+        return -1;
+    const struct mpi_pool *mp = pool->bdata;
+    if (worker < 0 || worker >= mp->nworkers || mp->nranks <= 0)
+        return -1;
+    return 1 + worker % mp->nranks;
+}

@@ -1,0 +1,107 @@
+/* The master's batches out: what the scheduler picked becomes a BATCH message to
+ * the worker's rank (the input inline, or, when large, as a second message sent
+ * straight from the caller's array), tracked as in flight until its result, its
+ * worker's death report, or the end of its rank. Under plock. */
+#include "backend_mpi.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The class of a batch expected to take `s` seconds (0: not known): the pool
+ * thread naps a quarter of the shortest one in flight (progress.c). */
+static int expect_class(double s)
+{
+    static const double upper[] = { 0, 80e-6, 160e-6, 320e-6, 640e-6, LONG_BATCH_S };
+    if (s <= 0)
+        return EXP_UNKNOWN;
+    for (int c = EXP_1; c < EXP_LONG; c++)
+        if (s <= upper[c])
+            return c;
+    return EXP_LONG;
+}
+
+void rp__mpi_release_inflight(struct mpi_pool *mp, struct inflight *fl, bool cancel)
+{
+    MPI_Request *reqs[2] = { &fl->req, &fl->dreq };
+    for (int q = 0; q < 2; q++) {
+        if (*reqs[q] == MPI_REQUEST_NULL)
+            continue;
+        if (cancel) { /* a rank given up: it may never receive them */
+            MPI_Cancel(reqs[q]);
+            MPI_Request_free(reqs[q]);
+        } else {
+            MPI_Wait(reqs[q], MPI_STATUS_IGNORE);
+        }
+        *reqs[q] = MPI_REQUEST_NULL;
+    }
+    mp->nexp[fl->exp]--;
+    fl->used = false;
+    fl->job = NULL;
+}
+
+/* The most items of job one batch may hold: what one transfer area holds of their
+ * inputs and outputs (a fixed chunk larger than that travels in several batches). */
+static size_t batch_fit(const struct rp__job *job)
+{
+    size_t per = job->in_size + ((job->flags & RP__JOB_VAR) ? 0 : job->out_size);
+    return RP_MPI_ITEM_MAX / (per ? per : 1);
+}
+
+static struct inflight *free_inflight(struct mworker *w)
+{
+    for (int k = 0; k < DEPTH; k++)
+        if (!w->fl[k].used)
+            return &w->fl[k];
+    return NULL;
+}
+
+int rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p)
+{
+    struct rp__job *job = rp__mpi_job_of(p->job);
+    struct mjob *mj = job->bdata;
+    struct mworker *w = &mp->w[p->worker];
+    size_t start = (size_t)p->start, count = (size_t)p->len, fit = batch_fit(job);
+    if (count > fit) { /* the rest goes in the next batches */
+        rp__mpi_put_back(mp, job, start + fit, start + count);
+        count = fit;
+    }
+    struct inflight *fl = free_inflight(w);
+    if (!fl) { /* cannot be: the scheduler gives a worker at most DEPTH batches */
+        rp__mpi_put_back(mp, job, start, start + count);
+        rp__sched_finished(&mp->sched, p->worker, NULL, 0, 0);
+        return 1;
+    }
+    bool var = job->flags & RP__JOB_VAR;
+    rp__wire_batch b = { .job = job->id, .seq = ++w->next_seq, .start = start,
+                         .count = count, .chunk = job->chunksize, .in_size = job->in_size,
+                         .out_size = var ? 0 : job->out_size, .flags = job->flags,
+                         .fn = mj->fn };
+    /* A large input goes as its own message straight from the caller's array. */
+    const char *input = job->in + start * job->in_size;
+    size_t inbytes = count * job->in_size;
+    bool separate = inbytes > INLINE_MAX;
+    if (rp__wire_put_batch(&fl->buf, (uint32_t)w->id, &b, separate ? NULL : input) != RP_OK) {
+        rp_error_t e;
+        rp__error_set(&e, RP_ENOMEM, start, w->id, w->host, "out of memory building a batch");
+        rp__sched_finished(&mp->sched, p->worker, NULL, 0, 0);
+        rp__mpi_fail_items(mp, job, start, start + count, &e);
+        return 1;
+    }
+    fl->used = true;
+    fl->job = job;
+    fl->seq = b.seq;
+    fl->start = start;
+    fl->count = count;
+    fl->got = 0;
+    fl->exp = expect_class(job->sched.item_s * (double)count);
+    mp->nexp[fl->exp]++;
+    rp__trace("mpi: job %llu items [%zu, %zu) -> worker %d", (unsigned long long)job->id,
+              start, start + count, w->id);
+    fl->req = fl->dreq = MPI_REQUEST_NULL;
+    if (MPI_Isend(fl->buf.buf, (int)fl->buf.len, MPI_BYTE, w->rank, w->tag, mp->comm,
+                  &fl->req) != MPI_SUCCESS ||
+        (separate && MPI_Isend(input, (int)inbytes, MPI_BYTE, w->rank, w->tag, mp->comm,
+                               &fl->dreq) != MPI_SUCCESS))
+        rp__mpi_break_rank(mp, w->rank, "MPI_Isend failed");
+    return 1;
+}

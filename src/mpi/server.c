@@ -1,0 +1,405 @@
+/* A serving rank: its part of rp_pool_create (the pool's settings, its workers'
+ * processes, READY for each, the master's verdict) and its loop, which receives
+ * batches into the workers' regions, sends back what they finished, supervises
+ * their processes, and ends at the master's STOP or TERMINATE. An idle rank polls
+ * MPI for a while, then naps; while a worker computes the rank sleeps on the bell
+ * its children ring (backend_mpi.h, "waiting"). */
+#include "backend_mpi.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+void rp__mpi_server_free(struct server *sv)
+{
+    for (int i = 0; i < sv->nlocal; i++) {
+        struct lworker *lw = &sv->w[i];
+        rp__mpi_kill_child(lw);
+        for (int s = 0; s < DEPTH; s++)
+            if (lw->slot[s])
+                munmap(lw->slot[s], SLOT_BYTES);
+        if (lw->ctl)
+            munmap(lw->ctl, sizeof *lw->ctl);
+    }
+    free(sv->w);
+    if (sv->bell)
+        munmap(sv->bell, sizeof *sv->bell);
+    free(sv->initarg);
+    free(sv->rbuf);
+    rp__wbuf_free(&sv->out);
+}
+
+static void *shared_map(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+int rp__mpi_server_ctl(struct server *sv, unsigned kind, uint32_t worker, int32_t status)
+{
+    if (rp__wire_put_ctl(&sv->out, kind, worker, status, 0) != RP_OK)
+        return RP_ENOMEM;
+    return MPI_Send(sv->out.buf, (int)sv->out.len, MPI_BYTE, 0, TAG_CTL, sv->comm) ==
+                   MPI_SUCCESS
+               ? RP_OK
+               : RP_EMPI;
+}
+
+/* Sends the results of every batch the children finished; checks on the children. */
+static int serve_workers(struct server *sv, bool check_children, int *events)
+{
+    for (int i = 0; i < sv->nlocal; i++) {
+        struct lworker *lw = &sv->w[i];
+        int rc = RP_OK;
+        if (check_children && lw->pid > 0) {
+            int status;
+            pid_t r = waitpid(lw->pid, &status, WNOHANG);
+            if (r == lw->pid)
+                rc = rp__mpi_child_ended(sv, lw, status);
+            else if (r < 0 && errno == ECHILD)
+                rc = rp__mpi_child_ended(sv, lw, -1);
+        }
+        if (rc == RP_OK && !lw->gone && lw->pid > 0 &&
+            atomic_load(&lw->ctl->state) == CHILD_INIT_FAILED) {
+            char why[300];
+            snprintf(why, sizeof why, "its replacement's initializer failed: %s",
+                     lw->ctl->init_err.message);
+            rc = rp__mpi_worker_gone(sv, lw, why);
+        }
+        uint32_t done = atomic_load(&lw->ctl->completed);
+        if (rc == RP_OK && done < lw->nposted && lw->pid > 0) {
+            /* the child waits for the records of its batch to be sent */
+            struct slotdesc *sd = &lw->ctl->slot[done % DEPTH];
+            if (atomic_load(&sd->flush)) {
+                rc = rp__mpi_send_part(sv, lw, (int)(done % DEPTH));
+                atomic_store(&sd->flush, 0);
+                rp__futex_wake(&sd->flush, INT_MAX);
+                (*events)++;
+            }
+        }
+        if (rc == RP_OK)
+            rc = rp__mpi_send_finished(sv, lw, events);
+        if (rc != RP_OK)
+            return rc;
+        for (int s = 0; s < DEPTH; s++)
+            if (lw->sending[s]) {
+                int flag = 0;
+                MPI_Testall(2, lw->req[s], &flag, MPI_STATUSES_IGNORE);
+                if (flag)
+                    lw->sending[s] = false;
+            }
+    }
+    return RP_OK;
+}
+
+/* Receives one message from the master. \return RP_OK, RP_DONE (STOP/TERMINATE
+ * handled: leave the loop), or a failure. */
+static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
+{
+    int count = 0;
+    MPI_Get_count(st, MPI_BYTE, &count);
+    int tag = st->MPI_TAG;
+    if (tag >= TAG_WORK0 && tag < TAG_WORK0 + sv->nlocal) {
+        struct lworker *lw = &sv->w[tag - TAG_WORK0];
+        int s = (int)(lw->nposted % DEPTH);
+        rp__mpi_slot_drain(lw, s);
+        char *buf = lw->slot[s];
+        char *tmp = NULL;
+        if ((size_t)count > SLOT_BYTES / 2) {
+            tmp = malloc((size_t)count);
+            buf = tmp;
+        }
+        if (!buf || MPI_Mrecv(buf, count, MPI_BYTE, msg, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+            free(tmp);
+            return RP_EMPI;
+        }
+        int rc = rp__mpi_post_batch(sv, lw, s, tag, buf, (size_t)count);
+        free(tmp);
+        if (rc == RP_EPROTO)
+            return rp__mpi_server_ctl(sv, RP__MSG_PROTO, (uint32_t)lw->id, RP_EPROTO);
+        return rc;
+    }
+    if ((size_t)count > sv->rcap) {
+        char *b = realloc(sv->rbuf, (size_t)count);
+        if (!b)
+            return RP_ENOMEM;
+        sv->rbuf = b;
+        sv->rcap = (size_t)count;
+    }
+    if (MPI_Mrecv(sv->rbuf, count, MPI_BYTE, msg, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+        return RP_EMPI;
+    rp__wire_hdr h;
+    rp__rbuf r;
+    int32_t status;
+    uint64_t seq;
+    if (tag != TAG_CTL || rp__wire_open(sv->rbuf, (size_t)count, &h, &r) != RP_OK ||
+        (h.kind != RP__MSG_STOP && h.kind != RP__MSG_TERMINATE) ||
+        rp__wire_get_ctl(&r, &status, &seq) != RP_OK)
+        return rp__mpi_server_ctl(sv, RP__MSG_PROTO, 0, RP_EPROTO);
+    /* STOP comes after every job finished, TERMINATE at any time: either way the
+     * children go now; results not sent yet are not wanted. */
+    for (int i = 0; i < sv->nlocal; i++) {
+        struct lworker *lw = &sv->w[i];
+        rp__mpi_kill_child(lw);
+        for (int s = 0; s < DEPTH; s++)
+            rp__mpi_slot_drain(lw, s);
+    }
+    int rc = rp__mpi_server_ctl(sv, RP__MSG_BYE, 0, RP_OK);
+    return rc == RP_OK ? RP_DONE : rc;
+}
+
+/* The serving loop: until the master says STOP or TERMINATE. */
+static int serve(struct server *sv)
+{
+    double idle_since = rp__now(), nap = 20e-6, checked = 0;
+    rp__mpi_precise_naps();
+    for (;;) {
+        int events = 0;
+        for (int m = 0; m < 32; m++) {
+            int flag = 0;
+            MPI_Message msg;
+            MPI_Status st;
+            if (MPI_Improbe(0, MPI_ANY_TAG, sv->comm, &flag, &msg, &st) != MPI_SUCCESS)
+                return RP_EMPI;
+            if (!flag)
+                break;
+            events++;
+            int rc = serve_message(sv, &msg, &st);
+            if (rc == RP_DONE)
+                return RP_OK;
+            if (rc != RP_OK)
+                return rc;
+            if (sv->inproc)
+                break; /* the batch ran here: its result goes out first */
+        }
+        /* waitpid is a system call: look for dead children every CHECK_S, not
+         * at every turn of a polling loop */
+        double now = rp__now();
+        bool check = now - checked >= CHECK_S;
+        if (check)
+            checked = now;
+        int rc = serve_workers(sv, check, &events);
+        if (rc != RP_OK)
+            return rc;
+        if (events) {
+            idle_since = rp__now();
+            nap = 20e-6;
+            continue;
+        }
+        /* While a child computes, sleep on the bell (the child rings it when
+         * done) at once: the core is the child's; poll briefly first only when
+         * the rank and its child each have a core (pair_spin). Idle, poll MPI
+         * for longer (the master may be sending), then take short naps. */
+        bool computing = false;
+        for (int i = 0; i < sv->nlocal; i++)
+            if (atomic_load(&sv->w[i].ctl->completed) != sv->w[i].nposted)
+                computing = true;
+        double spin = !computing ? SPIN_IDLE_S : rp__mpi_pair_spin || rp__mpi_yield_when_idle ? SPIN_BUSY_S : 0;
+        if (now - idle_since < spin) {
+            rp__mpi_idle_pause();
+            continue;
+        }
+        uint32_t b = atomic_load(&sv->bell->bell);
+        atomic_store(&sv->bell->rank_sleeps, 1);
+        bool changed = false;
+        for (int i = 0; i < sv->nlocal; i++)
+            if (atomic_load(&sv->w[i].ctl->completed) != sv->w[i].nsent)
+                changed = true;
+        if (!changed) {
+            if (computing)
+                rp__futex_wait(&sv->bell->bell, b, nap);
+            else
+                rp__mpi_sleep(nap);
+        }
+        atomic_store(&sv->bell->rank_sleeps, 0);
+        nap = fmin(nap * 2, SLEEP_MAX_S);
+    }
+}
+
+/* Can this node hold n worker processes per rank? Each rank of the job on this
+ * node (OMPI_COMM_WORLD_LOCAL_SIZE) runs about as many, and every process counts
+ * against the user's RLIMIT_NPROC (ulimit -u) and the system's pid_max.
+ * \return NULL, or why not (written to buf). */
+static const char *node_limit(const struct server *sv, int n, char *buf, size_t len)
+{
+    if (n <= 0)
+        return NULL;
+    const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    long local = ls && atol(ls) > 0 ? atol(ls) : 1;
+    long want = local * (n + 1L); /* the worker processes and the ranks */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NPROC, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (unsigned long long)want > (unsigned long long)rl.rlim_cur) {
+        snprintf(buf, len, "rank %d on %s: %d worker processes on each of the %ld ranks of "
+                           "this node make about %ld processes, more than RLIMIT_NPROC (%llu) "
+                           "allows", sv->rank, sv->host, n, local, want,
+                 (unsigned long long)rl.rlim_cur);
+        return buf;
+    }
+    long pid_max = 0;
+    FILE *f = fopen("/proc/sys/kernel/pid_max", "r");
+    if (f) {
+        if (fscanf(f, "%ld", &pid_max) != 1)
+            pid_max = 0;
+        fclose(f);
+    }
+    if (pid_max > 0 && want > pid_max / 2) {
+        snprintf(buf, len, "rank %d on %s: %d worker processes on each of the %ld ranks of "
+                           "this node make about %ld processes, more than half the process "
+                           "ids of the system (pid_max %ld)", sv->rank, sv->host, n, local,
+                 want, pid_max);
+        return buf;
+    }
+    return NULL;
+}
+
+/* The pool's settings (HELLO), or the master's early verdict (GO). */
+static int receive_hello(struct server *sv)
+{
+    long len = rp__mpi_recv_ctl(sv->comm, 0, &sv->rbuf, &sv->rcap, NULL);
+    if (len < 0)
+        return RP_EMPI;
+    rp__wire_hdr h;
+    rp__rbuf r;
+    if (rp__wire_open(sv->rbuf, (size_t)len, &h, &r) != RP_OK)
+        return RP_EPROTO;
+    if (h.kind == RP__MSG_GO) { /* the master gave up before starting */
+        int32_t status;
+        uint64_t seq;
+        if (rp__wire_get_ctl(&r, &status, &seq) != RP_OK)
+            return RP_EPROTO;
+        return status < 0 ? status : RP_EPROTO;
+    }
+    if (h.kind != RP__MSG_HELLO || rp__wire_get_hello(&r, &sv->hello) != RP_OK)
+        return RP_EPROTO;
+    if (sv->hello.initarg_size > 0) {
+        sv->initarg = malloc((size_t)sv->hello.initarg_size);
+        if (!sv->initarg)
+            return RP_ENOMEM;
+        memcpy(sv->initarg, sv->hello.initarg, (size_t)sv->hello.initarg_size);
+    }
+    sv->hello.initarg = sv->initarg;
+    sv->inproc = sv->hello.flags & RP__HELLO_INPROCESS;
+    return RP_OK;
+}
+
+/* This rank's workers and their shared memory (a failed mapping is reported per
+ * worker, in its READY). */
+static int map_workers(struct server *sv)
+{
+    int nranks = (int)sv->hello.nranks, nworkers = (int)sv->hello.nworkers;
+    int me = sv->rank - 1;
+    sv->nlocal = me < nranks ? nworkers / nranks + (me < nworkers % nranks) : 0;
+    sv->bell = shared_map(sizeof *sv->bell);
+    sv->w = calloc((size_t)(sv->nlocal > 0 ? sv->nlocal : 1), sizeof *sv->w);
+    if (!sv->bell || !sv->w)
+        return RP_ENOMEM;
+    for (int i = 0; i < sv->nlocal; i++) {
+        struct lworker *lw = &sv->w[i];
+        lw->id = me + i * nranks;
+        lw->local = i;
+        lw->ctl = shared_map(sizeof *lw->ctl);
+        for (int s = 0; s < DEPTH; s++) {
+            lw->slot[s] = shared_map(SLOT_BYTES);
+            lw->req[s][0] = lw->req[s][1] = MPI_REQUEST_NULL;
+        }
+    }
+    return RP_OK;
+}
+
+/* Starts worker lw (its process, or in-process its initializer) unless `refuse`
+ * (RP_OK or a code, with why) says it must not; its READY goes in *m. */
+static void start_worker(struct server *sv, struct lworker *lw, int refuse, const char *why,
+                         rp__wire_ready *m)
+{
+    memset(m, 0, sizeof *m);
+    snprintf(m->host, sizeof m->host, "%s", sv->host);
+    bool mapped = lw->ctl != NULL;
+    for (int s = 0; s < DEPTH; s++)
+        mapped = mapped && lw->slot[s] != NULL;
+    if (refuse != RP_OK) {
+        m->status = refuse;
+        rp__error_set(&m->err, refuse, 0, lw->id, sv->host, "%s", why);
+    } else if (!mapped) {
+        m->status = RP_ENOMEM;
+        rp__error_set(&m->err, RP_ENOMEM, 0, lw->id, sv->host,
+                      "rank %d on %s: cannot map the transfer area", sv->rank, sv->host);
+    } else if (sv->inproc) {
+        rp__mpi_inproc_init(sv, lw, m);
+    } else {
+        atomic_store(&lw->ctl->state, CHILD_STARTING);
+        if (rp__mpi_spawn_child(sv, lw) != RP_OK) {
+            m->status = RP_ESYS;
+            rp__error_set(&m->err, RP_ESYS, 0, lw->id, sv->host,
+                          "rank %d on %s: fork failed: %s", sv->rank, sv->host,
+                          strerror(errno));
+        } else {
+            m->status = rp__mpi_await_child(sv, lw, &m->err);
+            m->pid = (int32_t)lw->pid;
+        }
+    }
+}
+
+/* A serving rank's part of rp_pool_create: the settings, the workers, READY for
+ * each, the master's verdict, then serving. */
+int rp__mpi_server_run(struct server *sv, rp_error_t *err)
+{
+    int rc = receive_hello(sv);
+    if (rc != RP_OK)
+        return rc;
+    rp__mpi_decide_yield(sv->inproc);
+    if (sv->inproc)
+        rp__mpi_inproc_handlers();
+    /* refused before any process starts: a task's object this rank cannot find,
+     * more processes than the node holds */
+    int refuse = RP_OK;
+    char why[300] = "", limit[300];
+    if (sv->hello.has_init) {
+        rp__anyfn fn;
+        char what[300] = "";
+        refuse = rp__fnref_resolve(&sv->hello.init, &fn, what, sizeof what);
+        sv->init = (rp_init_fn)fn;
+        if (refuse != RP_OK)
+            snprintf(why, sizeof why, "initializer: rank %d on %s: %s", sv->rank, sv->host,
+                     what);
+    }
+    if ((rc = map_workers(sv)) != RP_OK)
+        return rc;
+    const char *too_many = node_limit(sv, sv->nlocal, limit, sizeof limit);
+    if (too_many) {
+        refuse = RP_EINVAL;
+        snprintf(why, sizeof why, "%s", too_many);
+    }
+    for (int i = 0; i < sv->nlocal; i++) {
+        rp__wire_ready m;
+        start_worker(sv, &sv->w[i], refuse, why, &m);
+        if (rp__wire_put_ready(&sv->out, (uint32_t)sv->w[i].id, &m) != RP_OK)
+            return RP_ENOMEM;
+        if (MPI_Send(sv->out.buf, (int)sv->out.len, MPI_BYTE, 0, TAG_CTL, sv->comm) !=
+            MPI_SUCCESS)
+            return RP_EMPI;
+    }
+    long len = rp__mpi_recv_ctl(sv->comm, 0, &sv->rbuf, &sv->rcap, NULL);
+    rp__wire_hdr h;
+    rp__rbuf r;
+    int32_t status;
+    uint64_t seq;
+    if (len < 0)
+        return RP_EMPI;
+    if (rp__wire_open(sv->rbuf, (size_t)len, &h, &r) != RP_OK || h.kind != RP__MSG_GO ||
+        rp__wire_get_ctl(&r, &status, &seq) != RP_OK)
+        return RP_EPROTO;
+    if (status != RP_OK) {
+        rp__error_set(err, status, 0, -1, sv->host, "the pool could not start (%s)",
+                      rp_strerror(status));
+        return status;
+    }
+    return serve(sv);
+}

@@ -1,0 +1,250 @@
+/* A serving rank's batch regions (struct slotdesc in backend_mpi.h): a batch is
+ * received into one, its records (failures, variable-size outputs) are written
+ * there, and its results are sent from there: whole, in parts when the records
+ * outgrow the area, failed as a whole, or handed back unrun when its worker is
+ * gone. */
+#include "backend_mpi.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- records ------------------------------------------------------------------------- */
+
+size_t rp__mpi_record_free(const struct slotdesc *sd)
+{
+    size_t at = sd->res_off + RP__RESULT_FIXED + sd->rec_len;
+    return at < sd->cap ? sd->cap - at : 0;
+}
+
+void *rp__mpi_record_room(struct lworker *lw, int s, size_t bytes, size_t keep)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    size_t at = sd->res_off + RP__RESULT_FIXED + sd->rec_len;
+    size_t free_bytes = rp__mpi_record_free(sd);
+    if (bytes > free_bytes || keep > free_bytes - bytes)
+        return NULL;
+    sd->rec_len += bytes;
+    return lw->slot[s] + at;
+}
+
+void rp__mpi_record_fail(struct lworker *lw, int s, const rp_error_t *e)
+{
+    void *p = rp__mpi_record_room(lw, s, rp__wire_error_size(e), 0);
+    if (p) {
+        rp__wire_error_write(p, e);
+        lw->ctl->slot[s].nrec++;
+    }
+}
+
+/* ---- results ------------------------------------------------------------------------- */
+
+void rp__mpi_slot_drain(struct lworker *lw, int s)
+{
+    if (lw->sending[s]) {
+        MPI_Waitall(2, lw->req[s], MPI_STATUSES_IGNORE);
+        lw->sending[s] = false;
+    }
+}
+
+/* Sends a result for the items of slot s processed and not reported yet, [sent,
+ * resume): the whole batch (the child finished it) or the part before a flush of
+ * the record area or a death (rp__mpi_send_part). */
+int rp__mpi_send_result(struct server *sv, struct lworker *lw, int s, uint32_t flags)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    char *base = lw->slot[s];
+    size_t first = sd->sent, count = sd->resume - sd->sent;
+    size_t outbytes = sd->out_size * count;
+    const char *outputs = base + sd->out_off + first * sd->out_size;
+    size_t len = RP__RESULT_FIXED + sd->rec_len;
+    if (outbytes > 0 && outbytes <= INLINE_MAX &&
+        sd->res_off + len + outbytes <= sd->cap) {
+        memcpy(base + sd->res_off + len, outputs, outbytes);
+        len += outbytes;
+        flags |= RP__RESULT_INLINE;
+    }
+    /* the time the batch took, with its last part */
+    uint64_t ns = sd->resume == sd->count ? sd->compute_ns : 0;
+    rp__wire_result m = { .job = lw->job[s], .seq = lw->seq[s], .start = sd->start + first,
+                          .count = count, .out_size = sd->out_size, .nrec = sd->nrec,
+                          .rec_bytes = sd->rec_len, .compute_ns = ns };
+    rp__wire_result_write(base + sd->res_off, (uint32_t)lw->id, flags, &m, len);
+    sd->sent = sd->resume;
+    lw->req[s][0] = lw->req[s][1] = MPI_REQUEST_NULL;
+    if (MPI_Isend(base + sd->res_off, (int)len, MPI_BYTE, 0, TAG_CTL, sv->comm,
+                  &lw->req[s][0]) != MPI_SUCCESS)
+        return RP_EMPI;
+    if (outbytes > 0 && !(flags & RP__RESULT_INLINE) &&
+        MPI_Isend(outputs, (int)outbytes, MPI_BYTE, 0, TAG_DATA, sv->comm,
+                  &lw->req[s][1]) != MPI_SUCCESS)
+        return RP_EMPI;
+    lw->sending[s] = true;
+    if (sv->inproc) /* the rank computes next: finish the transfer first */
+        rp__mpi_slot_drain(lw, s);
+    return RP_OK;
+}
+
+/* Every record in the area is of an item in [sent, resume) (or a dead
+ * variable-size output, of no item). */
+int rp__mpi_send_part(struct server *sv, struct lworker *lw, int s)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    int rc = RP_OK;
+    if (sd->resume > sd->sent) {
+        rc = rp__mpi_send_result(sv, lw, s, 0);
+        rp__mpi_slot_drain(lw, s);
+    }
+    sd->rec_len = 0;
+    sd->nrec = 0;
+    sd->var_last = 0;
+    return rc;
+}
+
+int rp__mpi_send_finished(struct server *sv, struct lworker *lw, int *events)
+{
+    uint32_t done = atomic_load(&lw->ctl->completed);
+    while (lw->nsent != done) {
+        int rc = rp__mpi_send_result(sv, lw, (int)(lw->nsent % DEPTH), 0);
+        if (rc != RP_OK)
+            return rc;
+        lw->nsent++;
+        if (events)
+            (*events)++;
+    }
+    return RP_OK;
+}
+
+/* A whole batch fails with one error (a task this rank cannot resolve, a batch
+ * larger than the area): a result with the ALLFAIL flag and one record. */
+static int send_batch_failure(struct server *sv, struct lworker *lw, int s, int code,
+                              const char *msg)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    rp_error_t e;
+    rp__error_set(&e, code, sd->start, lw->id, sv->host, "%s", msg);
+    sd->rec_len = 0;
+    sd->nrec = 0;
+    sd->out_size = 0; /* no outputs travel */
+    sd->sent = 0;
+    rp__mpi_record_fail(lw, s, &e);
+    sd->resume = sd->count;
+    return rp__mpi_send_result(sv, lw, s, RP__RESULT_ALLFAIL);
+}
+
+int rp__mpi_send_returned(struct server *sv, struct lworker *lw, int s)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    sd->rec_len = 0;
+    sd->nrec = 0;
+    sd->out_size = 0;
+    sd->compute_ns = 0;
+    sd->resume = sd->count;
+    if (sd->sent == sd->count)
+        return RP_OK;
+    return rp__mpi_send_result(sv, lw, s, RP__RESULT_RETURNED | RP__RESULT_GONE);
+}
+
+/* ---- batches in ---------------------------------------------------------------------- */
+
+/* Receives (and drops) the next message on tag from the master: the separate
+ * input of a batch that cannot run. */
+static int drop_next(struct server *sv, int tag)
+{
+    MPI_Message msg;
+    MPI_Status st;
+    int count = 0;
+    if (MPI_Mprobe(0, tag, sv->comm, &msg, &st) != MPI_SUCCESS)
+        return RP_EMPI;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    char *tmp = malloc(count > 0 ? (size_t)count : 1);
+    int rc = tmp && MPI_Mrecv(tmp, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE) == MPI_SUCCESS;
+    free(tmp);
+    return rc ? RP_OK : RP_EMPI;
+}
+
+/* Receives a separate input (RP__BATCH_SEPARATE) into slot s, or drops it when the
+ * batch does not fit (*fits). */
+static int recv_input(struct server *sv, struct lworker *lw, int s, int tag, size_t inbytes,
+                      bool *fits)
+{
+    if (!*fits || inbytes > INT_MAX) {
+        *fits = false;
+        return drop_next(sv, tag);
+    }
+    MPI_Status st;
+    int got = 0;
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    if (MPI_Recv(lw->slot[s] + sd->in_off, (int)inbytes, MPI_BYTE, 0, tag, sv->comm, &st) !=
+        MPI_SUCCESS)
+        return RP_EMPI;
+    MPI_Get_count(&st, MPI_BYTE, &got);
+    return (size_t)got == inbytes ? RP_OK : RP_EPROTO;
+}
+
+/* The message is normally in slot s itself; one too large for the slot was
+ * received elsewhere and only fails. */
+int rp__mpi_post_batch(struct server *sv, struct lworker *lw, int s, int tag, const char *buf,
+                       size_t msglen)
+{
+    char *base = lw->slot[s];
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    rp__wire_hdr h;
+    rp__rbuf r;
+    rp__wire_batch b;
+    memset(sd, 0, sizeof *sd);
+    sd->cap = SLOT_BYTES;
+    sd->res_off = rp__mpi_align(msglen, 64);
+    if (rp__wire_open(buf, msglen, &h, &r) != RP_OK)
+        return RP_EPROTO;
+    bool separate = h.flags & RP__BATCH_SEPARATE;
+    if (rp__wire_get_batch(&r, &h, &b) != RP_OK) {
+        if (separate && drop_next(sv, tag) != RP_OK)
+            return RP_EMPI;
+        return RP_EPROTO;
+    }
+    lw->job[s] = b.job;
+    lw->seq[s] = b.seq;
+    sd->start = (size_t)b.start;
+    sd->count = (size_t)b.count;
+    sd->chunk = (size_t)b.chunk;
+    sd->in_size = (size_t)b.in_size;
+    sd->flags = b.flags;
+    size_t inbytes = (size_t)(b.in_size * b.count);
+    size_t outbytes = (size_t)(b.out_size * b.count);
+    sd->in_off = separate ? rp__mpi_align(msglen, 64) : (size_t)(b.input - buf);
+    sd->out_off = rp__mpi_align(separate ? sd->in_off + inbytes : msglen, 64);
+    sd->res_off = rp__mpi_align(sd->out_off + outbytes, 64);
+    sd->out_size = (size_t)b.out_size;
+    bool fits = buf == base && inbytes <= sd->cap && outbytes <= sd->cap &&
+                sd->res_off + RP__RESULT_FIXED + INLINE_MAX <= sd->cap;
+    if (separate) {
+        int rc = recv_input(sv, lw, s, tag, inbytes, &fits);
+        if (rc != RP_OK)
+            return rc;
+    }
+    if (!fits) { /* the result goes at the start of the region */
+        sd->res_off = 0;
+        sd->out_size = 0;
+    }
+    if (lw->gone)
+        return rp__mpi_send_returned(sv, lw, s);
+    if (!fits)
+        return send_batch_failure(sv, lw, s, RP_ENOMEM,
+                                  "batch too large for the worker's transfer area");
+    rp__anyfn fn;
+    char why[200 + RP__FNREF_NAMEMAX];
+    if (rp__fnref_resolve(&b.fn, &fn, why, sizeof why) != RP_OK) {
+        char msg[sizeof why + 100]; /* cut to rp_error_t's 256 bytes later */
+        snprintf(msg, sizeof msg, "rank %d on %s: %s", sv->rank, sv->host, why);
+        return send_batch_failure(sv, lw, s, RP_EFNREF, msg);
+    }
+    sd->fn = (rp_task_fn)fn;
+    lw->nposted++;
+    atomic_store(&lw->ctl->posted, lw->nposted);
+    if (sv->inproc)
+        rp__mpi_inproc_run(sv, lw);
+    else if (atomic_load(&lw->ctl->child_sleeps))
+        rp__futex_wake(&lw->ctl->posted, INT_MAX);
+    return RP_OK;
+}
