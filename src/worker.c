@@ -25,8 +25,13 @@ size_t rp__worker_run(rp_ctx_t *ctx, rp_task_fn fn, const char *in, size_t in_si
                       _Atomic size_t *cur, rp__fail_fn on_fail, void *fail_arg)
 {
     size_t nfailed = 0;
+    ctx->ran = count;
     for (size_t k = 0; k < count; k++) {
         size_t index = start + k;
+        if (__builtin_expect(ctx->stop && atomic_load_explicit(ctx->stop, memory_order_relaxed), 0)) {
+            ctx->ran = k;
+            break;
+        }
         if (cur)
             atomic_store_explicit(cur, index, memory_order_release);
         ctx->index = index;
