@@ -282,7 +282,7 @@ RP_API int rp_ctx_worker(const rp_ctx_t *ctx);
 /** \return the input index of the running item (0 in an initializer). */
 RP_API size_t rp_ctx_index(const rp_ctx_t *ctx);
 
-/* ---- control of running work: cancel, wait for any, on_ready ------------- */
+/* ---- control (cancel, wait for any, on_ready) ---------------------------- */
 
 /** rp_result_cancel / rp_iter_cancel / rp_pool_close_cancel flag: also kill the
  * workers running an item of the job (they are replaced; those items fail with

@@ -195,12 +195,25 @@ void rp__job_worker_died(struct rp__job *job, const rp__death *d, size_t a, size
         running = b;
     *ra = *rb = b;
     int cancel = atomic_load(&job->cancel);
-    if (rp__pool_terminating(r->pool) || (cancel & RP_CANCEL_KILL)) {
-        rp__job_cancel(job, running, b, count); /* killed by terminate or cancel */
+    if (rp__pool_terminating(r->pool)) {
+        rp__job_cancel(job, running, b, count);
         return;
     }
     if (running == b)
         return; /* between items: nothing was running */
+    if (cancel & RP_CANCEL_KILL) { /* killed by rp_result_cancel: canceled, all of it */
+        rp_error_t e;
+        rp__cancel_error(&e, running, d->worker, d->host, false);
+        snprintf(e.message, sizeof e.message,
+                 "canceled by rp_result_cancel (RP_CANCEL_KILL): worker %d was killed while "
+                 "running item %zu", d->worker, running);
+        rp__job_fail(job, &e);
+        arrive(r, running, running + 1);
+        rp__job_cancel(job, running + 1, b, false);
+        if (count)
+            rp__job_processed(job, b - running);
+        return;
+    }
     char how[128], where[160];
     rp__describe_status(how, sizeof how, d->status);
     if (d->rank >= 0)
