@@ -16,7 +16,7 @@ driver=$top/tests/mpi-driver
 
 MPIRUN=${MPIRUN:-mpirun}
 run() {
-    timeout 120 "$MPIRUN" --oversubscribe --bind-to none -np 2 -x RP_BACKEND=mpi \
+    timeout 300 "$MPIRUN" --oversubscribe --bind-to none -np 2 -x RP_BACKEND=mpi \
         -x RP_MPI_ISOLATE "$top/tests/mpi_hosts" "$@"
 }
 ulimit -c 0 2>/dev/null

@@ -8,11 +8,11 @@ top=${top_builddir:-.}
 MPIRUN=${MPIRUN:-mpirun}
 "$top/tests/mpi-driver" 3 tests/test_semantics tests/test_dispatch tests/test_mpi || exit $?
 echo "=== $top/launch/rankpool-run --mpi --oversubscribe -n 3 tests/mpi_hosts 1"
-timeout 120 "$top/launch/rankpool-run" --mpi --oversubscribe -n 3 "$top/tests/mpi_hosts" 1 ||
+timeout 300 "$top/launch/rankpool-run" --mpi --oversubscribe -n 3 "$top/tests/mpi_hosts" 1 ||
     exit 1
 
 mpirun3() {
-    timeout 120 "$MPIRUN" --oversubscribe --bind-to none -np 3 -x RP_BACKEND=mpi "$@"
+    timeout 300 "$MPIRUN" --oversubscribe --bind-to none -np 3 -x RP_BACKEND=mpi "$@"
 }
 echo "=== start-up deadline: rank 2 never calls rp_pool_create (RP_MPI_START_TIMEOUT=2)"
 RP_MPI_START_TIMEOUT=2 mpirun3 -x RP_MPI_START_TIMEOUT "$top/tests/mpi_start"

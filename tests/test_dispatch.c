@@ -97,7 +97,10 @@ static void test_dispatch_idle_worker_takes_new_job(void)
 /* Rounds of `burst` one-item jobs of task_s seconds on 2 workers: in every round
  * each worker runs half of them; the ideal round is burst / 2 * task_s. The last
  * task ends, and the caller has every result, within 1.1 times the ideal in the
- * median round and within 1.8 times in every round (the defects: 2 times). */
+ * median round; the last task ends within 1.8 times in every round (the defects:
+ * 2 times, with one worker running more than half). On a loaded machine the
+ * caller itself may be woken late, so its worst round is only bounded by 3 times:
+ * the defects show in where the tasks ran and when they ended. */
 static void bursts(rp_pool_t *p, int burst, double task_s, int rounds)
 {
     const double ideal = burst / 2 * task_s;
@@ -136,7 +139,7 @@ static void bursts(rp_pool_t *p, int burst, double task_s, int rounds)
     CU_ASSERT(ends[rounds / 2] <= 1.1 * ideal);
     CU_ASSERT(tooks[rounds / 2] <= 1.1 * ideal);
     CU_ASSERT(ends[rounds - 1] <= 1.8 * ideal);
-    CU_ASSERT(tooks[rounds - 1] <= 1.8 * ideal);
+    CU_ASSERT(tooks[rounds - 1] <= 3 * ideal);
 }
 
 static void test_dispatch_apply_bursts_use_every_worker(void)
