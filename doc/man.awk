@@ -45,6 +45,7 @@ BEGIN {
     about["work"] = "map, apply and imap: give work to a pool"
     about["varout"] = "maps whose tasks produce outputs of any length"
     about["result"] = "asynchronous results (Python's AsyncResult)"
+    about["control"] = "cancel work, wait for any of several results, callbacks added after submission"
     about["task"] = "what a running task can do: raise a failure, ask where it runs"
     about["mpi"] = "pools on MPI communicators (rankpool_mpi.h)"
 }

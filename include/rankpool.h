@@ -52,7 +52,7 @@ extern "C" {
     XX(ENOTREADY, -4,   "result not ready yet")                                     \
     XX(ETASK,     -5,   "a task failed")                                            \
     XX(EWORKER,   -6,   "a worker died while running a task")                       \
-    XX(ECANCELED, -7,   "canceled: the pool was terminated")                        \
+    XX(ECANCELED, -7,   "canceled (by rp_result_cancel or pool terminate)")         \
     XX(ECLOSED,   -8,   "the pool is closed to new work")                           \
     XX(EINIT,     -9,   "the worker initializer failed")                            \
     XX(EBACKEND,  -10,  "unknown or unavailable backend")                           \
@@ -281,6 +281,52 @@ RP_API int rp_raise_str(rp_ctx_t *ctx, int code, const char *msg);
 RP_API int rp_ctx_worker(const rp_ctx_t *ctx);
 /** \return the input index of the running item (0 in an initializer). */
 RP_API size_t rp_ctx_index(const rp_ctx_t *ctx);
+
+/* ---- control (cancel, wait for any, on_ready) ---------------------------- */
+
+/** rp_result_cancel / rp_iter_cancel / rp_pool_close_cancel flag: also kill the
+ * workers running an item of the job (they are replaced; those items fail with
+ * RP_ECANCELED). Without it (the default) items already running finish. */
+#define RP_CANCEL_KILL 1
+
+/** Cancels a result's work: every item not yet started fails with RP_ECANCELED
+ * (a worker stops before its next item of the job); items running finish and
+ * keep their outputs, unless flags has RP_CANCEL_KILL. Returns at once; the result
+ * becomes ready when the running items are done (at once for those killed), and
+ * its callback runs as usual. Outputs of finished items stay. Other jobs and the
+ * pool are not affected. A ready result is left as it is. (mpi with
+ * RP_MPI_ISOLATE=0, tasks in the ranks: a batch running is not stopped or killed.)
+ * \return RP_OK, or RP_EINVAL (NULL, unknown flags). Any thread, callbacks too. */
+RP_API int rp_result_cancel(rp_result_t *res, int flags);
+/** rp_result_cancel for an iterator's job. The iterator still yields every item
+ * once: finished ones with their output or failure, canceled ones as RP_ECANCELED
+ * with *err filled; then RP_DONE. */
+RP_API int rp_iter_cancel(rp_iter_t *it, int flags);
+/** Closes the pool (as rp_pool_close) and cancels every result it still holds
+ * (as rp_result_cancel with flags): Python's shutdown(cancel_futures=True).
+ * rp_pool_join then waits only for the items that were running. */
+RP_API int rp_pool_close_cancel(rp_pool_t *pool, int flags);
+
+/** Waits until at least one of res[0..n) is ready: Python's
+ * concurrent.futures.wait(FIRST_COMPLETED). NULL entries are skipped (an
+ * as-completed loop sets the ones it has taken to NULL). Sleeps (no polling).
+ * \param index gets the lowest index of a ready result (may be NULL).
+ * \return RP_OK, RP_ETIMEDOUT (timeout as rp_result_wait), RP_EINVAL (res NULL,
+ * n 0, or every entry NULL). */
+RP_API int rp_result_wait_any(rp_result_t *const *res, size_t n, double timeout,
+                              size_t *index);
+/** Waits until every one of res[0..n) is ready (ALL_COMPLETED). \return RP_OK,
+ * RP_ETIMEDOUT, RP_EINVAL (res NULL, n 0, a NULL entry). */
+RP_API int rp_result_wait_all(rp_result_t *const *res, size_t n, double timeout);
+/** Adds a callback, called once with (res, userdata) when res is ready, on the
+ * pool's thread, after the waiters were woken (so rp_result_wait may return
+ * before it runs). A result that is already ready calls it at once, on the
+ * calling thread. Callbacks run in the order added, after the rp_map_opts_t
+ * callback of the result, if any. rp_result_free does not remove it: the result
+ * stays valid until every callback returned (a callback may free it). Rules as
+ * for rp_map_opts_t callbacks: no rp_pool_join/free of the pool inside.
+ * \return RP_OK, RP_EINVAL (NULL res or fn), RP_ENOMEM. */
+RP_API int rp_result_on_ready(rp_result_t *res, rp_callback_fn fn, void *userdata);
 
 #ifdef __cplusplus
 }

@@ -55,7 +55,12 @@ struct rp__job {
     rp__done    own_done;
     _Atomic uint64_t processed; /* items counted with rp__job_processed */
     rp__sjob    sched;     /* the scheduler's part (dispatching backends) */
+    /* rp_result_cancel: 0, or RP__CANCELED | its flags (RP_CANCEL_KILL). Set
+     * before ops->cancel is called; read with rp__job_canceled(). */
+    _Atomic int cancel;
 };
+
+enum { RP__CANCELED = 1 << 8 }; /* in job->cancel, above the public RP_CANCEL_* flags */
 
 /* Variable-size outputs: the slot of each item of an RP__JOB_VAR job in job->out.
  * data is malloc'd by the core (rp__job_deliver_var) or NULL with size 0. */
@@ -105,6 +110,21 @@ struct rp__backend_ops {
     /* The largest initarg_size start() accepts (0: no limit). The core does not copy
      * a larger initarg: start() refuses it (on every MPI rank). */
     size_t initarg_max;
+    /* rp_result_cancel (job->cancel is set): reports every item of job that has not
+     * started with rp__job_cancel (counted), and makes the workers holding items of
+     * it stop before their next item (their unstarted items canceled too). With
+     * RP_CANCEL_KILL in flags it also kills the workers running an item of it
+     * (reported as deaths: the core cancels those items). Returns promptly; the job
+     * completes when the items running finish (or their workers are gone). Any
+     * thread; the job is not released meanwhile. */
+    void (*cancel)(rp_pool_t *pool, struct rp__job *job, int flags);
+    /* Whether cancel() honours RP_CANCEL_KILL (else the core refuses the flag). */
+    bool kills;
+    /* May be NULL (the backend counts in the master, through rp__job_processed).
+     * The core wants to hear when job completes: from now on, completing it must
+     * lead to rp__job_completed() on the pool thread, as for RP__JOB_NOTIFY jobs.
+     * (Completion before or during this call is the core's to notice.) */
+    void (*watch)(rp_pool_t *pool, struct rp__job *job);
 };
 
 extern const struct rp__backend_ops rp__backend_local;
@@ -131,6 +151,16 @@ void rp__job_fail_range(struct rp__job *job, size_t start, size_t count, const r
 /* Items [a, b) will never run: the pool was terminated (or the job canceled).
  * The core records why and counts them when counted is true. */
 void rp__job_cancel(struct rp__job *job, size_t a, size_t b, bool count);
+/* Whether rp_result_cancel was called on job: items a backend would put back
+ * (a dead worker's, a batch handed back) are canceled instead. */
+static inline bool rp__job_canceled(const struct rp__job *job)
+{
+    return atomic_load(&((struct rp__job *)job)->cancel) != 0;
+}
+/* The failure record of a canceled item (RP_ECANCELED), built in one place for
+ * the core and for worker processes that cancel the rest of a chunk. */
+void rp__cancel_error(rp_error_t *e, size_t index, int worker, const char *host,
+                      bool terminated);
 /* count more items are processed (their outputs delivered, their failures
  * recorded). The call that counts the last one completes the job: the done word
  * is set and waiters wake; for an RP__JOB_NOTIFY job the pool thread is kicked

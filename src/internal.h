@@ -71,6 +71,10 @@ struct rp_ctx {
     rp__output_fn output;      /* NULL outside a variable-size map */
     void         *output_arg;
     bool          output_set;  /* rp_output() was called for the current item */
+    /* rp_result_cancel: rp__worker_run stops before an item when *stop is
+     * non-zero (NULL: never), and says in `ran` how many items it ran */
+    const _Atomic uint32_t *stop;
+    size_t        ran;
 };
 
 /* Receives a failed item's description from rp__worker_run(). */
@@ -80,7 +84,8 @@ typedef void (*rp__fail_fn)(void *arg, const rp_error_t *e);
  * to that item's input, out to its output slot (NULL when out_size is 0). Before each
  * item, *cur (if not NULL) is set to its index (release store), so a backend can tell
  * which item a dead worker was running. Failures (non-zero return) are described
- * to on_fail. \return the number of failed items. */
+ * to on_fail. Stops early when ctx->stop is set and non-zero; ctx->ran gets the
+ * number of items run. \return the number of failed items. */
 size_t rp__worker_run(rp_ctx_t *ctx, rp_task_fn fn, const char *in, size_t in_size,
                       char *out, size_t out_size, size_t start, size_t count,
                       _Atomic size_t *cur, rp__fail_fn on_fail, void *fail_arg);

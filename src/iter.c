@@ -166,6 +166,13 @@ int rp_iter_next(rp_iter_t *it, double timeout, size_t *index, void *out_item,
     }
 }
 
+int rp_iter_cancel(rp_iter_t *it, int flags)
+{
+    if (!it)
+        return RP_EINVAL;
+    return rp_result_cancel(it->r, flags);
+}
+
 void rp_iter_free(rp_iter_t *it)
 {
     if (!it)

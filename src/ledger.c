@@ -7,8 +7,8 @@
  * iterator, the job's completion, the callback's turn on the pool thread, and
  * the one dead-worker policy of both backends: the item a worker was running
  * fails with RP_EWORKER and its signal or exit status; the items it held but had
- * not started run again on other workers; when the pool is being terminated they
- * are canceled instead. */
+ * not started run again on other workers; when the pool is being terminated, or
+ * the job canceled (rp_result_cancel), they are canceled instead. */
 #include "result.h"
 
 #include <signal.h>
@@ -119,7 +119,7 @@ static void complete(rp_result_t *r)
     pthread_cond_broadcast(&r->cond); /* an iterator waiting for arrivals */
     pthread_mutex_unlock(&r->lock);
     rp__done_set(atomic_load(&job->done));
-    if (job->flags & RP__JOB_NOTIFY)
+    if ((job->flags & RP__JOB_NOTIFY) || atomic_load(&r->watched))
         rp__pool_notify(r->pool, r); /* the result is READY only after its callback */
     rp__result_release(r);
 }
@@ -141,7 +141,7 @@ void rp__job_completed(struct rp__job *job)
     pthread_mutex_lock(&r->lock);
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
-    if (job->flags & RP__JOB_NOTIFY)
+    if ((job->flags & RP__JOB_NOTIFY) || atomic_load(&r->watched))
         rp__pool_notify(r->pool, r);
 }
 
@@ -162,8 +162,8 @@ void rp__job_cancel(struct rp__job *job, size_t a, size_t b, bool count)
         return;
     rp_result_t *r = job_result(job);
     rp_error_t e;
-    rp__error_set(&e, RP_ECANCELED, a, -1, r->pool ? r->pool->host : NULL,
-                  "canceled: the pool was terminated");
+    rp__cancel_error(&e, a, -1, r->pool ? r->pool->host : NULL,
+                     rp__pool_terminating(r->pool) || !rp__job_canceled(job));
     rp__job_fail_range(job, a, b - a, &e);
     arrive(r, a, b);
     if (count)
@@ -194,12 +194,26 @@ void rp__job_worker_died(struct rp__job *job, const rp__death *d, size_t a, size
     if (running > b)
         running = b;
     *ra = *rb = b;
+    int cancel = atomic_load(&job->cancel);
     if (rp__pool_terminating(r->pool)) {
         rp__job_cancel(job, running, b, count);
         return;
     }
     if (running == b)
         return; /* between items: nothing was running */
+    if (cancel & RP_CANCEL_KILL) { /* killed by rp_result_cancel: canceled, all of it */
+        rp_error_t e;
+        rp__cancel_error(&e, running, d->worker, d->host, false);
+        snprintf(e.message, sizeof e.message,
+                 "canceled by rp_result_cancel (RP_CANCEL_KILL): worker %d was killed while "
+                 "running item %zu", d->worker, running);
+        rp__job_fail(job, &e);
+        arrive(r, running, running + 1);
+        rp__job_cancel(job, running + 1, b, false);
+        if (count)
+            rp__job_processed(job, b - running);
+        return;
+    }
     char how[128], where[160];
     rp__describe_status(how, sizeof how, d->status);
     if (d->rank >= 0)
@@ -224,6 +238,12 @@ void rp__job_worker_died(struct rp__job *job, const rp__death *d, size_t a, size
     }
     rp__job_fail(job, &e);
     arrive(r, running, running + 1);
+    if (cancel) { /* canceled meanwhile: the rest does not run again */
+        rp__job_cancel(job, running + 1, b, false);
+        if (count)
+            rp__job_processed(job, b - running);
+        return;
+    }
     if (count)
         rp__job_processed(job, 1);
     *ra = running + 1;

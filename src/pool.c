@@ -317,6 +317,11 @@ void rp__pool_unlink(rp_pool_t *pool, rp_result_t *r)
 void rp__pool_notify(rp_pool_t *pool, rp_result_t *r)
 {
     struct pool_core *c = core_of(pool);
+    /* Once: a watched job may be reported by its completion and by its watcher.
+     * The queue holds a reference until the pool thread has finalized it. */
+    if (atomic_exchange(&r->notified, true))
+        return;
+    rp__result_hold(r);
     pthread_mutex_lock(&c->nlock);
     r->nnext = NULL;
     if (c->ntail)
@@ -343,6 +348,7 @@ void rp__pool_service(rp_pool_t *pool)
         if (!r)
             return;
         rp__result_finalize(r);
+        rp__result_release(r);
     }
 }
 

@@ -48,6 +48,16 @@ static void ops_leave(rp_result_t *r)
     atomic_fetch_sub(&r->opsbusy, 1);
 }
 
+bool rp__result_ops_enter(rp_result_t *r)
+{
+    return ops_enter(r);
+}
+
+void rp__result_ops_leave(rp_result_t *r)
+{
+    ops_leave(r);
+}
+
 /* ---- failures ---------------------------------------------------------------- */
 
 static void add_fail(rp_result_t *r, size_t start, size_t count, const rp_error_t *e)
@@ -257,9 +267,22 @@ static void finalize(rp_result_t *r)
      * callback (this thread) sets it. */
     bool release = atomic_load(&r->free_pending);
     pthread_mutex_lock(&r->lock);
+    bool has_cbs = false;
+    for (struct rp__watcher *w = r->watchers; w && !has_cbs; w = w->next)
+        has_cbs = w->fn != NULL;
+    if (has_cbs)
+        rp__result_hold(r); /* (before READY) until its rp_result_on_ready callbacks return */
     atomic_store(&r->state, RP__RES_READY);
     pthread_cond_broadcast(&r->cond);
+    struct rp__watcher *ready_cbs = rp__watchers_ready(r); /* after READY: waiters look */
     pthread_mutex_unlock(&r->lock);
+    if (has_cbs) {
+        const rp_pool_t *outer = callback_pool;
+        callback_pool = pool;
+        rp__watchers_run(r, ready_cbs);
+        callback_pool = outer;
+        rp__result_release(r);
+    }
     if (release)
         rp__result_release(r);
 }
@@ -368,6 +391,18 @@ static bool is_ready(const rp_result_t *r)
            RP__RES_READY;
 }
 
+bool rp__result_is_ready(const rp_result_t *r)
+{
+    return is_ready(r);
+}
+
+/* Finalized on the pool thread only: with callbacks (RP__JOB_NOTIFY), or watched
+ * (rp_result_on_ready, rp_result_wait_any). Waiters sleep on the condition. */
+static bool pool_finalizes(const rp_result_t *r)
+{
+    return (r->job.flags & RP__JOB_NOTIFY) || atomic_load(&((rp_result_t *)r)->watched);
+}
+
 /* True when called from inside this result's own callback: its outputs and
  * failures are final, so waiting would only deadlock. */
 static bool in_own_callback(const rp_result_t *r)
@@ -413,6 +448,11 @@ static bool job_done(const rp_result_t *r)
     return rp__done_is(atomic_load(&((rp_result_t *)r)->job.done));
 }
 
+bool rp__result_job_done(const rp_result_t *r)
+{
+    return job_done(r);
+}
+
 /* Waits until the job's done word is set, or the deadline. First briefly on the
  * CPU (letting the backend drive its messages when it can), then asleep. */
 static int wait_done(rp_result_t *r, double deadline)
@@ -449,14 +489,19 @@ int rp__result_wait(rp_result_t *r, double timeout)
     if (is_ready(r) || in_own_callback(r))
         return RP_OK;
     timeout = rp__timeout(timeout);
-    if ((r->job.flags & RP__JOB_NOTIFY) || !r->submitted)
+    if (pool_finalizes(r) || !r->submitted)
         return wait_cond(r, timeout);
     if (!ops_enter(r))
         return wait_cond(r, timeout); /* another thread is finalizing */
-    int rc = wait_done(r, rp__deadline(timeout));
+    double deadline = rp__deadline(timeout);
+    int rc = wait_done(r, deadline);
     ops_leave(r);
     if (rc != RP_OK)
         return RP_ETIMEDOUT;
+    if (atomic_load(&r->watched)) { /* watched meanwhile: the pool thread finalizes */
+        double left = isinf(deadline) ? RP_FOREVER : fmax(0, deadline - rp__now());
+        return wait_cond(r, left);
+    }
     finalize(r);
     return RP_OK;
 }
@@ -509,7 +554,7 @@ static bool result_ready(rp_result_t *r)
 {
     if (is_ready(r) || in_own_callback(r))
         return true;
-    if ((r->job.flags & RP__JOB_NOTIFY) || !r->submitted)
+    if (pool_finalizes(r) || !r->submitted)
         return false;
     if (!job_done(r))
         return false;

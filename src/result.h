@@ -57,9 +57,25 @@ struct rp_result {
     size_t           memo_cap, memo_n;
 
     struct rp__arrivals arr;     /* RP__JOB_TRACK */
+    /* rp_result_on_ready and rp_result_wait_any (watch.c): once watched, the job's
+     * completion goes to the pool thread, which finalizes it (no waiter finalizes
+     * it lazily); at READY the waiters' words are set and woken, then the
+     * callbacks run. Under lock. */
+    _Atomic bool     watched;
+    _Atomic bool     notified;   /* queued for the pool thread (once) */
+    struct rp__watcher *watchers;
     struct rp_result *prev, *next; /* pool->live */
     bool             linked;
     struct rp_result *nnext;     /* the pool's queue of jobs to notify */
+};
+
+/* Something waiting for a result to become READY (watch.c): a callback
+ * (rp_result_on_ready), or a thread in rp_result_wait_any sleeping on `word`. */
+struct rp__watcher {
+    struct rp__watcher *next;
+    rp_callback_fn      fn;       /* NULL: a waiter */
+    void               *userdata;
+    _Atomic uint32_t   *word;     /* a waiter's: set to 1 and woken at READY */
 };
 
 /* Creates a result for a job and submits it. n == 0 is finalized at once (its
@@ -86,6 +102,20 @@ bool rp__in_callback_of(const rp_pool_t *pool);
 /* RP__JOB_TRACK: waits up to timeout for an item to arrive (or the job to
  * complete), letting the backend collect what has arrived. */
 void rp__result_await_arrival(rp_result_t *r, double timeout);
+/* The ops gate (result.c): true when the job is not being finalized and the
+ * caller may call the backend about it until rp__result_ops_leave. */
+bool rp__result_ops_enter(rp_result_t *r);
+void rp__result_ops_leave(rp_result_t *r);
+/* READY (without finalizing anything)? */
+bool rp__result_is_ready(const rp_result_t *r);
+/* Whether the job's done word is set. */
+bool rp__result_job_done(const rp_result_t *r);
+/* watch.c: the job's completion goes to the pool thread from now on. */
+void rp__result_watch(rp_result_t *r);
+/* watch.c: at READY (finalize, under r->lock): wakes the waiters, detaches
+ * the callbacks and returns them (the caller runs them with rp__watchers_run). */
+struct rp__watcher *rp__watchers_ready(rp_result_t *r);
+void rp__watchers_run(rp_result_t *r, struct rp__watcher *list);
 
 /* pool.c: the argument checks shared by every submitting call: pool usable, fn
  * set, in_size > 0, in (and out when out_size > 0) non-NULL when n > 0, no size

@@ -509,6 +509,22 @@ int rp__wire_put_ctl(rp__wbuf *w, unsigned kind, uint32_t worker, int32_t status
     return rp__wire_end(w);
 }
 
+int rp__wire_put_cancel(rp__wbuf *w, uint64_t job, uint32_t flags)
+{
+    rp__wire_begin(w, RP__MSG_CANCEL, 0, flags);
+    rp__wbuf_u64(w, job);
+    return rp__wire_end(w);
+}
+
+int rp__wire_get_cancel(rp__rbuf *r, const rp__wire_hdr *h, uint64_t *job, uint32_t *flags)
+{
+    *job = rp__rbuf_u64(r);
+    *flags = h->flags;
+    if (r->err || r->left != 0 || (h->flags & ~(uint32_t)RP_CANCEL_KILL))
+        return RP_EPROTO;
+    return RP_OK;
+}
+
 int rp__wire_get_ctl(rp__rbuf *r, int32_t *status, uint64_t *seq)
 {
     *status = (int32_t)rp__rbuf_u32(r);

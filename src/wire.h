@@ -33,6 +33,9 @@ enum rp__msg_kind {
     RP__MSG_JOINED,      /* rank -> master: here (seq echoed) */
     RP__MSG_START,       /* master -> rank: everyone is there (RP_OK) or not (seq echoed) */
     RP__MSG_DIED,        /* rank -> master: a worker process died inside a batch */
+    RP__MSG_CANCEL,      /* master -> rank: a job is canceled (rp_result_cancel): its
+                            batches stop before their next item (header flags:
+                            RP_CANCEL_KILL: kill the worker processes running them) */
     RP__MSG_KIND_MAX
 };
 
@@ -218,5 +221,9 @@ int rp__wire_get_died(rp__rbuf *r, rp__wire_died *m);
 int rp__wire_put_ctl(rp__wbuf *w, unsigned kind, uint32_t worker, int32_t status,
                      uint64_t seq);
 int rp__wire_get_ctl(rp__rbuf *r, int32_t *status, uint64_t *seq);
+
+/* CANCEL: the job's id; the header's flags carry RP_CANCEL_KILL. */
+int rp__wire_put_cancel(rp__wbuf *w, uint64_t job, uint32_t flags);
+int rp__wire_get_cancel(rp__rbuf *r, const rp__wire_hdr *h, uint64_t *job, uint32_t *flags);
 
 #endif /* RP_WIRE_H */

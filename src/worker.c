@@ -24,9 +24,16 @@ size_t rp__worker_run(rp_ctx_t *ctx, rp_task_fn fn, const char *in, size_t in_si
                       char *out, size_t out_size, size_t start, size_t count,
                       _Atomic size_t *cur, rp__fail_fn on_fail, void *fail_arg)
 {
+    static const _Atomic uint32_t never = 0;
+    const _Atomic uint32_t *stop = ctx->stop ? ctx->stop : &never; /* one load per item */
     size_t nfailed = 0;
+    ctx->ran = count;
     for (size_t k = 0; k < count; k++) {
         size_t index = start + k;
+        if (__builtin_expect(atomic_load_explicit(stop, memory_order_relaxed) != 0, 0)) {
+            ctx->ran = k;
+            break;
+        }
         if (cur)
             atomic_store_explicit(cur, index, memory_order_release);
         ctx->index = index;

@@ -70,6 +70,13 @@ bool rp__local_slot_complete(struct lpool *lp, int j, uint32_t gen)
         atomic_fetch_or(&lp->hdr->notify, UINT64_C(1) << j);
     bool tell = (flags & RP__JOB_NOTIFY) || atomic_load(&lp->hdr->nqueued) > 0;
     rp__done_set(&s->done);
+    /* Watched (rp__local_watch): looked at after the done word is set, which the
+     * watcher looks at after setting this (the slot may hold another job by now:
+     * the pool thread then finds it not complete and ignores the bit). */
+    if (!(flags & RP__JOB_NOTIFY) && atomic_load(&s->watch)) {
+        atomic_fetch_or(&lp->hdr->notify, UINT64_C(1) << j);
+        tell = true;
+    }
     /* An iterator waiting for arrivals wakes after the done word is set, so it
      * sees the job complete. (If a waiter finalized it meanwhile, the slot may
      * hold another job now: a spurious wake, nothing more. The iterator that

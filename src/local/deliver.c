@@ -31,7 +31,10 @@ void rp__local_drain(struct lpool *lp)
             struct ljob *lj = atomic_load(&lp->table[ent->slot]);
             if (lj && lj->gen == ent->gen && !lj->delivered && !atomic_load(&lj->freed)) {
                 rp_error_t e = ent->e;
-                rp__job_fail(lj->job, &e);
+                if (ent->count > 1)
+                    rp__job_fail_range(lj->job, e.index, ent->count, &e);
+                else
+                    rp__job_fail(lj->job, &e);
             }
         }
         atomic_store(&ws->tail, t);
@@ -249,5 +252,7 @@ void rp__local_collect(rp_pool_t *pool, struct rp__job *job, bool final, double 
         if (atomic_load(&s->tseq) == seq && !rp__local_job_done(lj))
             rp__futex_wait(&s->tseq, seq, deadline - now);
         atomic_fetch_sub(&s->twaiters, 1);
+        if (atomic_load(&s->tseq) != seq)
+            return; /* the core may have queued arrivals itself (a death, a cancel) */
     }
 }

@@ -66,6 +66,8 @@ static bool try_assign(struct lpool *lp, struct ljob *lj)
     struct rp__slot *s = &lp->hdr->slots[j];
     lj->gen = (s->gen + 1) & 0x3fffffff;
     s->gen = lj->gen; /* workers do not read gen of a slot that is not active */
+    atomic_store(&s->cancel, 0);
+    atomic_store(&s->watch, lj->watch);
     atomic_store(&lj->publishing, true);
     atomic_store(&lp->table[j], lj);
     atomic_store(&lj->slot, j);

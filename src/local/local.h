@@ -17,7 +17,8 @@
  * claims; counting and completion; waking idle workers), deliver.c (error rings,
  * outputs, imap marks: ops->collect), worker.c (the worker process), arena.c
  * (arena and var heap), thread.c (the pool thread: deaths, notifications),
- * terminate.c (terminate and failing every job), forkserver.c.
+ * terminate.c (terminate and failing every job), cancel.c (canceling one job,
+ * watching one), forkserver.c.
  *
  * Locks, in the master only (workers take none: they share only atomics with
  * the master):
@@ -102,11 +103,14 @@ struct rp__slot {
     uint64_t     in_off, out_off, mark_off;  /* in the arena */
     _Atomic uint32_t nranges;
     uint32_t     tag;            /* last range tag used (master only) */
+    _Atomic uint32_t cancel;     /* 1: canceled, workers stop before their next item */
     alignas(RP__CL) _Atomic uint32_t state;   /* RP__SW(gen, st) */
     rp__done     done;           /* the job's done word while it holds the slot */
     alignas(RP__CL) _Atomic uint32_t tseq;    /* RP__JOB_TRACK: bumped per chunk */
     _Atomic uint32_t twaiters;
     _Atomic uint32_t suspect;    /* dead claims or put-backs the master must resolve */
+    _Atomic uint32_t watch;      /* the core watches the job: its completion is
+                                    reported in hdr->notify, as for RP__JOB_NOTIFY */
     alignas(RP__CL) _Atomic uint64_t mdone;   /* items the master accounted for */
     alignas(RP__CL) _Atomic uint64_t vcur;    /* RP__JOB_VAR: current segment */
     struct rp__lrange range[RP__NRANGES];
@@ -119,6 +123,7 @@ enum { RP__H_NONE, RP__H_TENTATIVE, RP__H_CONFIRMED };
 
 struct rp__ring_entry {
     uint32_t   slot, gen;
+    uint64_t   count;            /* items from e.index with this failure (>= 1) */
     rp_error_t e;
 };
 
@@ -128,6 +133,10 @@ struct rp__wslot {
     uint32_t hslot, hgen, hrange, htag;
     uint64_t hstart, hlen, hbase;
     _Atomic size_t cur;          /* the item running (rp__worker_run stores it) */
+    /* rp_result_cancel with RP_CANCEL_KILL: set by the master while it decides to
+     * kill this worker; a worker leaving a chunk waits until it is clear, so a
+     * worker seen holding the canceled job's chunk is still in it when killed */
+    _Atomic uint32_t killreq;
     /* life */
     alignas(RP__CL) _Atomic int32_t pid;
     _Atomic uint32_t life;       /* RP__W_* */
@@ -218,6 +227,7 @@ struct ljob {
     uint64_t     in_off, out_off, mark_off;
     uint64_t     out_size;         /* bytes per item in the arena */
     bool         var, track, queued;
+    bool         watch;            /* (L) the core watches it (ops->watch) */
     _Atomic bool publishing;       /* its input is being copied in (publish) */
     bool         delivered;        /* (D) every output delivered */
     _Atomic bool freed;            /* (D, L) slot, arena and var segments given back */
@@ -391,6 +401,10 @@ void *rp__local_pool_thread(void *arg);
 void rp__local_service(struct lpool *lp);
 void rp__local_handle_msg(struct lpool *lp, const struct rp__fs_msg *m);
 void rp__local_send_fs(struct lpool *lp, int kind, int worker);
+
+/* cancel.c */
+void rp__local_cancel(rp_pool_t *pool, struct rp__job *job, int flags);
+void rp__local_watch(rp_pool_t *pool, struct rp__job *job);
 
 /* terminate.c */
 /* Completes every live job now, failing what is not processed: through the

@@ -415,4 +415,7 @@ const struct rp__backend_ops rp__backend_local = {
     .terminate = rp__local_terminate,
     .destroy = local_destroy,
     .initarg_max = 0,   /* no limit: workers inherit the copy through fork */
+    .cancel = rp__local_cancel,
+    .kills = true,
+    .watch = rp__local_watch,
 };

@@ -186,7 +186,7 @@ static bool free_done_slots(struct lpool *lp)
     bool freed = false;
     for (int j = 0; j < RP__NSLOTS; j++) {
         struct ljob *lj = atomic_load(&lp->table[j]);
-        if (!lj || (lj->job->flags & RP__JOB_NOTIFY) || atomic_load(&lj->freed)
+        if (!lj || (lj->job->flags & RP__JOB_NOTIFY) || lj->watch || atomic_load(&lj->freed)
             || atomic_load(&lp->hdr->slots[j].state) != RP__SW(lj->gen, RP__SLOT_DONE))
             continue;
         rp__local_deliver_rest(lp, lj);

@@ -39,16 +39,11 @@ static void worker_exit(struct wctx *w, int status)
     rp__region_exit(&w->lp->conf, status);
 }
 
-/* A failed item: its record goes into this worker's ring, before the item is
- * counted (the master drains the rings before it delivers). */
-static void on_fail(void *arg, const rp_error_t *e)
+/* Failed items [e->index, + count): their record goes into this worker's ring,
+ * before they are counted (the master drains the rings before it delivers). */
+static void ring_push(struct wctx *w, const rp_error_t *e, uint64_t count)
 {
-    struct wctx *w = arg;
     struct rp__wslot *ws = w->ws;
-    if (w->c.flags & RP__JOB_VAR) { /* no output, whatever it set */
-        uint64_t *vs = (uint64_t *)(w->lp->arena + w->c.out_off + e->index * 16);
-        vs[0] = vs[1] = 0;
-    }
     uint32_t h = atomic_load_explicit(&ws->head, memory_order_relaxed);
     for (;;) {
         uint32_t t = atomic_load_explicit(&ws->tail, memory_order_acquire);
@@ -62,8 +57,40 @@ static void on_fail(void *arg, const rp_error_t *e)
     struct rp__ring_entry *ent = &ws->ring[h % RP__RING];
     ent->slot = (uint32_t)w->c.slot;
     ent->gen = w->c.gen;
+    ent->count = count;
     ent->e = *e;
     atomic_store_explicit(&ws->head, h + 1, memory_order_release);
+}
+
+/* A failed item (rp__worker_run's report). */
+static void on_fail(void *arg, const rp_error_t *e)
+{
+    struct wctx *w = arg;
+    if (w->c.flags & RP__JOB_VAR) { /* no output, whatever it set */
+        uint64_t *vs = (uint64_t *)(w->lp->arena + w->c.out_off + e->index * 16);
+        vs[0] = vs[1] = 0;
+    }
+    ring_push(w, e, 1);
+}
+
+/* The job was canceled while this worker held [c->start + ran, end) of it:
+ * those items did not start; they fail with RP_ECANCELED, counted as the chunk. */
+static void cancel_rest(struct wctx *w, uint64_t ran)
+{
+    struct chunk *c = &w->c;
+    atomic_store_explicit(&w->ws->cur, (size_t)(c->start + ran), memory_order_release);
+    rp_error_t e;
+    rp__cancel_error(&e, c->start + ran, w->k, w->ctx.host, false);
+    ring_push(w, &e, c->len - ran);
+}
+
+/* Leaving a chunk while the master decides whether to kill this worker (it saw
+ * the chunk's job canceled with RP_CANCEL_KILL): waits for its decision. */
+static void await_kill_decision(struct rp__wslot *ws)
+{
+    uint32_t v;
+    while ((v = atomic_load(&ws->killreq)) != 0)
+        rp__futex_wait(&ws->killreq, v, 0.1);
 }
 
 /* rp_output() inside a worker: room in the shared var heap; the item's slot in
@@ -112,8 +139,12 @@ static void run_chunk(struct wctx *w)
     w->ctx.output_arg = w;
     const char *in = lp->arena + c->in_off + c->start * c->in_size;
     char *out = (var || c->out_size == 0) ? NULL : lp->arena + c->out_off + c->start * c->out_size;
+    w->ctx.stop = &w->hdr->slots[c->slot].cancel; /* rp_result_cancel */
     rp__worker_run(&w->ctx, c->fn, in, c->in_size, out, var ? 0 : c->out_size, c->start,
                    c->len, &ws->cur, on_fail, w);
+    uint64_t ran = w->ctx.ran;
+    if (__builtin_expect(ran < c->len, 0))
+        cancel_rest(w, ran);
     atomic_store_explicit(&ws->cur, (size_t)(c->start + c->len), memory_order_release);
     if (c->flags & RP__JOB_TRACK) {
         atomic_thread_fence(memory_order_release);
@@ -121,7 +152,7 @@ static void run_chunk(struct wctx *w)
     }
     atomic_store_explicit(&ws->done[c->slot], ws->hbase + c->len, memory_order_release);
     atomic_store_explicit(&ws->hstate, RP__H_NONE, memory_order_release);
-    ws->processed += c->len;
+    ws->processed += ran;
     struct rp__slot *s = &w->hdr->slots[c->slot];
     if (c->flags & RP__JOB_TRACK) {
         atomic_fetch_add(&s->tseq, 1);
@@ -133,6 +164,9 @@ static void run_chunk(struct wctx *w)
      * and skip the completion check, while the worker that claims them reads
      * done[] before this store is visible. Neither completes: a lost job. */
     atomic_thread_fence(memory_order_seq_cst);
+    /* (the fence also orders the claim record's release before this look) */
+    if (__builtin_expect(atomic_load_explicit(&ws->killreq, memory_order_relaxed) != 0, 0))
+        await_kill_decision(ws);
     if (rp__local_slot_exhausted(s)) {
         rp__local_check_complete(lp, c->slot, c->gen);
         if (atomic_load(&s->suspect))
@@ -218,6 +252,7 @@ void rp__local_worker_main(void *arg, int k)
         w.die_at = atol(die);
     w.ws->processed = 0;
     atomic_store(&w.ws->hstate, RP__H_NONE);
+    atomic_store(&w.ws->killreq, 0);
     atomic_store(&w.ws->pid, (int32_t)getpid());
     if (pool->host[0] == '\0')
         rp__hostname(pool->host, sizeof pool->host);

@@ -114,6 +114,8 @@ struct slotdesc {
     size_t     var_last;    /* offset of the current item's VAR record + 1, or 0 */
     size_t     var_index;
     uint64_t   compute_ns;  /* time spent running it */
+    _Atomic uint32_t stop;  /* its job was canceled: the child stops before the next
+                               item; the rank reports the rest canceled */
 };
 
 enum { CHILD_STARTING, CHILD_READY, CHILD_INIT_FAILED, CHILD_RETIRING };
@@ -126,6 +128,10 @@ struct wctl {
     _Atomic uint32_t running_seq;  /* the batch the child is in, + 1 (0: none) */
     _Atomic size_t   cur;          /* the item the child is running (SIZE_MAX: none yet) */
     _Atomic int      state;        /* CHILD_* */
+    /* RP_CANCEL_KILL: up while the rank decides whether to kill the child; a child
+     * leaving a batch waits while it is up, so a child the rank sees in the
+     * canceled batch is still in it when the kill lands */
+    _Atomic uint32_t killreq;
     rp_error_t       init_err;
     struct slotdesc  slot[DEPTH];
 };
@@ -195,6 +201,9 @@ int  rp__mpi_send_result(struct server *sv, struct lworker *lw, int s, uint32_t 
 int  rp__mpi_send_part(struct server *sv, struct lworker *lw, int s);
 /* Hands the unprocessed items of slot s back to the master (the worker is gone). */
 int  rp__mpi_send_returned(struct server *sv, struct lworker *lw, int s);
+/* RP__MSG_CANCEL (server.c): the batches of job stop; with kill, the children
+ * running one are killed. */
+int  rp__mpi_server_cancel(struct server *sv, uint64_t job, uint32_t flags);
 /* Sends the results of the batches of lw finished and not sent yet, in order. */
 int  rp__mpi_send_finished(struct server *sv, struct lworker *lw, int *events);
 void rp__mpi_slot_drain(struct lworker *lw, int s);
@@ -314,6 +323,8 @@ void rp__mpi_kick_locked(struct mpi_pool *mp);
 void *rp__mpi_progress_main(void *arg);
 int   rp__mpi_progress_step(struct mpi_pool *mp);
 int   rp__mpi_send_new(struct mpi_pool *mp);
+/* recv.c: rp_result_cancel: job's items not sent yet are canceled (under plock). */
+void  rp__mpi_cancel_unsent(struct mpi_pool *mp, struct rp__job *job);
 void  rp__mpi_send_all_ranks(struct mpi_pool *mp, unsigned kind);
 
 /* send.c */

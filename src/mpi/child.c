@@ -116,6 +116,7 @@ bool rp__mpi_run_slot(struct server *sv, struct lworker *lw, rp_ctx_t *ctx, uint
     const char *in = lw->slot[s] + sd->in_off;
     char *out = sd->out_size ? lw->slot[s] + sd->out_off : NULL;
     bool whole = true;
+    ctx->stop = &sd->stop; /* rp_result_cancel: the rank reports the rest */
     while (sd->resume < sd->count) {
         size_t off = sd->resume;
         /* chunks are counted from the batch's start */
@@ -131,8 +132,10 @@ bool rp__mpi_run_slot(struct server *sv, struct lworker *lw, rp_ctx_t *ctx, uint
                        out ? out + off * sd->out_size : NULL, sd->out_size, sd->start + off,
                        len, &ctl->cur, child_on_fail, &cr);
         sd->compute_ns += (uint64_t)((rp__now() - t0) * 1e9);
-        sd->resume = off + len;
-        *tasks += (long)len;
+        sd->resume = off + ctx->ran;
+        *tasks += (long)ctx->ran;
+        if (ctx->ran < len)
+            break; /* canceled: the batch ends here */
         if (max_tasks > 0 && *tasks >= max_tasks && sd->resume < sd->count) {
             whole = false;
             break;
@@ -140,6 +143,11 @@ bool rp__mpi_run_slot(struct server *sv, struct lworker *lw, rp_ctx_t *ctx, uint
     }
     atomic_store(&ctl->running_seq, 0);
     ctx->output = NULL;
+    ctx->stop = NULL;
+    /* the rank may be deciding to kill this child for a canceled batch */
+    atomic_thread_fence(memory_order_seq_cst);
+    for (uint32_t v; (v = atomic_load_explicit(&ctl->killreq, memory_order_relaxed)) != 0;)
+        rp__futex_wait(&ctl->killreq, v, 0.1);
     return whole;
 }
 
@@ -225,6 +233,7 @@ static void child_main(struct server *sv, struct lworker *lw)
 int rp__mpi_spawn_child(struct server *sv, struct lworker *lw)
 {
     atomic_store(&lw->ctl->running_seq, 0);
+    atomic_store(&lw->ctl->killreq, 0);
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0)

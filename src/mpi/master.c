@@ -426,6 +426,40 @@ static void mpi_destroy(rp_pool_t *pool)
     pool->bdata = NULL;
 }
 
+/* rp_result_cancel: the items not sent to a worker yet are canceled now; each
+ * rank holding batches of the job is told (CANCEL): its workers stop before
+ * their next item of it, and report the rest canceled (with RP_CANCEL_KILL, the
+ * worker processes running one are killed: their deaths come back as DIED, which
+ * the core cancels). Blocks on plock: the core calls this holding none of its
+ * locks. */
+static void mpi_cancel(rp_pool_t *pool, struct rp__job *job, int flags)
+{
+    struct mpi_pool *mp = rp__mpi_of(pool);
+    pthread_mutex_lock(&mp->plock);
+    if (mp->terminating || rp__done_is(atomic_load(&job->done)))
+        goto out;
+    rp__mpi_send_new(mp); /* takes the pending jobs (this one too) into the scheduler */
+    bool *tell = calloc((size_t)mp->size, sizeof *tell);
+    for (int i = 0; i < mp->nworkers; i++)
+        for (int k = 0; k < DEPTH; k++)
+            if (mp->w[i].fl[k].used && mp->w[i].fl[k].job == job && tell)
+                tell[mp->w[i].rank] = true;
+    uint64_t id = job->id;
+    if (!rp__done_is(atomic_load(&job->done)))
+        rp__mpi_cancel_unsent(mp, job); /* the job may be gone after this */
+    for (int rk = 1; tell && rk < mp->size; rk++) {
+        if (!tell[rk] || mp->rank_broken[rk] ||
+            rp__wire_put_cancel(&mp->ctl, id, (uint32_t)flags) != RP_OK)
+            continue;
+        if (MPI_Send(mp->ctl.buf, (int)mp->ctl.len, MPI_BYTE, rk, TAG_CTL, mp->comm) !=
+            MPI_SUCCESS)
+            rp__mpi_break_rank(mp, rk, "a CANCEL could not be sent");
+    }
+    free(tell);
+out:
+    pthread_mutex_unlock(&mp->plock);
+}
+
 const struct rp__backend_ops rp__backend_mpi = {
     .name = "mpi",
     .start = mpi_start,
@@ -440,6 +474,9 @@ const struct rp__backend_ops rp__backend_mpi = {
     .terminate = mpi_terminate,
     .destroy = mpi_destroy,
     .initarg_max = RP_MPI_INITARG_MAX,
+    .cancel = mpi_cancel,
+    .watch = NULL,    /* completion is counted here, in the core's ledger */
+    .kills = true,
 };
 
 /* ---- rankpool_mpi.h ------------------------------------------------------------------ */

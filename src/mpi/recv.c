@@ -35,6 +35,11 @@ void rp__mpi_fail_items(struct mpi_pool *mp, struct rp__job *job, size_t a, size
 
 void rp__mpi_put_back(struct mpi_pool *mp, struct rp__job *job, size_t a, size_t b)
 {
+    if (b > a && rp__job_canceled(job)) { /* rp_result_cancel: they do not run again */
+        rp__job_cancel(job, a, b, false);
+        rp__mpi_count(mp, job, b - a);
+        return;
+    }
     if (b <= a || rp__sched_putback(&mp->sched, &job->sched, a, b) == 0)
         return;
     rp_error_t e;
@@ -74,6 +79,13 @@ static void fail_withdrawn(void *arg, uint64_t a, uint64_t b)
         rp__job_deliver(w->job, (size_t)a, (size_t)b, NULL);
     }
     w->count += (size_t)(b - a);
+}
+
+void rp__mpi_cancel_unsent(struct mpi_pool *mp, struct rp__job *job)
+{
+    struct withdrawn w = { job, RP_ECANCELED, NULL, 0 };
+    rp__sched_withdraw(&mp->sched, &job->sched, fail_withdrawn, &w);
+    rp__mpi_count(mp, job, w.count); /* the job may be gone after this */
 }
 
 void rp__mpi_fail_unclaimed(struct mpi_pool *mp, int code, const char *msg)

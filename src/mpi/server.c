@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,33 @@ static int serve_workers(struct server *sv, bool check_children, int *events)
     return RP_OK;
 }
 
+int rp__mpi_server_cancel(struct server *sv, uint64_t job, uint32_t flags)
+{
+    for (int i = 0; i < sv->nlocal; i++) {
+        struct lworker *lw = &sv->w[i];
+        struct wctl *ctl = lw->ctl;
+        for (uint32_t k = atomic_load(&ctl->completed); k < lw->nposted; k++) {
+            int s = (int)(k % DEPTH);
+            if (lw->job[s] != job)
+                continue;
+            /* The kill first, then the stop word: a child killed in the batch is
+             * never half-way through ending it early. */
+            if ((flags & RP_CANCEL_KILL) && !sv->inproc && lw->pid > 0) {
+                atomic_store(&ctl->killreq, 1);
+                if (atomic_load(&ctl->running_seq) == k + 1 && kill(lw->pid, SIGKILL) == 0) {
+                    /* its death is found and reported as any other; killreq stays
+                     * up until its replacement starts */
+                } else {
+                    atomic_store(&ctl->killreq, 0);
+                    rp__futex_wake(&ctl->killreq, INT_MAX);
+                }
+            }
+            atomic_store(&ctl->slot[s].stop, 1);
+        }
+    }
+    return RP_OK;
+}
+
 /* Receives one message from the master. \return RP_OK, RP_DONE (STOP/TERMINATE
  * handled: leave the loop), or a failure. */
 static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
@@ -139,6 +167,14 @@ static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
     rp__rbuf r;
     int32_t status;
     uint64_t seq;
+    if (tag == TAG_CTL && rp__wire_open(sv->rbuf, (size_t)count, &h, &r) == RP_OK &&
+        h.kind == RP__MSG_CANCEL) {
+        uint64_t job;
+        uint32_t flags;
+        if (rp__wire_get_cancel(&r, &h, &job, &flags) != RP_OK)
+            return rp__mpi_server_ctl(sv, RP__MSG_PROTO, 0, RP_EPROTO);
+        return rp__mpi_server_cancel(sv, job, flags);
+    }
     if (tag != TAG_CTL || rp__wire_open(sv->rbuf, (size_t)count, &h, &r) != RP_OK ||
         (h.kind != RP__MSG_STOP && h.kind != RP__MSG_TERMINATE) ||
         rp__wire_get_ctl(&r, &status, &seq) != RP_OK)

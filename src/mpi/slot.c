@@ -101,11 +101,34 @@ int rp__mpi_send_part(struct server *sv, struct lworker *lw, int s)
     return rc;
 }
 
+/* A batch its child stopped early (its job canceled): items [resume, count) did
+ * not start; they go back as one failure, RP_ECANCELED, after the part that ran. */
+static int send_canceled_rest(struct server *sv, struct lworker *lw, int s)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    rp__mpi_slot_drain(lw, s); /* the part before was sent from the same area */
+    rp_error_t e;
+    rp__cancel_error(&e, sd->start + sd->resume, lw->id, sv->host, false);
+    sd->rec_len = 0;
+    sd->nrec = 0;
+    sd->out_size = 0; /* no outputs travel */
+    rp__mpi_record_fail(lw, s, &e);
+    sd->resume = sd->count;
+    return rp__mpi_send_result(sv, lw, s, RP__RESULT_ALLFAIL);
+}
+
 int rp__mpi_send_finished(struct server *sv, struct lworker *lw, int *events)
 {
     uint32_t done = atomic_load(&lw->ctl->completed);
     while (lw->nsent != done) {
-        int rc = rp__mpi_send_result(sv, lw, (int)(lw->nsent % DEPTH), 0);
+        int s = (int)(lw->nsent % DEPTH);
+        struct slotdesc *sd = &lw->ctl->slot[s];
+        bool stopped = sd->resume < sd->count;
+        int rc = RP_OK;
+        if (!stopped || sd->resume > sd->sent)
+            rc = rp__mpi_send_result(sv, lw, s, 0);
+        if (rc == RP_OK && stopped)
+            rc = send_canceled_rest(sv, lw, s);
         if (rc != RP_OK)
             return rc;
         lw->nsent++;
@@ -240,6 +263,7 @@ int rp__mpi_post_batch(struct server *sv, struct lworker *lw, int s, int tag, co
         return send_batch_failure(sv, lw, s, RP_EFNREF, msg);
     }
     sd->fn = (rp_task_fn)fn;
+    atomic_store(&sd->stop, 0);
     lw->nposted++;
     atomic_store(&lw->ctl->posted, lw->nposted);
     if (sv->inproc)
