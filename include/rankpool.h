@@ -63,7 +63,8 @@ extern "C" {
     XX(ENOTMASTER,-15,  "only the master may call this")                            \
     XX(EBROKEN,   -16,  "the pool has no working worker left")                      \
     XX(EFORK,     -17,  "pool used from a process forked from its owner")           \
-    XX(EDEADLK,   -18,  "called from one of the pool's own callbacks: would wait for itself")
+    XX(EDEADLK,   -18,  "called from one of the pool's own callbacks: would wait for itself") \
+    XX(ETASKTIMEOUT,-19, "a task ran past its time limit")
 
 enum {
 #define RP__ERR_ENUM(name, value, text) RP_##name = value,
@@ -128,6 +129,9 @@ typedef struct rp_pool_opts {
     bool        bind;           /* bind worker k to core k (hwloc) */
     void       *comm;           /* mpi: pointer to an MPI_Comm, NULL = MPI_COMM_WORLD
                                    (see rankpool_mpi.h) */
+    double      task_timeout;   /* the per-item time limit (seconds) of every map
+                                   whose own task_timeout is 0; 0 = none; negative
+                                   or NaN: RP_EINVAL (see rp_map_opts_t) */
 } rp_pool_opts_t;
 
 /* Per-call options: a zeroed struct (or NULL) means the defaults. */
@@ -136,6 +140,19 @@ typedef struct rp_map_opts {
     rp_callback_fn       callback;        /* once, if every item succeeded */
     rp_error_callback_fn error_callback;  /* once, with the lowest failing item */
     void                *userdata;        /* given to both callbacks */
+    /* Control of running work (see "time limits and retries" below). */
+    double               task_timeout;    /* seconds one item may run (wall clock,
+                                             measured by the pool); past it the
+                                             worker is killed and replaced and the
+                                             item fails with RP_ETASKTIMEOUT; 0 =
+                                             the pool's task_timeout; negative or
+                                             NaN: RP_EINVAL */
+    int                  retries;         /* an item whose worker died or that ran
+                                             past its limit runs again, up to this
+                                             many more times; 0 = never; negative:
+                                             RP_EINVAL */
+    bool                 retry_raised;    /* retry items that failed by the task's
+                                             own return/rp_raise too */
 } rp_map_opts_t;
 
 /* ---- errors ---------------------------------------------------------------- */

@@ -49,8 +49,9 @@ void rp__mpi_worker_died(struct mpi_pool *mp, struct rp__job *job, const rp__dea
     size_t ra, rb;
     rp__job_worker_died(job, d, a, running, b, false, &ra, &rb);
     /* What the core recorded and left to count: the item that ran (the rest goes
-     * back, [ra, rb)), or, the pool terminating, [running, b) canceled. */
-    size_t recorded = ra < rb ? 1 : b - running;
+     * back, [ra, rb), with that item too when it runs again), or, the pool
+     * terminating, [running, b) canceled. */
+    size_t recorded = (b - running) - (rb - ra);
     rp__mpi_put_back(mp, job, ra, rb);
     rp__mpi_count(mp, job, recorded);
 }
