@@ -388,12 +388,20 @@ static void test_timeout_retry_raised(void)
                     RP_ETASK);
     CU_ASSERT_EQUAL(e.index, 5);
     CU_ASSERT_EQUAL(e.task_code, 7);
+    free(in);
+    free(out);
     tu_pool_done(p);
+}
 
-    p = tu_pool(1, NULL);
+/* With retry_raised, the raised failure runs again and succeeds. */
+static void test_timeout_retry_raised_succeeds(void)
+{
+    rp_pool_t *p = tu_pool(1, NULL);
     if (!p)
         return;
-    o.retry_raised = true;
+    enum { N = 10 };
+    long *in = tu_iota(N), *out = calloc(N, sizeof(long));
+    rp_map_opts_t o = { .retries = 1, .retry_raised = true };
     memset(out, 0, N * sizeof(long));
     rp_result_t *r = NULL;
     CU_ASSERT_EQUAL_FATAL(rp_map_async(p, raise_once, in, N, sizeof(long), out, sizeof(long), &o,
@@ -576,6 +584,7 @@ static void test_timeout_stuck_peer_mpi(void)
     if (!on_mpi())
         return;
     stuck_rank(false);
+    stuck_rank(true);
     printf("\n");
 }
 
@@ -590,6 +599,7 @@ int main(int argc, char **argv)
         TU_TEST(test_timeout_retry_crash_once_succeeds),
         TU_TEST(test_timeout_retries_exhausted_keep_last_error),
         TU_TEST(test_timeout_retry_raised),
+        TU_TEST(test_timeout_retry_raised_succeeds),
         TU_TEST(test_timeout_stuck_peer_local),
         TU_TEST(test_timeout_stuck_peer_mpi),
         TU_END,

@@ -304,6 +304,8 @@ static int handle_died(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp__
     }
     rp__death d = { .worker = w->id, .pid = m.pid, .status = m.status, .host = w->host,
                     .rank = w->rank, .why = NULL };
+    if (h->flags & RP__DIED_TIMEOUT)
+        d.timeout = job->timeout > 0 ? job->timeout : 1e-9;
     rp__mpi_worker_died(mp, job, &d, a, a, b);
     return RP_OK;
 }
