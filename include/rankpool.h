@@ -299,6 +299,31 @@ RP_API int rp_ctx_worker(const rp_ctx_t *ctx);
 /** \return the input index of the running item (0 in an initializer). */
 RP_API size_t rp_ctx_index(const rp_ctx_t *ctx);
 
+/* ---- time limits and retries ------------------------------------------------
+ * rp_map_opts_t.task_timeout (else rp_pool_opts_t.task_timeout) limits the wall
+ * clock time of each item, measured by the pool from the moment a worker starts
+ * it (not while it waits). An item past its limit has its worker killed and
+ * replaced (mpi: the worker's process, never its rank; not enforced with
+ * RP_MPI_ISOLATE=0, where the rank runs tasks itself) and fails with
+ * RP_ETASKTIMEOUT, the limit, worker and host in its message; the items that
+ * worker held and had not started run on other workers; the rest of the job goes
+ * on. Never earlier than the limit; locally within 10 ms + 1% of it on an idle
+ * machine. A worker stopped by SIGSTOP inside an item is timed out the same way.
+ *
+ * rp_map_opts_t.retries: an item whose worker died (RP_EWORKER) or that ran past
+ * its limit runs again, up to `retries` more times, with the unstarted rest of
+ * what that worker held (on whichever worker takes it next: another one when one
+ * is free). With retry_raised, a task's own failure (non-zero return, rp_raise)
+ * runs again too, at once, in the same worker. An item that succeeds on a retry
+ * leaves no error; one that does not keeps its last error, its message ending in
+ * "(after N attempts)". Each attempt has the full time limit. Callbacks run once,
+ * after every item's last attempt. max_tasks_per_worker counts every attempt run
+ * by a worker process except the in-place retries of retry_raised.
+ *
+ * rp_pool_terminate and rp_pool_free return within a second even when a worker,
+ * the local fork server or an mpi serving rank is stopped or hung (a rank that
+ * does not answer within 0.5 s is given up). */
+
 #ifdef __cplusplus
 }
 #endif
