@@ -44,7 +44,8 @@ module rankpool
         RP_ENOMEM = -2, RP_ETIMEDOUT = -3, RP_ENOTREADY = -4, RP_ETASK = -5, &
         RP_EWORKER = -6, RP_ECANCELED = -7, RP_ECLOSED = -8, RP_EINIT = -9, &
         RP_EBACKEND = -10, RP_ESYS = -11, RP_EMPI = -12, RP_EPROTO = -13, &
-        RP_EFNREF = -14, RP_ENOTMASTER = -15, RP_EBROKEN = -16, RP_EFORK = -17
+        RP_EFNREF = -14, RP_ENOTMASTER = -15, RP_EBROKEN = -16, RP_EFORK = -17, &
+        RP_EDEADLK = -18, RP_ETASKTIMEOUT = -19
     real(c_double), parameter, public :: RP_FOREVER = -1.0_c_double
 
     ! ---- rankpool.h's structs, field for field -------------------------------------
@@ -68,6 +69,7 @@ module rankpool
         integer(c_long) :: max_tasks_per_worker = 0
         logical(c_bool) :: bind = .false.
         type(c_ptr) :: comm = c_null_ptr
+        real(c_double) :: task_timeout = 0.0_c_double
     end type rp_pool_opts_t
 
     type, bind(C), public :: rp_map_opts_t
@@ -75,6 +77,9 @@ module rankpool
         type(c_funptr) :: callback = c_null_funptr
         type(c_funptr) :: error_callback = c_null_funptr
         type(c_ptr) :: userdata = c_null_ptr
+        real(c_double) :: task_timeout = 0.0_c_double
+        integer(c_int) :: retries = 0
+        logical(c_bool) :: retry_raised = .false.
     end type rp_map_opts_t
 
     public :: rp_pool_create, rp_pool_is_master, rp_pool_size, rp_pool_backend, &

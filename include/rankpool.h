@@ -63,7 +63,8 @@ extern "C" {
     XX(ENOTMASTER,-15,  "only the master may call this")                            \
     XX(EBROKEN,   -16,  "the pool has no working worker left")                      \
     XX(EFORK,     -17,  "pool used from a process forked from its owner")           \
-    XX(EDEADLK,   -18,  "called from one of the pool's own callbacks: would wait for itself")
+    XX(EDEADLK,   -18,  "called from one of the pool's own callbacks: would wait for itself") \
+    XX(ETASKTIMEOUT,-19, "a task ran past its time limit")
 
 enum {
 #define RP__ERR_ENUM(name, value, text) RP_##name = value,
@@ -128,6 +129,9 @@ typedef struct rp_pool_opts {
     bool        bind;           /* bind worker k to core k (hwloc) */
     void       *comm;           /* mpi: pointer to an MPI_Comm, NULL = MPI_COMM_WORLD
                                    (see rankpool_mpi.h) */
+    double      task_timeout;   /* the per-item time limit (seconds) of every map
+                                   whose own task_timeout is 0; 0 = none; negative
+                                   or NaN: RP_EINVAL (see rp_map_opts_t) */
 } rp_pool_opts_t;
 
 /* Per-call options: a zeroed struct (or NULL) means the defaults. */
@@ -136,6 +140,19 @@ typedef struct rp_map_opts {
     rp_callback_fn       callback;        /* once, if every item succeeded */
     rp_error_callback_fn error_callback;  /* once, with the lowest failing item */
     void                *userdata;        /* given to both callbacks */
+    /* Control of running work (see "time limits and retries" below). */
+    double               task_timeout;    /* seconds one item may run (wall clock,
+                                             measured by the pool); past it the
+                                             worker is killed and replaced and the
+                                             item fails with RP_ETASKTIMEOUT; 0 =
+                                             the pool's task_timeout; negative or
+                                             NaN: RP_EINVAL */
+    int                  retries;         /* an item whose worker died or that ran
+                                             past its limit runs again, up to this
+                                             many more times; 0 = never; negative:
+                                             RP_EINVAL */
+    bool                 retry_raised;    /* retry items that failed by the task's
+                                             own return/rp_raise too */
 } rp_map_opts_t;
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -327,6 +344,31 @@ RP_API int rp_result_wait_all(rp_result_t *const *res, size_t n, double timeout)
  * for rp_map_opts_t callbacks: no rp_pool_join/free of the pool inside.
  * \return RP_OK, RP_EINVAL (NULL res or fn), RP_ENOMEM. */
 RP_API int rp_result_on_ready(rp_result_t *res, rp_callback_fn fn, void *userdata);
+
+/* ---- time limits and retries ------------------------------------------------
+ * rp_map_opts_t.task_timeout (else rp_pool_opts_t.task_timeout) limits the wall
+ * clock time of each item, measured by the pool from the moment a worker starts
+ * it (not while it waits). An item past its limit has its worker killed and
+ * replaced (mpi: the worker's process, never its rank; not enforced with
+ * RP_MPI_ISOLATE=0, where the rank runs tasks itself) and fails with
+ * RP_ETASKTIMEOUT, the limit, worker and host in its message; the items that
+ * worker held and had not started run on other workers; the rest of the job goes
+ * on. Never earlier than the limit; locally within 10 ms + 1% of it on an idle
+ * machine. A worker stopped by SIGSTOP inside an item is timed out the same way.
+ *
+ * rp_map_opts_t.retries: an item whose worker died (RP_EWORKER) or that ran past
+ * its limit runs again, up to `retries` more times, with the unstarted rest of
+ * what that worker held (on whichever worker takes it next: another one when one
+ * is free). With retry_raised, a task's own failure (non-zero return, rp_raise)
+ * runs again too, at once, in the same worker. An item that succeeds on a retry
+ * leaves no error; one that does not keeps its last error, its message ending in
+ * "(after N attempts)". Each attempt has the full time limit. Callbacks run once,
+ * after every item's last attempt. max_tasks_per_worker counts every attempt run
+ * by a worker process except the in-place retries of retry_raised.
+ *
+ * rp_pool_terminate and rp_pool_free return within a second even when a worker,
+ * the local fork server or an mpi serving rank is stopped or hung (a rank that
+ * does not answer within 0.5 s is given up). */
 
 #ifdef __cplusplus
 }

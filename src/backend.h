@@ -58,6 +58,13 @@ struct rp__job {
     /* rp_result_cancel: 0, or RP__CANCELED | its flags (RP_CANCEL_KILL). Set
      * before ops->cancel is called; read with rp__job_canceled(). */
     _Atomic int cancel;
+    /* Control of running work (retry.c): set at submit, read-only after. */
+    double      timeout;   /* seconds one item may run; 0 = no limit. The backend
+                              kills a worker whose item runs longer and reports
+                              its death with rp__death.timeout set */
+    int         retries;   /* runs again after a death or a timeout, at most */
+    bool        retry_raised; /* workers retry a task's own failure in place
+                                 (rp__worker_run_ctl) */
 };
 
 enum { RP__CANCELED = 1 << 8 }; /* in job->cancel, above the public RP_CANCEL_* flags */
@@ -179,16 +186,23 @@ typedef struct rp__death {
     const char *host;
     int         rank;      /* mpi: the rank that hosted it, else -1 */
     const char *why;       /* NULL, or what the backend knows beyond the status */
+    /* The pool killed it (task timeouts): */
+    double      timeout;   /* > 0: item `running` ran past this limit (seconds) */
+    bool        requeue;   /* it was killed for an item that ended just before: the
+                              item running did not fail, it runs again */
 } rp__death;
 
 /* The dead-worker policy, the same for every backend. Worker d->worker died
  * while it held items [a, b) of job and ran item `running` (a <= running <= b;
  * b means between items: nothing was running); items [a, running) are done and
  * were delivered and counted by the caller. The core fails `running` with
- * RP_EWORKER (its signal or exit status in the error), or cancels [running, b)
- * when the pool is terminating, and returns in *ra, *rb the items that must run
- * again on other workers: the caller puts them back (rp__sched_putback, or its
- * own claim ranges). `running` is counted when `count` is true. */
+ * RP_EWORKER (its signal or exit status in the error; RP_ETASKTIMEOUT when
+ * d->timeout is set), or cancels [running, b) when the pool is terminating, and
+ * returns in *ra, *rb the items that must run again on other workers: the
+ * caller puts them back (rp__sched_putback, or its own claim ranges). *ra is
+ * `running` itself when it runs again (job->retries left, or d->requeue): then
+ * it is neither failed nor counted. `running` is counted when `count` is true
+ * and it failed. The caller counts (b - running) - (*rb - *ra) items. */
 void rp__job_worker_died(struct rp__job *job, const rp__death *d, size_t a, size_t running,
                          size_t b, bool count, size_t *ra, size_t *rb);
 /* "killed by signal 11 (Segmentation fault)" or "exited with status 3". */

@@ -90,6 +90,26 @@ size_t rp__worker_run(rp_ctx_t *ctx, rp_task_fn fn, const char *in, size_t in_si
                       char *out, size_t out_size, size_t start, size_t count,
                       _Atomic size_t *cur, rp__fail_fn on_fail, void *fail_arg);
 
+/* Per-item control of a job with a time limit or retries (worker.c): */
+typedef struct rp__runctl {
+    /* Before each item (each attempt): set to 0, *cur to its index, then to the
+     * monotonic nanoseconds past which it is late (now + limit_ns); 0 again after
+     * the last. NULL, or limit_ns 0: not published. The backend's watcher kills
+     * a worker whose deadline has passed. */
+    _Atomic uint64_t *deadline;
+    uint64_t          limit_ns;
+    /* A task's own failure (non-zero return) runs again in place, at most this
+     * many more times; the failure kept is the last, its message saying after
+     * how many attempts. */
+    unsigned          retries;
+} rp__runctl;
+
+/* rp__worker_run, one item at a time under the control of rc. */
+size_t rp__worker_run_ctl(rp_ctx_t *ctx, rp_task_fn fn, const char *in, size_t in_size,
+                          char *out, size_t out_size, size_t start, size_t count,
+                          _Atomic size_t *cur, rp__fail_fn on_fail, void *fail_arg,
+                          const rp__runctl *rc);
+
 /* Runs an initializer in a worker; fills *err (code RP_EINIT) on failure. */
 int rp__worker_init(rp_ctx_t *ctx, rp_init_fn fn, const void *arg, rp_error_t *err);
 
@@ -100,6 +120,9 @@ void rp__error_set(rp_error_t *e, int code, size_t index, int worker, const char
 /* ---- small helpers (util.c) ---------------------------------------------------- */
 
 double rp__now(void);                         /* monotonic seconds */
+uint64_t rp__now_ns(void);                    /* monotonic nanoseconds (> 0) */
+/* The longest task_timeout accepted (seconds): its nanoseconds fit 63 bits. */
+#define RP__TIMEOUT_MAX 1e9
 /* A caller's timeout as the library reads it: RP_FOREVER for exactly RP_FOREVER,
  * +inf or more than 1e9 s; 0 (poll) for NaN and every other negative value. */
 double rp__timeout(double timeout);

@@ -214,28 +214,48 @@ void rp__job_worker_died(struct rp__job *job, const rp__death *d, size_t a, size
             rp__job_processed(job, b - running);
         return;
     }
-    char how[128], where[160];
-    rp__describe_status(how, sizeof how, d->status);
-    if (d->rank >= 0)
-        snprintf(where, sizeof where, "rank %d on %s, pid %d", d->rank,
-                 d->host ? d->host : "?", d->pid);
-    else
-        snprintf(where, sizeof where, "pid %d", d->pid);
-    rp_error_t e;
-    rp__error_set(&e, RP_EWORKER, running, d->worker, d->host,
-                  "worker %d (%s) %s while running item %zu%s%s", d->worker, where, how,
-                  running, d->why ? ": " : "", d->why ? d->why : "");
-    if (d->status >= 0 && WIFSIGNALED(d->status))
-        e.signal = WTERMSIG(d->status);
-    if (d->status >= 0 && WIFEXITED(d->status))
-        e.exit_status = WEXITSTATUS(d->status);
-    rp__trace("%s", e.message);
     if ((job->flags & RP__JOB_VAR) && job->out) {
         rp__varslot *slot = (rp__varslot *)job->out + running;
         free(slot->data); /* an output the dead item may have begun */
         slot->data = NULL;
         slot->size = 0;
     }
+    unsigned attempts = 1;
+    if (cancel && d->requeue) { /* it had finished, and the rest is canceled */
+        rp__job_cancel(job, running, b, count);
+        return;
+    }
+    if (!cancel && (d->requeue || rp__job_retry(r, running, &attempts))) {
+        rp__trace("item %zu runs again (worker %d ended in it%s)", running, d->worker,
+                  d->requeue ? " after it had finished" : "");
+        *ra = running; /* it runs again, with the rest */
+        return;
+    }
+    char how[128], where[160], tries[48] = "";
+    rp__describe_status(how, sizeof how, d->status);
+    if (d->rank >= 0)
+        snprintf(where, sizeof where, "rank %d on %s, pid %d", d->rank,
+                 d->host ? d->host : "?", d->pid);
+    else
+        snprintf(where, sizeof where, "pid %d", d->pid);
+    if (job->retries > 0)
+        snprintf(tries, sizeof tries, " (after %u attempts)", attempts);
+    rp_error_t e;
+    if (d->timeout > 0)
+        rp__error_set(&e, RP_ETASKTIMEOUT, running, d->worker, d->host,
+                      "item %zu ran past its time limit of %g s on worker %d (%s%s%s): "
+                      "the worker was killed%s", running, d->timeout, d->worker, where,
+                      d->rank >= 0 ? "" : " on ", d->rank >= 0 ? "" : d->host ? d->host : "?",
+                      tries);
+    else
+        rp__error_set(&e, RP_EWORKER, running, d->worker, d->host,
+                      "worker %d (%s) %s while running item %zu%s%s%s", d->worker, where,
+                      how, running, d->why ? ": " : "", d->why ? d->why : "", tries);
+    if (d->timeout <= 0 && d->status >= 0 && WIFSIGNALED(d->status))
+        e.signal = WTERMSIG(d->status);
+    if (d->timeout <= 0 && d->status >= 0 && WIFEXITED(d->status))
+        e.exit_status = WEXITSTATUS(d->status);
+    rp__trace("%s", e.message);
     rp__job_fail(job, &e);
     arrive(r, running, running + 1);
     if (cancel) { /* canceled meanwhile: the rest does not run again */

@@ -162,6 +162,7 @@ int rp__pool_create_ops(rp_pool_t **pool, const rp_pool_opts_t *opts,
     else
         memset(&o, 0, sizeof o);
     if (o.workers < 0 || o.max_tasks_per_worker < 0 || o.initarg_size > PTRDIFF_MAX ||
+        !(o.task_timeout >= 0) || o.task_timeout > RP__TIMEOUT_MAX ||
         (o.initarg_size > 0 && o.initarg == NULL)) {
         set_err(err, RP_EINVAL, "invalid pool options");
         return RP_EINVAL;

@@ -307,6 +307,7 @@ static void destroy(rp_result_t *r)
     free(r->memo_key);
     free(r->memo_val);
     free(r->arr.v);
+    rp__attempts_free(r);
     free(r);
 }
 
@@ -342,6 +343,10 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
     r->job.chunksize = r->opts.chunksize;
     r->job.flags = flags;
     r->job.result = r;
+    if (rp__job_control(r, opts) != RP_OK) {
+        destroy(r);
+        return RP_EINVAL;
+    }
     atomic_init(&r->job.done, &r->job.own_done);
     atomic_init(&r->job.processed, 0);
 

@@ -67,6 +67,7 @@ struct rp_result {
     struct rp_result *prev, *next; /* pool->live */
     bool             linked;
     struct rp_result *nnext;     /* the pool's queue of jobs to notify */
+    struct rp__attempts *attempts; /* retry.c: failed attempts per item (under lock) */
 };
 
 /* Something waiting for a result to become READY (watch.c): a callback
@@ -116,6 +117,15 @@ void rp__result_watch(rp_result_t *r);
  * the callbacks and returns them (the caller runs them with rp__watchers_run). */
 struct rp__watcher *rp__watchers_ready(rp_result_t *r);
 void rp__watchers_run(rp_result_t *r, struct rp__watcher *list);
+
+/* retry.c: checks a map's task_timeout, retries and retry_raised and sets the
+ * job's (the pool's task_timeout when the map's is 0). RP_OK or RP_EINVAL. */
+int  rp__job_control(rp_result_t *r, const rp_map_opts_t *opts);
+/* retry.c: item i of r failed by a death or a timeout: counts the attempt in
+ * *attempts (1 for the first) and says whether it runs again. */
+bool rp__job_retry(rp_result_t *r, size_t i, unsigned *attempts);
+/* retry.c: frees the attempt counts. */
+void rp__attempts_free(rp_result_t *r);
 
 /* pool.c: the argument checks shared by every submitting call: pool usable, fn
  * set, in_size > 0, in (and out when out_size > 0) non-NULL when n > 0, no size

@@ -16,6 +16,13 @@ double rp__now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+uint64_t rp__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + 1;
+}
+
 double rp__timeout(double timeout)
 {
     if (timeout == RP_FOREVER || timeout > 1e9) /* +inf, or more than 30 years */

@@ -339,7 +339,9 @@ int rp__wire_put_batch(rp__wbuf *w, uint32_t worker, const rp__wire_batch *m,
     size_t bytes;
     if (rp__mul_size((size_t)m->count, (size_t)m->in_size, &bytes) != RP_OK)
         return RP_EINVAL;
-    rp__wire_begin(w, RP__MSG_BATCH, worker, input ? 0 : RP__BATCH_SEPARATE);
+    bool control = m->timeout_ns || m->retries;
+    rp__wire_begin(w, RP__MSG_BATCH, worker,
+                   (input ? 0 : RP__BATCH_SEPARATE) | (control ? RP__BATCH_CONTROL : 0));
     rp__wbuf_u64(w, m->job);
     rp__wbuf_u64(w, m->seq);
     rp__wbuf_u64(w, m->start);
@@ -348,6 +350,11 @@ int rp__wire_put_batch(rp__wbuf *w, uint32_t worker, const rp__wire_batch *m,
     rp__wbuf_u64(w, m->in_size);
     rp__wbuf_u64(w, m->out_size);
     rp__wbuf_u32(w, m->flags);
+    if (control) {
+        rp__wbuf_u64(w, m->timeout_ns);
+        rp__wbuf_u32(w, m->retries);
+        rp__wbuf_u32(w, 0);
+    }
     rp__wire_put_fnref(w, &m->fn);
     /* the input starts 8-byte aligned within the message */
     size_t pad = (8 - (w->len + 4) % 8) % 8;
@@ -371,6 +378,11 @@ int rp__wire_get_batch(rp__rbuf *r, const rp__wire_hdr *h, rp__wire_batch *m)
     m->in_size = rp__rbuf_u64(r);
     m->out_size = rp__rbuf_u64(r);
     m->flags = rp__rbuf_u32(r);
+    if (h->flags & RP__BATCH_CONTROL) {
+        m->timeout_ns = rp__rbuf_u64(r);
+        m->retries = rp__rbuf_u32(r);
+        rp__rbuf_u32(r);
+    }
     if (r->err || rp__wire_get_fnref(r, &m->fn) != RP_OK)
         return RP_EPROTO;
     uint32_t pad = rp__rbuf_u32(r);

@@ -136,13 +136,16 @@ typedef struct rp__wire_batch {
     uint64_t   start, count, chunk;
     uint64_t   in_size, out_size;
     uint32_t   flags;      /* RP__JOB_VAR, ... */
+    uint64_t   timeout_ns; /* an item's time limit, 0 = none (RP__BATCH_CONTROL) */
+    uint32_t   retries;    /* a task's failure runs again in place (RP__BATCH_CONTROL) */
     rp__fnref  fn;
     const char *input;     /* count * in_size bytes, inside the message */
 } rp__wire_batch;
 
-/* Header flag of a BATCH whose input is not in the message but follows as a
- * separate raw message (sent straight from the caller's array: no copy). */
-enum { RP__BATCH_SEPARATE = 1u };
+/* Header flags of a BATCH: its input is not in the message but follows as a
+ * separate raw message (sent straight from the caller's array: no copy);
+ * CONTROL: timeout_ns and retries follow the job flags (else they are 0). */
+enum { RP__BATCH_SEPARATE = 1u, RP__BATCH_CONTROL = 2u };
 
 /* Writes the whole message; the input is copied from `input`, or, when input is
  * NULL, announced as a separate message (RP__BATCH_SEPARATE). */
@@ -205,7 +208,9 @@ int rp__wire_next_record(rp__rbuf *r, int *kind, rp_error_t *e, uint64_t *index,
  * batch, index) were reported by the RESULT messages before it; `index` is the item
  * it was running, or, with RP__DIED_IDLE, the first item it had not started (it
  * died between items). The rest of the batch is the master's to run elsewhere. */
-enum { RP__DIED_IDLE = 1u };
+/* RP__DIED_TIMEOUT: the rank killed it, item `index` having run past its job's
+ * time limit. */
+enum { RP__DIED_IDLE = 1u, RP__DIED_TIMEOUT = 2u };
 typedef struct rp__wire_died {
     uint64_t job, seq;
     uint64_t index;

@@ -51,6 +51,59 @@ size_t rp__worker_run(rp_ctx_t *ctx, rp_task_fn fn, const char *in, size_t in_si
     return nfailed;
 }
 
+size_t rp__worker_run_ctl(rp_ctx_t *ctx, rp_task_fn fn, const char *in, size_t in_size,
+                          char *out, size_t out_size, size_t start, size_t count,
+                          _Atomic size_t *cur, rp__fail_fn on_fail, void *fail_arg,
+                          const rp__runctl *rc)
+{
+    static const _Atomic uint32_t never = 0;
+    const _Atomic uint32_t *stop = ctx->stop ? ctx->stop : &never; /* rp_result_cancel */
+    _Atomic uint64_t *dl = rc->limit_ns ? rc->deadline : NULL;
+    size_t nfailed = 0;
+    ctx->ran = count;
+    for (size_t k = 0; k < count; k++) {
+        size_t index = start + k;
+        if (__builtin_expect(atomic_load_explicit(stop, memory_order_relaxed) != 0, 0)) {
+            ctx->ran = k;
+            break;
+        }
+        const char *ip = in + k * in_size;
+        char *op = out ? out + k * out_size : NULL;
+        for (unsigned attempt = 1;; attempt++) {
+            /* 0 first: a watcher that reads (deadline, cur, deadline) unchanged
+             * has a deadline of item cur */
+            if (dl)
+                atomic_store(dl, 0);
+            if (cur)
+                atomic_store_explicit(cur, index, memory_order_release);
+            if (dl)
+                atomic_store(dl, rp__now_ns() + rc->limit_ns);
+            ctx->index = index;
+            ctx->raised = false;
+            ctx->output_set = false;
+            int r = fn(ip, op, ctx);
+            if (__builtin_expect(r == 0, 1))
+                break;
+            if (attempt <= rc->retries)
+                continue;
+            rp_error_t e;
+            fill_failure(&e, ctx, RP_ETASK, r, index, "task");
+            if (rc->retries) {
+                size_t len = strlen(e.message);
+                snprintf(e.message + len, sizeof e.message - len, " (after %u attempts)",
+                         attempt);
+            }
+            nfailed++;
+            if (on_fail)
+                on_fail(fail_arg, &e);
+            break;
+        }
+    }
+    if (dl)
+        atomic_store(dl, 0);
+    return nfailed;
+}
+
 int rp__worker_init(rp_ctx_t *ctx, rp_init_fn fn, const void *arg, rp_error_t *err)
 {
     if (!fn)

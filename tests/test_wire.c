@@ -79,6 +79,42 @@ static void test_wire_batch_round_trip(void)
     rp__wbuf_free(&w);
 }
 
+/* A batch of a job with a time limit and retries carries them (header flag
+ * RP__BATCH_CONTROL); one without neither has the flag nor the bytes. */
+static void test_wire_batch_control(void)
+{
+    double in[3] = { 1, 2, 3 };
+    rp__wbuf w, plain;
+    rp__wbuf_init(&w);
+    rp__wbuf_init(&plain);
+    rp__wire_batch m = { .job = 3, .seq = 11, .start = 100, .count = 3, .chunk = 0,
+                         .in_size = sizeof *in, .out_size = 4, .flags = 0,
+                         .timeout_ns = 250000001, .retries = 2 };
+    sample_ref(&m.fn);
+    CU_ASSERT_EQUAL_FATAL(rp__wire_put_batch(&w, 2, &m, in), RP_OK);
+    m.timeout_ns = 0;
+    m.retries = 0;
+    CU_ASSERT_EQUAL_FATAL(rp__wire_put_batch(&plain, 2, &m, in), RP_OK);
+    CU_ASSERT_EQUAL(w.len, plain.len + 16);
+    rp__wire_hdr h;
+    rp__rbuf r;
+    rp__wire_batch b;
+    CU_ASSERT_EQUAL_FATAL(rp__wire_open(w.buf, w.len, &h, &r), RP_OK);
+    CU_ASSERT(h.flags & RP__BATCH_CONTROL);
+    CU_ASSERT_EQUAL_FATAL(rp__wire_get_batch(&r, &h, &b), RP_OK);
+    CU_ASSERT_EQUAL(b.timeout_ns, 250000001);
+    CU_ASSERT_EQUAL(b.retries, 2);
+    CU_ASSERT_EQUAL(b.count, 3);
+    CU_ASSERT_EQUAL(memcmp(b.input, in, sizeof in), 0);
+    CU_ASSERT_EQUAL_FATAL(rp__wire_open(plain.buf, plain.len, &h, &r), RP_OK);
+    CU_ASSERT_FALSE(h.flags & RP__BATCH_CONTROL);
+    CU_ASSERT_EQUAL_FATAL(rp__wire_get_batch(&r, &h, &b), RP_OK);
+    CU_ASSERT_EQUAL(b.timeout_ns, 0);
+    CU_ASSERT_EQUAL(b.retries, 0);
+    rp__wbuf_free(&w);
+    rp__wbuf_free(&plain);
+}
+
 /* A result built in place as the serving rank builds it: records, then outputs. */
 static size_t make_result(char *buf, bool inline_out)
 {
@@ -495,6 +531,7 @@ int main(int argc, char **argv)
     static const tu_test tests[] = {
         TU_TEST(test_wire_hello_round_trip),
         TU_TEST(test_wire_batch_round_trip),
+        TU_TEST(test_wire_batch_control),
         TU_TEST(test_wire_result_records),
         TU_TEST(test_wire_batch_separate_input),
         TU_TEST(test_wire_header_checks),

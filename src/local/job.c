@@ -115,6 +115,8 @@ static void publish(struct lpool *lp, struct ljob *lj)
     s->in_off = lj->in_off;
     s->out_off = lj->out_off;
     s->mark_off = lj->mark_off;
+    s->timeout_ns = job->timeout > 0 ? (uint64_t)(job->timeout * 1e9) + 1 : 0;
+    s->retries = job->retry_raised ? (uint32_t)job->retries : 0;
     s->tag = (s->tag + 1) & 0xffffff;
     atomic_store(&s->range[0].next, RP__RW(s->tag, RP__IDX_NONE));
     atomic_store(&s->range[0].end, staged);
@@ -137,6 +139,8 @@ static void publish(struct lpool *lp, struct ljob *lj)
         rp__local_wake_workers(hdr, chunks_of(k, job->chunksize));
     }
     atomic_store_explicit(&lj->publishing, false, memory_order_release);
+    if (s->timeout_ns)
+        rp__local_wake_master(lp); /* its watch begins */
 }
 
 void rp__local_promote(struct lpool *lp)
@@ -233,6 +237,8 @@ int rp__local_submit(rp_pool_t *pool, struct rp__job *job)
         return RP_ENOMEM;
     }
     job->bdata = lj;
+    if (job->timeout > 0)
+        atomic_fetch_add(&lp->ntimed, 1);
 
     pthread_mutex_lock(&lp->lock);
     live_add(lp, lj);
@@ -304,6 +310,8 @@ void rp__local_release(rp_pool_t *pool, struct rp__job *job)
     free(lj->pend);
     free(lj);
     job->bdata = NULL;
+    if (job->timeout > 0)
+        atomic_fetch_sub(&lp->ntimed, 1);
     if (had_slot)
         rp__local_promote(lp);
 }

@@ -104,6 +104,8 @@ struct rp__slot {
     _Atomic uint32_t nranges;
     uint32_t     tag;            /* last range tag used (master only) */
     _Atomic uint32_t cancel;     /* 1: canceled, workers stop before their next item */
+    uint64_t     timeout_ns;     /* an item's time limit, 0 = none (watch.c) */
+    uint32_t     retries;        /* retry_raised: a task's failure runs again */
     alignas(RP__CL) _Atomic uint32_t state;   /* RP__SW(gen, st) */
     rp__done     done;           /* the job's done word while it holds the slot */
     alignas(RP__CL) _Atomic uint32_t tseq;    /* RP__JOB_TRACK: bumped per chunk */
@@ -137,6 +139,8 @@ struct rp__wslot {
      * kill this worker; a worker leaving a chunk waits until it is clear, so a
      * worker seen holding the canceled job's chunk is still in it when killed */
     _Atomic uint32_t killreq;
+    _Atomic uint64_t deadline;   /* timed jobs: when the item running is late (ns), 0 */
+    uint64_t   kill_deadline;    /* master (watch.c): the deadline it was killed for */
     /* life */
     alignas(RP__CL) _Atomic int32_t pid;
     _Atomic uint32_t life;       /* RP__W_* */
@@ -275,6 +279,7 @@ struct lpool {
                                              back to the kernel (L) */
     int              live_workers; /* alive or being started (L) */
     _Atomic bool     terminating, killed, stopping, shutdown, fs_gone, broken;
+    _Atomic int      ntimed;       /* live jobs with a time limit (watch.c) */
     int              broken_code;  /* why it is broken, for later submits (L) */
     char             broken_msg[128];
 
@@ -405,6 +410,15 @@ void rp__local_send_fs(struct lpool *lp, int kind, int worker);
 /* cancel.c */
 void rp__local_cancel(rp_pool_t *pool, struct rp__job *job, int flags);
 void rp__local_watch(rp_pool_t *pool, struct rp__job *job);
+/* watch.c: task time limits (pool thread) */
+/* Kills every worker whose item is past its deadline. \return seconds until the
+ * next deadline may pass, or -1 (no job with a time limit: sleep until woken). */
+double rp__local_watch_limits(struct lpool *lp);
+/* A worker (k) died in item `running` of lj: sets d->timeout when the watcher
+ * killed it for that item, d->requeue when for an item that had ended since;
+ * forgets the kill. Pool thread. */
+void rp__local_watch_death(struct lpool *lp, struct ljob *lj, struct rp__wslot *ws,
+                           rp__death *d, bool running);
 
 /* terminate.c */
 /* Completes every live job now, failing what is not processed: through the

@@ -19,7 +19,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define KILL_WAIT_S 2.0 /* terminate: the fork server's answer, at most */
+/* terminate: the fork server's answer, at most (terminate and free return within a
+ * second whatever the fork server does); a stopped one is not waited for at all */
+#define KILL_WAIT_S 0.4
 
 /* ---- failing every live job (under D) ------------------------------------------------- */
 
@@ -170,20 +172,27 @@ void rp__local_reap_fs(struct lpool *lp)
 
 /* Whether process pid has ended: a zombie, or gone (from /proc/<pid>/stat;
  * without /proc, assumed). */
-static bool proc_ended(pid_t pid)
+/* The state letter of pid in /proc (R, S, D, T, t, Z, X...), or 'X' when gone. */
+static char proc_state(pid_t pid)
 {
     char path[40], buf[256];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return true;
+        return 'X';
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
     if (n <= 0)
-        return true;
+        return 'X';
     buf[n] = '\0';
     const char *p = strrchr(buf, ')'); /* after the name, which may hold anything */
-    return !p || p[1] == '\0' || p[2] == 'Z' || p[2] == 'X';
+    return !p || p[1] == '\0' ? 'X' : p[2];
+}
+
+static bool proc_ended(pid_t pid)
+{
+    char st = proc_state(pid);
+    return st == 'Z' || st == 'X';
 }
 
 /* terminate when the fork server does not answer (stopped, or hung): the master
@@ -262,7 +271,10 @@ int rp__local_terminate(rp_pool_t *pool)
         double left = deadline - rp__now();
         if (left <= 0)
             break;
-        rp__local_cond_wait(lp, left);
+        rp__local_cond_wait(lp, left < 0.01 ? left : 0.01);
+        char st = lp->fs_pid > 0 ? proc_state(lp->fs_pid) : 'R';
+        if (st == 'T' || st == 't')
+            break; /* stopped: it will not answer */
     }
     bool answered = atomic_load(&lp->killed) || atomic_load(&lp->fs_gone);
     pthread_mutex_unlock(&lp->lock);

@@ -43,6 +43,7 @@ static uint64_t held_chunk_died(struct lpool *lp, struct ljob *lj, int j, int k,
     }
     rp__death d = { .worker = k, .pid = pid, .status = status, .host = lp->pool->host,
                     .rank = -1, .why = NULL };
+    rp__local_watch_death(lp, lj, ws, &d, cur < end);
     size_t ra, rb;
     rp__job_worker_died(lj->job, &d, start, cur, end, false, &ra, &rb);
     rp__local_mark(lp, lj, cur, ra, RP__MARK_DELIVERED); /* the core queued their arrival */
@@ -80,6 +81,8 @@ static void on_death(struct lpool *lp, int k, int pid, int status)
             suspect = lj;
         atomic_store(&ws->hstate, RP__H_NONE);
     }
+    ws->kill_deadline = 0; /* (a kill for a claim not held any more) */
+    atomic_store(&ws->deadline, 0);
     rp__trace("local: worker %d (pid %d) ended (status 0x%x, life %u, claim %u)", k, pid,
               (unsigned)status, life, hs);
     bool respawn = !atomic_load(&lp->shutdown);
@@ -219,7 +222,9 @@ void *rp__local_pool_thread(void *arg)
     bool sock_open = true;
     while (!atomic_load(&lp->stopping)) {
         struct pollfd p[2] = { { lp->efd, POLLIN, 0 }, { sock_open ? lp->sock : -1, POLLIN, 0 } };
-        int rc = poll(p, 2, -1);
+        double wait = rp__local_watch_limits(lp); /* time limits: kills the late, -1 if none */
+        struct timespec ts = { (time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9) };
+        int rc = ppoll(p, 2, wait < 0 ? NULL : &ts, NULL);
         if (rc < 0 && errno != EINTR)
             break;
         if (p[0].revents & POLLIN) {

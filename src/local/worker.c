@@ -18,6 +18,8 @@ struct chunk {
     uint32_t   gen, flags;
     rp_task_fn fn;
     uint64_t   start, len, in_size, out_size, in_off, out_off, mark_off;
+    uint64_t   timeout_ns;
+    uint32_t   retries;
 };
 
 struct wctx {
@@ -127,6 +129,8 @@ static void load_chunk(struct wctx *w, int j, uint64_t start, uint64_t len)
     c->in_off = s->in_off;
     c->out_off = s->out_off;
     c->mark_off = s->mark_off;
+    c->timeout_ns = s->timeout_ns;
+    c->retries = s->retries;
 }
 
 static void run_chunk(struct wctx *w)
@@ -140,8 +144,14 @@ static void run_chunk(struct wctx *w)
     const char *in = lp->arena + c->in_off + c->start * c->in_size;
     char *out = (var || c->out_size == 0) ? NULL : lp->arena + c->out_off + c->start * c->out_size;
     w->ctx.stop = &w->hdr->slots[c->slot].cancel; /* rp_result_cancel */
-    rp__worker_run(&w->ctx, c->fn, in, c->in_size, out, var ? 0 : c->out_size, c->start,
-                   c->len, &ws->cur, on_fail, w);
+    if (__builtin_expect(c->timeout_ns || c->retries, 0)) { /* a time limit, retries */
+        rp__runctl rc = { &ws->deadline, c->timeout_ns, c->retries };
+        rp__worker_run_ctl(&w->ctx, c->fn, in, c->in_size, out, var ? 0 : c->out_size,
+                           c->start, c->len, &ws->cur, on_fail, w, &rc);
+    } else {
+        rp__worker_run(&w->ctx, c->fn, in, c->in_size, out, var ? 0 : c->out_size, c->start,
+                       c->len, &ws->cur, on_fail, w);
+    }
     uint64_t ran = w->ctx.ran;
     if (__builtin_expect(ran < c->len, 0))
         cancel_rest(w, ran);
@@ -251,6 +261,7 @@ void rp__local_worker_main(void *arg, int k)
     if (die && k == 0)
         w.die_at = atol(die);
     w.ws->processed = 0;
+    atomic_store(&w.ws->deadline, 0);
     atomic_store(&w.ws->hstate, RP__H_NONE);
     atomic_store(&w.ws->killreq, 0);
     atomic_store(&w.ws->pid, (int32_t)getpid());

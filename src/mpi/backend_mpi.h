@@ -82,7 +82,9 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define CHECK_S       100e-6              /* a rank looks for dead children this often */
 #define SLEEP_MAX_S   1e-3                /* longest idle sleep */
 #define IDLE_SLEEP_S  0.1                 /* the pool thread's sleep with no job at all */
-#define ANSWER_WAIT_S 3.0                 /* longest wait for a rank's BYE (terminate, join) */
+#define ANSWER_WAIT_S 3.0                 /* longest wait for a rank's BYE after STOP (join) */
+#define TERMINATE_WAIT_S 0.5              /* ... after TERMINATE: terminate and free return
+                                             within a second whatever a rank does */
 #define RANK_WORKERS_MAX 1024             /* worker processes on one serving rank */
 
 /* ======================================================================================
@@ -116,6 +118,8 @@ struct slotdesc {
     uint64_t   compute_ns;  /* time spent running it */
     _Atomic uint32_t stop;  /* its job was canceled: the child stops before the next
                                item; the rank reports the rest canceled */
+    uint64_t   timeout_ns;  /* an item's time limit, 0 = none: the rank kills the child */
+    uint32_t   retries;     /* a task's own failure runs again in place */
 };
 
 enum { CHILD_STARTING, CHILD_READY, CHILD_INIT_FAILED, CHILD_RETIRING };
@@ -127,6 +131,7 @@ struct wctl {
     _Atomic uint32_t completed;    /* batches finished (by the child, or ended by its death) */
     _Atomic uint32_t running_seq;  /* the batch the child is in, + 1 (0: none) */
     _Atomic size_t   cur;          /* the item the child is running (SIZE_MAX: none yet) */
+    _Atomic uint64_t deadline;     /* timed batches: when item cur is late (ns), else 0 */
     _Atomic int      state;        /* CHILD_* */
     /* RP_CANCEL_KILL: up while the rank decides whether to kill the child; a child
      * leaving a batch waits while it is up, so a child the rank sees in the
@@ -156,6 +161,7 @@ struct lworker {
     MPI_Request    req[DEPTH][2];
     bool           sending[DEPTH];
     rp_ctx_t       ctx;         /* in-process mode: the worker's context */
+    uint64_t       kill_deadline; /* the child was killed for passing this deadline */
     long           tasks;
 };
 

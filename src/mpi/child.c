@@ -128,9 +128,16 @@ bool rp__mpi_run_slot(struct server *sv, struct lworker *lw, rp_ctx_t *ctx, uint
             len = (size_t)(max_tasks - *tasks); /* then it retires */
         sd->var_last = 0;
         double t0 = rp__now();
-        rp__worker_run(ctx, sd->fn, in + off * sd->in_size, sd->in_size,
-                       out ? out + off * sd->out_size : NULL, sd->out_size, sd->start + off,
-                       len, &ctl->cur, child_on_fail, &cr);
+        if (__builtin_expect(sd->timeout_ns || sd->retries, 0)) { /* limit, retries */
+            rp__runctl rc = { &ctl->deadline, sv->inproc ? 0 : sd->timeout_ns, sd->retries };
+            rp__worker_run_ctl(ctx, sd->fn, in + off * sd->in_size, sd->in_size,
+                               out ? out + off * sd->out_size : NULL, sd->out_size,
+                               sd->start + off, len, &ctl->cur, child_on_fail, &cr, &rc);
+        } else {
+            rp__worker_run(ctx, sd->fn, in + off * sd->in_size, sd->in_size,
+                           out ? out + off * sd->out_size : NULL, sd->out_size,
+                           sd->start + off, len, &ctl->cur, child_on_fail, &cr);
+        }
         sd->compute_ns += (uint64_t)((rp__now() - t0) * 1e9);
         sd->resume = off + ctx->ran;
         *tasks += (long)ctx->ran;
@@ -325,6 +332,12 @@ static int report_death(struct server *sv, struct lworker *lw, uint32_t k, int s
     size_t cur = atomic_load(&ctl->cur);
     bool running = cur >= sd->start + sd->resume && cur < sd->start + sd->count &&
                    !recorded_failure(lw, s, cur);
+    /* killed by the rank for a time limit: for this item (it timed out), or for
+     * one that ended just before (this one did not fail: it runs again) */
+    uint32_t how = running ? 0 : RP__DIED_IDLE;
+    if (running && lw->kill_deadline)
+        how = atomic_load(&ctl->deadline) == lw->kill_deadline ? RP__DIED_TIMEOUT
+                                                               : RP__DIED_IDLE;
     if (running) {
         if (sd->var_last && sd->var_index == cur) /* an output the dead item began */
             rp__wire_var_kill(lw->slot[s] + sd->var_last - 1);
@@ -342,7 +355,7 @@ static int report_death(struct server *sv, struct lworker *lw, uint32_t k, int s
                         .index = sd->start + sd->resume, .status = status,
                         .pid = (int32_t)pid };
     if (rc == RP_OK)
-        rc = rp__wire_put_died(&sv->out, (uint32_t)lw->id, running ? 0 : RP__DIED_IDLE, &m);
+        rc = rp__wire_put_died(&sv->out, (uint32_t)lw->id, how, &m);
     if (rc == RP_OK &&
         MPI_Send(sv->out.buf, (int)sv->out.len, MPI_BYTE, 0, TAG_CTL, sv->comm) != MPI_SUCCESS)
         rc = RP_EMPI;
@@ -378,6 +391,8 @@ int rp__mpi_child_ended(struct server *sv, struct lworker *lw, int status)
         rc = report_death(sv, lw, k, status, pid);
     if (rc == RP_OK)
         rc = rp__mpi_send_finished(sv, lw, NULL);
+    lw->kill_deadline = 0; /* the next child starts untimed */
+    atomic_store(&ctl->deadline, 0);
     if (rc != RP_OK || lw->gone)
         return rc;
     if (atomic_load(&ctl->state) == CHILD_INIT_FAILED) /* no endless respawning */

@@ -140,13 +140,13 @@ static int end_step(struct mpi_pool *mp, struct ending *st)
         st->asked = rp__now();
         events++;
     }
-    /* A rank that does not answer within ANSWER_WAIT_S (stopped, hung, its node
-     * gone) is given up: nobody waits for it. */
-    if ((mp->terminating || st->stopping) && !all_byes(mp) &&
-        rp__now() - st->asked > ANSWER_WAIT_S) {
+    /* A rank that does not answer within ANSWER_WAIT_S, or TERMINATE_WAIT_S
+     * (stopped, hung, its node gone) is given up: nobody waits for it. */
+    double wait = mp->terminating ? TERMINATE_WAIT_S : ANSWER_WAIT_S;
+    if ((mp->terminating || st->stopping) && !all_byes(mp) && rp__now() - st->asked > wait) {
         char why[128];
         snprintf(why, sizeof why, "the pool was %s, and the rank did not answer within %g s",
-                 mp->terminating ? "terminated" : "stopped", ANSWER_WAIT_S);
+                 mp->terminating ? "terminated" : "stopped", wait);
         for (int rk = 1; rk < mp->size; rk++)
             if (!mp->rank_bye[rk])
                 rp__mpi_break_rank(mp, rk, why);

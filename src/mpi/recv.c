@@ -54,8 +54,9 @@ void rp__mpi_worker_died(struct mpi_pool *mp, struct rp__job *job, const rp__dea
     size_t ra, rb;
     rp__job_worker_died(job, d, a, running, b, false, &ra, &rb);
     /* What the core recorded and left to count: the item that ran (the rest goes
-     * back, [ra, rb)), or, the pool terminating, [running, b) canceled. */
-    size_t recorded = ra < rb ? 1 : b - running;
+     * back, [ra, rb), with that item too when it runs again), or, the pool
+     * terminating, [running, b) canceled. */
+    size_t recorded = (b - running) - (rb - ra);
     rp__mpi_put_back(mp, job, ra, rb);
     rp__mpi_count(mp, job, recorded);
 }
@@ -315,6 +316,8 @@ static int handle_died(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp__
     }
     rp__death d = { .worker = w->id, .pid = m.pid, .status = m.status, .host = w->host,
                     .rank = w->rank, .why = NULL };
+    if (h->flags & RP__DIED_TIMEOUT)
+        d.timeout = job->timeout > 0 ? job->timeout : 1e-9;
     rp__mpi_worker_died(mp, job, &d, a, a, b);
     return RP_OK;
 }

@@ -76,6 +76,10 @@ int rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p)
                          .count = count, .chunk = job->chunksize, .in_size = job->in_size,
                          .out_size = var ? 0 : job->out_size, .flags = job->flags,
                          .fn = mj->fn };
+    if (job->timeout > 0)
+        b.timeout_ns = (uint64_t)(job->timeout * 1e9) + 1;
+    if (job->retry_raised)
+        b.retries = (uint32_t)job->retries;
     /* A large input goes as its own message straight from the caller's array. */
     const char *input = job->in + start * job->in_size;
     size_t inbytes = count * job->in_size;

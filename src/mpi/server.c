@@ -60,6 +60,15 @@ static int serve_workers(struct server *sv, bool check_children, int *events)
         struct lworker *lw = &sv->w[i];
         int rc = RP_OK;
         if (check_children && lw->pid > 0) {
+            /* a timed item past its deadline: the child is killed (and reaped
+             * below or at the next check); child.c reports the timeout */
+            uint64_t dl = atomic_load(&lw->ctl->deadline);
+            if (dl && dl != lw->kill_deadline && rp__now_ns() >= dl) {
+                lw->kill_deadline = dl;
+                rp__trace("mpi: worker %d (rank %d, pid %d) is past its item's time limit: "
+                          "killed", lw->id, sv->rank, (int)lw->pid);
+                kill(lw->pid, SIGKILL);
+            }
             int status;
             pid_t r = waitpid(lw->pid, &status, WNOHANG);
             if (r == lw->pid)

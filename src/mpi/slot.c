@@ -233,6 +233,8 @@ int rp__mpi_post_batch(struct server *sv, struct lworker *lw, int s, int tag, co
     sd->chunk = (size_t)b.chunk;
     sd->in_size = (size_t)b.in_size;
     sd->flags = b.flags;
+    sd->timeout_ns = b.timeout_ns;
+    sd->retries = b.retries;
     size_t inbytes = (size_t)(b.in_size * b.count);
     size_t outbytes = (size_t)(b.out_size * b.count);
     sd->in_off = separate ? rp__mpi_align(msglen, 64) : (size_t)(b.input - buf);
