@@ -44,7 +44,8 @@ module rankpool
         RP_ENOMEM = -2, RP_ETIMEDOUT = -3, RP_ENOTREADY = -4, RP_ETASK = -5, &
         RP_EWORKER = -6, RP_ECANCELED = -7, RP_ECLOSED = -8, RP_EINIT = -9, &
         RP_EBACKEND = -10, RP_ESYS = -11, RP_EMPI = -12, RP_EPROTO = -13, &
-        RP_EFNREF = -14, RP_ENOTMASTER = -15, RP_EBROKEN = -16, RP_EFORK = -17
+        RP_EFNREF = -14, RP_ENOTMASTER = -15, RP_EBROKEN = -16, RP_EFORK = -17, &
+        RP_EJOURNAL = -20
     real(c_double), parameter, public :: RP_FOREVER = -1.0_c_double
 
     ! ---- rankpool.h's structs, field for field -------------------------------------
@@ -75,6 +76,8 @@ module rankpool
         type(c_funptr) :: callback = c_null_funptr
         type(c_funptr) :: error_callback = c_null_funptr
         type(c_ptr) :: userdata = c_null_ptr
+        logical(c_bool) :: progress = .false.  ! a progress bar on stderr
+        type(c_ptr) :: journal = c_null_ptr    ! a NUL-terminated file name: resume
     end type rp_map_opts_t
 
     public :: rp_pool_create, rp_pool_is_master, rp_pool_size, rp_pool_backend, &

@@ -17,6 +17,7 @@
  * `opsbusy`; the finalizer sets FINALIZING, then waits for `opsbusy` to drain
  * before it releases the job, so no backend call ever sees a released job. */
 #include "result.h"
+#include "watch.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -46,6 +47,16 @@ static bool ops_enter(rp_result_t *r)
 static void ops_leave(rp_result_t *r)
 {
     atomic_fetch_sub(&r->opsbusy, 1);
+}
+
+bool rp__result_ops_enter(rp_result_t *r)
+{
+    return ops_enter(r);
+}
+
+void rp__result_ops_leave(rp_result_t *r)
+{
+    ops_leave(r);
 }
 
 /* ---- failures ---------------------------------------------------------------- */
@@ -220,6 +231,8 @@ static void finalize(rp_result_t *r)
             pool->ops->collect(pool, &r->job, true, 0);
         pool->ops->release(pool, &r->job);
     }
+    if (r->watch) /* the journal's last records, the caller's indices; the bar */
+        rp__watch_final(r);
 
     pthread_mutex_lock(&r->lock);
     sort_fails(r);
@@ -284,6 +297,7 @@ static void destroy(rp_result_t *r)
     free(r->memo_key);
     free(r->memo_val);
     free(r->arr.v);
+    rp__watch_free(r->watch);
     free(r);
 }
 
@@ -291,9 +305,23 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
                       size_t in_size, void *out, size_t out_size,
                       const rp_map_opts_t *opts, unsigned flags, rp_result_t **res)
 {
+    if (opts && opts->journal) /* only the map calls keep one (journal.c) */
+        return RP_EINVAL;
+    return rp__result_submit_watched(pool, fn, in, n, in_size, out, out_size, opts, flags,
+                                     NULL, res);
+}
+
+int rp__result_submit_watched(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                              size_t in_size, void *out, size_t out_size,
+                              const rp_map_opts_t *opts, unsigned flags,
+                              struct rp__watchres *watch, rp_result_t **res)
+{
     rp_result_t *r = calloc(1, sizeof *r);
-    if (!r)
+    if (!r) {
+        rp__watch_free(watch);
         return RP_ENOMEM;
+    }
+    r->watch = watch;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -322,7 +350,12 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
     atomic_init(&r->job.done, &r->job.own_done);
     atomic_init(&r->job.processed, 0);
 
-    int rc = rp__pool_enter_submit(pool, r);
+    int rc = rp__watch_attach(r, opts);
+    if (rc != RP_OK) {
+        destroy(r);
+        return rc;
+    }
+    rc = rp__pool_enter_submit(pool, r);
     if (rc != RP_OK) {
         destroy(r);
         return rc;
@@ -345,6 +378,8 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
     if (n == 0)
         finalize(r); /* nothing to run: ready now, callback included (on this
                         thread); until then waiters use the condition variable */
+    else if (r->watch)
+        rp__watch_add(pool, r); /* not watched (no thread): written at the end */
     *res = r;
     return RP_OK;
 }
@@ -675,11 +710,12 @@ void rp_result_progress(const rp_result_t *res, size_t *done, size_t *total)
     size_t d = 0, t = 0;
     if (res) {
         rp_result_t *r = (rp_result_t *)res;
-        t = r->job.n;
+        size_t skipped = r->watch ? r->watch->skipped : 0; /* restored by a journal */
+        t = r->watch ? r->watch->total : r->job.n;
         if (is_ready(r) || !r->submitted) {
-            d = is_ready(r) ? t : 0;
+            d = is_ready(r) ? t : skipped;
         } else if (ops_enter(r)) {
-            d = atomic_load(&r->job.processed);
+            d = skipped + atomic_load(&r->job.processed);
             if (r->pool->ops->progress)
                 d += r->pool->ops->progress(r->pool, &r->job);
             ops_leave(r);
