@@ -83,6 +83,48 @@ if [ "${RP_BUILT_MPI:-yes}" != no ] && command -v "$MPIRUN" >/dev/null 2>&1; the
         $MPIRUN --oversubscribe --bind-to none -np 3 "$ex/spmd"
 fi
 
+# ---- resume: a sweep killed half-way, then rerun with its journal ---------------
+# The first run is killed (SIGKILL; under mpirun, SIGTERM to mpirun, which kills
+# its ranks) once its journal holds about a third of the points; the rerun must
+# compute only some of them and end with the same numbers as a run that was
+# never interrupted.
+jdir=$(mktemp -d "${TMPDIR:-/tmp}/rankpool-resume.XXXXXX") || exit 99
+trap 'rm -f "$out"; rm -rf "$jdir"' EXIT
+size_of() { if [ -f "$1" ]; then wc -c <"$1"; else echo 0; fi; }
+resume() { # resume LABEL SIGNAL LAUNCHER...
+    rl=$1 sig=$2
+    shift 2
+    rm -f "$jdir/whole" "$jdir/killed"
+    run resume "resume ($rl, whole)" "2000 computed now" "$@" "$ex/resume" "$jdir/whole"
+    whole=$(grep "mean exponent" "$out")
+    echo "=== resume ($rl): killed half-way, then rerun"
+    "$@" "$ex/resume" "$jdir/killed" >"$jdir/first.out" 2>&1 &
+    pid=$!
+    n=0
+    while [ "$(size_of "$jdir/killed")" -lt 30000 ] && [ $n -lt 1200 ]; do
+        sleep 0.05
+        n=$((n + 1))
+    done
+    kill "-$sig" $pid 2>/dev/null
+    wait $pid
+    echo "    first run ended with status $? ($(size_of "$jdir/killed") bytes of journal)"
+    run resume "resume ($rl, rerun)" "restored from the journal" "$@" "$ex/resume" "$jdir/killed"
+    now=$(sed -n 's/.* restored from the journal, \([0-9]*\) computed now/\1/p' "$out")
+    if [ -z "$now" ] || [ "$now" -le 0 ] || [ "$now" -ge 2000 ]; then
+        echo "FAIL: resume ($rl): the rerun computed ${now:-?} of 2000 points"
+        failed="$failed resume-$rl"
+    elif [ "$(grep "mean exponent" "$out")" != "$whole" ]; then
+        echo "FAIL: resume ($rl): the rerun's numbers differ from the whole run's"
+        failed="$failed resume-$rl"
+    else
+        echo "PASS: resume ($rl): the rerun computed $now of 2000 points, same numbers"
+    fi
+}
+resume local KILL
+if [ "${RP_BUILT_MPI:-yes}" != no ] && command -v "$MPIRUN" >/dev/null 2>&1; then
+    resume "mpirun -np 3" TERM $MPIRUN --oversubscribe --bind-to none -np 3
+fi
+
 if [ -n "$failed" ]; then
     echo "examples.sh: FAILED:$failed"
     exit 1
