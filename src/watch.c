@@ -3,7 +3,8 @@
  * appends what arrived to each journal (journal.c) and redraws the bars that are
  * due (bar.c); the workers never wait for it. It holds a reference to each
  * result it watches and lets go once the result is ready (finalization wrote the
- * last records and the last line itself: rp__watch_final).
+ * last records and the last line itself: rp__watch_final). With nothing to
+ * watch it sleeps until a result comes (no periodic wake-up).
  *
  * Locks: w->lock guards the list and `stop`; it is taken with no other lock held
  * and the thread holds it while it pumps and draws, which take a result's lock
@@ -78,6 +79,10 @@ static void *watch_main(void *arg)
     pthread_mutex_lock(&w->lock);
     while (!w->stop) {
         tick(w);
+        if (!w->head) { /* nothing to watch: sleep until a result comes */
+            pthread_cond_wait(&w->cond, &w->lock);
+            continue;
+        }
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_nsec += (long)(WATCH_TICK_S * 1e9);
@@ -125,6 +130,7 @@ int rp__watch_add(rp_pool_t *pool, rp_result_t *r)
     pthread_mutex_lock(&w->lock);
     r->watch->wnext = w->head;
     w->head = r;
+    pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
     return RP_OK;
 }
