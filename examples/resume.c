@@ -74,8 +74,8 @@ int main(int argc, char **argv)
         rp_pool_free(pool);
         return 0;
     }
-    printf("resume: backend %s, %d workers, journal %s\n", rp_pool_backend(pool),
-           rp_pool_size(pool), journal);
+    printf("resume: backend %s, %d workers, journal %s (pid %d)\n", rp_pool_backend(pool),
+           rp_pool_size(pool), journal, (int)getpid());
     fflush(stdout);
 
     rp_map_opts_t opts = { .journal = journal, .progress = true };

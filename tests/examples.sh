@@ -84,16 +84,17 @@ if [ "${RP_BUILT_MPI:-yes}" != no ] && command -v "$MPIRUN" >/dev/null 2>&1; the
 fi
 
 # ---- resume: a sweep killed half-way, then rerun with its journal ---------------
-# The first run is killed (SIGKILL; under mpirun, SIGTERM to mpirun, which kills
-# its ranks) once its journal holds about a third of the points; the rerun must
+# The first run's master (the pid it prints; under mpirun rank 0, whose death
+# ends the job) is killed with SIGKILL once its journal holds about a third of
+# the points; the rerun must
 # compute only some of them and end with the same numbers as a run that was
 # never interrupted.
 jdir=$(mktemp -d "${TMPDIR:-/tmp}/rankpool-resume.XXXXXX") || exit 99
 trap 'rm -f "$out"; rm -rf "$jdir"' EXIT
 size_of() { if [ -f "$1" ]; then wc -c <"$1"; else echo 0; fi; }
-resume() { # resume LABEL SIGNAL LAUNCHER...
-    rl=$1 sig=$2
-    shift 2
+resume() { # resume LABEL LAUNCHER...
+    rl=$1
+    shift
     rm -f "$jdir/whole" "$jdir/killed"
     run resume "resume ($rl, whole)" "2000 computed now" "$@" "$ex/resume" "$jdir/whole"
     whole=$(grep "mean exponent" "$out")
@@ -105,7 +106,8 @@ resume() { # resume LABEL SIGNAL LAUNCHER...
         sleep 0.05
         n=$((n + 1))
     done
-    kill "-$sig" $pid 2>/dev/null
+    master=$(sed -n 's/^resume: .*(pid \([0-9]*\))$/\1/p' "$jdir/first.out")
+    kill -KILL "${master:-$pid}" 2>/dev/null
     wait $pid
     echo "    first run ended with status $? ($(size_of "$jdir/killed") bytes of journal)"
     run resume "resume ($rl, rerun)" "restored from the journal" "$@" "$ex/resume" "$jdir/killed"
@@ -120,9 +122,9 @@ resume() { # resume LABEL SIGNAL LAUNCHER...
         echo "PASS: resume ($rl): the rerun computed $now of 2000 points, same numbers"
     fi
 }
-resume local KILL
+resume local
 if [ "${RP_BUILT_MPI:-yes}" != no ] && command -v "$MPIRUN" >/dev/null 2>&1; then
-    resume "mpirun -np 3" TERM $MPIRUN --oversubscribe --bind-to none -np 3
+    resume "mpirun -np 3" $MPIRUN --oversubscribe --bind-to none -np 3
 fi
 
 if [ -n "$failed" ]; then
