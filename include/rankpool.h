@@ -267,7 +267,8 @@ RP_API size_t rp_result_nerrors(const rp_result_t *res);
 /** \return the i-th failure in index order, or NULL. The record stays valid and
  * unchanged until rp_result_free (asking again gives the same pointer). */
 RP_API const rp_error_t *rp_result_error(const rp_result_t *res, size_t i);
-/** Items processed so far (failed included) and the total. */
+/** Items processed so far (failed included) and the total, counted as items
+ * finish, also inside a running chunk (see "progress and resume" below). */
 RP_API void rp_result_progress(const rp_result_t *res, size_t *done, size_t *total);
 /** Frees a result; if it is not ready yet, waits for it first. Other threads may
  * be waiting on it meanwhile (rp_result_wait, rp_result_get, rp_result_ready):
