@@ -85,10 +85,9 @@ fi
 
 # ---- resume: a sweep killed half-way, then rerun with its journal ---------------
 # The first run's master (the pid it prints; under mpirun rank 0, whose death
-# ends the job) is killed with SIGKILL once its journal holds about a third of
-# the points; the rerun must
-# compute only some of them and end with the same numbers as a run that was
-# never interrupted.
+# ends the job) is killed with SIGKILL once its journal holds some points (~100);
+# the rerun must compute only some of them and end with the same numbers as a
+# run that was never interrupted.
 jdir=$(mktemp -d "${TMPDIR:-/tmp}/rankpool-resume.XXXXXX") || exit 99
 trap 'rm -f "$out"; rm -rf "$jdir"' EXIT
 size_of() { if [ -f "$1" ]; then wc -c <"$1"; else echo 0; fi; }
@@ -101,13 +100,14 @@ resume() { # resume LABEL LAUNCHER...
     echo "=== resume ($rl): killed half-way, then rerun"
     "$@" "$ex/resume" "$jdir/killed" >"$jdir/first.out" 2>&1 &
     pid=$!
-    n=0
-    while [ "$(size_of "$jdir/killed")" -lt 30000 ] && [ $n -lt 1200 ]; do
-        sleep 0.05
+    # the master's pid known (mpirun forwards its output late) and ~100 points kept
+    n=0 master=
+    while { [ -z "$master" ] || [ "$(size_of "$jdir/killed")" -lt 4000 ]; } && [ $n -lt 2400 ]; do
+        sleep 0.02
         n=$((n + 1))
+        master=$(sed -n 's/^resume: .*(pid \([0-9]*\))$/\1/p' "$jdir/first.out")
     done
-    master=$(sed -n 's/^resume: .*(pid \([0-9]*\))$/\1/p' "$jdir/first.out")
-    kill -KILL "${master:-$pid}" 2>/dev/null
+    if [ -n "$master" ]; then kill -KILL "$master"; else kill -TERM $pid; fi 2>/dev/null
     wait $pid
     echo "    first run ended with status $? ($(size_of "$jdir/killed") bytes of journal)"
     run resume "resume ($rl, rerun)" "restored from the journal" "$@" "$ex/resume" "$jdir/killed"
