@@ -2,10 +2,10 @@
  * stdout, never a serving rank: only the master submits). On a terminal one line
  * is redrawn in place ("\r", erase to the end of the line) every BAR_TTY_S;
  * otherwise (a pipe, a Slurm log) a plain line is written every
- * $RP_PROGRESS_INTERVAL seconds (default BAR_PLAIN_S). Called by the watch thread
- * (watch.c) and, for the last line, by finalization. One lock keeps lines whole
+ * $RP_PROGRESS_INTERVAL seconds (default BAR_PLAIN_S). Called by the monitor thread
+ * (monitor.c) and, for the last line, by finalization. One lock keeps lines whole
  * when several bars share stderr. */
-#include "watch.h"
+#include "monitor.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -71,7 +71,7 @@ static void format_line(char *buf, size_t len, size_t done, size_t total, size_t
 
 void rp__bar_draw(rp_result_t *r, bool final)
 {
-    struct rp__watchres *w = r->watch;
+    struct rp__monitorres *w = r->monitor;
     double now = rp__now();
     bool tty = isatty(STDERR_FILENO);
     pthread_mutex_lock(&bar_lock);

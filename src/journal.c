@@ -15,13 +15,13 @@
  * the caller's buffers (var: its output slots), its failures are kept, and a job
  * of only the missing items is submitted (their inputs gathered into a buffer of
  * their own, a map from the job's indices to the caller's). The job is tracked
- * (RP__JOB_TRACK): the watch thread (watch.c) lets the backend collect what
+ * (RP__JOB_TRACK): the monitor thread (monitor.c) lets the backend collect what
  * arrived and appends it, one write() per batch, fdatasync at most every
  * SYNC_S. Finalization appends the rest, syncs, closes, and gives the result the
  * caller's view: outputs scattered, failures at the caller's indices, restored
  * failures added, n the caller's. */
 #include "fnref.h"
-#include "watch.h"
+#include "monitor.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -240,7 +240,7 @@ static void sync_file(struct rp__journal *j)
 
 void rp__journal_pump(rp_result_t *r)
 {
-    struct rp__journal *j = r->watch->journal;
+    struct rp__journal *j = r->monitor->journal;
     pthread_mutex_lock(&j->lock);
     if (j->fd >= 0 && rp__result_ops_enter(r)) {
         rp_pool_t *pool = r->pool;
@@ -295,7 +295,7 @@ static void remap_fails(rp_result_t *r, const size_t *map)
 
 void rp__journal_final(rp_result_t *r)
 {
-    struct rp__journal *j = r->watch->journal;
+    struct rp__journal *j = r->monitor->journal;
     pthread_mutex_lock(&j->lock);
     if (j->fd >= 0) {
         write_arrivals(r, j);
@@ -494,7 +494,7 @@ int rp__journal_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
     if (rc != RP_OK)
         return rc;
     struct rp__journal *j = calloc(1, sizeof *j);
-    struct rp__watchres *w = calloc(1, sizeof *w);
+    struct rp__monitorres *w = calloc(1, sizeof *w);
     uint8_t *have = calloc(n ? n : 1, 1);
     if (!j || !w || !have || !(j->path = strdup(opts->journal))) {
         free(have);
@@ -541,9 +541,9 @@ int rp__journal_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
     }
     free(have);
     if (rc != RP_OK) {
-        rp__watch_free(w);
+        rp__monitor_free(w);
         return rc;
     }
-    return rp__result_submit_watched(pool, fn, sub_in, m, in_size, sub_out, out_size, opts,
+    return rp__result_submit_monitored(pool, fn, sub_in, m, in_size, sub_out, out_size, opts,
                                      flags | RP__JOB_TRACK, w, res);
 }

@@ -7,7 +7,7 @@
  * them at once. Never hold pool->lock across a backend call that may finalize a
  * result (finalization unlinks under pool->lock). */
 #include "result.h"
-#include "watch.h"
+#include "monitor.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -466,7 +466,7 @@ void rp_pool_free(rp_pool_t *pool)
             rp_pool_terminate(pool);
         rp_pool_join(pool);
     }
-    rp__watch_stop(pool);
+    rp__monitor_stop(pool);
     pool->ops->destroy(pool);
     pool_destroy(c);
 }

@@ -60,7 +60,7 @@ struct rp_result {
     struct rp_result *prev, *next; /* pool->live */
     bool             linked;
     struct rp_result *nnext;     /* the pool's queue of jobs to notify */
-    struct rp__watchres *watch;  /* progress bar, journal (watch.h); NULL: none */
+    struct rp__monitorres *monitor; /* progress bar, journal (monitor.h); NULL: none */
 };
 
 /* Creates a result for a job and submits it. n == 0 is finalized at once (its
@@ -69,13 +69,13 @@ struct rp_result {
 int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
                       size_t in_size, void *out, size_t out_size,
                       const rp_map_opts_t *opts, unsigned flags, rp_result_t **res);
-/* rp__result_submit with a watch state already made (watch.h: a journal), which
+/* rp__result_submit with a monitor state already made (monitor.h: a journal), which
  * the result takes over (freed with it, or here on failure). */
-struct rp__watchres;
-int rp__result_submit_watched(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+struct rp__monitorres;
+int rp__result_submit_monitored(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
                               size_t in_size, void *out, size_t out_size,
                               const rp_map_opts_t *opts, unsigned flags,
-                              struct rp__watchres *watch, rp_result_t **res);
+                              struct rp__monitorres *monitor, rp_result_t **res);
 /* The ops gate for code outside result.c (journal.c): false when the result is
  * being finalized (no backend call may be made then). */
 bool rp__result_ops_enter(rp_result_t *r);

@@ -3,7 +3,7 @@
  * varout's array of rp__varslot, which the backend fills with malloc'd copies of
  * each item's output (the core clears the slots of failed items). */
 #include "result.h"
-#include "watch.h"
+#include "monitor.h"
 
 #include <stdlib.h>
 

@@ -1,22 +1,22 @@
-/* The master's watch thread: one per pool, started by the first result that has
- * a progress bar or a journal, stopped by rp_pool_free. Every WATCH_TICK_S it
+/* The master's monitor thread: one per pool, started by the first result that has
+ * a progress bar or a journal, stopped by rp_pool_free. Every MONITOR_TICK_S it
  * appends what arrived to each journal (journal.c) and redraws the bars that are
  * due (bar.c); the workers never wait for it. It holds a reference to each
  * result it watches and lets go once the result is ready (finalization wrote the
- * last records and the last line itself: rp__watch_final). With nothing to
+ * last records and the last line itself: rp__monitor_final). With nothing to
  * watch it sleeps until a result comes (no periodic wake-up).
  *
  * Locks: w->lock guards the list and `stop`; it is taken with no other lock held
  * and the thread holds it while it pumps and draws, which take a result's lock
  * and the backend's (through the ops gate), never the other way round. */
-#include "watch.h"
+#include "monitor.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-struct rp__watch {
+struct rp__monitor {
     pthread_mutex_t lock;
     pthread_cond_t  cond;
     pthread_t       thread;
@@ -30,24 +30,24 @@ static bool env_progress(void)
     return v && *v && strcmp(v, "0") != 0;
 }
 
-int rp__watch_attach(rp_result_t *r, const rp_map_opts_t *opts)
+int rp__monitor_attach(rp_result_t *r, const rp_map_opts_t *opts)
 {
     bool bar = (opts && opts->progress) || env_progress();
-    if (!bar && !r->watch)
+    if (!bar && !r->monitor)
         return RP_OK;
-    if (!r->watch) {
-        r->watch = calloc(1, sizeof *r->watch);
-        if (!r->watch)
+    if (!r->monitor) {
+        r->monitor = calloc(1, sizeof *r->monitor);
+        if (!r->monitor)
             return RP_ENOMEM;
-        r->watch->total = r->job.n;
+        r->monitor->total = r->job.n;
     }
-    r->watch->bar = bar;
-    r->watch->asked = opts && opts->progress;
-    r->watch->t0 = rp__now();
+    r->monitor->bar = bar;
+    r->monitor->asked = opts && opts->progress;
+    r->monitor->t0 = rp__now();
     return RP_OK;
 }
 
-void rp__watch_free(struct rp__watchres *w)
+void rp__monitor_free(struct rp__monitorres *w)
 {
     if (!w)
         return;
@@ -55,27 +55,27 @@ void rp__watch_free(struct rp__watchres *w)
     free(w);
 }
 
-static void tick(struct rp__watch *w)
+static void tick(struct rp__monitor *w)
 {
     rp_result_t **link = &w->head;
     while (*link) {
         rp_result_t *r = *link;
         if (atomic_load(&r->state) == RP__RES_READY) {
-            *link = r->watch->wnext;
+            *link = r->monitor->wnext;
             rp__result_release(r);
             continue;
         }
-        if (r->watch->journal)
+        if (r->monitor->journal)
             rp__journal_pump(r);
-        if (r->watch->bar)
+        if (r->monitor->bar)
             rp__bar_draw(r, false);
-        link = &r->watch->wnext;
+        link = &r->monitor->wnext;
     }
 }
 
 static void *watch_main(void *arg)
 {
-    struct rp__watch *w = arg;
+    struct rp__monitor *w = arg;
     pthread_mutex_lock(&w->lock);
     while (!w->stop) {
         tick(w);
@@ -85,7 +85,7 @@ static void *watch_main(void *arg)
         }
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += (long)(WATCH_TICK_S * 1e9);
+        ts.tv_nsec += (long)(MONITOR_TICK_S * 1e9);
         if (ts.tv_nsec >= 1000000000L) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
@@ -96,11 +96,11 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
-/* The pool's watch thread, started on first use (under pool->lock). */
-static struct rp__watch *watch_of(rp_pool_t *pool)
+/* The pool's monitor thread, started on first use (under pool->lock). */
+static struct rp__monitor *watch_of(rp_pool_t *pool)
 {
     pthread_mutex_lock(&pool->lock);
-    struct rp__watch *w = pool->watch;
+    struct rp__monitor *w = pool->monitor;
     if (!w && (w = calloc(1, sizeof *w)) != NULL) {
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
@@ -114,38 +114,38 @@ static struct rp__watch *watch_of(rp_pool_t *pool)
             free(w);
             w = NULL;
         } else {
-            pool->watch = w;
+            pool->monitor = w;
         }
     }
     pthread_mutex_unlock(&pool->lock);
     return w;
 }
 
-int rp__watch_add(rp_pool_t *pool, rp_result_t *r)
+int rp__monitor_add(rp_pool_t *pool, rp_result_t *r)
 {
-    struct rp__watch *w = watch_of(pool);
+    struct rp__monitor *w = watch_of(pool);
     if (!w)
         return RP_ESYS;
     rp__result_hold(r);
     pthread_mutex_lock(&w->lock);
-    r->watch->wnext = w->head;
+    r->monitor->wnext = w->head;
     w->head = r;
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
     return RP_OK;
 }
 
-void rp__watch_final(rp_result_t *r)
+void rp__monitor_final(rp_result_t *r)
 {
-    if (r->watch->journal)
+    if (r->monitor->journal)
         rp__journal_final(r);
-    if (r->watch->bar)
+    if (r->monitor->bar)
         rp__bar_draw(r, true);
 }
 
-void rp__watch_stop(rp_pool_t *pool)
+void rp__monitor_stop(rp_pool_t *pool)
 {
-    struct rp__watch *w = pool->watch;
+    struct rp__monitor *w = pool->monitor;
     if (!w)
         return;
     pthread_mutex_lock(&w->lock);
@@ -156,11 +156,11 @@ void rp__watch_stop(rp_pool_t *pool)
     /* every result is ready by now (the pool was joined) */
     while (w->head) {
         rp_result_t *r = w->head;
-        w->head = r->watch->wnext;
+        w->head = r->monitor->wnext;
         rp__result_release(r);
     }
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->cond);
     free(w);
-    pool->watch = NULL;
+    pool->monitor = NULL;
 }

@@ -1,21 +1,21 @@
 /* Results the master watches while they run: their progress bar (bar.c) and
- * their journal (journal.c). One thread per pool (watch.c), started by the first
- * watched result, wakes every WATCH_TICK_S: it appends what arrived to each
- * journal and redraws the bars. Finalization (result.c) calls rp__watch_final,
+ * their journal (journal.c). One thread per pool (monitor.c), started by the first
+ * watched result, wakes every MONITOR_TICK_S: it appends what arrived to each
+ * journal and redraws the bars. Finalization (result.c) calls rp__monitor_final,
  * which writes the rest and draws the last line before the result is ready, so
  * a blocking rp_map returns with both done. Nothing here runs in a worker or on
  * a serving rank. Private to the core. */
-#ifndef RP_WATCH_H
-#define RP_WATCH_H
+#ifndef RP_MONITOR_H
+#define RP_MONITOR_H
 
 #include "result.h"
 
-#define WATCH_TICK_S 10e-3 /* the watch thread's period */
+#define MONITOR_TICK_S 10e-3 /* the monitor thread's period */
 
 struct rp__journal;
 
-/* What a watched result carries (rp_result's `watch`). */
-struct rp__watchres {
+/* What a watched result carries (rp_result's `monitor`). */
+struct rp__monitorres {
     size_t              total;    /* the caller's n (the job may run fewer: journal) */
     size_t              skipped;  /* items restored from the journal, not run */
     struct rp__journal *journal;  /* NULL: none */
@@ -25,29 +25,29 @@ struct rp__watchres {
     bool                drawn;    /* a line was drawn */
     double              t0;       /* submission */
     double              next;     /* when the next line is due */
-    rp_result_t        *wnext;    /* the watch thread's list */
+    rp_result_t        *wnext;    /* the monitor thread's list */
 };
 
-/* ---- watch.c ---- */
+/* ---- monitor.c ---- */
 
-/* Sets r->watch up for the options (bar: opts.progress or $RP_PROGRESS); keeps a
+/* Sets r->monitor up for the options (bar: opts.progress or $RP_PROGRESS); keeps a
  * journal state already there. \return RP_OK or RP_ENOMEM. */
-int  rp__watch_attach(rp_result_t *r, const rp_map_opts_t *opts);
-/* After a successful submit: hands r to the pool's watch thread (which holds a
+int  rp__monitor_attach(rp_result_t *r, const rp_map_opts_t *opts);
+/* After a successful submit: hands r to the pool's monitor thread (which holds a
  * reference until r is ready). \return RP_OK or RP_ENOMEM/RP_ESYS (not watched:
  * the job runs anyway; its journal is written at the end). */
-int  rp__watch_add(rp_pool_t *pool, rp_result_t *r);
+int  rp__monitor_add(rp_pool_t *pool, rp_result_t *r);
 /* Finalization, after the backend released the job: the journal's last records
  * and the caller's view of the whole job (journal.c), the bar's last line. */
-void rp__watch_final(rp_result_t *r);
-/* Destruction of r: frees what watch holds. */
-void rp__watch_free(struct rp__watchres *w);
-/* rp_pool_free, after join: stops the pool's watch thread. */
-void rp__watch_stop(rp_pool_t *pool);
+void rp__monitor_final(rp_result_t *r);
+/* Destruction of r: frees what monitor holds. */
+void rp__monitor_free(struct rp__monitorres *w);
+/* rp_pool_free, after join: stops the pool's monitor thread. */
+void rp__monitor_stop(rp_pool_t *pool);
 
 /* ---- bar.c ---- */
 
-/* Draws r's line if one is due (watch thread), or the last one (final). */
+/* Draws r's line if one is due (monitor thread), or the last one (final). */
 void rp__bar_draw(rp_result_t *r, bool final);
 
 /* ---- journal.c ---- */
@@ -59,11 +59,11 @@ void rp__bar_draw(rp_result_t *r, bool final);
 int  rp__journal_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
                         size_t in_size, void *out, size_t out_size,
                         const rp_map_opts_t *opts, unsigned flags, rp_result_t **res);
-/* Watch thread: appends what arrived since the last call. */
+/* monitor thread: appends what arrived since the last call. */
 void rp__journal_pump(rp_result_t *r);
 /* Finalization: appends the rest, flushes and closes the file, and gives the
  * result the caller's indices, outputs and restored failures. */
 void rp__journal_final(rp_result_t *r);
 void rp__journal_free(struct rp__journal *j);
 
-#endif /* RP_WATCH_H */
+#endif /* RP_MONITOR_H */
