@@ -45,7 +45,7 @@ module rankpool
         RP_EWORKER = -6, RP_ECANCELED = -7, RP_ECLOSED = -8, RP_EINIT = -9, &
         RP_EBACKEND = -10, RP_ESYS = -11, RP_EMPI = -12, RP_EPROTO = -13, &
         RP_EFNREF = -14, RP_ENOTMASTER = -15, RP_EBROKEN = -16, RP_EFORK = -17, &
-        RP_EDEADLK = -18, RP_ETASKTIMEOUT = -19
+        RP_EDEADLK = -18, RP_ETASKTIMEOUT = -19, RP_EJOURNAL = -20
     real(c_double), parameter, public :: RP_FOREVER = -1.0_c_double
 
     ! ---- rankpool.h's structs, field for field -------------------------------------
@@ -80,6 +80,8 @@ module rankpool
         real(c_double) :: task_timeout = 0.0_c_double
         integer(c_int) :: retries = 0
         logical(c_bool) :: retry_raised = .false.
+        logical(c_bool) :: progress = .false.  ! a progress bar on stderr
+        type(c_ptr) :: journal = c_null_ptr    ! a NUL-terminated file name: resume
     end type rp_map_opts_t
 
     public :: rp_pool_create, rp_pool_is_master, rp_pool_size, rp_pool_backend, &
@@ -305,18 +307,28 @@ contains
     !> Applies fn (c_funloc of a bind(C) task) to the n items at in (in_size bytes
     !> each), writing n outputs of out_size bytes at out, in input order; blocks.
     !> chunksize: items per dispatch (absent or 0: automatic). err: the lowest
-    !> failing item. Returns RP_OK or that item's code; every successful output is
-    !> written either way.
+    !> failing item. progress: a bar on stderr. journal: a file keeping finished
+    !> items, so that a rerun runs only the rest (RP_EJOURNAL: another job's file).
+    !> Returns RP_OK or that item's code; every successful output is written
+    !> either way.
     integer(c_int) function rp_map(pool, fn, in, n, in_size, out, out_size, chunksize, &
-                                   err) result(rc)
+                                   err, progress, journal) result(rc)
         type(c_ptr), intent(in) :: pool, in, out
         type(c_funptr), intent(in) :: fn
         integer(c_size_t), intent(in) :: n, in_size, out_size
         integer(c_size_t), intent(in), optional :: chunksize
         type(rp_error_t), intent(out), optional :: err
+        logical, intent(in), optional :: progress
+        character(*), intent(in), optional :: journal
         type(rp_map_opts_t) :: o
         type(rp_error_t) :: e
+        character(kind=c_char), allocatable, target :: path(:)
         if (present(chunksize)) o%chunksize = chunksize
+        if (present(progress)) o%progress = logical(progress, c_bool)
+        if (present(journal)) then
+            call c_string(journal, path)
+            o%journal = c_loc(path)
+        end if
         rc = c_map(pool, fn, in, n, in_size, out, out_size, o, e)
         if (present(err)) err = e
     end function
@@ -325,16 +337,36 @@ contains
     !> (keep them alive and untouched) until res is ready. Free res with
     !> rp_result_free.
     integer(c_int) function rp_map_async(pool, fn, in, n, in_size, out, out_size, res, &
-                                         chunksize) result(rc)
+                                         chunksize, progress, journal) result(rc)
         type(c_ptr), intent(in) :: pool, in, out
         type(c_funptr), intent(in) :: fn
         integer(c_size_t), intent(in) :: n, in_size, out_size
         type(c_ptr), intent(out) :: res
         integer(c_size_t), intent(in), optional :: chunksize
+        logical, intent(in), optional :: progress
+        character(*), intent(in), optional :: journal
         type(rp_map_opts_t) :: o
+        character(kind=c_char), allocatable, target :: path(:)
         if (present(chunksize)) o%chunksize = chunksize
+        if (present(progress)) o%progress = logical(progress, c_bool)
+        if (present(journal)) then ! read (and the name copied) at submission
+            call c_string(journal, path)
+            o%journal = c_loc(path)
+        end if
         rc = c_map_async(pool, fn, in, n, in_size, out, out_size, o, res)
     end function
+
+    ! A NUL-terminated copy of s for C.
+    subroutine c_string(s, path)
+        character(*), intent(in) :: s
+        character(kind=c_char), allocatable, intent(out) :: path(:)
+        integer :: i
+        allocate(path(len(s) + 1))
+        do i = 1, len(s)
+            path(i) = s(i:i)
+        end do
+        path(len(s) + 1) = c_null_char
+    end subroutine
 
     ! ---- results -------------------------------------------------------------------
 

@@ -199,6 +199,23 @@ static void died(rp__rbuf *r, const rp__wire_hdr *h)
     rp__wbuf_free(&w);
 }
 
+static void progress(rp__rbuf *r, const rp__wire_hdr *h)
+{
+    rp__wire_progress m;
+    if (rp__wire_get_progress(r, &m) != RP_OK)
+        return;
+    rp__wbuf w;
+    rp__wbuf_init(&w);
+    CHECK(rp__wire_put_progress(&w, h->worker, &m) == RP_OK);
+    rp__wire_hdr h2;
+    rp__rbuf rr;
+    rp__wire_progress g;
+    reopen(&w, RP__MSG_PROGRESS, &h2, &rr);
+    CHECK(rp__wire_get_progress(&rr, &g) == RP_OK && h2.worker == h->worker);
+    CHECK(g.job == m.job && g.seq == m.seq && g.items == m.items);
+    rp__wbuf_free(&w);
+}
+
 static void ctl(rp__rbuf *r, const rp__wire_hdr *h)
 {
     int32_t status;
@@ -248,6 +265,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case RP__MSG_BATCH: batch(&r, &h); break;
         case RP__MSG_RESULT: result(&r, &h); break;
         case RP__MSG_DIED: died(&r, &h); break;
+        case RP__MSG_PROGRESS: progress(&r, &h); break;
         default: ctl(&r, &h);
         }
     }

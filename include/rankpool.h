@@ -64,7 +64,8 @@ extern "C" {
     XX(EBROKEN,   -16,  "the pool has no working worker left")                      \
     XX(EFORK,     -17,  "pool used from a process forked from its owner")           \
     XX(EDEADLK,   -18,  "called from one of the pool's own callbacks: would wait for itself") \
-    XX(ETASKTIMEOUT,-19, "a task ran past its time limit")
+    XX(ETASKTIMEOUT,-19, "a task ran past its time limit") \
+    XX(EJOURNAL,  -20,  "the journal file does not match this job or is unreadable")
 
 enum {
 #define RP__ERR_ENUM(name, value, text) RP_##name = value,
@@ -152,7 +153,13 @@ typedef struct rp_map_opts {
                                              many more times; 0 = never; negative:
                                              RP_EINVAL */
     bool                 retry_raised;    /* retry items that failed by the task's
-                                             own return/rp_raise too */
+                                             own return/rp_raise too */ \
+    /* ---- progress and resume (see "progress and resume" below) ---- */
+    bool                 progress;        /* draw a progress bar on stderr (also for
+                                             every call: $RP_PROGRESS=1) */
+    const char          *journal;         /* rp_map*, rp_map_var*, rp_apply_async: a
+                                             file where finished items are kept; a
+                                             rerun skips them. NULL: none */
 } rp_map_opts_t;
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -277,13 +284,40 @@ RP_API size_t rp_result_nerrors(const rp_result_t *res);
 /** \return the i-th failure in index order, or NULL. The record stays valid and
  * unchanged until rp_result_free (asking again gives the same pointer). */
 RP_API const rp_error_t *rp_result_error(const rp_result_t *res, size_t i);
-/** Items processed so far (failed included) and the total. */
+/** Items processed so far (failed included) and the total, counted as items
+ * finish, also inside a running chunk (see "progress and resume" below). */
 RP_API void rp_result_progress(const rp_result_t *res, size_t *done, size_t *total);
 /** Frees a result; if it is not ready yet, waits for it first. Other threads may
  * be waiting on it meanwhile (rp_result_wait, rp_result_get, rp_result_ready):
  * they return as usual, and the memory goes when the last of them has. No call on
  * the result may start once rp_result_free has been called. */
 RP_API void rp_result_free(rp_result_t *res);
+
+/* ---- progress and resume ---------------------------------------------------
+ *
+ * Progress. rp_result_progress counts items as they finish, also inside a chunk
+ * (local: read from the workers' shared memory on demand; mpi: each serving rank
+ * reports a running batch every 10 ms). opts.progress (or $RP_PROGRESS=1 for
+ * every call) draws a bar on the master's stderr: items done/total, rate, ETA.
+ * On a terminal one line is redrawn every 0.1 s; otherwise (a log, a pipe) a
+ * plain line is written every $RP_PROGRESS_INTERVAL seconds (default 5). A final
+ * line is written when the job ends (always with opts.progress; with only the
+ * environment variable, when a line was drawn before). Never on stdout, never
+ * on a serving rank; drawn by a thread of the master, not by the workers.
+ *
+ * Resume. opts.journal names a file. The master appends each finished item's
+ * output (or failure: not RP_ECANCELED or RP_EBROKEN) to it as it arrives,
+ * after a header naming the job: the task (its object's build-id or contents
+ * hash, and offset: a rebuilt program is another job), n, in_size, out_size,
+ * fixed or variable outputs, and a checksum of the inputs. A rerun with the same
+ * file runs only the items it does not hold, and its result (outputs, failures,
+ * callbacks) is that of the whole job; a last record cut short (the program was
+ * killed while writing it) is dropped. A header that does not match, or a file
+ * that cannot be read or written: RP_EJOURNAL at submission, nothing run.
+ * Records are written with one write() per batch (a killed program loses
+ * nothing written) and flushed to disk (fdatasync) at most once a second and
+ * when the job ends. rp_imap and rp_imap_unordered refuse a journal (RP_EINVAL).
+ * Local: items arrive (and are journaled) as their chunk ends. */
 
 /* ---- inside a task --------------------------------------------------------- */
 

@@ -34,6 +34,7 @@ struct rp_pool {
     uint64_t        next_job_id;
     struct rp_result *live;       /* results not yet finished (doubly linked) */
     pthread_cond_t  idle;         /* signalled when a live result finishes */
+    struct rp__monitor *monitor;    /* monitor.c: bars and journals (NULL until used) */
 };
 
 enum { RP__POOL_OPEN, RP__POOL_CLOSED, RP__POOL_TERMINATED, RP__POOL_JOINED };

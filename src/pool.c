@@ -7,6 +7,7 @@
  * them at once. Never hold pool->lock across a backend call that may finalize a
  * result (finalization unlinks under pool->lock). */
 #include "result.h"
+#include "monitor.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -472,6 +473,7 @@ void rp_pool_free(rp_pool_t *pool)
             rp_pool_terminate(pool);
         rp_pool_join(pool);
     }
+    rp__monitor_stop(pool);
     pool->ops->destroy(pool);
     pool_destroy(c);
 }
@@ -505,6 +507,8 @@ int rp_map_async(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_
     int rc = rp__check_map_args(pool, fn, in, n, in_size, out, out_size);
     if (rc != RP_OK)
         return rc;
+    if (opts && opts->journal)
+        return rp__journal_submit(pool, fn, in, n, in_size, out, out_size, opts, 0, res);
     return rp__result_submit(pool, fn, in, n, in_size, out, out_size, opts, 0, res);
 }
 

@@ -17,6 +17,7 @@
  * `opsbusy`; the finalizer sets FINALIZING, then waits for `opsbusy` to drain
  * before it releases the job, so no backend call ever sees a released job. */
 #include "result.h"
+#include "monitor.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -230,6 +231,8 @@ static void finalize(rp_result_t *r)
             pool->ops->collect(pool, &r->job, true, 0);
         pool->ops->release(pool, &r->job);
     }
+    if (r->monitor) /* the journal's last records, the caller's indices; the bar */
+        rp__monitor_final(r);
 
     pthread_mutex_lock(&r->lock);
     sort_fails(r);
@@ -308,6 +311,7 @@ static void destroy(rp_result_t *r)
     free(r->memo_val);
     free(r->arr.v);
     rp__attempts_free(r);
+    rp__monitor_free(r->monitor);
     free(r);
 }
 
@@ -315,9 +319,23 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
                       size_t in_size, void *out, size_t out_size,
                       const rp_map_opts_t *opts, unsigned flags, rp_result_t **res)
 {
+    if (opts && opts->journal) /* only the map calls keep one (journal.c) */
+        return RP_EINVAL;
+    return rp__result_submit_monitored(pool, fn, in, n, in_size, out, out_size, opts, flags,
+                                     NULL, res);
+}
+
+int rp__result_submit_monitored(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                              size_t in_size, void *out, size_t out_size,
+                              const rp_map_opts_t *opts, unsigned flags,
+                              struct rp__monitorres *monitor, rp_result_t **res)
+{
     rp_result_t *r = calloc(1, sizeof *r);
-    if (!r)
+    if (!r) {
+        rp__monitor_free(monitor);
         return RP_ENOMEM;
+    }
+    r->monitor = monitor;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -350,7 +368,12 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
     atomic_init(&r->job.done, &r->job.own_done);
     atomic_init(&r->job.processed, 0);
 
-    int rc = rp__pool_enter_submit(pool, r);
+    int rc = rp__monitor_attach(r, opts);
+    if (rc != RP_OK) {
+        destroy(r);
+        return rc;
+    }
+    rc = rp__pool_enter_submit(pool, r);
     if (rc != RP_OK) {
         destroy(r);
         return rc;
@@ -373,6 +396,8 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
     if (n == 0)
         finalize(r); /* nothing to run: ready now, callback included (on this
                         thread); until then waiters use the condition variable */
+    else if (r->monitor)
+        rp__monitor_add(pool, r); /* not watched (no thread): written at the end */
     *res = r;
     return RP_OK;
 }
@@ -725,11 +750,12 @@ void rp_result_progress(const rp_result_t *res, size_t *done, size_t *total)
     size_t d = 0, t = 0;
     if (res) {
         rp_result_t *r = (rp_result_t *)res;
-        t = r->job.n;
+        size_t skipped = r->monitor ? r->monitor->skipped : 0; /* restored by a journal */
+        t = r->monitor ? r->monitor->total : r->job.n;
         if (is_ready(r) || !r->submitted) {
-            d = is_ready(r) ? t : 0;
+            d = is_ready(r) ? t : skipped;
         } else if (ops_enter(r)) {
-            d = atomic_load(&r->job.processed);
+            d = skipped + atomic_load(&r->job.processed);
             if (r->pool->ops->progress)
                 d += r->pool->ops->progress(r->pool, &r->job);
             ops_leave(r);

@@ -68,6 +68,7 @@ struct rp_result {
     bool             linked;
     struct rp_result *nnext;     /* the pool's queue of jobs to notify */
     struct rp__attempts *attempts; /* retry.c: failed attempts per item (under lock) */
+    struct rp__monitorres *monitor; /* progress bar, journal (monitor.h); NULL: none */
 };
 
 /* Something waiting for a result to become READY (watch.c): a callback
@@ -85,6 +86,17 @@ struct rp__watcher {
 int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
                       size_t in_size, void *out, size_t out_size,
                       const rp_map_opts_t *opts, unsigned flags, rp_result_t **res);
+/* rp__result_submit with a monitor state already made (monitor.h: a journal), which
+ * the result takes over (freed with it, or here on failure). */
+struct rp__monitorres;
+int rp__result_submit_monitored(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                              size_t in_size, void *out, size_t out_size,
+                              const rp_map_opts_t *opts, unsigned flags,
+                              struct rp__monitorres *monitor, rp_result_t **res);
+/* The ops gate for code outside result.c (journal.c): false when the result is
+ * being finalized (no backend call may be made then). */
+bool rp__result_ops_enter(rp_result_t *r);
+void rp__result_ops_leave(rp_result_t *r);
 /* Waits up to timeout and finalizes. RP_OK or RP_ETIMEDOUT. */
 int rp__result_wait(rp_result_t *r, double timeout);
 /* Takes / drops a reference; the last drop frees the result. */

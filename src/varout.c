@@ -3,6 +3,7 @@
  * varout's array of rp__varslot, which the backend fills with malloc'd copies of
  * each item's output (the core clears the slots of failed items). */
 #include "result.h"
+#include "monitor.h"
 
 #include <stdlib.h>
 
@@ -41,8 +42,12 @@ int rp_map_var_async(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
         free(v);
         return RP_ENOMEM;
     }
-    rc = rp__result_submit(pool, fn, in, n, in_size, v->slots, sizeof(rp__varslot), opts,
-                           RP__JOB_VAR, res);
+    if (opts && opts->journal)
+        rc = rp__journal_submit(pool, fn, in, n, in_size, v->slots, sizeof(rp__varslot), opts,
+                                RP__JOB_VAR, res);
+    else
+        rc = rp__result_submit(pool, fn, in, n, in_size, v->slots, sizeof(rp__varslot), opts,
+                               RP__JOB_VAR, res);
     if (rc != RP_OK) {
         varout_destroy(v);
         return rc;

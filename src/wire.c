@@ -509,6 +509,27 @@ int rp__wire_get_died(rp__rbuf *r, rp__wire_died *m)
     return RP_OK;
 }
 
+/* ---- PROGRESS ----------------------------------------------------------------------- */
+
+int rp__wire_put_progress(rp__wbuf *w, uint32_t worker, const rp__wire_progress *m)
+{
+    rp__wire_begin(w, RP__MSG_PROGRESS, worker, 0);
+    rp__wbuf_u64(w, m->job);
+    rp__wbuf_u64(w, m->seq);
+    rp__wbuf_u64(w, m->items);
+    return rp__wire_end(w);
+}
+
+int rp__wire_get_progress(rp__rbuf *r, rp__wire_progress *m)
+{
+    m->job = rp__rbuf_u64(r);
+    m->seq = rp__rbuf_u64(r);
+    m->items = rp__rbuf_u64(r);
+    if (r->err || r->left != 0)
+        return RP_EPROTO;
+    return RP_OK;
+}
+
 /* ---- small control messages --------------------------------------------------------- */
 
 int rp__wire_put_ctl(rp__wbuf *w, unsigned kind, uint32_t worker, int32_t status,

@@ -36,6 +36,7 @@ enum rp__msg_kind {
     RP__MSG_CANCEL,      /* master -> rank: a job is canceled (rp_result_cancel): its
                             batches stop before their next item (header flags:
                             RP_CANCEL_KILL: kill the worker processes running them) */
+    RP__MSG_PROGRESS,    /* rank -> master: items of a running batch processed so far */
     RP__MSG_KIND_MAX
 };
 
@@ -220,6 +221,15 @@ typedef struct rp__wire_died {
 
 int rp__wire_put_died(rp__wbuf *w, uint32_t worker, uint32_t flags, const rp__wire_died *m);
 int rp__wire_get_died(rp__rbuf *r, rp__wire_died *m);
+
+/* PROGRESS: worker's batch `seq` of job has processed `items` items from its start
+ * (a count that only grows; the RESULT messages still carry the outputs). */
+typedef struct rp__wire_progress {
+    uint64_t job, seq, items;
+} rp__wire_progress;
+
+int rp__wire_put_progress(rp__wbuf *w, uint32_t worker, const rp__wire_progress *m);
+int rp__wire_get_progress(rp__rbuf *r, rp__wire_progress *m);
 
 /* Small control messages (GO, TERMINATE, STOP, BYE, PROTO, JOIN, JOINED, START): a
  * status and a seq. */

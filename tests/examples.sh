@@ -83,6 +83,50 @@ if [ "${RP_BUILT_MPI:-yes}" != no ] && command -v "$MPIRUN" >/dev/null 2>&1; the
         $MPIRUN --oversubscribe --bind-to none -np 3 "$ex/spmd"
 fi
 
+# ---- resume: a sweep killed half-way, then rerun with its journal ---------------
+# The first run's master (the pid it prints; under mpirun rank 0, whose death
+# ends the job) is killed with SIGKILL once its journal holds some points (~100);
+# the rerun must compute only some of them and end with the same numbers as a
+# run that was never interrupted.
+jdir=$(mktemp -d "${TMPDIR:-/tmp}/rankpool-resume.XXXXXX") || exit 99
+trap 'rm -f "$out"; rm -rf "$jdir"' EXIT
+size_of() { if [ -f "$1" ]; then wc -c <"$1"; else echo 0; fi; }
+resume() { # resume LABEL LAUNCHER...
+    rl=$1
+    shift
+    rm -f "$jdir/whole" "$jdir/killed"
+    run resume "resume ($rl, whole)" "2000 computed now" "$@" "$ex/resume" "$jdir/whole"
+    whole=$(grep "mean exponent" "$out")
+    echo "=== resume ($rl): killed half-way, then rerun"
+    "$@" "$ex/resume" "$jdir/killed" >"$jdir/first.out" 2>&1 &
+    pid=$!
+    # the master's pid known (mpirun forwards its output late) and ~100 points kept
+    n=0 master=
+    while { [ -z "$master" ] || [ "$(size_of "$jdir/killed")" -lt 4000 ]; } && [ $n -lt 2400 ]; do
+        sleep 0.02
+        n=$((n + 1))
+        master=$(sed -n 's/^resume: .*(pid \([0-9]*\))$/\1/p' "$jdir/first.out")
+    done
+    if [ -n "$master" ]; then kill -KILL "$master"; else kill -TERM $pid; fi 2>/dev/null
+    wait $pid
+    echo "    first run ended with status $? ($(size_of "$jdir/killed") bytes of journal)"
+    run resume "resume ($rl, rerun)" "restored from the journal" "$@" "$ex/resume" "$jdir/killed"
+    now=$(sed -n 's/.* restored from the journal, \([0-9]*\) computed now/\1/p' "$out")
+    if [ -z "$now" ] || [ "$now" -le 0 ] || [ "$now" -ge 2000 ]; then
+        echo "FAIL: resume ($rl): the rerun computed ${now:-?} of 2000 points"
+        failed="$failed resume-$rl"
+    elif [ "$(grep "mean exponent" "$out")" != "$whole" ]; then
+        echo "FAIL: resume ($rl): the rerun's numbers differ from the whole run's"
+        failed="$failed resume-$rl"
+    else
+        echo "PASS: resume ($rl): the rerun computed $now of 2000 points, same numbers"
+    fi
+}
+resume local
+if [ "${RP_BUILT_MPI:-yes}" != no ] && command -v "$MPIRUN" >/dev/null 2>&1; then
+    resume "mpirun -np 3" $MPIRUN --oversubscribe --bind-to none -np 3
+fi
+
 if [ -n "$failed" ]; then
     echo "examples.sh: FAILED:$failed"
     exit 1

@@ -313,6 +313,10 @@ static int decode_any(const char *buf, size_t len)
         rp__wire_died m;
         return rp__wire_get_died(&r, &m);
     }
+    case RP__MSG_PROGRESS: {
+        rp__wire_progress m;
+        return rp__wire_get_progress(&r, &m);
+    }
     default: {
         int32_t st;
         uint64_t seq;
@@ -457,6 +461,34 @@ static void test_wire_start_up_messages(void)
     CU_ASSERT_TRUE(rp__wire_error_size(&e) < RP__WIRE_ERROR_MAX);
 }
 
+/* PROGRESS: how far a running batch is; every truncation is malformed. */
+static void test_wire_progress_round_trip(void)
+{
+    rp__wbuf w;
+    rp__wbuf_init(&w);
+    rp__wire_progress m = { .job = 12, .seq = (uint64_t)1 << 40, .items = 262143 };
+    CU_ASSERT_EQUAL(rp__wire_put_progress(&w, 7, &m), RP_OK);
+    rp__wire_hdr h;
+    rp__rbuf r;
+    CU_ASSERT_EQUAL_FATAL(rp__wire_open(w.buf, w.len, &h, &r), RP_OK);
+    CU_ASSERT_EQUAL(h.kind, RP__MSG_PROGRESS);
+    CU_ASSERT_EQUAL(h.worker, 7);
+    rp__wire_progress g;
+    CU_ASSERT_EQUAL_FATAL(rp__wire_get_progress(&r, &g), RP_OK);
+    CU_ASSERT_EQUAL(g.job, 12);
+    CU_ASSERT_EQUAL(g.seq, (uint64_t)1 << 40);
+    CU_ASSERT_EQUAL(g.items, 262143);
+    size_t bad = 0;
+    for (size_t cut = 0; cut < w.len; cut++) {
+        char *c = malloc(cut ? cut : 1);
+        memcpy(c, w.buf, cut);
+        bad += decode_any(c, cut) != RP_EPROTO;
+        free(c);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    rp__wbuf_free(&w);
+}
+
 /* DIED: a worker process's death inside a batch (the item, its wait status, the
  * pid; the header flag says whether an item was running); a short or long body
  * is malformed, and every truncation of it too. */
@@ -541,6 +573,7 @@ int main(int argc, char **argv)
         TU_TEST(test_wire_ctl_and_ready),
         TU_TEST(test_wire_start_up_messages),
         TU_TEST(test_wire_died_round_trip),
+        TU_TEST(test_wire_progress_round_trip),
         TU_TEST(test_wire_fnref_identity),
         TU_END
     };

@@ -46,6 +46,36 @@ uint64_t rp__local_counted(struct lpool *lp, int j)
     return sum;
 }
 
+/* Items of slot j (generation gen) processed so far, per item: what the counters
+ * hold, plus, for each worker whose confirmed claim on the job is not counted yet,
+ * the items of that chunk before the one it runs (cur, which rp__worker_run stores
+ * before each item anyway: the workers do nothing more for this). The claim record
+ * is read twice around cur and the counter, and used only when nothing moved and
+ * the counter is still the claim's base (the chunk not counted), so a chunk is
+ * never counted twice; a worker racing the read is counted at its counter. */
+uint64_t rp__local_progress_items(struct lpool *lp, int j, uint32_t gen)
+{
+    uint64_t sum = atomic_load(&lp->hdr->slots[j].mdone);
+    for (int w = 0; w < lp->nworkers; w++) {
+        struct rp__wslot *ws = rp__wslot_of(lp, w);
+        uint64_t d = atomic_load_explicit(&ws->done[j], memory_order_acquire);
+        sum += d;
+        if (atomic_load_explicit(&ws->hstate, memory_order_acquire) != RP__H_CONFIRMED)
+            continue;
+        uint32_t slot = ws->hslot, hgen = ws->hgen;
+        uint64_t start = ws->hstart, len = ws->hlen, base = ws->hbase;
+        uint64_t cur = atomic_load_explicit(&ws->cur, memory_order_acquire);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&ws->done[j], memory_order_acquire) != d ||
+            atomic_load_explicit(&ws->hstate, memory_order_acquire) != RP__H_CONFIRMED ||
+            ws->hslot != slot || ws->hgen != hgen || ws->hstart != start || ws->hbase != base)
+            continue;
+        if (slot == (uint32_t)j && hgen == gen && base == d && cur > start)
+            sum += cur - start < len ? cur - start : len;
+    }
+    return sum;
+}
+
 /* Called by whoever processed or accounted items of slot j once nothing is left
  * to claim; the fence makes sure two finishers at once cannot both miss it. */
 void rp__local_check_complete(struct lpool *lp, int j, uint32_t gen)

@@ -283,7 +283,7 @@ size_t rp__local_progress(rp_pool_t *pool, struct rp__job *job)
         return 0; /* queued, or counted by the core */
     if (atomic_load(&lj->freed) || rp__local_job_done(lj))
         return job->n;
-    uint64_t sum = rp__local_counted(lp, j);
+    uint64_t sum = rp__local_progress_items(lp, j, lj->gen);
     /* read after the counters: if the slot was given back meanwhile, they may
      * be another job's */
     if (atomic_load(&lj->freed))

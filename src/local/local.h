@@ -349,6 +349,8 @@ static inline void rp__local_wake_master(struct lpool *lp)
 /* claim.c: the claim protocol's master side (the workers' side: claim.h). */
 /* Items counted by the master and every worker for slot j. */
 uint64_t rp__local_counted(struct lpool *lp, int j);
+/* Items of slot j processed so far, those of chunks still running included. */
+uint64_t rp__local_progress_items(struct lpool *lp, int j, uint32_t gen);
 /* Completes slot j (generation gen) if every item is accounted for. Anyone. */
 void rp__local_check_complete(struct lpool *lp, int j, uint32_t gen);
 /* Completes slot j now, whatever its counts: the CAS elects one completer.

@@ -86,6 +86,7 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define TERMINATE_WAIT_S 0.5              /* ... after TERMINATE: terminate and free return
                                              within a second whatever a rank does */
 #define RANK_WORKERS_MAX 1024             /* worker processes on one serving rank */
+#define PROGRESS_S    10e-3               /* a rank reports a running batch's items this often */
 
 /* ======================================================================================
  * A serving rank
@@ -163,6 +164,8 @@ struct lworker {
     rp_ctx_t       ctx;         /* in-process mode: the worker's context */
     uint64_t       kill_deadline; /* the child was killed for passing this deadline */
     long           tasks;
+    uint64_t       prog_seq;    /* the batch last reported with PROGRESS, */
+    size_t         prog_items;  /* ... and the count reported */
 };
 
 struct server {
@@ -241,6 +244,7 @@ struct mjob {
     struct rp__job *job;
     rp__fnref       fn;
     bool            too_large;   /* its items exceed RP_MPI_ITEM_MAX: it fails at once */
+    _Atomic size_t  running;     /* items reported by PROGRESS, not yet by a RESULT */
     struct mjob    *next;        /* the queue of jobs submitted, not yet scheduled */
 };
 
@@ -253,6 +257,8 @@ struct inflight {
     uint64_t        seq;
     size_t          start, count;
     size_t          got;        /* items [start, start + got) came back already */
+    size_t          prog;       /* items [start, start + prog) processed (PROGRESS) */
+    size_t          shown;      /* what this batch adds to its mjob's `running` */
     int             exp;        /* EXP_* class of its expected length */
     rp__wbuf        buf;
     MPI_Request     req, dreq;  /* the batch, its separate input */
@@ -336,6 +342,10 @@ void  rp__mpi_send_all_ranks(struct mpi_pool *mp, unsigned kind);
 /* send.c */
 /* Sends what the scheduler picked; \return 1. */
 int  rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p);
+/* What batch fl adds to its job's progress beyond the items counted: its
+ * PROGRESS count past what came back. Called when either moves (and with prog 0
+ * when the batch goes). */
+void rp__mpi_progress_note(struct inflight *fl);
 /* Waits for a batch's sends to complete (or drops them: cancel) and frees it. */
 void rp__mpi_release_inflight(struct mpi_pool *mp, struct inflight *fl, bool cancel);
 

@@ -345,6 +345,15 @@ static void mpi_release(rp_pool_t *pool, struct rp__job *job)
     job->bdata = NULL;
 }
 
+/* Items of batches still running that their ranks reported (PROGRESS) and no
+ * RESULT counted yet. */
+static size_t mpi_progress(rp_pool_t *pool, struct rp__job *job)
+{
+    (void)pool;
+    struct mjob *mj = job->bdata;
+    return mj ? atomic_load(&mj->running) : 0;
+}
+
 static void mpi_kick(rp_pool_t *pool)
 {
     struct mpi_pool *mp = rp__mpi_of(pool);
@@ -466,7 +475,7 @@ const struct rp__backend_ops rp__backend_mpi = {
     .submit = mpi_submit,
     .drive = mpi_drive,
     .collect = NULL,  /* results are delivered as they arrive */
-    .progress = NULL, /* and counted with rp__job_processed */
+    .progress = mpi_progress, /* items of batches still running (PROGRESS) */
     .release = mpi_release,
     .kick = mpi_kick,
     .close = NULL,    /* nothing to do: jobs run on */

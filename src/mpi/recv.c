@@ -280,6 +280,7 @@ static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp
     if (rc != RP_OK)
         return rc;
     fl->got += count;
+    rp__mpi_progress_note(fl); /* before the count: progress never counts twice */
     bool last = fl->got == batch;
     if (last)
         rp__mpi_release_inflight(mp, fl, false);
@@ -319,6 +320,38 @@ static int handle_died(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp__
     if (h->flags & RP__DIED_TIMEOUT)
         d.timeout = job->timeout > 0 ? job->timeout : 1e-9;
     rp__mpi_worker_died(mp, job, &d, a, a, b);
+    return RP_OK;
+}
+
+void rp__mpi_progress_note(struct inflight *fl)
+{
+    if (!fl->job)
+        return;
+    struct mjob *mj = fl->job->bdata;
+    size_t prog = fl->prog < fl->count ? fl->prog : fl->count;
+    size_t now = prog > fl->got ? prog - fl->got : 0;
+    if (now > fl->shown)
+        atomic_fetch_add(&mj->running, now - fl->shown);
+    else if (now < fl->shown)
+        atomic_fetch_sub(&mj->running, fl->shown - now);
+    fl->shown = now;
+}
+
+/* A PROGRESS from rank src: items of a batch in flight processed so far. A late
+ * one, for a batch already back, is dropped. */
+static int handle_progress(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp__rbuf *r)
+{
+    rp__wire_progress m;
+    if (h->worker >= (uint32_t)mp->nworkers || rp__wire_get_progress(r, &m) != RP_OK)
+        return RP_EPROTO;
+    struct mworker *w = &mp->w[h->worker];
+    if (w->rank != src)
+        return RP_EPROTO;
+    struct inflight *fl = find_inflight(w, m.seq, m.job);
+    if (fl && m.items > fl->prog) {
+        fl->prog = m.items > fl->count ? fl->count : (size_t)m.items;
+        rp__mpi_progress_note(fl);
+    }
     return RP_OK;
 }
 
@@ -376,6 +409,8 @@ int rp__mpi_poll_messages(struct mpi_pool *mp)
             rc = handle_result(mp, src, &h, &r);
         else if (rc == RP_OK && h.kind == RP__MSG_DIED)
             rc = handle_died(mp, src, &h, &r);
+        else if (rc == RP_OK && h.kind == RP__MSG_PROGRESS)
+            rc = handle_progress(mp, src, &h, &r);
         else if (rc == RP_OK && h.kind == RP__MSG_BYE)
             mp->rank_bye[src] = true;
         else if (rc == RP_OK && h.kind == RP__MSG_PROTO)

@@ -35,6 +35,8 @@ void rp__mpi_release_inflight(struct mpi_pool *mp, struct inflight *fl, bool can
         *reqs[q] = MPI_REQUEST_NULL;
     }
     mp->nexp[fl->exp]--;
+    fl->prog = 0;
+    rp__mpi_progress_note(fl);
     fl->used = false;
     fl->job = NULL;
 }

@@ -136,6 +136,41 @@ int rp__mpi_server_cancel(struct server *sv, uint64_t job, uint32_t flags)
     return RP_OK;
 }
 
+/* Reports how far each worker's running batch is (PROGRESS), at most every
+ * PROGRESS_S and only when the count moved: the master's rp_result_progress then
+ * counts items, not batches. The child stores the item it runs (ctl->cur) anyway;
+ * the batch is read twice around it, so a batch that ended meanwhile is skipped. */
+static int report_progress(struct server *sv)
+{
+    for (int i = 0; i < sv->nlocal; i++) {
+        struct lworker *lw = &sv->w[i];
+        if (lw->pid <= 0)
+            continue;
+        uint32_t run = atomic_load(&lw->ctl->running_seq);
+        if (run == 0 || run - 1 >= lw->nposted)
+            continue;
+        int s = (int)((run - 1) % DEPTH);
+        const struct slotdesc *sd = &lw->ctl->slot[s];
+        size_t cur = atomic_load(&lw->ctl->cur);
+        if (atomic_load(&lw->ctl->running_seq) != run || cur == SIZE_MAX || cur < sd->start)
+            continue;
+        size_t items = cur - sd->start;
+        if (items > sd->count)
+            items = sd->count;
+        if (items == 0 || (lw->prog_seq == lw->seq[s] && items <= lw->prog_items))
+            continue;
+        rp__wire_progress m = { .job = lw->job[s], .seq = lw->seq[s], .items = items };
+        if (rp__wire_put_progress(&sv->out, (uint32_t)lw->id, &m) != RP_OK)
+            return RP_ENOMEM;
+        if (MPI_Send(sv->out.buf, (int)sv->out.len, MPI_BYTE, 0, TAG_CTL, sv->comm) !=
+            MPI_SUCCESS)
+            return RP_EMPI;
+        lw->prog_seq = lw->seq[s];
+        lw->prog_items = items;
+    }
+    return RP_OK;
+}
+
 /* Receives one message from the master. \return RP_OK, RP_DONE (STOP/TERMINATE
  * handled: leave the loop), or a failure. */
 static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
@@ -203,7 +238,7 @@ static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
 /* The serving loop: until the master says STOP or TERMINATE. */
 static int serve(struct server *sv)
 {
-    double idle_since = rp__now(), nap = 20e-6, checked = 0;
+    double idle_since = rp__now(), nap = 20e-6, checked = 0, reported = 0;
     rp__mpi_precise_naps();
     for (;;) {
         int events = 0;
@@ -231,6 +266,10 @@ static int serve(struct server *sv)
         if (check)
             checked = now;
         int rc = serve_workers(sv, check, &events);
+        if (rc == RP_OK && now - reported >= PROGRESS_S) {
+            reported = now;
+            rc = report_progress(sv);
+        }
         if (rc != RP_OK)
             return rc;
         if (events) {

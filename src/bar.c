@@ -1,0 +1,107 @@
+/* The progress bar: items done/total, rate, ETA, on the master's stderr (never
+ * stdout, never a serving rank: only the master submits). On a terminal one line
+ * is redrawn in place ("\r", erase to the end of the line) every BAR_TTY_S;
+ * otherwise (a pipe, a Slurm log) a plain line is written every
+ * $RP_PROGRESS_INTERVAL seconds (default BAR_PLAIN_S). Called by the monitor thread
+ * (monitor.c) and, for the last line, by finalization. One lock keeps lines whole
+ * when several bars share stderr. */
+#include "monitor.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BAR_TTY_S   0.1  /* redraw period on a terminal */
+#define BAR_PLAIN_S 5.0  /* default period of plain lines */
+#define BAR_WIDTH   24   /* characters of the bar itself */
+
+static pthread_mutex_t bar_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static double plain_period(void)
+{
+    const char *v = getenv("RP_PROGRESS_INTERVAL");
+    double s = v ? atof(v) : 0;
+    return s > 0 ? s : BAR_PLAIN_S;
+}
+
+/* "1:02:03", "2:03" or "4.2s". */
+static void fmt_time(char *buf, size_t len, double s)
+{
+    if (!isfinite(s) || s < 0) {
+        snprintf(buf, len, "?");
+    } else if (s < 60) {
+        snprintf(buf, len, "%.1fs", s);
+    } else {
+        long t = (long)(s + 0.5);
+        if (t >= 3600)
+            snprintf(buf, len, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+        else
+            snprintf(buf, len, "%ld:%02ld", t / 60, t % 60);
+    }
+}
+
+/* The text of a line: what is done, the rate of this run (items restored from a
+ * journal are not counted in it), the time left at that rate. */
+static void format_line(char *buf, size_t len, size_t done, size_t total, size_t skipped,
+                        size_t failed, double elapsed, bool tty, bool final)
+{
+    double frac = total ? (double)done / (double)total : 1.0;
+    double rate = elapsed > 0 ? (double)(done - (done > skipped ? skipped : done)) / elapsed : 0;
+    char eta[32], took[32], bar[BAR_WIDTH + 1] = "";
+    fmt_time(took, sizeof took, elapsed);
+    fmt_time(eta, sizeof eta, rate > 0 ? (double)(total - done) / rate : NAN);
+    if (tty) {
+        int fill = (int)(frac * BAR_WIDTH);
+        for (int i = 0; i < BAR_WIDTH; i++)
+            bar[i] = i < fill ? '#' : '.';
+        bar[BAR_WIDTH] = '\0';
+    }
+    int k = snprintf(buf, len, "rankpool: %s%s%s%zu/%zu items (%3.0f%%) %.1f items/s", tty ? "[" : "",
+                     bar, tty ? "] " : "", done, total, frac * 100, rate);
+    if (k < 0 || (size_t)k >= len)
+        return;
+    if (final)
+        snprintf(buf + k, len - (size_t)k, ", %zu failed, took %s%s", failed, took,
+                 skipped ? " (resumed)" : "");
+    else
+        snprintf(buf + k, len - (size_t)k, ", ETA %s", eta);
+}
+
+void rp__bar_draw(rp_result_t *r, bool final)
+{
+    struct rp__monitorres *w = r->monitor;
+    double now = rp__now();
+    bool tty = isatty(STDERR_FILENO);
+    pthread_mutex_lock(&bar_lock);
+    if (isinf(w->next) || (!final && w->next > now) ||
+        (final && !w->asked && !w->drawn)) {
+        if (final)
+            w->next = INFINITY;
+        pthread_mutex_unlock(&bar_lock);
+        return;
+    }
+    if (w->next == 0 && !final) { /* the first line comes after one period */
+        w->next = now + (tty ? BAR_TTY_S : plain_period());
+        pthread_mutex_unlock(&bar_lock);
+        return;
+    }
+    size_t done, total;
+    if (final) {
+        done = total = w->total;
+    } else {
+        rp_result_progress(r, &done, &total);
+    }
+    char line[256];
+    format_line(line, sizeof line, done, total, w->skipped, final ? r->nerrors : 0,
+                now - w->t0, tty, final);
+    if (tty)
+        fprintf(stderr, "\r%s\033[K%s", line, final ? "\n" : "");
+    else
+        fprintf(stderr, "%s\n", line);
+    fflush(stderr);
+    w->drawn = true;
+    w->next = final ? INFINITY : now + (tty ? BAR_TTY_S : plain_period());
+    pthread_mutex_unlock(&bar_lock);
+}
