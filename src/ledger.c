@@ -208,9 +208,15 @@ void rp__job_worker_died(struct rp__job *job, const rp__death *d, size_t a, size
     else
         snprintf(where, sizeof where, "pid %d", d->pid);
     rp_error_t e;
+    /* A batch task runs items [running, b) in one call: which of them it was on is
+     * not known, so they all fail. */
+    size_t end = (job->flags & RP__JOB_BATCH) ? b : running + 1;
+    char items[96] = "";
+    if (end > running + 1)
+        snprintf(items, sizeof items, " (a batch task on items %zu to %zu)", running, end - 1);
     rp__error_set(&e, RP_EWORKER, running, d->worker, d->host,
-                  "worker %d (%s) %s while running item %zu%s%s", d->worker, where, how,
-                  running, d->why ? ": " : "", d->why ? d->why : "");
+                  "worker %d (%s) %s while running item %zu%s%s%s", d->worker, where, how,
+                  running, items, d->why ? ": " : "", d->why ? d->why : "");
     if (d->status >= 0 && WIFSIGNALED(d->status))
         e.signal = WTERMSIG(d->status);
     if (d->status >= 0 && WIFEXITED(d->status))
@@ -222,9 +228,12 @@ void rp__job_worker_died(struct rp__job *job, const rp__death *d, size_t a, size
         slot->data = NULL;
         slot->size = 0;
     }
-    rp__job_fail(job, &e);
-    arrive(r, running, running + 1);
+    if (end > running + 1)
+        rp__job_fail_range(job, running, end - running, &e);
+    else
+        rp__job_fail(job, &e);
+    arrive(r, running, end);
     if (count)
-        rp__job_processed(job, 1);
-    *ra = running + 1;
+        rp__job_processed(job, end - running);
+    *ra = end;
 }

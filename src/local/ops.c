@@ -415,4 +415,6 @@ const struct rp__backend_ops rp__backend_local = {
     .terminate = rp__local_terminate,
     .destroy = local_destroy,
     .initarg_max = 0,   /* no limit: workers inherit the copy through fork */
+    .buf_alloc = rp__local_buf_alloc, /* blocks of the arena */
+    .buf_free = rp__local_buf_free,
 };

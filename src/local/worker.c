@@ -112,8 +112,9 @@ static void run_chunk(struct wctx *w)
     w->ctx.output_arg = w;
     const char *in = lp->arena + c->in_off + c->start * c->in_size;
     char *out = (var || c->out_size == 0) ? NULL : lp->arena + c->out_off + c->start * c->out_size;
-    rp__worker_run(&w->ctx, c->fn, in, c->in_size, out, var ? 0 : c->out_size, c->start,
-                   c->len, &ws->cur, on_fail, w);
+    ((c->flags & RP__JOB_BATCH) ? rp__worker_run_batch : rp__worker_run)(
+        &w->ctx, c->fn, in, c->in_size, out, var ? 0 : c->out_size, c->start, c->len,
+        &ws->cur, on_fail, w);
     atomic_store_explicit(&ws->cur, (size_t)(c->start + c->len), memory_order_release);
     if (c->flags & RP__JOB_TRACK) {
         atomic_thread_fence(memory_order_release);

@@ -127,9 +127,10 @@ bool rp__mpi_run_slot(struct server *sv, struct lworker *lw, rp_ctx_t *ctx, uint
             len = (size_t)(max_tasks - *tasks); /* then it retires */
         sd->var_last = 0;
         double t0 = rp__now();
-        rp__worker_run(ctx, sd->fn, in + off * sd->in_size, sd->in_size,
-                       out ? out + off * sd->out_size : NULL, sd->out_size, sd->start + off,
-                       len, &ctl->cur, child_on_fail, &cr);
+        ((sd->flags & RP__JOB_BATCH) ? rp__worker_run_batch : rp__worker_run)(
+            ctx, sd->fn, in + off * sd->in_size, sd->in_size,
+            out ? out + off * sd->out_size : NULL, sd->out_size, sd->start + off, len,
+            &ctl->cur, child_on_fail, &cr);
         sd->compute_ns += (uint64_t)((rp__now() - t0) * 1e9);
         sd->resume = off + len;
         *tasks += (long)len;
