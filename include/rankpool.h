@@ -293,7 +293,8 @@ RP_API size_t rp_ctx_index(const rp_ctx_t *ctx);
  * rp_pool_free, which releases it: after rp_pool_free it is gone.
  * \return the buffer (64-byte aligned), or NULL with errno EINVAL (bytes 0, a
  * NULL or non-master pool, used from a forked child) or ENOMEM (more than the pool
- * can share: at most PTRDIFF_MAX, locally at most the pool's arena). */
+ * can share: locally its arena, up to 16 GiB, shared with the copies of maps over ordinary
+ * memory; on mpi more than the machine's memory). */
 RP_API void *rp_pool_alloc(rp_pool_t *pool, size_t bytes);
 /** Releases a buffer of rp_pool_alloc (NULL: nothing). No map may still use it.
  * \return RP_OK, or RP_EINVAL (nothing freed) for a pointer that is not the start

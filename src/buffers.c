@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 struct rp__buf {
     char  *p;
@@ -27,7 +28,11 @@ void *rp_pool_alloc(rp_pool_t *pool, size_t bytes)
         errno = EINVAL;
         return NULL;
     }
-    if (bytes > PTRDIFF_MAX) {
+    /* (without a backend's own memory: no more than the machine has, asked of
+     * malloc, which some allocators would not answer with NULL) */
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (bytes > PTRDIFF_MAX || (!pool->ops->buf_alloc && pages > 0 && page > 0
+                                && bytes / (size_t)page > (size_t)pages)) {
         errno = ENOMEM;
         return NULL;
     }
