@@ -72,7 +72,8 @@ int rp_raise_at(rp_ctx_t *ctx, size_t i, int code, const char *fmt, ...)
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
     }
-    bool inside = ctx->in_batch && i >= ctx->batch_first && i - ctx->batch_first < ctx->batch_count;
+    bool inside = ctx->in_batch && i >= ctx->batch_first
+                  && i - ctx->batch_first < ctx->batch_count;
     if (inside && ctx->nnamed == ctx->capnamed) {
         size_t cap = ctx->capnamed ? 2 * ctx->capnamed : 8;
         struct rp__named *v = realloc(ctx->named, cap * sizeof *v);

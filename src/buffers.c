@@ -38,9 +38,11 @@ void *rp_pool_alloc(rp_pool_t *pool, size_t bytes)
     }
     void *p = NULL;
     pthread_mutex_lock(&pool->lock);
-    struct rp__buffers *b = pool->buffers;
-    if (!b)
-        b = pool->buffers = calloc(1, sizeof *b);
+    struct rp__buffers *b = atomic_load(&pool->buffers);
+    if (!b) {
+        b = calloc(1, sizeof *b);
+        atomic_store(&pool->buffers, b);
+    }
     if (b && b->n == b->cap) {
         size_t cap = b->cap ? 2 * b->cap : 8;
         struct rp__buf *v = realloc(b->v, cap * sizeof *v);
@@ -72,7 +74,7 @@ int rp_pool_free_buffer(rp_pool_t *pool, void *ptr)
         return RP_EINVAL;
     rc = RP_EINVAL;
     pthread_mutex_lock(&pool->lock);
-    struct rp__buffers *b = pool->buffers;
+    struct rp__buffers *b = atomic_load(&pool->buffers);
     for (size_t i = 0; b && i < b->n; i++) {
         if (b->v[i].p != ptr)
             continue;
@@ -90,12 +92,13 @@ int rp_pool_free_buffer(rp_pool_t *pool, void *ptr)
 
 bool rp__pool_shares(rp_pool_t *pool, const void *p, size_t bytes)
 {
-    if (!pool->ops->buf_alloc || !p)
+    if (!pool->ops->buf_alloc || !p || !atomic_load_explicit(&pool->buffers,
+                                                             memory_order_relaxed))
         return false;
     bool in = false;
     uintptr_t a = (uintptr_t)p;
     pthread_mutex_lock(&pool->lock);
-    struct rp__buffers *b = pool->buffers;
+    struct rp__buffers *b = atomic_load(&pool->buffers);
     for (size_t i = 0; b && i < b->n && !in; i++) {
         uintptr_t s = (uintptr_t)b->v[i].p;
         in = a >= s && a - s <= b->v[i].size && bytes <= b->v[i].size - (a - s);
@@ -106,7 +109,7 @@ bool rp__pool_shares(rp_pool_t *pool, const void *p, size_t bytes)
 
 void rp__pool_drop_buffers(rp_pool_t *pool)
 {
-    struct rp__buffers *b = pool->buffers;
+    struct rp__buffers *b = atomic_load(&pool->buffers);
     if (!b)
         return;
     if (!pool->ops->buf_alloc)
@@ -114,5 +117,5 @@ void rp__pool_drop_buffers(rp_pool_t *pool)
             free(b->v[i].p);
     free(b->v);
     free(b);
-    pool->buffers = NULL;
+    atomic_store(&pool->buffers, NULL);
 }

@@ -34,7 +34,9 @@ struct rp_pool {
     uint64_t        next_job_id;
     struct rp_result *live;       /* results not yet finished (doubly linked) */
     pthread_cond_t  idle;         /* signalled when a live result finishes */
-    struct rp__buffers *buffers;  /* rp_pool_alloc's buffers (buffers.c, pool->lock) */
+    /* rp_pool_alloc's buffers (buffers.c): set under pool->lock; NULL until the
+     * first, so that maps of a pool without buffers take no lock to ask */
+    _Atomic(struct rp__buffers *) buffers;
 };
 
 enum { RP__POOL_OPEN, RP__POOL_CLOSED, RP__POOL_TERMINATED, RP__POOL_JOINED };
