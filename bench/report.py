@@ -21,14 +21,16 @@ IMPLS = ["rankpool-local", "rankpool-mpi", "openmp-static", "openmp-dyn1000", "o
 
 WORKLOADS = collections.OrderedDict([
     ("w1_trivial", ("trivial items, long -> its square",
-                    [("auto", "rate"), ("auto", "time"), ("cs1", "per_item")])),
+                    [("auto", "rate"), ("auto", "time"), ("cs1", "per_item"),
+                     ("shared", "time"), ("shared-batch", "time")])),
     ("w2_1ms", ("tasks of ~1 ms CPU: parallel efficiency vs serial",
                 [("auto", "efficiency"), ("cs1", "efficiency"), ("auto", "master_cpu"),
                  ("cs1", "master_cpu")])),
     ("w3_imbalanced", ("imbalanced: 4 items 100x longer, 2 first and 2 last",
                        [("auto", "vs_ideal"), ("pyformula", "vs_ideal"),
                         ("auto", "makespan")])),
-    ("w4_large", ("1 MiB in, 1 MiB out per item", [("auto", "throughput")])),
+    ("w4_large", ("1 MiB in, 1 MiB out per item", [("auto", "throughput"),
+                                                   ("shared", "throughput")])),
     ("w5_apply", ("back-to-back apply round trips", [("roundtrip", "median"),
                                                      ("roundtrip", "p90")])),
     ("w6_startstop", ("pool start + stop", [("create+close+join", "median"),
@@ -106,7 +108,8 @@ def read_raw(path):
 
 
 # (variant, metric) of w1 whose spread between process runs the report shows
-RUN_SPREAD = [("auto", "rate"), ("cs1", "per_item")]
+RUN_SPREAD = [("auto", "rate"), ("cs1", "per_item"), ("shared", "time"),
+              ("shared-batch", "time")]
 
 
 def run_spread(rows, out):
@@ -235,6 +238,20 @@ def check_goals(st, goals):
             r = a[0] / o[0]
             goal("local, 1M trivial items: within 3x of OpenMP %s's time" % label, r <= 3,
                  "%.2fx" % r)
+    # shared buffers (rp_pool_alloc): against the OpenMP loop's own auto rows
+    for v, omp, label, lim in (("shared-batch", "openmp-static", "schedule(static)", 1.5),
+                               ("shared", "openmp-dyn1000", "schedule(dynamic, 1000)", 2)):
+        a, o = g("w1_trivial", v, L, "time"), g("w1_trivial", "auto", omp, "time")
+        if a and o:
+            r = a[0] / o[0]
+            goal("local, 1M trivial items, %s over shared buffers: <= %gx OpenMP %s's time"
+                 % ("batch task" if v == "shared-batch" else "per-item task", lim, label),
+                 r <= lim, "%.2fx" % r)
+    a, o = g("w4_large", "shared", L, "throughput"), g("w4_large", "auto", "openmp", "throughput")
+    if a and o:
+        r = a[0] / o[0]
+        goal("local, 1 MiB items over shared buffers: >= 50% of the OpenMP loop's throughput",
+             r >= 0.5, "%.0f%%" % (100 * r))
     a = g("w1_trivial", "cs1", L, "per_item")
     if a:
         goal("local, chunksize 1: <= 100 ns per item", a[0] <= 100, "%s ns" % fmt(a[0]))

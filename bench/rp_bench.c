@@ -73,6 +73,16 @@ static int task_big(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
+/* The batch form of task_square: a run of items in one call (vectorised). */
+static int batch_square(const void *in, void *out, size_t count, size_t first, rp_ctx_t *ctx)
+{
+    const long *a = in;
+    long *b = out;
+    for (size_t k = 0; k < count; k++)
+        b[k] = a[k] * a[k];
+    return 0;
+}
+
 /* ---- helpers ---------------------------------------------------------------- */
 
 static int pool_is_master = 1;
@@ -136,6 +146,34 @@ static double timed_map(rp_pool_t *p, rp_task_fn fn, const void *in, size_t n,
     return t;
 }
 
+/* timed_map with a batch task. */
+static double timed_batch(rp_pool_t *p, rp_batch_fn fn, const void *in, size_t n,
+                          size_t in_size, void *out, size_t out_size)
+{
+    rp_error_t err;
+    double t0 = bench_now();
+    int rc = rp_map_batch(p, fn, in, n, in_size, out, out_size, NULL, &err);
+    double t = bench_now() - t0;
+    if (rc != RP_OK) {
+        fprintf(stderr, "rp_bench: rp_map_batch: %s (item %zu: %s)\n", rp_err_name(rc),
+                err.index, err.message);
+        failures++;
+        return -1;
+    }
+    return t;
+}
+
+/* rp_pool_alloc or exit (a benchmark, not a library). */
+static void *shared_alloc(rp_pool_t *p, size_t bytes)
+{
+    void *b = rp_pool_alloc(p, bytes);
+    if (!b) {
+        perror("rp_bench: rp_pool_alloc");
+        exit(2);
+    }
+    return b;
+}
+
 static double cpu_seconds(void)
 {
     struct rusage ru;
@@ -175,18 +213,25 @@ static int squares_ok(const long *out, size_t n)
 }
 
 /* One timed map of n trivial items; reports rate and per-item cost and returns
- * the time (-1 on failure), like the other *_once. */
-static double trivial_once(rp_pool_t *p, const char *wl, const char *variant, int workers,
-                           size_t n, size_t cs, long *in, long *out)
+ * the time (-1 on failure), like the other *_once. batch: with batch_square. */
+static double trivial_once_as(rp_pool_t *p, const char *wl, const char *variant, int workers,
+                              size_t n, size_t cs, long *in, long *out, bool batch)
 {
     memset(out, 0, n * sizeof *out);
-    double t = timed_map(p, task_square, in, n, sizeof *in, out, sizeof *out, cs);
+    double t = batch ? timed_batch(p, batch_square, in, n, sizeof *in, out, sizeof *out)
+                     : timed_map(p, task_square, in, n, sizeof *in, out, sizeof *out, cs);
     if (t < 0 || !squares_ok(out, n))
         return -1;
     bench_result(wl, variant, workers, "time", "s", "lower", t);
     bench_result(wl, variant, workers, "rate", "Mitems/s", "higher", (double)n / t / 1e6);
     bench_result(wl, variant, workers, "per_item", "ns", "lower", t / (double)n * 1e9);
     return t;
+}
+
+static double trivial_once(rp_pool_t *p, const char *wl, const char *variant, int workers,
+                           size_t n, size_t cs, long *in, long *out)
+{
+    return trivial_once_as(p, wl, variant, workers, n, cs, in, out, false);
 }
 
 /* --placement: the CPUs the master and each worker ran on over a short map right
@@ -221,13 +266,25 @@ static void w1(void)
         return;
     size_t n = g.sz.n1 > g.sz.n1_cs1 ? g.sz.n1 : g.sz.n1_cs1;
     long *in = squares_in(n), *out = malloc(n * sizeof *out);
+    /* shared: in and out in rp_pool_alloc buffers (used in place, no copies), with
+     * the per-item task, and with a batch task (shared-batch) */
+    long *sin = shared_alloc(p, g.sz.n1 * sizeof *sin), *sout = shared_alloc(p, g.sz.n1 * sizeof *sout);
+    memcpy(sin, in, g.sz.n1 * sizeof *sin);
     /* one unmeasured map first: the measured ones see a pool in its steady state */
     trivial_once(p, "w1_trivial", "warmup", g.workers, g.sz.n1, 0, in, out);
-    /* the variants alternate, each repetition starting with the other one, so a
-     * change in the machine's load hits both alike (also in w2 and w3) */
+    trivial_once_as(p, "w1_trivial", "warmup", g.workers, g.sz.n1, 0, sin, sout, true);
+    trivial_once_as(p, "w1_trivial", "warmup", g.workers, g.sz.n1, 0, sin, sout, false);
+    /* the variants take turns, each repetition starting with the next one, so a
+     * change in the machine's load hits them alike (also in w2 and w3) */
     for (int r = 0; r < g.reps; r++)
-        for (int k = 0; k < 2; k++) {
-            if ((k + r) % 2) {
+        for (int k = 0; k < 4; k++) {
+            if ((k + r) % 4 == 2)
+                trivial_once_as(p, "w1_trivial", "shared", g.workers, g.sz.n1, 0, sin, sout,
+                                false);
+            else if ((k + r) % 4 == 3)
+                trivial_once_as(p, "w1_trivial", "shared-batch", g.workers, g.sz.n1, 0, sin,
+                                sout, true);
+            else if ((k + r) % 4 == 1) {
                 double t = trivial_once(p, "w1_trivial", "cs1", g.workers, g.sz.n1_cs1, 1,
                                         in, out);
                 if (g.placement && t > 0)
@@ -237,6 +294,8 @@ static void w1(void)
         }
     free(in);
     free(out);
+    rp_pool_free_buffer(p, sin);
+    rp_pool_free_buffer(p, sout);
     pool_done(p);
 }
 
@@ -394,11 +453,24 @@ static void w4(void)
     size_t n = g.sz.n4;
     unsigned char *in = big_in(n), *out = malloc(n * BENCH_ITEM_BYTES);
     memset(out, 0, n * BENCH_ITEM_BYTES);
+    /* shared: in and out in rp_pool_alloc buffers (no copies) */
+    unsigned char *sin = shared_alloc(p, n * BENCH_ITEM_BYTES);
+    unsigned char *sout = shared_alloc(p, n * BENCH_ITEM_BYTES);
+    memcpy(sin, in, n * BENCH_ITEM_BYTES);
+    memset(sout, 0, n * BENCH_ITEM_BYTES);
     big_once(p, "w4_large", "warmup", in, out, n, 0);
+    big_once(p, "w4_large", "warmup", sin, sout, n, 0);
     for (int r = 0; r < g.reps; r++)
-        big_once(p, "w4_large", "auto", in, out, n, 0);
+        for (int k = 0; k < 2; k++) {
+            if ((k + r) % 2)
+                big_once(p, "w4_large", "shared", sin, sout, n, 0);
+            else
+                big_once(p, "w4_large", "auto", in, out, n, 0);
+        }
     free(in);
     free(out);
+    rp_pool_free_buffer(p, sin);
+    rp_pool_free_buffer(p, sout);
     pool_done(p);
 }
 

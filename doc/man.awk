@@ -28,6 +28,7 @@ function group_id(name,   id) {
     if (id == "variable_size_outputs") id = "varout"
     if (id == "inside_a_task") id = "task"
     if (id == "results") id = "result"
+    if (id == "shared_buffers_and_batch_tasks") id = "buffers"
     return id
 }
 
@@ -48,6 +49,7 @@ BEGIN {
     about["control"] = "cancel work, wait for any of several results, callbacks added after submission"
     about["task"] = "what a running task can do: raise a failure, ask where it runs"
     about["mpi"] = "pools on MPI communicators (rankpool_mpi.h)"
+    about["buffers"] = "memory shared with the workers (maps in place), and batch tasks"
 }
 
 # The doc comment (lines kept in doc[1..ndoc]) as roff, \param and \return made

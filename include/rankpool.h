@@ -404,6 +404,55 @@ RP_API int rp_result_on_ready(rp_result_t *res, rp_callback_fn fn, void *userdat
  * the local fork server or an mpi serving rank is stopped or hung (a rank that
  * does not answer within 0.5 s is given up). */
 
+/* ---- shared buffers and batch tasks ---------------------------------------- */
+
+/** Memory the pool's workers share with the caller: a map whose in and/or out lie
+ * wholly inside one such buffer moves no bytes on the local backend (workers read
+ * the inputs and write the outputs in place, at the same address in every worker,
+ * replacements included). On mpi it is ordinary memory of the master (items
+ * travel as usual), so the same program runs on both. Contents are undefined, as
+ * with malloc. The buffer belongs to the caller until rp_pool_free_buffer or
+ * rp_pool_free, which releases it: after rp_pool_free it is gone.
+ * \return the buffer (64-byte aligned), or NULL with errno EINVAL (bytes 0, a
+ * NULL or non-master pool, used from a forked child) or ENOMEM (more than the pool
+ * can share: locally its arena, up to 16 GiB, shared with the copies of maps over ordinary
+ * memory; on mpi more than the machine's memory). */
+RP_API void *rp_pool_alloc(rp_pool_t *pool, size_t bytes);
+/** Releases a buffer of rp_pool_alloc (NULL: nothing). No map may still use it.
+ * \return RP_OK, or RP_EINVAL (nothing freed) for a pointer that is not the start
+ * of a live buffer of this pool. */
+RP_API int rp_pool_free_buffer(rp_pool_t *pool, void *ptr);
+
+/** A batch task: runs count consecutive items at once (in, out point to the first;
+ * first_index is its index in the map's input). Return 0 for success. A failure
+ * names its item: `return rp_raise_at(ctx, i, ...)` (i is an index of the whole
+ * map, first_index <= i < first_index + count): items before i succeeded, i
+ * failed, and the items after it are given to the task again in a new call. Items
+ * named by rp_raise_at in a call that returns 0 fail, the others succeed. A
+ * non-zero return without rp_raise_at fails every item of the call. A crash fails
+ * every item of the call that had not failed before it (RP_EWORKER). */
+typedef int (*rp_batch_fn)(const void *in, void *out, size_t count, size_t first_index,
+                           rp_ctx_t *ctx);
+/** rp_map with a batch task: the same scheduling, chunking (each call gets at most
+ * one chunk), callbacks, errors and crashes. Per-item controls do not apply to a
+ * call of many items: task_timeout, retries, retry_raised and journal in opts are
+ * RP_EINVAL, and the pool's default task_timeout is not applied; rp_result_cancel
+ * lets a running call finish (RP_CANCEL_KILL kills it: its items are canceled).
+ * \return as rp_map. */
+RP_API int rp_map_batch(rp_pool_t *pool, rp_batch_fn fn, const void *in, size_t n,
+                        size_t in_size, void *out, size_t out_size,
+                        const rp_map_opts_t *opts, rp_error_t *err);
+/** Asynchronous rp_map_batch, as rp_map_async. */
+RP_API int rp_map_batch_async(rp_pool_t *pool, rp_batch_fn fn, const void *in, size_t n,
+                              size_t in_size, void *out, size_t out_size,
+                              const rp_map_opts_t *opts, rp_result_t **res);
+/** Inside a batch task: item i (an index of the whole map) failed with code and a
+ * message; use as `return rp_raise_at(ctx, i, code, "...", ...)` or call it and
+ * go on. An i outside the call's items fails the whole call. Inside an ordinary
+ * task it is rp_raise (the item is the running one). \return code (RP_ETASK for 0). */
+RP_API int rp_raise_at(rp_ctx_t *ctx, size_t i, int code, const char *fmt, ...)
+    RP_PRINTF(4, 5);
+
 #ifdef __cplusplus
 }
 #endif

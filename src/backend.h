@@ -24,6 +24,7 @@ enum {
     RP__JOB_VAR    = 1u << 0, /* variable-size outputs: out_size is sizeof(rp__varslot) */
     RP__JOB_TRACK  = 1u << 1, /* imap: the core hands items out as they arrive */
     RP__JOB_NOTIFY = 1u << 2, /* has callbacks: completed on the pool thread */
+    RP__JOB_BATCH  = 1u << 3, /* fn is an rp_batch_fn: rp__worker_run_batch runs it */
 };
 
 /* A job's completion word. Shareable by processes (no pointers): a backend whose
@@ -132,6 +133,12 @@ struct rp__backend_ops {
      * lead to rp__job_completed() on the pool thread, as for RP__JOB_NOTIFY jobs.
      * (Completion before or during this call is the core's to notice.) */
     void (*watch)(rp_pool_t *pool, struct rp__job *job);
+    /* May be NULL (rp_pool_alloc then mallocs: nothing is shared). Memory of bytes
+     * that every worker sees at the same address, so that a job whose in or out
+     * lies in it needs no copy; NULL when there is no room. Master, pool->lock held. */
+    void *(*buf_alloc)(rp_pool_t *pool, size_t bytes);
+    /* Gives back a buffer of buf_alloc (bytes as asked). pool->lock held. */
+    void  (*buf_free)(rp_pool_t *pool, void *p, size_t bytes);
 };
 
 extern const struct rp__backend_ops rp__backend_local;
@@ -202,7 +209,9 @@ typedef struct rp__death {
  * caller puts them back (rp__sched_putback, or its own claim ranges). *ra is
  * `running` itself when it runs again (job->retries left, or d->requeue): then
  * it is neither failed nor counted. `running` is counted when `count` is true
- * and it failed. The caller counts (b - running) - (*rb - *ra) items. */
+ * and it failed. The caller counts (b - running) - (*rb - *ra) items. An RP__JOB_BATCH
+ * job's batch task was running all of [running, b) in one call: they all fail
+ * (and are counted; never retried), nothing is handed back. */
 void rp__job_worker_died(struct rp__job *job, const rp__death *d, size_t a, size_t running,
                          size_t b, bool count, size_t *ra, size_t *rb);
 /* "killed by signal 11 (Segmentation fault)" or "exited with status 3". */

@@ -35,6 +35,9 @@ struct rp_pool {
     struct rp_result *live;       /* results not yet finished (doubly linked) */
     pthread_cond_t  idle;         /* signalled when a live result finishes */
     struct rp__monitor *monitor;    /* monitor.c: bars and journals (NULL until used) */
+    /* rp_pool_alloc's buffers (buffers.c): set under pool->lock; NULL until the
+     * first, so that maps of a pool without buffers take no lock to ask */
+    _Atomic(struct rp__buffers *) buffers;
 };
 
 enum { RP__POOL_OPEN, RP__POOL_CLOSED, RP__POOL_TERMINATED, RP__POOL_JOINED };
@@ -76,6 +79,11 @@ struct rp_ctx {
      * non-zero (NULL: never), and says in `ran` how many items it ran */
     const _Atomic uint32_t *stop;
     size_t        ran;
+    /* batch tasks (batch.c): the call running, and the items rp_raise_at named */
+    bool          in_batch;
+    size_t        batch_first, batch_count;
+    struct rp__named *named;
+    size_t        nnamed, capnamed;
 };
 
 /* Receives a failed item's description from rp__worker_run(). */
@@ -110,6 +118,22 @@ size_t rp__worker_run_ctl(rp_ctx_t *ctx, rp_task_fn fn, const char *in, size_t i
                           char *out, size_t out_size, size_t start, size_t count,
                           _Atomic size_t *cur, rp__fail_fn on_fail, void *fail_arg,
                           const rp__runctl *rc);
+/* rp__worker_run for a job of batch tasks (RP__JOB_BATCH: fn is an rp_batch_fn):
+ * one call per run of items; *cur is the first item of the call running. */
+size_t rp__worker_run_batch(rp_ctx_t *ctx, rp_task_fn fn, const char *in, size_t in_size,
+                            char *out, size_t out_size, size_t start, size_t count,
+                            _Atomic size_t *cur, rp__fail_fn on_fail, void *fail_arg);
+/* Fills e for the failure of item index: code, what the task returned (rc), and
+ * the message it raised, else "<what> returned <rc>". */
+void rp__worker_fill_failure(rp_error_t *e, rp_ctx_t *ctx, int code, int rc, size_t index,
+                             const char *what);
+
+/* Buffers of rp_pool_alloc (buffers.c). Whether [p, p + bytes) lies in one live
+ * buffer the backend shares with its workers (never on a backend without
+ * buf_alloc). Takes pool->lock. */
+bool rp__pool_shares(rp_pool_t *pool, const void *p, size_t bytes);
+/* rp_pool_free: forgets every buffer (frees those the core allocated). */
+void rp__pool_drop_buffers(rp_pool_t *pool);
 
 /* Runs an initializer in a worker; fills *err (code RP_EINIT) on failure. */
 int rp__worker_init(rp_ctx_t *ctx, rp_init_fn fn, const void *arg, rp_error_t *err);

@@ -225,7 +225,8 @@ void rp__job_worker_died(struct rp__job *job, const rp__death *d, size_t a, size
         rp__job_cancel(job, running, b, count);
         return;
     }
-    if (!cancel && (d->requeue || rp__job_retry(r, running, &attempts))) {
+    bool batch = (job->flags & RP__JOB_BATCH) != 0;
+    if (!cancel && !batch && (d->requeue || rp__job_retry(r, running, &attempts))) {
         rp__trace("item %zu runs again (worker %d ended in it%s)", running, d->worker,
                   d->requeue ? " after it had finished" : "");
         *ra = running; /* it runs again, with the rest */
@@ -241,6 +242,12 @@ void rp__job_worker_died(struct rp__job *job, const rp__death *d, size_t a, size
     if (job->retries > 0)
         snprintf(tries, sizeof tries, " (after %u attempts)", attempts);
     rp_error_t e;
+    /* A batch task runs items [running, b) in one call: which of them it was on is
+     * not known, so they all fail. */
+    size_t end = batch ? b : running + 1;
+    char items[96] = "";
+    if (end > running + 1)
+        snprintf(items, sizeof items, " (a batch task on items %zu to %zu)", running, end - 1);
     if (d->timeout > 0)
         rp__error_set(&e, RP_ETASKTIMEOUT, running, d->worker, d->host,
                       "item %zu ran past its time limit of %g s on worker %d (%s%s%s): "
@@ -249,22 +256,26 @@ void rp__job_worker_died(struct rp__job *job, const rp__death *d, size_t a, size
                       tries);
     else
         rp__error_set(&e, RP_EWORKER, running, d->worker, d->host,
-                      "worker %d (%s) %s while running item %zu%s%s%s", d->worker, where,
-                      how, running, d->why ? ": " : "", d->why ? d->why : "", tries);
+                      "worker %d (%s) %s while running item %zu%s%s%s%s", d->worker, where,
+                      how, running, items, d->why ? ": " : "", d->why ? d->why : "", tries);
     if (d->timeout <= 0 && d->status >= 0 && WIFSIGNALED(d->status))
         e.signal = WTERMSIG(d->status);
     if (d->timeout <= 0 && d->status >= 0 && WIFEXITED(d->status))
         e.exit_status = WEXITSTATUS(d->status);
     rp__trace("%s", e.message);
-    rp__job_fail(job, &e);
-    arrive(r, running, running + 1);
+    if (end > running + 1)
+        rp__job_fail_range(job, running, end - running, &e);
+    else
+        rp__job_fail(job, &e);
+    arrive(r, running, end);
     if (cancel) { /* canceled meanwhile: the rest does not run again */
-        rp__job_cancel(job, running + 1, b, false);
+        if (end < b)
+            rp__job_cancel(job, end, b, false);
         if (count)
             rp__job_processed(job, b - running);
         return;
     }
     if (count)
-        rp__job_processed(job, 1);
-    *ra = running + 1;
+        rp__job_processed(job, end - running);
+    *ra = end;
 }

@@ -474,6 +474,7 @@ void rp_pool_free(rp_pool_t *pool)
         rp_pool_join(pool);
     }
     rp__monitor_stop(pool);
+    rp__pool_drop_buffers(pool);
     pool->ops->destroy(pool);
     pool_destroy(c);
 }

@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static void fill_failure(rp_error_t *e, rp_ctx_t *ctx, int code, int rc, size_t index,
-                         const char *what)
+void rp__worker_fill_failure(rp_error_t *e, rp_ctx_t *ctx, int code, int rc, size_t index,
+                             const char *what)
 {
     rp__error_set(e, code, index, ctx->worker, ctx->host, "%s", "");
     e->task_code = rc;
@@ -42,7 +42,7 @@ size_t rp__worker_run(rp_ctx_t *ctx, rp_task_fn fn, const char *in, size_t in_si
         int rc = fn(in + k * in_size, out ? out + k * out_size : NULL, ctx);
         if (__builtin_expect(rc != 0, 0)) {
             rp_error_t e;
-            fill_failure(&e, ctx, RP_ETASK, rc, index, "task");
+            rp__worker_fill_failure(&e, ctx, RP_ETASK, rc, index, "task");
             nfailed++;
             if (on_fail)
                 on_fail(fail_arg, &e);
@@ -115,7 +115,7 @@ int rp__worker_init(rp_ctx_t *ctx, rp_init_fn fn, const void *arg, rp_error_t *e
     if (rc == 0)
         return RP_OK;
     if (err)
-        fill_failure(err, ctx, RP_EINIT, rc, 0, "initializer");
+        rp__worker_fill_failure(err, ctx, RP_EINIT, rc, 0, "initializer");
     return RP_EINIT;
 }
 

@@ -19,7 +19,7 @@ if command -v timeout >/dev/null 2>&1; then tmo="timeout -k 5 $limit"; else tmo=
 
 examples="square square_async people callback error_callback failing_task
 no_return_wait two_async_join chunksize map process imap_unordered starmap divisors
-initializer cancel as_completed timelimit"
+initializer cancel as_completed timelimit inplace"
 
 failed=
 out=$(mktemp "${TMPDIR:-/tmp}/rankpool-examples.XXXXXX") || exit 99

@@ -9,7 +9,8 @@
 top=${top_builddir:-.}
 driver=$top/tests/mpi-driver
 "$driver" 2 tests/test_semantics tests/test_dispatch tests/test_crash tests/test_reliability \
-    tests/test_cancel tests/test_timeout tests/test_progress tests/test_journal tests/test_mpi || exit $?
+    tests/test_cancel tests/test_timeout tests/test_progress tests/test_journal tests/test_buffers \
+    tests/test_mpi || exit $?
 "$driver" --mpmd tests/mpi_hosts efnref : tests/mpi_other || exit $?
 "$driver" --mpmd tests/mpi_nobid same : tests/mpi_nobid || exit $?
 "$driver" --mpmd tests/mpi_nobid other : tests/mpi_nobid_other || exit $?

@@ -76,6 +76,37 @@ void rp__local_arena_free(struct lpool *lp, uint64_t off, uint64_t size)
     }
 }
 
+/* ---- shared buffers (rp_pool_alloc): blocks of the arena ----------------------------- */
+
+/* The arena is in the region every worker maps at the same address, so a block
+ * of it is a buffer the workers read and write in place; a job over one needs
+ * no block of its own for that side (job.c). Master, pool->lock held. */
+void *rp__local_buf_alloc(rp_pool_t *pool, size_t bytes)
+{
+    struct lpool *lp = pool->bdata;
+    uint64_t off;
+    if (!lp || bytes > lp->arena_size)
+        return NULL;
+    pthread_mutex_lock(&lp->lock);
+    bool ok = rp__local_arena_alloc(lp, bytes, &off);
+    pthread_mutex_unlock(&lp->lock);
+    return ok ? lp->arena + off : NULL;
+}
+
+/* Its pages go back to the kernel at once (a job's block is kept for the next
+ * job; a buffer's contents are not wanted by anyone). */
+void rp__local_buf_free(rp_pool_t *pool, void *p, size_t bytes)
+{
+    struct lpool *lp = pool->bdata;
+    uint64_t off = (uint64_t)((char *)p - lp->arena);
+    uint64_t a = rp__align_up(off, 4096), e = (off + bytes) & ~(uint64_t)4095;
+    if (e > a)
+        madvise(lp->arena + a, e - a, MADV_REMOVE);
+    pthread_mutex_lock(&lp->lock);
+    rp__local_arena_free(lp, off, bytes);
+    pthread_mutex_unlock(&lp->lock);
+}
+
 /* ---- the var heap: segments owned by jobs (workers take, the master frees) ------------ */
 
 /* Takes `count` consecutive free segments for owner, the lowest first (their

@@ -50,8 +50,8 @@ static bool try_assign(struct lpool *lp, struct ljob *lj)
     if (!lp->free_slots)
         return false;
     struct rp__job *job = lj->job;
-    uint64_t in_b = rp__align_up(job->n * job->in_size, RP__ALIGN);
-    uint64_t out_b = rp__align_up(job->n * lj->out_size, RP__ALIGN);
+    uint64_t in_b = lj->in_shared ? 0 : rp__align_up(job->n * job->in_size, RP__ALIGN);
+    uint64_t out_b = lj->out_shared ? 0 : rp__align_up(job->n * lj->out_size, RP__ALIGN);
     uint64_t mark_b = lj->track ? rp__align_up(job->n, RP__ALIGN) : 0;
     uint64_t off;
     if (!rp__local_arena_alloc(lp, in_b + out_b + mark_b, &off))
@@ -60,8 +60,9 @@ static bool try_assign(struct lpool *lp, struct ljob *lj)
     lp->free_slots &= ~(UINT64_C(1) << j);
     lj->aoff = off;
     lj->asize = in_b + out_b + mark_b;
-    lj->in_off = off;
-    lj->out_off = off + in_b;
+    /* a side in a shared buffer is used where it is (the arena holds the buffers) */
+    lj->in_off = lj->in_shared ? (uint64_t)(job->in - lp->arena) : off;
+    lj->out_off = lj->out_shared ? (uint64_t)(job->out - lp->arena) : off + in_b;
     lj->mark_off = off + in_b + out_b;
     struct rp__slot *s = &lp->hdr->slots[j];
     lj->gen = (s->gen + 1) & 0x3fffffff;
@@ -92,8 +93,8 @@ static void publish(struct lpool *lp, struct ljob *lj)
     uint64_t seg = job->in_size ? STAGE_BYTES / job->in_size : job->n;
     if (seg == 0)
         seg = 1;
-    uint64_t staged = job->n < seg ? job->n : seg;
-    if (job->in_size)
+    uint64_t staged = job->n < seg || lj->in_shared ? job->n : seg;
+    if (job->in_size && !lj->in_shared)
         memcpy(lp->arena + lj->in_off, job->in, staged * job->in_size);
     if (lj->var)
         memset(lp->arena + lj->out_off, 0, job->n * 16);
@@ -224,12 +225,20 @@ int rp__local_submit(rp_pool_t *pool, struct rp__job *job)
     lj->track = job->flags & RP__JOB_TRACK;
     lj->out_size = lj->var ? 16 : job->out_size;
     atomic_init(&lj->slot, -1);
+    /* (their products fit: the core checked them against PTRDIFF_MAX) */
+    lj->in_shared = rp__pool_shares(pool, job->in, job->n * job->in_size);
+    lj->out_shared = !lj->var && job->out_size && rp__pool_shares(pool, job->out,
+                                                                  job->n * job->out_size);
     /* Each part checked against the arena before the sum: none can wrap. */
     size_t in_b, out_b;
     if (rp__mul_size(job->n, job->in_size, &in_b) || rp__mul_size(job->n, lj->out_size, &out_b)) {
         free(lj);
         return RP_EINVAL;
     }
+    if (lj->in_shared)
+        in_b = 0; /* no block for it */
+    if (lj->out_shared)
+        out_b = 0;
     if (in_b > lp->arena_size || out_b > lp->arena_size || job->n > lp->arena_size
         || rp__align_up(in_b, RP__ALIGN) + rp__align_up(out_b, RP__ALIGN)
                    + (lj->track ? rp__align_up(job->n, RP__ALIGN) : 0) > lp->arena_size) {

@@ -232,6 +232,8 @@ struct ljob {
     uint64_t     out_size;         /* bytes per item in the arena */
     bool         var, track, queued;
     bool         watch;            /* (L) the core watches it (ops->watch) */
+    bool         in_shared, out_shared; /* in / out lie in a shared buffer: used in
+                                           place (no arena block, no copy) */
     _Atomic bool publishing;       /* its input is being copied in (publish) */
     bool         delivered;        /* (D) every output delivered */
     _Atomic bool freed;            /* (D, L) slot, arena and var segments given back */
@@ -376,6 +378,9 @@ bool    rp__local_arena_alloc(struct lpool *lp, uint64_t size, uint64_t *off);
 void    rp__local_arena_free(struct lpool *lp, uint64_t off, uint64_t size);
 int64_t rp__local_var_alloc(struct lpool *lp, int j, uint32_t gen, uint64_t need);
 void    rp__local_var_release(struct lpool *lp, int j, uint32_t gen);
+/* ops->buf_alloc, ops->buf_free: shared buffers are blocks of the arena. */
+void   *rp__local_buf_alloc(rp_pool_t *pool, size_t bytes);
+void    rp__local_buf_free(rp_pool_t *pool, void *p, size_t bytes);
 
 /* job.c */
 void rp__local_promote(struct lpool *lp);

@@ -418,4 +418,6 @@ const struct rp__backend_ops rp__backend_local = {
     .cancel = rp__local_cancel,
     .kills = true,
     .watch = rp__local_watch,
+    .buf_alloc = rp__local_buf_alloc, /* blocks of the arena */
+    .buf_free = rp__local_buf_free,
 };

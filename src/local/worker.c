@@ -144,7 +144,11 @@ static void run_chunk(struct wctx *w)
     const char *in = lp->arena + c->in_off + c->start * c->in_size;
     char *out = (var || c->out_size == 0) ? NULL : lp->arena + c->out_off + c->start * c->out_size;
     w->ctx.stop = &w->hdr->slots[c->slot].cancel; /* rp_result_cancel */
-    if (__builtin_expect(c->timeout_ns || c->retries, 0)) { /* a time limit, retries */
+    if (c->flags & RP__JOB_BATCH) { /* batch tasks: no per-item stop or time limit */
+        w->ctx.ran = c->len;
+        rp__worker_run_batch(&w->ctx, c->fn, in, c->in_size, out, var ? 0 : c->out_size,
+                             c->start, c->len, &ws->cur, on_fail, w);
+    } else if (__builtin_expect(c->timeout_ns || c->retries, 0)) { /* a time limit, retries */
         rp__runctl rc = { &ws->deadline, c->timeout_ns, c->retries };
         rp__worker_run_ctl(&w->ctx, c->fn, in, c->in_size, out, var ? 0 : c->out_size,
                            c->start, c->len, &ws->cur, on_fail, w, &rc);

@@ -128,7 +128,12 @@ bool rp__mpi_run_slot(struct server *sv, struct lworker *lw, rp_ctx_t *ctx, uint
             len = (size_t)(max_tasks - *tasks); /* then it retires */
         sd->var_last = 0;
         double t0 = rp__now();
-        if (__builtin_expect(sd->timeout_ns || sd->retries, 0)) { /* limit, retries */
+        if (sd->flags & RP__JOB_BATCH) { /* batch tasks: no per-item stop or limit */
+            ctx->ran = len;
+            rp__worker_run_batch(ctx, sd->fn, in + off * sd->in_size, sd->in_size,
+                                 out ? out + off * sd->out_size : NULL, sd->out_size,
+                                 sd->start + off, len, &ctl->cur, child_on_fail, &cr);
+        } else if (__builtin_expect(sd->timeout_ns || sd->retries, 0)) { /* limit, retries */
             rp__runctl rc = { &ctl->deadline, sv->inproc ? 0 : sd->timeout_ns, sd->retries };
             rp__worker_run_ctl(ctx, sd->fn, in + off * sd->in_size, sd->in_size,
                                out ? out + off * sd->out_size : NULL, sd->out_size,

@@ -42,11 +42,16 @@ void rp__mpi_release_inflight(struct mpi_pool *mp, struct inflight *fl, bool can
 }
 
 /* The most items of job one batch may hold: what one transfer area holds of their
- * inputs and outputs (a fixed chunk larger than that travels in several batches). */
+ * inputs and outputs (a fixed chunk larger than that travels in several batches).
+ * A batch task's fixed chunk travels alone: the worker's call is then the batch,
+ * and a crash inside it fails that call's items only. */
 static size_t batch_fit(const struct rp__job *job)
 {
     size_t per = job->in_size + ((job->flags & RP__JOB_VAR) ? 0 : job->out_size);
-    return RP_MPI_ITEM_MAX / (per ? per : 1);
+    size_t fit = RP_MPI_ITEM_MAX / (per ? per : 1);
+    if ((job->flags & RP__JOB_BATCH) && job->chunksize && job->chunksize < fit)
+        fit = job->chunksize;
+    return fit;
 }
 
 static struct inflight *free_inflight(struct mworker *w)
