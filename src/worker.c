@@ -87,7 +87,7 @@ size_t rp__worker_run_ctl(rp_ctx_t *ctx, rp_task_fn fn, const char *in, size_t i
             if (attempt <= rc->retries)
                 continue;
             rp_error_t e;
-            fill_failure(&e, ctx, RP_ETASK, r, index, "task");
+            rp__worker_fill_failure(&e, ctx, RP_ETASK, r, index, "task");
             if (rc->retries) {
                 size_t len = strlen(e.message);
                 snprintf(e.message + len, sizeof e.message - len, " (after %u attempts)",
