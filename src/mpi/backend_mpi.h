@@ -151,6 +151,7 @@ struct lworker {
     bool           sending[DEPTH];
     rp_ctx_t       ctx;         /* in-process mode: the worker's context */
     long           tasks;
+    unsigned       spawns;      /* processes started for it so far */
 };
 
 struct server {
@@ -180,9 +181,12 @@ int  rp__mpi_server_ctl(struct server *sv, unsigned kind, uint32_t worker, int32
 size_t rp__mpi_record_free(const struct slotdesc *sd);
 /* Appends the error record of e to slot s (room permitting; the child's on_fail). */
 void rp__mpi_record_fail(struct lworker *lw, int s, const rp_error_t *e);
-/* Room for bytes more records in slot s, leaving `keep` bytes free; NULL if they
- * do not fit. */
+/* Where bytes more records go in slot s, leaving `keep` bytes free; NULL if they
+ * do not fit. They are part of the area once written and committed. */
 void *rp__mpi_record_room(struct lworker *lw, int s, size_t bytes, size_t keep);
+/* The record of `bytes` bytes written at rp__mpi_record_room's place is now part
+ * of slot s's area (as a whole: see the function). */
+void rp__mpi_record_commit(struct lworker *lw, int s, size_t bytes);
 /* Receives a BATCH (buf, msglen bytes, arrived on tag) into slot s and posts it to
  * the worker, or answers it at once (a failure, or handed back when the worker is
  * gone). \return RP_OK, RP_EPROTO (malformed), RP_EMPI. */

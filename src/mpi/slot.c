@@ -24,16 +24,28 @@ void *rp__mpi_record_room(struct lworker *lw, int s, size_t bytes, size_t keep)
     size_t free_bytes = rp__mpi_record_free(sd);
     if (bytes > free_bytes || keep > free_bytes - bytes)
         return NULL;
-    sd->rec_len += bytes;
     return lw->slot[s] + at;
+}
+
+void rp__mpi_record_commit(struct lworker *lw, int s, size_t bytes)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    /* The record's bytes are in place before the length covers them: a process
+     * killed at any moment leaves the area with whole records only (the count
+     * follows the length; report_death counts them again). */
+    atomic_thread_fence(memory_order_release);
+    sd->rec_len += bytes;
+    atomic_thread_fence(memory_order_release);
+    sd->nrec++;
 }
 
 void rp__mpi_record_fail(struct lworker *lw, int s, const rp_error_t *e)
 {
-    void *p = rp__mpi_record_room(lw, s, rp__wire_error_size(e), 0);
+    size_t size = rp__wire_error_size(e);
+    void *p = rp__mpi_record_room(lw, s, size, 0);
     if (p) {
         rp__wire_error_write(p, e);
-        lw->ctl->slot[s].nrec++;
+        rp__mpi_record_commit(lw, s, size);
     }
 }
 
