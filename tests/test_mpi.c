@@ -814,6 +814,43 @@ static void test_mpi_killed_while_writing_a_record(void)
     tu_pool_done(p);
 }
 
+/* A worker process killed just after it recorded an item's failure, before the
+ * next item (RP_TEST_DIE_IN_RECORD=-N): the death falls between items, so no item
+ * fails with RP_EWORKER, and the failed item is reported once, as RP_ETASK (not
+ * again as the item that was running, nor run again elsewhere). */
+static void test_mpi_killed_after_a_failure_record(void)
+{
+    enum { N = 60 };
+    int in[N], out[N];
+    for (int i = 0; i < N; i++) {
+        in[i] = i;
+        out[i] = -1;
+    }
+    rp_map_opts_t mo = { .chunksize = 10 };
+    rp_pool_t *p = pool_dying_in_record("-2");
+    if (!p)
+        return;
+    rp_result_t *r = NULL;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, fail_odd, in, N, sizeof *in, out, sizeof *out, &mo,
+                                       &r), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_wait(r, 60), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), N / 2);
+    size_t bad = 0;
+    for (size_t k = 0; k < rp_result_nerrors(r); k++) {
+        const rp_error_t *e = rp_result_error(r, k);
+        bad += !e || e->index != 2 * k + 1 || e->code != RP_ETASK;
+    }
+    for (int i = 0; i < N; i += 2)
+        bad += out[i] != 3 * i;
+    CU_ASSERT_EQUAL(bad, 0);
+    size_t done = 0, total = 0;
+    rp_result_progress(r, &done, &total);
+    CU_ASSERT_EQUAL(done, N);
+    rp_result_free(r);
+    check_all_workers_serve(p);
+    tu_pool_done(p);
+}
+
 /* A serving rank that stops answering (SIGSTOP; a hung node looks the same):
  * terminate gives up on it after a bounded wait instead of hanging, and nothing is
  * lost: every item either succeeded or failed with RP_ECANCELED. A watchdog
@@ -1086,6 +1123,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_every_failure_reported),
         TU_TEST(test_mpi_var_outputs_beyond_one_area),
         TU_TEST(test_mpi_killed_while_writing_a_record),
+        TU_TEST(test_mpi_killed_after_a_failure_record),
         TU_TEST(test_mpi_terminate_with_stopped_rank),
         TU_TEST(test_mpi_pool_after_a_rank_was_given_up),
         TU_TEST(test_mpi_intercommunicator_refused),

@@ -29,7 +29,8 @@ struct child_run {
 
 /* Tests only (RP_TEST_DIE_IN_RECORD=N): the first process of worker 0 is killed
  * halfway through writing its N-th record (a failure or a variable-size output's
- * header) into the record area: its first half is in place, the rest not. */
+ * header) into the record area: its first half is in place, the rest not. With
+ * N < 0, just after its -N-th failure record is committed (before the next item). */
 static long die_record, records_written;
 
 static void die_in_record(void *at, const void *rec, size_t size)
@@ -47,13 +48,15 @@ static void child_on_fail(void *arg, const rp_error_t *e)
     void *p = rp__mpi_record_room(cr->lw, cr->s, size, 0);
     if (!p)
         return;
-    if (die_record > 0) {
+    if (die_record != 0) {
         char rec[RP__WIRE_ERROR_MAX];
         rp__wire_error_write(rec, e);
         die_in_record(p, rec, size);
     }
     rp__wire_error_write(p, e);
     rp__mpi_record_commit(cr->lw, cr->s, size);
+    if (__builtin_expect(die_record < 0, 0) && ++records_written == -die_record)
+        raise(SIGKILL);
 }
 
 /* rp_output(): room for a variable-size output in the record area. It leaves room
