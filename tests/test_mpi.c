@@ -851,6 +851,61 @@ static void test_mpi_killed_after_a_failure_record(void)
     tu_pool_done(p);
 }
 
+/* A rank given up by the master (here for a malformed message) while its worker
+ * still computes a batch whose outputs are large: they travel as a message of
+ * their own, which the master no longer wants. The rank must still leave
+ * rp_pool_create when the pool ends (it used to wait forever for that send to
+ * complete). Every rank then meets in a barrier, within a bounded time; a rank
+ * that never comes makes the test fail (MPI_Abort) instead of hanging it. */
+enum { BIG_OUT = 32 << 10 };
+
+static int slow_big(const void *in, void *out, rp_ctx_t *ctx)
+{
+    tu_sleep(0.1);
+    memset(out, *(const int *)in & 0xff, BIG_OUT);
+    return 0;
+}
+
+static void every_rank_returns(const char *what)
+{
+    MPI_Request req;
+    MPI_Ibarrier(MPI_COMM_WORLD, &req);
+    int done = 0;
+    for (double t0 = tu_now(); !done && tu_now() - t0 < 40; tu_sleep(0.001))
+        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+    CU_ASSERT_TRUE(done);
+    if (!done) {
+        fprintf(stderr, "test_mpi: a rank did not leave the pool within 40 s (%s)\n", what);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+}
+
+static void test_mpi_given_up_rank_leaves_the_pool(void)
+{
+    rp_pool_t *p = world_pool(NULL);
+    if (p) {
+        enum { N = 16 };
+        int in[N];
+        for (int i = 0; i < N; i++)
+            in[i] = i;
+        char *out = malloc((size_t)N * BIG_OUT);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+        rp_map_opts_t mo = { .chunksize = 4 };
+        rp_result_t *r = NULL;
+        CU_ASSERT_EQUAL_FATAL(rp_map_async(p, slow_big, in, N, sizeof *in, out, BIG_OUT, &mo,
+                                           &r), RP_OK);
+        tu_sleep(0.2); /* rank 1's worker is inside a batch */
+        char junk[64];
+        memset(junk, 0x5a, sizeof junk);
+        MPI_Send(junk, sizeof junk, MPI_BYTE, 1, 7310, rp_pool_comm(p));
+        CU_ASSERT_EQUAL(rp_result_wait(r, 60), RP_OK);
+        rp_result_free(r);
+        free(out);
+        tu_pool_done(p);
+    }
+    every_rank_returns("given up with a large result to send");
+}
+
 /* A serving rank that stops answering (SIGSTOP; a hung node looks the same):
  * terminate gives up on it after a bounded wait instead of hanging, and nothing is
  * lost: every item either succeeded or failed with RP_ECANCELED. A watchdog
@@ -1124,6 +1179,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_var_outputs_beyond_one_area),
         TU_TEST(test_mpi_killed_while_writing_a_record),
         TU_TEST(test_mpi_killed_after_a_failure_record),
+        TU_TEST(test_mpi_given_up_rank_leaves_the_pool),
         TU_TEST(test_mpi_terminate_with_stopped_rank),
         TU_TEST(test_mpi_pool_after_a_rank_was_given_up),
         TU_TEST(test_mpi_intercommunicator_refused),

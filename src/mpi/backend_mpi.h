@@ -149,6 +149,7 @@ struct lworker {
     uint32_t       nsent;       /* batches whose results were sent */
     MPI_Request    req[DEPTH][2];
     bool           sending[DEPTH];
+    bool           leaked[DEPTH]; /* a send from it was abandoned: never unmapped */
     rp_ctx_t       ctx;         /* in-process mode: the worker's context */
     long           tasks;
     unsigned       spawns;      /* processes started for it so far */
@@ -168,6 +169,7 @@ struct server {
     rp__wbuf          out;      /* small control messages */
     char             *rbuf;
     size_t            rcap;
+    bool              leaving;  /* STOP or TERMINATE received */
 };
 
 /* server.c: a serving rank's part of rp_pool_create (settings, children, READY,
@@ -201,7 +203,9 @@ int  rp__mpi_send_part(struct server *sv, struct lworker *lw, int s);
 int  rp__mpi_send_returned(struct server *sv, struct lworker *lw, int s);
 /* Sends the results of the batches of lw finished and not sent yet, in order. */
 int  rp__mpi_send_finished(struct server *sv, struct lworker *lw, int *events);
-void rp__mpi_slot_drain(struct lworker *lw, int s);
+/* Waits until slot s's result is sent (abandoned when the master ended the pool
+ * without reading it). */
+void rp__mpi_slot_drain(struct server *sv, struct lworker *lw, int s);
 
 /* child.c: the worker processes. */
 int  rp__mpi_spawn_child(struct server *sv, struct lworker *lw);
@@ -292,6 +296,7 @@ struct mpi_pool {
     bool            retired;     /* stopped, its communicator freed (pool_retire) */
     bool           *rank_broken; /* per rank: gave up on it */
     bool           *rank_bye;    /* per rank: said BYE */
+    int             nbroken;     /* ranks given up */
     char            lost_why[320]; /* why the last worker was lost */
     char           *rbuf;
     size_t          rcap;

@@ -439,7 +439,7 @@ int rp__mpi_worker_gone(struct server *sv, struct lworker *lw, const char *why)
         rc = rp__mpi_send_part(sv, lw, s); /* what a retired process did of it */
         if (rc == RP_OK)
             rc = rp__mpi_send_returned(sv, lw, s);
-        rp__mpi_slot_drain(lw, s);
+        rp__mpi_slot_drain(sv, lw, s);
     }
     atomic_store(&lw->ctl->completed, lw->nposted);
     lw->nsent = lw->nposted;
