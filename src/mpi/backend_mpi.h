@@ -84,6 +84,8 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define IDLE_SLEEP_S  0.1                 /* the pool thread's sleep with no job at all */
 #define ANSWER_WAIT_S 3.0                 /* longest wait for a rank's BYE (terminate, join) */
 #define RANK_WORKERS_MAX 1024             /* worker processes on one serving rank */
+#define INIT_DEATHS_MAX 8                 /* replacements killed in their initializer,
+                                             in a row, before the worker is gone */
 
 /* ======================================================================================
  * A serving rank
@@ -153,6 +155,7 @@ struct lworker {
     rp_ctx_t       ctx;         /* in-process mode: the worker's context */
     long           tasks;
     unsigned       spawns;      /* processes started for it so far */
+    unsigned       init_deaths; /* its processes killed in their initializer, in a row */
 };
 
 struct server {

@@ -417,6 +417,13 @@ int rp__mpi_child_ended(struct server *sv, struct lworker *lw, int status)
         return rc;
     if (atomic_load(&ctl->state) == CHILD_INIT_FAILED) /* no endless respawning */
         return init_failed(sv, lw);
+    /* Killed inside its initializer: started again, a few times in a row at most
+     * (an initializer that crashes every time would make processes forever). */
+    if (atomic_load(&ctl->state) != CHILD_STARTING)
+        lw->init_deaths = 0;
+    else if (++lw->init_deaths > INIT_DEATHS_MAX)
+        return rp__mpi_worker_gone(sv, lw, "its replacement died in its initializer "
+                                           "again and again");
     atomic_store(&ctl->state, CHILD_STARTING);
     if (rp__mpi_spawn_child(sv, lw) != RP_OK)
         return rp__mpi_worker_gone(sv, lw, "could not fork a new worker process");
