@@ -880,9 +880,12 @@ static void every_rank_returns(const char *what)
     }
 }
 
-static void test_mpi_given_up_rank_leaves_the_pool(void)
+static void given_up_with_large_result(bool unread)
 {
+    if (unread && world_rank == 0)
+        setenv("RP_TEST_UNREAD_GIVEN_UP", "1", 1);
     rp_pool_t *p = world_pool(NULL);
+    unsetenv("RP_TEST_UNREAD_GIVEN_UP");
     if (p) {
         enum { N = 16 };
         int in[N];
@@ -903,7 +906,20 @@ static void test_mpi_given_up_rank_leaves_the_pool(void)
         free(out);
         tu_pool_done(p);
     }
-    every_rank_returns("given up with a large result to send");
+    every_rank_returns(unread ? "a result nobody reads" : "given up with a large result");
+}
+
+static void test_mpi_given_up_rank_leaves_the_pool(void)
+{
+    given_up_with_large_result(false);
+}
+
+/* The same when the master never reads that result (as when it ended the pool
+ * having stopped waiting for the rank; the test hook RP_TEST_UNREAD_GIVEN_UP):
+ * once asked to leave, the rank stops waiting for that send after a bounded time. */
+static void test_mpi_unread_result_does_not_keep_a_rank(void)
+{
+    given_up_with_large_result(true);
 }
 
 /* A serving rank that stops answering (SIGSTOP; a hung node looks the same):
@@ -1180,6 +1196,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_killed_while_writing_a_record),
         TU_TEST(test_mpi_killed_after_a_failure_record),
         TU_TEST(test_mpi_given_up_rank_leaves_the_pool),
+        TU_TEST(test_mpi_unread_result_does_not_keep_a_rank),
         TU_TEST(test_mpi_terminate_with_stopped_rank),
         TU_TEST(test_mpi_pool_after_a_rank_was_given_up),
         TU_TEST(test_mpi_intercommunicator_refused),

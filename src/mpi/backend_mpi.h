@@ -300,6 +300,7 @@ struct mpi_pool {
     bool           *rank_broken; /* per rank: gave up on it */
     bool           *rank_bye;    /* per rank: said BYE */
     int             nbroken;     /* ranks given up */
+    bool            leave_unread; /* tests: their messages are not dropped */
     char            lost_why[320]; /* why the last worker was lost */
     char           *rbuf;
     size_t          rcap;

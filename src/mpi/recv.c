@@ -371,7 +371,7 @@ int rp__mpi_poll_messages(struct mpi_pool *mp)
 {
     int events = 0;
     mp->job_ended = false;
-    if (mp->nbroken > 0)
+    if (mp->nbroken > 0 && !mp->leave_unread)
         events += drop_given_up_data(mp);
     /* Stop after a message that completes a job: its waiter may be polling,
      * and wants its result now rather than after one more probe. */
