@@ -83,10 +83,7 @@ void rp__mpi_slot_drain(struct server *sv, struct lworker *lw, int s)
                       lw->id);
             break;
         }
-        if (waited < SPIN_IDLE_S)
-            rp__mpi_idle_pause();
-        else
-            rp__mpi_sleep(SLEEP_MAX_S);
+        rp__mpi_idle_pause(); /* (as MPI_Waitall would spin) */
     }
     lw->req[s][0] = lw->req[s][1] = MPI_REQUEST_NULL;
     lw->sending[s] = false;
