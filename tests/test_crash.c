@@ -506,6 +506,125 @@ static void test_crash_replacement_init_fails(void)
     unlink(flag_path);
 }
 
+/* Once a flag file exists, the next worker process to run this initializer is
+ * killed inside it (SIGKILL, once: it leaves a second file); every other run sets
+ * the offset. */
+struct die_once_paths {
+    char flag[64], once[72];
+};
+
+static int init_killed_once_flagged(const void *arg, rp_ctx_t *ctx)
+{
+    const struct die_once_paths *d = arg;
+    if (access(d->flag, F_OK) == 0) {
+        int fd = open(d->once, O_CREAT | O_EXCL | O_WRONLY, 0600);
+        if (fd >= 0) {
+            close(fd);
+            raise(SIGKILL);
+        }
+    }
+    offset = 1000;
+    return 0;
+}
+
+/* A replacement killed by a signal while it runs its initializer is not a failing
+ * initializer: it is replaced again, and the pool keeps its workers. With one
+ * worker, only the item that killed the first process fails; every other item
+ * runs on the third process, initialised. */
+static void test_crash_replacement_killed_in_initializer(void)
+{
+    fill_in();
+    target = 3;
+    struct die_once_paths d;
+    snprintf(d.flag, sizeof d.flag, "/tmp/rp_test_kinit_%d", (int)getpid());
+    snprintf(d.once, sizeof d.once, "%s.once", d.flag);
+    rp_pool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.initializer = init_killed_once_flagged;
+    o.initarg = &d; /* the master's paths, on every worker */
+    o.initarg_size = sizeof d;
+    rp_pool_t *p = tu_pool(1, &o);
+    if (!p)
+        return;
+    int fd = open(d.flag, O_CREAT | O_WRONLY, 0600);
+    CU_ASSERT_FATAL(fd >= 0);
+    close(fd);
+    long out[40];
+    memset(out, 0, sizeof out);
+    rp_result_t *r;
+    rp_map_opts_t one = { .chunksize = 1 };
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, square_segv, in_items, 40, sizeof(long), out,
+                                       sizeof(long), &one, &r),
+                          RP_OK);
+    rp_error_t e;
+    CU_ASSERT_EQUAL(rp_result_get(r, 60, &e), RP_EWORKER);
+    CU_ASSERT_EQUAL(e.index, 3);
+    CU_ASSERT_EQUAL(e.signal, SIGSEGV);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), 1);
+    CU_ASSERT_EQUAL(wrong_outputs(out, 40, 3, 1000), 0);
+    rp_result_free(r);
+    CU_ASSERT_EQUAL(access(d.once, F_OK), 0); /* the replacement was killed */
+    CU_ASSERT_EQUAL(rp_map(p, square_segv, in_items + 10, 10, sizeof(long), out, sizeof(long),
+                           NULL, NULL),
+                    RP_OK);
+    CU_ASSERT_EQUAL(out[0], 10 * 10 + 1000);
+    tu_pool_done(p);
+    unlink(d.flag);
+    unlink(d.once);
+}
+
+/* Once the flag file exists, every process that runs this initializer is killed
+ * inside it. */
+static int init_killed_when_flagged(const void *arg, rp_ctx_t *ctx)
+{
+    if (access((const char *)arg, F_OK) == 0)
+        raise(SIGKILL);
+    return 0;
+}
+
+/* An initializer that kills its process every time is not restarted forever: after
+ * a few replacements died in it in a row, the worker is gone; with no worker
+ * left, the remaining items fail with RP_EBROKEN, and so does later work. */
+static void test_crash_replacement_always_killed_in_initializer(void)
+{
+    fill_in();
+    target = 3;
+    char flag_path[64];
+    snprintf(flag_path, sizeof flag_path, "/tmp/rp_test_kall_%d", (int)getpid());
+    rp_pool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.initializer = init_killed_when_flagged;
+    o.initarg = flag_path;
+    o.initarg_size = sizeof flag_path;
+    rp_pool_t *p = tu_pool(1, &o);
+    if (!p)
+        return;
+    int fd = open(flag_path, O_CREAT | O_WRONLY, 0600);
+    CU_ASSERT_FATAL(fd >= 0);
+    close(fd);
+    long out[40];
+    rp_result_t *r;
+    rp_map_opts_t one = { .chunksize = 1 };
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, square_segv, in_items, 40, sizeof(long), out,
+                                       sizeof(long), &one, &r),
+                          RP_OK);
+    CU_ASSERT_EQUAL(rp_result_wait(r, 60), RP_OK);
+    rp_error_t e;
+    CU_ASSERT_EQUAL(rp_result_get(r, 0, &e), RP_EWORKER);
+    CU_ASSERT_EQUAL(e.index, 3);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), 37);
+    const rp_error_t *last = rp_result_error(r, 36);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(last);
+    CU_ASSERT_EQUAL(last->index, 39);
+    CU_ASSERT_EQUAL(last->code, RP_EBROKEN);
+    CU_ASSERT_EQUAL(wrong_outputs(out, 3, -1, 0), 0);
+    rp_result_free(r);
+    CU_ASSERT_EQUAL(rp_map(p, square, in_items, 10, sizeof(long), out, sizeof(long), NULL, NULL),
+                    RP_EBROKEN);
+    tu_pool_done(p);
+    unlink(flag_path);
+}
+
 /* max_tasks_per_worker: workers are replaced after that many items, without any
  * error; every item is still right. */
 static int pid_of_worker(const void *in, void *out, rp_ctx_t *ctx)
@@ -566,6 +685,8 @@ int main(int argc, char **argv)
         TU_TEST(test_crash_replacement_runs_initializer),
         TU_TEST(test_crash_init_failure),
         TU_TEST(test_crash_replacement_init_fails),
+        TU_TEST(test_crash_replacement_killed_in_initializer),
+        TU_TEST(test_crash_replacement_always_killed_in_initializer),
         TU_TEST(test_crash_max_tasks),
         TU_END,
     };

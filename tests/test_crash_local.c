@@ -332,6 +332,47 @@ static void test_crash_local_die_in_claim_before_cas(void)
     check_die_in_claim("-2", 0, 3000);
 }
 
+/* A worker killed after it counted the last items of a job and before it looked
+ * whether the job is complete (the library's test hook RP_TEST_DIE_AFTER_COUNT:
+ * worker 0 kills itself after counting its N-th chunk): nobody else will look, so
+ * the master must, when it hears of the death. The job completes, every item
+ * succeeded (they all ran), and the pool goes on. */
+static void check_die_after_count(const char *when, size_t n, size_t chunksize)
+{
+    fill_in();
+    setenv("RP_TEST_DIE_AFTER_COUNT", when, 1);
+    rp_pool_t *p = tu_local_pool(1, NULL);
+    unsetenv("RP_TEST_DIE_AFTER_COUNT");
+    if (!p)
+        return;
+    long out[16];
+    memset(out, 0, sizeof out);
+    rp_map_opts_t mo = { .chunksize = chunksize };
+    rp_result_t *r;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, square, in_items, n, sizeof(long), out, sizeof(long),
+                                       &mo, &r),
+                          RP_OK);
+    CU_ASSERT_EQUAL(rp_result_wait(r, 20), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_get(r, 0, NULL), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), 0);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += out[i] != in_items[i] * in_items[i];
+    CU_ASSERT_EQUAL(bad, 0);
+    rp_result_free(r);
+    /* later jobs complete too (a replacement dies again at its own N-th chunk) */
+    CU_ASSERT_EQUAL(rp_map(p, square, in_items, 1, sizeof(long), out, sizeof(long), NULL, NULL),
+                    RP_OK);
+    rp_pool_terminate(p);
+    rp_pool_free(p);
+}
+
+static void test_crash_local_die_after_count(void)
+{
+    check_die_after_count("1", 5, 5);  /* the job's only chunk */
+    check_die_after_count("3", 3, 1);  /* its last of three */
+}
+
 /* The pid of this process's only child, or 0. */
 static pid_t only_child(void)
 {
@@ -418,6 +459,7 @@ int main(int argc, char **argv)
         TU_TEST(test_crash_local_init_failure),
         TU_TEST(test_crash_local_die_in_claim_after_cas),
         TU_TEST(test_crash_local_die_in_claim_before_cas),
+        TU_TEST(test_crash_local_die_after_count),
         TU_TEST(test_crash_local_fork_server_killed),
         TU_TEST(test_crash_local_master_killed),
         TU_END,

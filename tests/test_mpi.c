@@ -721,6 +721,207 @@ static void test_mpi_var_outputs_beyond_one_area(void)
     tu_pool_done(p);
 }
 
+/* A worker process killed halfway through writing a record into its transfer
+ * area (the library's test hook RP_TEST_DIE_IN_RECORD=N: the first process of
+ * worker 0 dies with half of its N-th record written): a record is part of a
+ * result whole or not at all. The item whose record was cut fails once, with
+ * RP_EWORKER and SIGKILL; every other record arrives intact, and no rank is given
+ * up for a malformed result. First failure records, then variable-size outputs. */
+static int var_bytes(const void *in, void *out, rp_ctx_t *ctx)
+{
+    int i = *(const int *)in;
+    unsigned char *o = rp_output(ctx, 100 + (size_t)i);
+    if (!o)
+        return rp_raise(ctx, 2, "no room");
+    memset(o, i % 251, 100 + (size_t)i);
+    return 0;
+}
+
+static rp_pool_t *pool_dying_in_record(const char *when)
+{
+    setenv("RP_TEST_DIE_IN_RECORD", when, 1);
+    rp_pool_t *p = world_pool(NULL);
+    unsetenv("RP_TEST_DIE_IN_RECORD");
+    return p;
+}
+
+/* Every worker ran an item of a map of who_runs: none was given up. */
+static void check_all_workers_serve(rp_pool_t *p)
+{
+    enum { M = 300 };
+    int in[M], by[M];
+    for (int i = 0; i < M; i++)
+        in[i] = i;
+    rp_map_opts_t mo = { .chunksize = 1 };
+    CU_ASSERT_EQUAL(rp_map(p, who_runs, in, M, sizeof *in, by, sizeof *by, &mo, NULL), RP_OK);
+    CU_ASSERT_EQUAL(workers_seen(by, M, rp_pool_size(p)), rp_pool_size(p));
+}
+
+static void test_mpi_killed_while_writing_a_record(void)
+{
+    enum { N = 60 };
+    int in[N], out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    rp_map_opts_t mo = { .chunksize = 10 };
+    rp_pool_t *p = pool_dying_in_record("3");
+    if (p) {
+        rp_result_t *r = NULL;
+        CU_ASSERT_EQUAL_FATAL(rp_map_async(p, fail_all, in, N, sizeof *in, out, sizeof *out,
+                                           &mo, &r), RP_OK);
+        CU_ASSERT_EQUAL(rp_result_wait(r, 60), RP_OK);
+        CU_ASSERT_EQUAL(rp_result_nerrors(r), N);
+        size_t killed = 0, torn = 0;
+        for (size_t k = 0; k < rp_result_nerrors(r); k++) {
+            const rp_error_t *e = rp_result_error(r, k);
+            if (e && e->code == RP_EWORKER && e->signal == SIGKILL)
+                killed++;
+            else if (!e || e->index != k || e->code != RP_ETASK || e->task_code != 4 ||
+                     strlen(e->message) != 255 || atoi(e->message + 5) != (int)k)
+                torn++;
+        }
+        CU_ASSERT_EQUAL(killed, 1);
+        CU_ASSERT_EQUAL(torn, 0);
+        rp_result_free(r);
+        check_all_workers_serve(p);
+        tu_pool_done(p);
+    }
+    p = pool_dying_in_record("3");
+    if (!p)
+        return;
+    rp_varout_t *vo = NULL;
+    rp_result_t *r = NULL;
+    CU_ASSERT_EQUAL_FATAL(rp_map_var_async(p, var_bytes, in, N, sizeof *in, &mo, &vo, &r),
+                          RP_OK);
+    CU_ASSERT_EQUAL(rp_result_wait(r, 60), RP_OK);
+    CU_ASSERT_EQUAL_FATAL(rp_result_nerrors(r), 1);
+    const rp_error_t *e = rp_result_error(r, 0);
+    CU_ASSERT_EQUAL(e->code, RP_EWORKER);
+    CU_ASSERT_EQUAL(e->signal, SIGKILL);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        size_t size = 0;
+        const unsigned char *d = rp_varout_item(vo, (size_t)i, &size);
+        if ((size_t)i == e->index)
+            bad += d != NULL;
+        else
+            bad += !d || size != 100 + (size_t)i || d[0] != i % 251 || d[size - 1] != i % 251;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    rp_result_free(r);
+    rp_varout_free(vo);
+    check_all_workers_serve(p);
+    tu_pool_done(p);
+}
+
+/* A worker process killed just after it recorded an item's failure, before the
+ * next item (RP_TEST_DIE_IN_RECORD=-N): the death falls between items, so no item
+ * fails with RP_EWORKER, and the failed item is reported once, as RP_ETASK (not
+ * again as the item that was running, nor run again elsewhere). */
+static void test_mpi_killed_after_a_failure_record(void)
+{
+    enum { N = 60 };
+    int in[N], out[N];
+    for (int i = 0; i < N; i++) {
+        in[i] = i;
+        out[i] = -1;
+    }
+    rp_map_opts_t mo = { .chunksize = 10 };
+    rp_pool_t *p = pool_dying_in_record("-2");
+    if (!p)
+        return;
+    rp_result_t *r = NULL;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, fail_odd, in, N, sizeof *in, out, sizeof *out, &mo,
+                                       &r), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_wait(r, 60), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_nerrors(r), N / 2);
+    size_t bad = 0;
+    for (size_t k = 0; k < rp_result_nerrors(r); k++) {
+        const rp_error_t *e = rp_result_error(r, k);
+        bad += !e || e->index != 2 * k + 1 || e->code != RP_ETASK;
+    }
+    for (int i = 0; i < N; i += 2)
+        bad += out[i] != 3 * i;
+    CU_ASSERT_EQUAL(bad, 0);
+    size_t done = 0, total = 0;
+    rp_result_progress(r, &done, &total);
+    CU_ASSERT_EQUAL(done, N);
+    rp_result_free(r);
+    check_all_workers_serve(p);
+    tu_pool_done(p);
+}
+
+/* A rank given up by the master (here for a malformed message) while its worker
+ * still computes a batch whose outputs are large: they travel as a message of
+ * their own, which the master no longer wants. The rank must still leave
+ * rp_pool_create when the pool ends (it used to wait forever for that send to
+ * complete). Every rank then meets in a barrier, within a bounded time; a rank
+ * that never comes makes the test fail (MPI_Abort) instead of hanging it. */
+enum { BIG_OUT = 32 << 10 };
+
+static int slow_big(const void *in, void *out, rp_ctx_t *ctx)
+{
+    tu_sleep(0.1);
+    memset(out, *(const int *)in & 0xff, BIG_OUT);
+    return 0;
+}
+
+static void every_rank_returns(const char *what)
+{
+    MPI_Request req;
+    MPI_Ibarrier(MPI_COMM_WORLD, &req);
+    int done = 0;
+    for (double t0 = tu_now(); !done && tu_now() - t0 < 40; tu_sleep(0.001))
+        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+    CU_ASSERT_TRUE(done);
+    if (!done) {
+        fprintf(stderr, "test_mpi: a rank did not leave the pool within 40 s (%s)\n", what);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+}
+
+static void given_up_with_large_result(bool unread)
+{
+    if (unread && world_rank == 0)
+        setenv("RP_TEST_UNREAD_GIVEN_UP", "1", 1);
+    rp_pool_t *p = world_pool(NULL);
+    unsetenv("RP_TEST_UNREAD_GIVEN_UP");
+    if (p) {
+        enum { N = 16 };
+        int in[N];
+        for (int i = 0; i < N; i++)
+            in[i] = i;
+        char *out = malloc((size_t)N * BIG_OUT);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+        rp_map_opts_t mo = { .chunksize = 4 };
+        rp_result_t *r = NULL;
+        CU_ASSERT_EQUAL_FATAL(rp_map_async(p, slow_big, in, N, sizeof *in, out, BIG_OUT, &mo,
+                                           &r), RP_OK);
+        tu_sleep(0.2); /* rank 1's worker is inside a batch */
+        char junk[64];
+        memset(junk, 0x5a, sizeof junk);
+        MPI_Send(junk, sizeof junk, MPI_BYTE, 1, 7310, rp_pool_comm(p));
+        CU_ASSERT_EQUAL(rp_result_wait(r, 60), RP_OK);
+        rp_result_free(r);
+        free(out);
+        tu_pool_done(p);
+    }
+    every_rank_returns(unread ? "a result nobody reads" : "given up with a large result");
+}
+
+static void test_mpi_given_up_rank_leaves_the_pool(void)
+{
+    given_up_with_large_result(false);
+}
+
+/* The same when the master never reads that result (as when it ended the pool
+ * having stopped waiting for the rank; the test hook RP_TEST_UNREAD_GIVEN_UP):
+ * once asked to leave, the rank stops waiting for that send after a bounded time. */
+static void test_mpi_unread_result_does_not_keep_a_rank(void)
+{
+    given_up_with_large_result(true);
+}
+
 /* A serving rank that stops answering (SIGSTOP; a hung node looks the same):
  * terminate gives up on it after a bounded wait instead of hanging, and nothing is
  * lost: every item either succeeded or failed with RP_ECANCELED. A watchdog
@@ -992,6 +1193,10 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_malformed_message_is_an_error),
         TU_TEST(test_mpi_every_failure_reported),
         TU_TEST(test_mpi_var_outputs_beyond_one_area),
+        TU_TEST(test_mpi_killed_while_writing_a_record),
+        TU_TEST(test_mpi_killed_after_a_failure_record),
+        TU_TEST(test_mpi_given_up_rank_leaves_the_pool),
+        TU_TEST(test_mpi_unread_result_does_not_keep_a_rank),
         TU_TEST(test_mpi_terminate_with_stopped_rank),
         TU_TEST(test_mpi_pool_after_a_rank_was_given_up),
         TU_TEST(test_mpi_intercommunicator_refused),

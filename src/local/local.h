@@ -55,6 +55,7 @@
 #define RP__RING 32               /* error records per worker */
 #define RP__MAXWORKERS 1024
 #define RP__VSEGS 256             /* segments of the var heap, each owned by one job */
+#define RP__INIT_DEATHS_MAX 8     /* replacements killed in their initializer, in a row */
 
 /* A range word packs a tag (24 bits) and an item index (40 bits): a claim is a
  * CAS on the whole word, so a stale claimer fails once the range is reused. */
@@ -280,6 +281,9 @@ struct lpool {
     bool             vtouched[RP__VSEGS]; /* var segment used since its pages went
                                              back to the kernel (L) */
     int              live_workers; /* alive or being started (L) */
+    /* replacements of each worker killed by a signal in their initializer, in a
+     * row (L) */
+    uint8_t          init_deaths[RP__MAXWORKERS];
     _Atomic bool     terminating, killed, stopping, shutdown, fs_gone, broken;
     _Atomic int      ntimed;       /* live jobs with a time limit (watch.c) */
     int              broken_code;  /* why it is broken, for later submits (L) */

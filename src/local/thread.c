@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 void rp__local_send_fs(struct lpool *lp, int kind, int worker)
@@ -51,6 +52,16 @@ static uint64_t held_chunk_died(struct lpool *lp, struct ljob *lj, int j, int k,
     return (end - start) - (rb - ra);
 }
 
+/* Under D: completes every live job whose items are all counted. */
+static void check_all_complete(struct lpool *lp)
+{
+    for (int j = 0; j < RP__NSLOTS; j++) {
+        struct ljob *lj = atomic_load(&lp->table[j]);
+        if (lj && !atomic_load(&lj->freed))
+            rp__local_check_complete(lp, j, lj->gen);
+    }
+}
+
 static void on_death(struct lpool *lp, int k, int pid, int status)
 {
     if (k < 0 || k >= lp->nworkers)
@@ -85,9 +96,20 @@ static void on_death(struct lpool *lp, int k, int pid, int status)
     atomic_store(&ws->deadline, 0);
     rp__trace("local: worker %d (pid %d) ended (status 0x%x, life %u, claim %u)", k, pid,
               (unsigned)status, life, hs);
+    /* An initializer that failed in a replacement is not retried; one whose
+     * process was killed by a signal is, a few times in a row at most (an
+     * initializer that crashes every time would make a replacement forever). */
     bool respawn = !atomic_load(&lp->shutdown);
-    if (life == RP__W_INITFAIL || (life == RP__W_STARTING && lp->pool->opts.initializer))
-        respawn = false; /* an initializer failing in a replacement is not retried */
+    if (life == RP__W_STARTING && lp->pool->opts.initializer) {
+        if (WIFSIGNALED(status) && lp->init_deaths[k] < RP__INIT_DEATHS_MAX)
+            lp->init_deaths[k]++;
+        else
+            respawn = false;
+    } else if (life == RP__W_INITFAIL) {
+        respawn = false;
+    } else {
+        lp->init_deaths[k] = 0; /* it ran its initializer */
+    }
     if (respawn) {
         rp__local_send_fs(lp, RP__FS_SPAWN, k);
     } else if (!atomic_load(&lp->shutdown)) {
@@ -108,6 +130,9 @@ static void on_death(struct lpool *lp, int k, int pid, int status)
     }
     if (suspect)
         rp__local_audit(lp, suspect);
+    /* It may have counted the last items of a job and died before it looked
+     * whether the job is complete: nobody else would look. */
+    check_all_complete(lp);
     if (none_left)
         rp__local_fail_all(lp, RP_EBROKEN, "no worker left: replacement workers failed to start");
     pthread_mutex_unlock(&lp->drain_lock);

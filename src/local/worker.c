@@ -32,6 +32,8 @@ struct wctx {
     struct chunk      c;
     long              claims;
     long              die_at;     /* tests: see RP_TEST_DIE_IN_CLAIM */
+    long              die_counted; /* tests: see RP_TEST_DIE_AFTER_COUNT */
+    long              chunks;
 };
 
 static void worker_exit(struct wctx *w, int status)
@@ -166,6 +168,8 @@ static void run_chunk(struct wctx *w)
     }
     atomic_store_explicit(&ws->done[c->slot], ws->hbase + c->len, memory_order_release);
     atomic_store_explicit(&ws->hstate, RP__H_NONE, memory_order_release);
+    if (__builtin_expect(w->die_counted > 0, 0) && ++w->chunks == w->die_counted)
+        raise(SIGKILL); /* tests: counted, before the completion check */
     ws->processed += ran;
     struct rp__slot *s = &w->hdr->slots[c->slot];
     if (c->flags & RP__JOB_TRACK) {
@@ -264,6 +268,11 @@ void rp__local_worker_main(void *arg, int k)
     const char *die = getenv("RP_TEST_DIE_IN_CLAIM");
     if (die && k == 0)
         w.die_at = atol(die);
+    /* Tests only: worker 0 kills itself after counting its N-th chunk, before it
+     * looks whether the job is complete. */
+    const char *counted = getenv("RP_TEST_DIE_AFTER_COUNT");
+    if (counted && k == 0)
+        w.die_counted = atol(counted);
     w.ws->processed = 0;
     atomic_store(&w.ws->deadline, 0);
     atomic_store(&w.ws->hstate, RP__H_NONE);

@@ -87,6 +87,8 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
                                              within a second whatever a rank does */
 #define RANK_WORKERS_MAX 1024             /* worker processes on one serving rank */
 #define PROGRESS_S    10e-3               /* a rank reports a running batch's items this often */
+#define INIT_DEATHS_MAX 8                 /* replacements killed in their initializer,
+                                             in a row, before the worker is gone */
 
 /* ======================================================================================
  * A serving rank
@@ -161,11 +163,14 @@ struct lworker {
     uint32_t       nsent;       /* batches whose results were sent */
     MPI_Request    req[DEPTH][2];
     bool           sending[DEPTH];
+    bool           leaked[DEPTH]; /* a send from it was abandoned: never unmapped */
     rp_ctx_t       ctx;         /* in-process mode: the worker's context */
     uint64_t       kill_deadline; /* the child was killed for passing this deadline */
     long           tasks;
     uint64_t       prog_seq;    /* the batch last reported with PROGRESS, */
     size_t         prog_items;  /* ... and the count reported */
+    unsigned       spawns;      /* processes started for it so far */
+    unsigned       init_deaths; /* its processes killed in their initializer, in a row */
 };
 
 struct server {
@@ -182,6 +187,7 @@ struct server {
     rp__wbuf          out;      /* small control messages */
     char             *rbuf;
     size_t            rcap;
+    bool              leaving;  /* STOP or TERMINATE received */
 };
 
 /* server.c: a serving rank's part of rp_pool_create (settings, children, READY,
@@ -195,9 +201,12 @@ int  rp__mpi_server_ctl(struct server *sv, unsigned kind, uint32_t worker, int32
 size_t rp__mpi_record_free(const struct slotdesc *sd);
 /* Appends the error record of e to slot s (room permitting; the child's on_fail). */
 void rp__mpi_record_fail(struct lworker *lw, int s, const rp_error_t *e);
-/* Room for bytes more records in slot s, leaving `keep` bytes free; NULL if they
- * do not fit. */
+/* Where bytes more records go in slot s, leaving `keep` bytes free; NULL if they
+ * do not fit. They are part of the area once written and committed. */
 void *rp__mpi_record_room(struct lworker *lw, int s, size_t bytes, size_t keep);
+/* The record of `bytes` bytes written at rp__mpi_record_room's place is now part
+ * of slot s's area (as a whole: see the function). */
+void rp__mpi_record_commit(struct lworker *lw, int s, size_t bytes);
 /* Receives a BATCH (buf, msglen bytes, arrived on tag) into slot s and posts it to
  * the worker, or answers it at once (a failure, or handed back when the worker is
  * gone). \return RP_OK, RP_EPROTO (malformed), RP_EMPI. */
@@ -215,7 +224,9 @@ int  rp__mpi_send_returned(struct server *sv, struct lworker *lw, int s);
 int  rp__mpi_server_cancel(struct server *sv, uint64_t job, uint32_t flags);
 /* Sends the results of the batches of lw finished and not sent yet, in order. */
 int  rp__mpi_send_finished(struct server *sv, struct lworker *lw, int *events);
-void rp__mpi_slot_drain(struct lworker *lw, int s);
+/* Waits until slot s's result is sent (abandoned when the master ended the pool
+ * without reading it). */
+void rp__mpi_slot_drain(struct server *sv, struct lworker *lw, int s);
 
 /* child.c: the worker processes. */
 int  rp__mpi_spawn_child(struct server *sv, struct lworker *lw);
@@ -309,6 +320,8 @@ struct mpi_pool {
     bool            retired;     /* stopped, its communicator freed (pool_retire) */
     bool           *rank_broken; /* per rank: gave up on it */
     bool           *rank_bye;    /* per rank: said BYE */
+    int             nbroken;     /* ranks given up */
+    bool            leave_unread; /* tests: their messages are not dropped */
     char            lost_why[320]; /* why the last worker was lost */
     char           *rbuf;
     size_t          rcap;

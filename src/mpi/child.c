@@ -27,10 +27,36 @@ struct child_run {
     int             s;
 };
 
+/* Tests only (RP_TEST_DIE_IN_RECORD=N): the first process of worker 0 is killed
+ * halfway through writing its N-th record (a failure or a variable-size output's
+ * header) into the record area: its first half is in place, the rest not. With
+ * N < 0, just after its -N-th failure record is committed (before the next item). */
+static long die_record, records_written;
+
+static void die_in_record(void *at, const void *rec, size_t size)
+{
+    if (__builtin_expect(die_record > 0, 0) && ++records_written == die_record) {
+        memcpy(at, rec, size / 2);
+        raise(SIGKILL);
+    }
+}
+
 static void child_on_fail(void *arg, const rp_error_t *e)
 {
     struct child_run *cr = arg;
-    rp__mpi_record_fail(cr->lw, cr->s, e);
+    size_t size = rp__wire_error_size(e);
+    void *p = rp__mpi_record_room(cr->lw, cr->s, size, 0);
+    if (!p)
+        return;
+    if (die_record != 0) {
+        char rec[RP__WIRE_ERROR_MAX];
+        rp__wire_error_write(rec, e);
+        die_in_record(p, rec, size);
+    }
+    rp__wire_error_write(p, e);
+    rp__mpi_record_commit(cr->lw, cr->s, size);
+    if (__builtin_expect(die_record < 0, 0) && ++records_written == -die_record)
+        raise(SIGKILL);
 }
 
 /* rp_output(): room for a variable-size output in the record area. It leaves room
@@ -52,11 +78,18 @@ static void *child_output(void *arg, size_t index, size_t size)
     char *p = rp__mpi_record_room(cr->lw, cr->s, RP__WIRE_VAR_HDR + padded, RP__WIRE_ERROR_MAX);
     if (!p)
         return NULL;
+    /* Where it is, before it is committed: if the process dies from here on,
+     * the rank kills the record (harmless while it is not committed). */
+    sd->var_index = index;
+    sd->var_last = before + 1;
+    if (die_record > 0) {
+        char hdr[RP__WIRE_VAR_HDR];
+        rp__wire_var_write(hdr, index, size);
+        die_in_record(p, hdr, sizeof hdr);
+    }
     rp__wire_var_write(p, index, size);
     memset(p + RP__WIRE_VAR_HDR + size, 0, padded - size);
-    sd->nrec++;
-    sd->var_last = before + 1;
-    sd->var_index = index;
+    rp__mpi_record_commit(cr->lw, cr->s, RP__WIRE_VAR_HDR + padded);
     return p + RP__WIRE_VAR_HDR;
 }
 
@@ -206,6 +239,9 @@ static void child_main(struct server *sv, struct lworker *lw)
 {
     struct wctl *ctl = lw->ctl;
     child_setup(sv, lw);
+    const char *die = getenv("RP_TEST_DIE_IN_RECORD");
+    if (die && lw->id == 0 && lw->spawns == 0)
+        die_record = atol(die);
     rp_ctx_t ctx;
     memset(&ctx, 0, sizeof ctx);
     ctx.worker = lw->id;
@@ -255,6 +291,7 @@ int rp__mpi_spawn_child(struct server *sv, struct lworker *lw)
         _exit(0);
     }
     lw->pid = pid;
+    lw->spawns++;
     return RP_OK;
 }
 
@@ -309,7 +346,9 @@ void rp__mpi_kill_child(struct lworker *lw)
 /* ---- the rank's side: deaths ---------------------------------------------------------- */
 
 /* Whether the record area of slot s holds an error record of item index (the item
- * failed, so it was over, before its process died). */
+ * failed, so it was over, before its process died). Also counts the records
+ * again: the count is written after the length that covers a new record, so a
+ * process killed in between left it one short. */
 static bool recorded_failure(struct lworker *lw, int s, size_t index)
 {
     struct slotdesc *sd = &lw->ctl->slot[s];
@@ -319,10 +358,15 @@ static bool recorded_failure(struct lworker *lw, int s, size_t index)
     rp_error_t e;
     uint64_t idx, size;
     const void *data;
-    while (rp__wire_next_record(&r, &kind, &e, &idx, &data, &size) == 1)
+    bool found = false;
+    size_t n = 0;
+    while (rp__wire_next_record(&r, &kind, &e, &idx, &data, &size) == 1) {
+        n++;
         if (kind == RP__REC_ERROR && e.index == index)
-            return true;
-    return false;
+            found = true;
+    }
+    sd->nrec = n;
+    return found;
 }
 
 /* The child died inside batch k (slot s): the items it finished go to the master
@@ -402,6 +446,13 @@ int rp__mpi_child_ended(struct server *sv, struct lworker *lw, int status)
         return rc;
     if (atomic_load(&ctl->state) == CHILD_INIT_FAILED) /* no endless respawning */
         return init_failed(sv, lw);
+    /* Killed inside its initializer: started again, a few times in a row at most
+     * (an initializer that crashes every time would make processes forever). */
+    if (atomic_load(&ctl->state) != CHILD_STARTING)
+        lw->init_deaths = 0;
+    else if (++lw->init_deaths > INIT_DEATHS_MAX)
+        return rp__mpi_worker_gone(sv, lw, "its replacement died in its initializer "
+                                           "again and again");
     atomic_store(&ctl->state, CHILD_STARTING);
     if (rp__mpi_spawn_child(sv, lw) != RP_OK)
         return rp__mpi_worker_gone(sv, lw, "could not fork a new worker process");
@@ -424,7 +475,7 @@ int rp__mpi_worker_gone(struct server *sv, struct lworker *lw, const char *why)
         rc = rp__mpi_send_part(sv, lw, s); /* what a retired process did of it */
         if (rc == RP_OK)
             rc = rp__mpi_send_returned(sv, lw, s);
-        rp__mpi_slot_drain(lw, s);
+        rp__mpi_slot_drain(sv, lw, s);
     }
     atomic_store(&lw->ctl->completed, lw->nposted);
     lw->nsent = lw->nposted;

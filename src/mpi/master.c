@@ -155,6 +155,9 @@ static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts
     mp->w = calloc((size_t)mp->nworkers, sizeof *mp->w);
     mp->rank_broken = calloc((size_t)mp->size, sizeof *mp->rank_broken);
     mp->rank_bye = calloc((size_t)mp->size, sizeof *mp->rank_bye);
+    /* Tests only: what a given-up rank still sends is left unread, as by a master
+     * that has ended the pool: the rank must leave by itself. */
+    mp->leave_unread = getenv("RP_TEST_UNREAD_GIVEN_UP") != NULL;
     if (rc == RP_OK && (!mp->w || !mp->rank_broken || !mp->rank_bye ||
                         rp__sched_open(&mp->sched, &conf, (uint32_t)mp->nworkers) != 0)) {
         rp__error_set(err, RP_ENOMEM, 0, -1, mp->host, "out of memory");

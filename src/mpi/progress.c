@@ -93,11 +93,21 @@ void rp__mpi_send_all_ranks(struct mpi_pool *mp, unsigned kind)
     }
 }
 
-/* Has every rank we still talk to said BYE? */
-static bool all_byes(const struct mpi_pool *mp)
+/* Where the pool thread is in stopping the ranks. */
+struct ending {
+    bool   stopping, finished;
+    double asked;    /* when TERMINATE or STOP went out */
+};
+
+/* Has every rank said BYE since STOP or TERMINATE went out? A rank given up is
+ * waited for too, but not beyond ANSWER_WAIT_S: one that is alive leaves the pool
+ * once it could send what it had (poll_messages drops it), a hung one is not
+ * waited for. */
+static bool all_byes(const struct mpi_pool *mp, const struct ending *st)
 {
+    bool late = rp__now() - st->asked > ANSWER_WAIT_S;
     for (int rk = 1; rk < mp->size; rk++)
-        if (!mp->rank_broken[rk] && !mp->rank_bye[rk])
+        if (!mp->rank_bye[rk] && !(mp->rank_broken[rk] && late))
             return false;
     return true;
 }
@@ -122,12 +132,6 @@ static bool work_outstanding(const struct mpi_pool *mp)
     return false;
 }
 
-/* Where the pool thread is in stopping the ranks. */
-struct ending {
-    bool   stopping, finished;
-    double asked;    /* when TERMINATE or STOP went out */
-};
-
 /* Under plock: moves stop and terminate along. \return events. */
 static int end_step(struct mpi_pool *mp, struct ending *st)
 {
@@ -143,7 +147,7 @@ static int end_step(struct mpi_pool *mp, struct ending *st)
     /* A rank that does not answer within ANSWER_WAIT_S, or TERMINATE_WAIT_S
      * (stopped, hung, its node gone) is given up: nobody waits for it. */
     double wait = mp->terminating ? TERMINATE_WAIT_S : ANSWER_WAIT_S;
-    if ((mp->terminating || st->stopping) && !all_byes(mp) && rp__now() - st->asked > wait) {
+    if ((mp->terminating || st->stopping) && !all_byes(mp, st) && rp__now() - st->asked > wait) {
         char why[128];
         snprintf(why, sizeof why, "the pool was %s, and the rank did not answer within %g s",
                  mp->terminating ? "terminated" : "stopped", wait);
@@ -151,7 +155,7 @@ static int end_step(struct mpi_pool *mp, struct ending *st)
             if (!mp->rank_bye[rk])
                 rp__mpi_break_rank(mp, rk, why);
     }
-    if (mp->terminating && all_byes(mp)) {
+    if (mp->terminating && all_byes(mp, st)) {
         cancel_everything(mp);
         st->finished = true;
     } else if (!mp->terminating && !st->stopping && atomic_load(&mp->want_stop) &&
@@ -160,7 +164,7 @@ static int end_step(struct mpi_pool *mp, struct ending *st)
         st->stopping = true;
         st->asked = rp__now();
         events++;
-    } else if (st->stopping && all_byes(mp)) {
+    } else if (st->stopping && all_byes(mp, st)) {
         st->finished = true;
     }
     return events;

@@ -138,6 +138,7 @@ void rp__mpi_break_rank(struct mpi_pool *mp, int rank, const char *why)
     if (rank <= 0 || rank >= mp->size || mp->rank_broken[rank])
         return;
     mp->rank_broken[rank] = true;
+    mp->nbroken++;
     rp__trace("mpi: giving up on rank %d: %s", rank, why);
     char lost[160];
     snprintf(lost, sizeof lost, "was given up: %s", why);
@@ -388,10 +389,38 @@ static long recv_next(struct mpi_pool *mp, int *src)
     return count;
 }
 
+/* The separate outputs (TAG_DATA) a rank given up still sends are read and
+ * dropped: otherwise that rank waits for their send forever and never leaves the
+ * pool. (Its TAG_CTL messages are read, and refused, by poll_messages.) */
+static int drop_given_up_data(struct mpi_pool *mp)
+{
+    int events = 0;
+    for (int rk = 1; rk < mp->size; rk++) {
+        if (!mp->rank_broken[rk] || mp->rank_bye[rk])
+            continue;
+        for (;;) {
+            int flag = 0, count = 0;
+            MPI_Message msg;
+            MPI_Status st;
+            if (MPI_Improbe(rk, TAG_DATA, mp->comm, &flag, &msg, &st) != MPI_SUCCESS || !flag)
+                break;
+            MPI_Get_count(&st, MPI_BYTE, &count);
+            char *tmp = malloc(count > 0 ? (size_t)count : 1);
+            /* (out of memory: received into nothing, truncated, dropped all the same) */
+            MPI_Mrecv(tmp, tmp ? count : 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+            free(tmp);
+            events++;
+        }
+    }
+    return events;
+}
+
 int rp__mpi_poll_messages(struct mpi_pool *mp)
 {
     int events = 0;
     mp->job_ended = false;
+    if (mp->nbroken > 0 && !mp->leave_unread)
+        events += drop_given_up_data(mp);
     /* Stop after a message that completes a job: its waiter may be polling,
      * and wants its result now rather than after one more probe. */
     for (int n = 0; n < 64 && !mp->job_ended; n++) {

@@ -23,7 +23,7 @@ void rp__mpi_server_free(struct server *sv)
         struct lworker *lw = &sv->w[i];
         rp__mpi_kill_child(lw);
         for (int s = 0; s < DEPTH; s++)
-            if (lw->slot[s])
+            if (lw->slot[s] && !lw->leaked[s])
                 munmap(lw->slot[s], SLOT_BYTES);
         if (lw->ctl)
             munmap(lw->ctl, sizeof *lw->ctl);
@@ -181,7 +181,7 @@ static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
     if (tag >= TAG_WORK0 && tag < TAG_WORK0 + sv->nlocal) {
         struct lworker *lw = &sv->w[tag - TAG_WORK0];
         int s = (int)(lw->nposted % DEPTH);
-        rp__mpi_slot_drain(lw, s);
+        rp__mpi_slot_drain(sv, lw, s);
         char *buf = lw->slot[s];
         char *tmp = NULL;
         if ((size_t)count > SLOT_BYTES / 2) {
@@ -225,11 +225,12 @@ static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
         return rp__mpi_server_ctl(sv, RP__MSG_PROTO, 0, RP_EPROTO);
     /* STOP comes after every job finished, TERMINATE at any time: either way the
      * children go now; results not sent yet are not wanted. */
+    sv->leaving = true;
     for (int i = 0; i < sv->nlocal; i++) {
         struct lworker *lw = &sv->w[i];
         rp__mpi_kill_child(lw);
         for (int s = 0; s < DEPTH; s++)
-            rp__mpi_slot_drain(lw, s);
+            rp__mpi_slot_drain(sv, lw, s);
     }
     int rc = rp__mpi_server_ctl(sv, RP__MSG_BYE, 0, RP_OK);
     return rc == RP_OK ? RP_DONE : rc;

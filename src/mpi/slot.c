@@ -24,27 +24,69 @@ void *rp__mpi_record_room(struct lworker *lw, int s, size_t bytes, size_t keep)
     size_t free_bytes = rp__mpi_record_free(sd);
     if (bytes > free_bytes || keep > free_bytes - bytes)
         return NULL;
-    sd->rec_len += bytes;
     return lw->slot[s] + at;
+}
+
+void rp__mpi_record_commit(struct lworker *lw, int s, size_t bytes)
+{
+    struct slotdesc *sd = &lw->ctl->slot[s];
+    /* The record's bytes are in place before the length covers them: a process
+     * killed at any moment leaves the area with whole records only (the count
+     * follows the length; report_death counts them again). */
+    atomic_thread_fence(memory_order_release);
+    sd->rec_len += bytes;
+    atomic_thread_fence(memory_order_release);
+    sd->nrec++;
 }
 
 void rp__mpi_record_fail(struct lworker *lw, int s, const rp_error_t *e)
 {
-    void *p = rp__mpi_record_room(lw, s, rp__wire_error_size(e), 0);
+    size_t size = rp__wire_error_size(e);
+    void *p = rp__mpi_record_room(lw, s, size, 0);
     if (p) {
         rp__wire_error_write(p, e);
-        lw->ctl->slot[s].nrec++;
+        rp__mpi_record_commit(lw, s, size);
     }
 }
 
 /* ---- results ------------------------------------------------------------------------- */
 
-void rp__mpi_slot_drain(struct lworker *lw, int s)
+/* Whether the master has asked this rank to leave (a STOP or TERMINATE waits). */
+static bool asked_to_leave(struct server *sv)
 {
-    if (lw->sending[s]) {
-        MPI_Waitall(2, lw->req[s], MPI_STATUSES_IGNORE);
-        lw->sending[s] = false;
+    int flag = 0;
+    MPI_Iprobe(0, TAG_CTL, sv->comm, &flag, MPI_STATUS_IGNORE);
+    return flag || sv->leaving;
+}
+
+void rp__mpi_slot_drain(struct server *sv, struct lworker *lw, int s)
+{
+    if (!lw->sending[s])
+        return;
+    double t0 = rp__now();
+    for (;;) {
+        int flag = 0;
+        if (MPI_Testall(2, lw->req[s], &flag, MPI_STATUSES_IGNORE) != MPI_SUCCESS || flag)
+            break;
+        /* The master reads every result while the pool runs (a given-up rank's
+         * too). Asked to leave, and still not through after ANSWER_WAIT_S: the
+         * master has ended the pool and will never read it. The send is
+         * abandoned; the library may still refer to the region, which stays
+         * mapped. */
+        double waited = rp__now() - t0;
+        if (waited > ANSWER_WAIT_S && asked_to_leave(sv)) {
+            for (int q = 0; q < 2; q++)
+                if (lw->req[s][q] != MPI_REQUEST_NULL)
+                    MPI_Request_free(&lw->req[s][q]);
+            lw->leaked[s] = true;
+            rp__trace("mpi: rank %d abandons a result of worker %d nobody reads", sv->rank,
+                      lw->id);
+            break;
+        }
+        rp__mpi_idle_pause(); /* (as MPI_Waitall would spin) */
     }
+    lw->req[s][0] = lw->req[s][1] = MPI_REQUEST_NULL;
+    lw->sending[s] = false;
 }
 
 /* Sends a result for the items of slot s processed and not reported yet, [sent,
@@ -81,7 +123,7 @@ int rp__mpi_send_result(struct server *sv, struct lworker *lw, int s, uint32_t f
         return RP_EMPI;
     lw->sending[s] = true;
     if (sv->inproc) /* the rank computes next: finish the transfer first */
-        rp__mpi_slot_drain(lw, s);
+        rp__mpi_slot_drain(sv, lw, s);
     return RP_OK;
 }
 
@@ -93,7 +135,7 @@ int rp__mpi_send_part(struct server *sv, struct lworker *lw, int s)
     int rc = RP_OK;
     if (sd->resume > sd->sent) {
         rc = rp__mpi_send_result(sv, lw, s, 0);
-        rp__mpi_slot_drain(lw, s);
+        rp__mpi_slot_drain(sv, lw, s);
     }
     sd->rec_len = 0;
     sd->nrec = 0;
