@@ -100,12 +100,14 @@ struct ending {
 };
 
 /* Has every rank said BYE since STOP or TERMINATE went out? A rank given up is
- * waited for too, but not beyond ANSWER_WAIT_S: one that is alive leaves the pool
- * once it could send what it had (poll_messages drops it), a hung one is not
- * waited for. */
+ * waited for too, but not beyond ANSWER_WAIT_S (TERMINATE_WAIT_S when
+ * terminating): one that is alive leaves the pool once it could send what it had
+ * (poll_messages drops it; a rank asked to leave gives up a send nobody reads), a
+ * hung one is not waited for. */
 static bool all_byes(const struct mpi_pool *mp, const struct ending *st)
 {
-    bool late = rp__now() - st->asked > ANSWER_WAIT_S;
+    double wait = mp->terminating ? TERMINATE_WAIT_S : ANSWER_WAIT_S;
+    bool late = rp__now() - st->asked > wait;
     for (int rk = 1; rk < mp->size; rk++)
         if (!mp->rank_bye[rk] && !(mp->rank_broken[rk] && late))
             return false;

@@ -148,7 +148,7 @@ int rp__mpi_send_part(struct server *sv, struct lworker *lw, int s)
 static int send_canceled_rest(struct server *sv, struct lworker *lw, int s)
 {
     struct slotdesc *sd = &lw->ctl->slot[s];
-    rp__mpi_slot_drain(lw, s); /* the part before was sent from the same area */
+    rp__mpi_slot_drain(sv, lw, s); /* the part before was sent from the same area */
     rp_error_t e;
     rp__cancel_error(&e, sd->start + sd->resume, lw->id, sv->host, false);
     sd->rec_len = 0;
