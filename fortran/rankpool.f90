@@ -75,6 +75,7 @@ module rankpool
         type(c_funptr) :: callback = c_null_funptr
         type(c_funptr) :: error_callback = c_null_funptr
         type(c_ptr) :: userdata = c_null_ptr
+        integer(c_size_t) :: buffersize = 0
     end type rp_map_opts_t
 
     public :: rp_pool_create, rp_pool_is_master, rp_pool_size, rp_pool_backend, &

@@ -87,6 +87,27 @@ bool rp__in_callback_of(const rp_pool_t *pool);
  * complete), letting the backend collect what has arrived. */
 void rp__result_await_arrival(rp_result_t *r, double timeout);
 
+/* iter.c: one segment of an imap stream (stream.c): a tracked job over n items
+ * whose outputs (n * out_size bytes, or n variable-size outputs) the segment owns.
+ * Indexes are the segment's own, 0..n-1. */
+typedef struct rp__seg rp__seg;
+/* Checks the arguments and submits the segment's job. RP_OK or what a map
+ * returns (RP_EINVAL, RP_ECLOSED, RP_ENOMEM, ...). n may be 0. */
+int rp__seg_open(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_t in_size,
+                 size_t out_size, const rp_map_opts_t *opts, bool ordered, bool var,
+                 rp__seg **seg);
+/* The next item (in input order, or as it arrives): its index, where its output is
+ * (*out, *size: valid until rp__seg_drop or rp__seg_free; NULL, 0 for a failed
+ * item). \return as rp_iter_next. */
+int rp__seg_next(rp__seg *seg, double timeout, size_t *index, const void **out,
+                 size_t *size, rp_error_t *err);
+/* Variable-size segment: frees the output of item i, already yielded. */
+void rp__seg_drop(rp__seg *seg, size_t i);
+/* Items not yielded yet. */
+size_t rp__seg_left(const rp__seg *seg);
+/* Waits for the segment's job, frees it and its outputs. NULL does nothing. */
+void rp__seg_free(rp__seg *seg);
+
 /* pool.c: the argument checks shared by every submitting call: pool usable, fn
  * set, in_size > 0, in (and out when out_size > 0) non-NULL when n > 0, no size
  * overflow. RP_OK or the code to return. */
