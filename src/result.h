@@ -1,5 +1,5 @@
 /* The AsyncResult object, private to the core (pool.c, result.c, ledger.c,
- * iter.c, varout.c). Backends see only the embedded struct rp__job. */
+ * iter.c, stream.c, varout.c). Backends see only the embedded struct rp__job. */
 #ifndef RP_RESULT_H
 #define RP_RESULT_H
 

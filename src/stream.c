@@ -170,12 +170,18 @@ static size_t part_left(const struct part *p)
     return p->seg ? rp__seg_left(p->seg) : p->n - p->next;
 }
 
-/* Releases what the last call handed out and frees the finished segments. */
+/* Releases what the last call handed out and frees the finished segments. Only
+ * the segment that yielded last can have finished since. */
 static void reap(rp_iter_t *it)
 {
-    if (it->last && it->last_ok && it->var && it->last->seg)
-        rp__seg_drop(it->last->seg, it->last_i);
+    struct part *last = it->last;
+    if (!last)
+        return;
+    if (it->last_ok && it->var && last->seg)
+        rp__seg_drop(last->seg, it->last_i);
     it->last = NULL;
+    if (part_left(last) > 0)
+        return;
     size_t k = 0;
     for (size_t j = 0; j < it->nlive; j++) {
         if (part_left(it->live[j]) == 0)
