@@ -297,9 +297,11 @@ RP_API size_t rp_ctx_index(const rp_ctx_t *ctx);
  * never concurrently, never after it returned 0 or an error. A producer error ends
  * the stream: the items read before it are yielded as usual, then one call returns
  * the producer's code (*err: index = the item it failed to produce, worker -1), then
- * RP_DONE. After rp_pool_close or terminate, items not yet submitted are yielded
- * with RP_ECLOSED (a producer is not read further). Inside a stream's task,
- * rp_ctx_index() counts from the start of the item's segment, not of the stream. */
+ * RP_DONE. After rp_pool_close, items not yet submitted are yielded with RP_ECLOSED
+ * (RP_ECANCELED after rp_pool_terminate; a producer is not read further). A stream
+ * uses its pool until its input has all been read: free the pool after the
+ * iterator. Inside a stream's task, rp_ctx_index() counts from the start of the
+ * item's segment, not of the stream. */
 
 /** Writes the next input item (in_size bytes) at item. \return 1 when it wrote
  * one, 0 at the end of the input, a negative code to fail the stream. */

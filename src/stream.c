@@ -18,7 +18,8 @@
  * *err: index = the item it failed to produce, worker -1), then RP_DONE.
  *
  * A segment the pool refuses (closed, terminated, out of memory) yields each of its
- * items with the refusal's code; a producer is not called again after that.
+ * items with the refusal's code (RP_ECLOSED; RP_ECANCELED once the pool was
+ * terminated); a producer is not called again after that.
  *
  * Outputs are not copied out of the segments: rp_iter_next_var hands out a pointer
  * valid until the next call. So finished segments are freed, and the last variable-
@@ -147,11 +148,14 @@ static int open_next(rp_iter_t *it)
                           it->ordered, it->var, &p->seg);
     if (rc != RP_OK) {
         p->seg = NULL;
-        p->refused = rc;
+        /* refused by a terminated pool: canceled, as its unfinished items are */
+        p->refused = rc == RP_ECLOSED && rp__pool_terminating(it->pool) ? RP_ECANCELED : rc;
         if (it->producer)
             it->eof = true; /* what it would read next could not run either */
     }
     it->produced += len;
+    if (!it->producer && it->produced == it->n)
+        it->eof = true; /* the pool is not used again: the stream may outlive it */
     it->live[it->nlive++] = p;
     return RP_OK;
 }

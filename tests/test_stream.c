@@ -453,6 +453,57 @@ static void test_stream_close_midway(void)
     free(in);
 }
 
+/* Terminated while a stream is half consumed: every item is yielded once, those
+ * that did not run with RP_ECANCELED (submitted or not); nothing hangs. */
+static void test_stream_terminate_midway(void)
+{
+    size_t n = 3000;
+    long *in = tu_iota(n);
+    rp_map_opts_t mo = { .buffersize = 200, .chunksize = 1 };
+    for (int ordered = 1; ordered >= 0; ordered--) {
+        rp_pool_t *p = tu_pool(0, NULL); /* one each: every rank creates both */
+        if (!p)
+            continue;
+        rp_iter_t *it;
+        int rc = ordered ? rp_imap(p, slow_square, in, n, sizeof(long), sizeof(long), &mo, &it)
+                         : rp_imap_unordered(p, slow_square, in, n, sizeof(long), sizeof(long),
+                                             &mo, &it);
+        CU_ASSERT_EQUAL_FATAL(rc, RP_OK);
+        unsigned char *seen = calloc(n, 1);
+        size_t idx, k = 0, ok = 0, canceled = 0, wrong = 0;
+        long v;
+        rp_error_t e;
+        while ((rc = rp_iter_next(it, 60, &idx, &v, &e)) != RP_DONE && rc != RP_ETIMEDOUT) {
+            if (k == 300)
+                CU_ASSERT_EQUAL(rp_pool_terminate(p), RP_OK);
+            wrong += idx >= n || seen[idx] || (ordered && idx != k);
+            if (idx < n)
+                seen[idx] = 1;
+            if (rc == RP_OK) {
+                wrong += v != (long)(idx * idx);
+                ok++;
+            } else {
+                wrong += rc != RP_ECANCELED || e.code != RP_ECANCELED || e.index != idx;
+                canceled++;
+            }
+            k++;
+        }
+        CU_ASSERT_EQUAL(rc, RP_DONE);
+        CU_ASSERT_EQUAL(k, n);
+        CU_ASSERT_EQUAL(wrong, 0);
+        CU_ASSERT(ok >= 300 && ok <= 300 + 200);
+        CU_ASSERT_EQUAL(ok + canceled, n);
+        if (wrong || k != n)
+            printf("\n  ordered %d: %zu yielded, %zu ok, %zu canceled, %zu wrong\n", ordered,
+                   k, ok, canceled, wrong);
+        rp_iter_free(it);
+        free(seen);
+        CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
+        rp_pool_free(p);
+    }
+    free(in);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
@@ -464,6 +515,7 @@ int main(int argc, char **argv)
         TU_TEST(test_stream_stop_early),
         TU_TEST(test_stream_bad_arguments),
         TU_TEST(test_stream_close_midway),
+        TU_TEST(test_stream_terminate_midway),
         TU_END,
     };
     return tu_run("stream", tests, argc, argv);
