@@ -138,7 +138,8 @@ typedef struct rp_map_opts {
     void                *userdata;        /* given to both callbacks */
     size_t               buffersize;      /* imap streams: items read ahead and not yet
                                              consumed, at most; 0 = about 16 MiB of
-                                             items, from 4 per worker to 262144 */
+                                             items, from 4 per worker to 262144
+                                             (variable-size outputs: to 4096) */
 } rp_map_opts_t;
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -292,7 +293,8 @@ RP_API size_t rp_ctx_index(const rp_ctx_t *ctx);
  * Every imap is a stream: its items are read (from the array, or a producer) and
  * submitted only as the iterator is consumed, at most opts->buffersize items read
  * and not yet yielded (0: a default of about 16 MiB of items, from 4 per worker to
- * 262144). The master's memory stays flat however many items pass. The producer is
+ * 262144; to 4096 for variable-size outputs, whose sizes are not known ahead). The
+ * master's memory stays flat however many items pass. The producer is
  * called only on the thread that creates or advances the iterator (rp_iter_next*),
  * never concurrently, never after it returned 0 or an error. A producer error ends
  * the stream: the items read before it are yielded as usual, then one call returns

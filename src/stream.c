@@ -35,6 +35,7 @@
 #define DEFAULT_BYTES ((size_t)16 << 20)
 #define DEFAULT_MAX ((size_t)1 << 18)
 #define VAR_ITEM_GUESS 64   /* bytes of a variable-size output, for the default window */
+#define VAR_DEFAULT_MAX 4096 /* their sizes are not known ahead: a smaller window */
 #define SLICE_MIN 1e-3      /* unordered: waits on one segment in slices growing */
 #define SLICE_MAX 16e-3     /* from 1 to 16 ms while another may be yielding */
 
@@ -77,9 +78,10 @@ static size_t default_window(rp_pool_t *pool, size_t in_size, size_t out_size, b
     size_t w = DEFAULT_BYTES / (per ? per : 1);
     int workers = rp_pool_size(pool);
     size_t least = 4 * (size_t)(workers > 0 ? workers : 1);
-    if (w < least)
-        w = least;
-    return w > DEFAULT_MAX ? DEFAULT_MAX : w;
+    size_t most = var ? VAR_DEFAULT_MAX : DEFAULT_MAX;
+    if (w > most)
+        w = most;
+    return w < least ? least : w;
 }
 
 static void part_free(struct part *p)
