@@ -5,7 +5,9 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
+#include <sys/resource.h>
 
 /* ---- tasks (static: they must work without being exported) ------------------- */
 
@@ -55,6 +57,39 @@ static size_t var_wrong(long x, const unsigned char *p, size_t size)
     for (size_t k = 0; k < size; k++)
         if (p[k] != (unsigned char)((size_t)x + k))
             return 1;
+    return 0;
+}
+
+/* Outputs rp_ctx_index(ctx), which must be the item's input value (its index in
+ * the whole stream, the input being 0, 1, 2, ...): fails with code 9 otherwise. */
+static int own_index(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    size_t i = rp_ctx_index(ctx);
+    *(long *)out = (long)i;
+    return i == (size_t)x ? 0 : rp_raise(ctx, 9, "item %ld told index %zu", x, i);
+}
+
+/* The same with a variable-size output: the index, 8 bytes. */
+static int own_index_var(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    size_t i = rp_ctx_index(ctx);
+    long *p = rp_output(ctx, sizeof *p);
+    if (!p)
+        return rp_raise(ctx, 2, "no room");
+    *p = (long)i;
+    return i == (size_t)x ? 0 : rp_raise(ctx, 9, "item %ld told index %zu", x, i);
+}
+
+/* Kills its own worker on item 2613 (in a later segment of a 1,000-item window). */
+#define DIE_AT 2613
+static int die_at(const void *in, void *out, rp_ctx_t *ctx)
+{
+    long x = *(const long *)in;
+    if (x == DIE_AT)
+        raise(SIGKILL);
+    *(long *)out = x * x;
     return 0;
 }
 
@@ -504,8 +539,125 @@ static void test_stream_terminate_midway(void)
     free(in);
 }
 
+/* Inside a task, rp_ctx_index is the item's index in the whole stream, not in its
+ * segment: 10,000 items through a window of 1,000 (segments of 250), ordered and
+ * unordered, over an array and over a producer, fixed and variable-size outputs. */
+static void test_stream_ctx_index_global(void)
+{
+    rp_pool_t *p = tu_pool(0, NULL);
+    if (!p)
+        return;
+    const size_t n = 10000;
+    long *in = tu_iota(n);
+    rp_map_opts_t mo = { .buffersize = 1000 };
+    for (int kind = 0; kind < 8; kind++) {
+        bool ordered = kind & 1, producer = kind & 2, var = kind & 4;
+        struct counter c;
+        counter_init(&c, (long)n);
+        rp_iter_t *it = NULL;
+        int rc;
+        if (var && producer)
+            rc = ordered ? rp_imap_var_producer(p, own_index_var, count_producer, &c,
+                                                sizeof(long), &mo, &it)
+                         : rp_imap_var_unordered_producer(p, own_index_var, count_producer,
+                                                          &c, sizeof(long), &mo, &it);
+        else if (var)
+            rc = ordered ? rp_imap_var(p, own_index_var, in, n, sizeof(long), &mo, &it)
+                         : rp_imap_var_unordered(p, own_index_var, in, n, sizeof(long), &mo,
+                                                 &it);
+        else if (producer)
+            rc = ordered ? rp_imap_producer(p, own_index, count_producer, &c, sizeof(long),
+                                            sizeof(long), &mo, &it)
+                         : rp_imap_unordered_producer(p, own_index, count_producer, &c,
+                                                      sizeof(long), sizeof(long), &mo, &it);
+        else
+            rc = ordered ? rp_imap(p, own_index, in, n, sizeof(long), sizeof(long), &mo, &it)
+                         : rp_imap_unordered(p, own_index, in, n, sizeof(long), sizeof(long),
+                                             &mo, &it);
+        CU_ASSERT_EQUAL_FATAL(rc, RP_OK);
+        size_t idx, k = 0, wrong = 0, failed = 0;
+        long v = -1;
+        const void *data;
+        size_t size;
+        rp_error_t e = { 0 };
+        for (;;) {
+            if (var) {
+                rc = rp_iter_next_var(it, 60, &idx, &data, &size, &e);
+                if (rc == RP_OK)
+                    memcpy(&v, data, sizeof v);
+            } else {
+                rc = rp_iter_next(it, 60, &idx, &v, &e);
+            }
+            if (rc == RP_DONE || rc == RP_ETIMEDOUT)
+                break;
+            if (rc != RP_OK) {
+                if (failed++ == 0)
+                    printf("\n  kind %d: item %zu: %s\n", kind, idx, e.message);
+                wrong++;
+            } else {
+                wrong += v != (long)idx || (var && size != sizeof v);
+            }
+            k++;
+            c.consumed++;
+        }
+        CU_ASSERT_EQUAL(rc, RP_DONE);
+        CU_ASSERT_EQUAL(k, n);
+        CU_ASSERT_EQUAL(failed, 0);
+        CU_ASSERT_EQUAL(wrong, 0);
+        rp_iter_free(it);
+    }
+    free(in);
+    tu_pool_done(p);
+}
+
+/* A worker killed while running item 2,613 of a stream (a later segment): the error
+ * (code, index) and its message name that item; every other item is yielded. */
+static void test_stream_worker_death_names_item(void)
+{
+    rp_pool_t *p = tu_pool(0, NULL);
+    if (!p)
+        return;
+    const size_t n = 4000;
+    long *in = tu_iota(n);
+    rp_map_opts_t mo = { .buffersize = 1000 };
+    char want[64];
+    snprintf(want, sizeof want, "while running item %d", DIE_AT);
+    for (int ordered = 1; ordered >= 0; ordered--) {
+        rp_iter_t *it;
+        int rc = ordered ? rp_imap(p, die_at, in, n, sizeof(long), sizeof(long), &mo, &it)
+                         : rp_imap_unordered(p, die_at, in, n, sizeof(long), sizeof(long), &mo,
+                                             &it);
+        CU_ASSERT_EQUAL_FATAL(rc, RP_OK);
+        size_t idx, k = 0, wrong = 0, died = 0;
+        long v;
+        rp_error_t e;
+        while ((rc = rp_iter_next(it, 60, &idx, &v, &e)) != RP_DONE && rc != RP_ETIMEDOUT) {
+            if (idx == DIE_AT) {
+                died++;
+                CU_ASSERT_EQUAL(rc, RP_EWORKER);
+                CU_ASSERT_EQUAL(e.index, DIE_AT);
+                CU_ASSERT_PTR_NOT_NULL(strstr(e.message, want));
+                if (!strstr(e.message, want))
+                    printf("\n  ordered %d: \"%s\"\n", ordered, e.message);
+            } else {
+                wrong += rc != RP_OK || v != (long)(idx * idx);
+            }
+            k++;
+        }
+        CU_ASSERT_EQUAL(rc, RP_DONE);
+        CU_ASSERT_EQUAL(k, n);
+        CU_ASSERT_EQUAL(died, 1);
+        CU_ASSERT_EQUAL(wrong, 0);
+        rp_iter_free(it);
+    }
+    free(in);
+    tu_pool_done(p);
+}
+
 int main(int argc, char **argv)
 {
+    struct rlimit nocore = { 0, 0 };
+    setrlimit(RLIMIT_CORE, &nocore); /* a killed worker leaves no core file */
     static const tu_test tests[] = {
         TU_TEST(test_stream_producer_window),
         TU_TEST(test_stream_producer_error),
@@ -516,6 +668,8 @@ int main(int argc, char **argv)
         TU_TEST(test_stream_bad_arguments),
         TU_TEST(test_stream_close_midway),
         TU_TEST(test_stream_terminate_midway),
+        TU_TEST(test_stream_ctx_index_global),
+        TU_TEST(test_stream_worker_death_names_item),
         TU_END,
     };
     return tu_run("stream", tests, argc, argv);
