@@ -32,7 +32,7 @@ struct rp__seg {
 
 int rp__seg_open(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_t in_size,
                  size_t out_size, const rp_map_opts_t *opts, bool ordered, bool var,
-                 rp__seg **itp)
+                 size_t base, rp__seg **itp)
 {
     *itp = NULL;
     if (var)
@@ -56,8 +56,8 @@ int rp__seg_open(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_
         goto fail;
     if (!ordered && !(it->queue = malloc((n ? n : 1) * sizeof *it->queue)))
         goto fail;
-    rc = rp__result_submit(pool, fn, in, n, in_size, it->buf, out_size, opts,
-                           RP__JOB_TRACK | (var ? RP__JOB_VAR : 0u), &it->r);
+    rc = rp__result_submit_at(pool, fn, in, n, in_size, it->buf, out_size, opts,
+                              RP__JOB_TRACK | (var ? RP__JOB_VAR : 0u), base, &it->r);
     if (rc != RP_OK)
         goto fail;
     *itp = it;

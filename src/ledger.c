@@ -210,7 +210,7 @@ void rp__job_worker_died(struct rp__job *job, const rp__death *d, size_t a, size
     rp_error_t e;
     rp__error_set(&e, RP_EWORKER, running, d->worker, d->host,
                   "worker %d (%s) %s while running item %zu%s%s", d->worker, where, how,
-                  running, d->why ? ": " : "", d->why ? d->why : "");
+                  job->index_base + running, d->why ? ": " : "", d->why ? d->why : "");
     if (d->status >= 0 && WIFSIGNALED(d->status))
         e.signal = WTERMSIG(d->status);
     if (d->status >= 0 && WIFEXITED(d->status))

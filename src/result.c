@@ -291,6 +291,14 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
                       size_t in_size, void *out, size_t out_size,
                       const rp_map_opts_t *opts, unsigned flags, rp_result_t **res)
 {
+    return rp__result_submit_at(pool, fn, in, n, in_size, out, out_size, opts, flags, 0, res);
+}
+
+int rp__result_submit_at(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                         size_t in_size, void *out, size_t out_size,
+                         const rp_map_opts_t *opts, unsigned flags, size_t index_base,
+                         rp_result_t **res)
+{
     rp_result_t *r = calloc(1, sizeof *r);
     if (!r)
         return RP_ENOMEM;
@@ -318,6 +326,7 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
     r->job.n = n;
     r->job.chunksize = r->opts.chunksize;
     r->job.flags = flags;
+    r->job.index_base = index_base;
     r->job.result = r;
     atomic_init(&r->job.done, &r->job.own_done);
     atomic_init(&r->job.processed, 0);

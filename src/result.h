@@ -68,6 +68,12 @@ struct rp_result {
 int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
                       size_t in_size, void *out, size_t out_size,
                       const rp_map_opts_t *opts, unsigned flags, rp_result_t **res);
+/* The same for a job whose item 0 is item index_base of the caller's call (a
+ * stream's segment): see rp__job.index_base. */
+int rp__result_submit_at(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                         size_t in_size, void *out, size_t out_size,
+                         const rp_map_opts_t *opts, unsigned flags, size_t index_base,
+                         rp_result_t **res);
 /* Waits up to timeout and finalizes. RP_OK or RP_ETIMEDOUT. */
 int rp__result_wait(rp_result_t *r, double timeout);
 /* Takes / drops a reference; the last drop frees the result. */
@@ -89,13 +95,15 @@ void rp__result_await_arrival(rp_result_t *r, double timeout);
 
 /* iter.c: one segment of an imap stream (stream.c): a tracked job over n items
  * whose outputs (n * out_size bytes, or n variable-size outputs) the segment owns.
- * Indexes are the segment's own, 0..n-1. */
+ * Indexes are the segment's own, 0..n-1 (only rp_ctx_index inside the task and a
+ * dead worker's message add base, the index of its item 0 in the stream). */
 typedef struct rp__seg rp__seg;
-/* Checks the arguments and submits the segment's job. RP_OK or what a map
- * returns (RP_EINVAL, RP_ECLOSED, RP_ENOMEM, ...). n may be 0. */
+/* Checks the arguments and submits the segment's job, whose item 0 is item base
+ * of the stream. RP_OK or what a map returns (RP_EINVAL, RP_ECLOSED, RP_ENOMEM,
+ * ...). n may be 0. */
 int rp__seg_open(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_t in_size,
                  size_t out_size, const rp_map_opts_t *opts, bool ordered, bool var,
-                 rp__seg **seg);
+                 size_t base, rp__seg **seg);
 /* The next item (in input order, or as it arrives): its index, where its output is
  * (*out, *size: valid until rp__seg_drop or rp__seg_free; NULL, 0 for a failed
  * item). \return as rp_iter_next. */

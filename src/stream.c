@@ -147,7 +147,7 @@ static int open_next(rp_iter_t *it)
     p->base = it->produced;
     p->n = len;
     int rc = rp__seg_open(it->pool, it->fn, in, len, it->in_size, it->out_size, &it->opts,
-                          it->ordered, it->var, &p->seg);
+                          it->ordered, it->var, p->base, &p->seg);
     if (rc != RP_OK) {
         p->seg = NULL;
         /* refused by a terminated pool: canceled, as its unfinished items are */
@@ -377,7 +377,7 @@ static int stream_open(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
     }
     /* The pool's verdict before any item is read: an empty segment. */
     rp__seg *probe;
-    rc = rp__seg_open(pool, fn, NULL, 0, in_size, it->out_size, &it->opts, ordered, var,
+    rc = rp__seg_open(pool, fn, NULL, 0, in_size, it->out_size, &it->opts, ordered, var, 0,
                       &probe);
     if (rc != RP_OK) {
         free(it);

@@ -113,6 +113,7 @@ static void publish(struct lpool *lp, struct ljob *lj)
     s->in_off = lj->in_off;
     s->out_off = lj->out_off;
     s->mark_off = lj->mark_off;
+    s->index_base = job->index_base;
     s->tag = (s->tag + 1) & 0xffffff;
     atomic_store(&s->range[0].next, RP__RW(s->tag, RP__IDX_NONE));
     atomic_store(&s->range[0].end, staged);

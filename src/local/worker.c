@@ -17,7 +17,7 @@ struct chunk {
     int        slot;
     uint32_t   gen, flags;
     rp_task_fn fn;
-    uint64_t   start, len, in_size, out_size, in_off, out_off, mark_off;
+    uint64_t   start, len, in_size, out_size, in_off, out_off, mark_off, index_base;
 };
 
 struct wctx {
@@ -100,6 +100,7 @@ static void load_chunk(struct wctx *w, int j, uint64_t start, uint64_t len)
     c->in_off = s->in_off;
     c->out_off = s->out_off;
     c->mark_off = s->mark_off;
+    c->index_base = s->index_base;
 }
 
 static void run_chunk(struct wctx *w)
@@ -110,6 +111,7 @@ static void run_chunk(struct wctx *w)
     bool var = c->flags & RP__JOB_VAR;
     w->ctx.output = var ? var_output : NULL;
     w->ctx.output_arg = w;
+    w->ctx.index_base = (size_t)c->index_base;
     const char *in = lp->arena + c->in_off + c->start * c->in_size;
     char *out = (var || c->out_size == 0) ? NULL : lp->arena + c->out_off + c->start * c->out_size;
     rp__worker_run(&w->ctx, c->fn, in, c->in_size, out, var ? 0 : c->out_size, c->start,
