@@ -302,8 +302,9 @@ RP_API size_t rp_ctx_index(const rp_ctx_t *ctx);
  * RP_DONE. After rp_pool_close, items not yet submitted are yielded with RP_ECLOSED
  * (RP_ECANCELED after rp_pool_terminate; a producer is not read further). A stream
  * uses its pool until its input has all been read: free the pool after the
- * iterator. Inside a stream's task, rp_ctx_index() counts from the start of the
- * item's segment, not of the stream. */
+ * iterator. Inside a stream's task, rp_ctx_index() is the item's index in the whole
+ * stream (as rp_iter_next reports it), and so is the item a dead worker's error
+ * message names. */
 
 /** Writes the next input item (in_size bytes) at item. \return 1 when it wrote
  * one, 0 at the end of the input, a negative code to fail the stream. */
