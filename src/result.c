@@ -291,7 +291,8 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
                       size_t in_size, void *out, size_t out_size,
                       const rp_map_opts_t *opts, unsigned flags, rp_result_t **res)
 {
-    return rp__result_submit_at(pool, fn, in, n, in_size, out, out_size, opts, flags, 0, res);
+    return rp__result_submit_at(pool, fn, in, n, in_size, out, out_size, opts, flags, 0,
+                                res);
 }
 
 int rp__result_submit_at(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
