@@ -82,6 +82,7 @@ module rankpool
         logical(c_bool) :: retry_raised = .false.
         logical(c_bool) :: progress = .false.  ! a progress bar on stderr
         type(c_ptr) :: journal = c_null_ptr    ! a NUL-terminated file name: resume
+        integer(c_size_t) :: buffersize = 0
     end type rp_map_opts_t
 
     public :: rp_pool_create, rp_pool_is_master, rp_pool_size, rp_pool_backend, &

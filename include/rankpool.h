@@ -153,13 +153,17 @@ typedef struct rp_map_opts {
                                              many more times; 0 = never; negative:
                                              RP_EINVAL */
     bool                 retry_raised;    /* retry items that failed by the task's
-                                             own return/rp_raise too */ \
+                                             own return/rp_raise too */
     /* ---- progress and resume (see "progress and resume" below) ---- */
     bool                 progress;        /* draw a progress bar on stderr (also for
                                              every call: $RP_PROGRESS=1) */
     const char          *journal;         /* rp_map*, rp_map_var*, rp_apply_async: a
                                              file where finished items are kept; a
                                              rerun skips them. NULL: none */
+    size_t               buffersize;      /* imap streams: items read ahead and not yet
+                                             consumed, at most; 0 = about 16 MiB of
+                                             items, from 4 per worker to 262144
+                                             (variable-size outputs: to 4096) */
 } rp_map_opts_t;
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -228,7 +232,9 @@ RP_API int rp_apply_async(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t
                           void *out, size_t out_size, const rp_map_opts_t *opts,
                           rp_result_t **res);
 /** Lazily yields outputs in input order through rp_iter_next. in belongs to the pool
- * until the iterator is freed. */
+ * until the iterator is freed. Items are submitted as the iterator is consumed (at
+ * most opts->buffersize ahead, see "streams" below), so memory does not grow with n;
+ * opts may not set callbacks (RP_EINVAL). */
 RP_API int rp_imap(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_t in_size,
                    size_t out_size, const rp_map_opts_t *opts, rp_iter_t **it);
 /** Like rp_imap, but yields each output as soon as it is ready, with its index. */
@@ -240,7 +246,8 @@ RP_API int rp_imap_unordered(rp_pool_t *pool, rp_task_fn fn, const void *in, siz
  * filled (iteration goes on); RP_DONE after the last item; RP_ETIMEDOUT. */
 RP_API int rp_iter_next(rp_iter_t *it, double timeout, size_t *index, void *out_item,
                         rp_error_t *err);
-/** Frees an iterator; waits for its outstanding items first. */
+/** Frees an iterator; waits for the items already submitted first (at most twice
+ * the buffersize; a stream's producer is not called again). */
 RP_API void rp_iter_free(rp_iter_t *it);
 
 /* ---- variable-size outputs ------------------------------------------------- */
@@ -349,9 +356,11 @@ RP_API size_t rp_ctx_index(const rp_ctx_t *ctx);
  * RP_MPI_ISOLATE=0, tasks in the ranks: a batch running is not stopped or killed.)
  * \return RP_OK, or RP_EINVAL (NULL, unknown flags). Any thread, callbacks too. */
 RP_API int rp_result_cancel(rp_result_t *res, int flags);
-/** rp_result_cancel for an iterator's job. The iterator still yields every item
- * once: finished ones with their output or failure, canceled ones as RP_ECANCELED
- * with *err filled; then RP_DONE. */
+/** rp_result_cancel for an iterator's work (every stream: arrays, producers, var
+ * imaps). The iterator still yields every item once: finished ones with their
+ * output or failure, canceled ones as RP_ECANCELED with *err filled (an array's
+ * items not yet submitted too); then RP_DONE. A producer is not read again. Call
+ * it from the thread that consumes the iterator. */
 RP_API int rp_iter_cancel(rp_iter_t *it, int flags);
 /** Closes the pool (as rp_pool_close) and cancels every result it still holds
  * (as rp_result_cancel with flags): Python's shutdown(cancel_futures=True).
@@ -452,6 +461,56 @@ RP_API int rp_map_batch_async(rp_pool_t *pool, rp_batch_fn fn, const void *in, s
  * task it is rp_raise (the item is the running one). \return code (RP_ETASK for 0). */
 RP_API int rp_raise_at(rp_ctx_t *ctx, size_t i, int code, const char *fmt, ...)
     RP_PRINTF(4, 5);
+
+/* ---- streams: lazy input, bounded memory -------------------------------------
+ * Every imap is a stream: its items are read (from the array, or a producer) and
+ * submitted only as the iterator is consumed, at most opts->buffersize items read
+ * and not yet yielded (0: a default of about 16 MiB of items, from 4 per worker to
+ * 262144; to 4096 for variable-size outputs, whose sizes are not known ahead). The
+ * master's memory stays flat however many items pass. The producer is
+ * called only on the thread that creates or advances the iterator (rp_iter_next*),
+ * never concurrently, never after it returned 0 or an error. A producer error ends
+ * the stream: the items read before it are yielded as usual, then one call returns
+ * the producer's code (*err: index = the item it failed to produce, worker -1), then
+ * RP_DONE. After rp_pool_close, items not yet submitted are yielded with RP_ECLOSED
+ * (RP_ECANCELED after rp_pool_terminate; a producer is not read further). A stream
+ * uses its pool until its input has all been read: free the pool after the
+ * iterator. Inside a stream's task, rp_ctx_index() is the item's index in the whole
+ * stream (as rp_iter_next reports it), and so is the item a dead worker's error
+ * message names. */
+
+/** Writes the next input item (in_size bytes) at item. \return 1 when it wrote
+ * one, 0 at the end of the input, a negative code to fail the stream. */
+typedef int (*rp_producer_fn)(void *item, void *userdata);
+
+/** rp_imap whose items come from producer (in_size bytes each) instead of an array.
+ * \return RP_OK; RP_EINVAL (a NULL argument, sizes, callbacks in opts), RP_ECLOSED,
+ * RP_ENOMEM. */
+RP_API int rp_imap_producer(rp_pool_t *pool, rp_task_fn fn, rp_producer_fn producer,
+                            void *userdata, size_t in_size, size_t out_size,
+                            const rp_map_opts_t *opts, rp_iter_t **it);
+/** rp_imap_unordered whose items come from producer. */
+RP_API int rp_imap_unordered_producer(rp_pool_t *pool, rp_task_fn fn, rp_producer_fn producer,
+                                      void *userdata, size_t in_size, size_t out_size,
+                                      const rp_map_opts_t *opts, rp_iter_t **it);
+/** imap of a variable-size map (tasks get room with rp_output()): read the outputs
+ * with rp_iter_next_var (rp_iter_next works with out_item NULL, else RP_EINVAL). */
+RP_API int rp_imap_var(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                       size_t in_size, const rp_map_opts_t *opts, rp_iter_t **it);
+RP_API int rp_imap_var_unordered(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                                 size_t in_size, const rp_map_opts_t *opts, rp_iter_t **it);
+RP_API int rp_imap_var_producer(rp_pool_t *pool, rp_task_fn fn, rp_producer_fn producer,
+                                void *userdata, size_t in_size, const rp_map_opts_t *opts,
+                                rp_iter_t **it);
+RP_API int rp_imap_var_unordered_producer(rp_pool_t *pool, rp_task_fn fn,
+                                          rp_producer_fn producer, void *userdata,
+                                          size_t in_size, const rp_map_opts_t *opts,
+                                          rp_iter_t **it);
+/** Like rp_iter_next, without a copy: *data and *size (each may be NULL) get where
+ * the output is and its length (NULL and 0 for a failed item). Valid until the next
+ * call on the iterator or rp_iter_free. Any iterator (fixed-size outputs too). */
+RP_API int rp_iter_next_var(rp_iter_t *it, double timeout, size_t *index, const void **data,
+                            size_t *size, rp_error_t *err);
 
 #ifdef __cplusplus
 }

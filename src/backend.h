@@ -48,6 +48,10 @@ struct rp__job {
     size_t      n;
     size_t      chunksize; /* 0 = automatic */
     unsigned    flags;     /* RP__JOB_* */
+    /* What rp_ctx_index() and a dead worker's message add to an item's index: the
+     * index of item 0 in the caller's whole call (a stream's segment, stream.c);
+     * 0 for every other job. Every other index here is the job's own. */
+    size_t      index_base;
     rp_result_t *result;   /* the core's handle */
     void       *bdata;     /* the backend's per-job state */
     /* The completion word waiters sleep on: &own_done unless the backend moves it

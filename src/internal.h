@@ -64,7 +64,8 @@ int rp__pool_create_ops(rp_pool_t **pool, const rp_pool_opts_t *opts,
 typedef void *(*rp__output_fn)(void *arg, size_t index, size_t size);
 
 struct rp_ctx {
-    size_t        index;       /* input index of the running item */
+    size_t        index;       /* input index of the running item (in its job) */
+    size_t        index_base;  /* its job's index_base: rp_ctx_index adds it */
     int           worker;      /* this worker's number */
     const char   *host;
     /* set by rp_raise() during the current item */

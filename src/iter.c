@@ -1,11 +1,11 @@
-/* imap / imap_unordered: a tracked job (RP__JOB_TRACK) whose items the iterator
- * consumes through ops->arrivals() as they are processed.
+/* One segment of an imap stream (stream.c): a tracked job (RP__JOB_TRACK) whose
+ * items are consumed through the ledger's arrivals as they are processed.
  *
- * The iterator owns the job's output buffer (n * out_size). An item is available
- * once arrivals() returned it, or once the result is ready (finish() delivered
- * every item arrivals() had not). A failed item is yielded as its code with *err
- * filled; iteration goes on after it. One iterator is used by one thread at a
- * time. */
+ * The segment owns the job's output buffer (n * out_size, or n rp__varslot for
+ * variable-size outputs). An item is available once it arrived, or once the
+ * result is ready (finalization delivered every item that had not). A failed
+ * item is yielded as its code with *err filled; iteration goes on after it.
+ * Indexes are the segment's own (0..n-1). Used by one thread at a time. */
 #include "result.h"
 
 #include <math.h>
@@ -14,12 +14,14 @@
 
 #define ARRIVALS_BATCH 256
 
-struct rp_iter {
+struct rp__seg {
     rp_result_t *r;
-    char        *buf;      /* n * out_size outputs (job->out), NULL if out_size 0 */
+    char        *buf;      /* n * out_size outputs (job->out), NULL if out_size 0;
+                              var: n rp__varslot */
     size_t       n;
     size_t       out_size;
     bool         ordered;
+    bool         var;
     unsigned char *seen;   /* per item: 1 once returned by arrivals() */
     size_t       yielded;  /* items handed to the caller */
     size_t       next;     /* ordered: next index to yield; unordered: scan position
@@ -28,31 +30,34 @@ struct rp_iter {
     size_t       qhead, qtail;
 };
 
-static int create(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_t in_size,
-                  size_t out_size, const rp_map_opts_t *opts, bool ordered, rp_iter_t **itp)
+int rp__seg_open(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_t in_size,
+                 size_t out_size, const rp_map_opts_t *opts, bool ordered, bool var,
+                 size_t base, rp__seg **itp)
 {
-    if (!itp)
-        return RP_EINVAL;
     *itp = NULL;
-    /* out is the iterator's own buffer: pass a dummy non-NULL for the check. */
+    if (var)
+        out_size = sizeof(rp__varslot);
+    /* out is the segment's own buffer: pass a dummy non-NULL for the check. */
     int rc = rp__check_map_args(pool, fn, in, n, in_size, "", out_size);
     if (rc != RP_OK)
         return rc;
-    rp_iter_t *it = calloc(1, sizeof *it);
+    rp__seg *it = calloc(1, sizeof *it);
     if (!it)
         return RP_ENOMEM;
     it->n = n;
     it->out_size = out_size;
     it->ordered = ordered;
+    it->var = var;
     rc = RP_ENOMEM;
-    if (n > 0 && out_size > 0 && !(it->buf = malloc(n * out_size)))
+    if (n > 0 && out_size > 0 &&
+        !(it->buf = var ? calloc(n, out_size) : malloc(n * out_size)))
         goto fail;
     if (!(it->seen = calloc(n ? n : 1, 1)))
         goto fail;
     if (!ordered && !(it->queue = malloc((n ? n : 1) * sizeof *it->queue)))
         goto fail;
-    rc = rp__result_submit(pool, fn, in, n, in_size, it->buf, out_size, opts,
-                           RP__JOB_TRACK, &it->r);
+    rc = rp__result_submit_at(pool, fn, in, n, in_size, it->buf, out_size, opts,
+                              RP__JOB_TRACK | (var ? RP__JOB_VAR : 0u), base, &it->r);
     if (rc != RP_OK)
         goto fail;
     *itp = it;
@@ -65,44 +70,39 @@ fail:
     return rc;
 }
 
-int rp_imap(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_t in_size,
-            size_t out_size, const rp_map_opts_t *opts, rp_iter_t **it)
-{
-    return create(pool, fn, in, n, in_size, out_size, opts, true, it);
-}
-
-int rp_imap_unordered(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
-                      size_t in_size, size_t out_size, const rp_map_opts_t *opts,
-                      rp_iter_t **it)
-{
-    return create(pool, fn, in, n, in_size, out_size, opts, false, it);
-}
-
-static bool is_ready(const rp_iter_t *it)
+static bool is_ready(const rp__seg *it)
 {
     return atomic_load(&it->r->state) == RP__RES_READY;
 }
 
-/* Hands item i to the caller. */
-static int yield(rp_iter_t *it, size_t i, size_t *index, void *out_item, rp_error_t *err)
+/* Hands item i to the caller: where its output is (not copied). */
+static int yield(rp__seg *it, size_t i, size_t *index, const void **out, size_t *size,
+                 rp_error_t *err)
 {
     it->yielded++;
-    if (index)
-        *index = i;
+    *index = i;
+    *out = NULL;
+    *size = 0;
     rp_error_t e;
     if (rp__result_find_error(it->r, i, &e)) {
         if (err)
             *err = e;
         return e.code;
     }
-    if (out_item && it->out_size)
-        memcpy(out_item, it->buf + i * it->out_size, it->out_size);
+    if (it->var) {
+        const rp__varslot *slot = (const rp__varslot *)it->buf + i;
+        *out = slot->data;
+        *size = slot->size;
+    } else if (it->out_size) {
+        *out = it->buf + i * it->out_size;
+        *size = it->out_size;
+    }
     return RP_OK;
 }
 
 /* Waits up to `timeout` for more items: takes arrivals, or notices the result
  * became ready. \return true if something changed. */
-static bool pull(rp_iter_t *it, double timeout)
+static bool pull(rp__seg *it, double timeout)
 {
     size_t batch[ARRIVALS_BATCH];
     size_t *dst = it->ordered ? batch : it->queue + it->qtail;
@@ -128,11 +128,9 @@ static bool pull(rp_iter_t *it, double timeout)
     return is_ready(it);
 }
 
-int rp_iter_next(rp_iter_t *it, double timeout, size_t *index, void *out_item,
+int rp__seg_next(rp__seg *it, double timeout, size_t *index, const void **out, size_t *size,
                  rp_error_t *err)
 {
-    if (!it)
-        return RP_EINVAL;
     if (it->yielded >= it->n)
         return RP_DONE;
     double deadline = rp__deadline(timeout);
@@ -140,17 +138,17 @@ int rp_iter_next(rp_iter_t *it, double timeout, size_t *index, void *out_item,
         if (it->ordered) {
             if (it->seen[it->next] || is_ready(it)) {
                 size_t i = it->next++;
-                return yield(it, i, index, out_item, err);
+                return yield(it, i, index, out, size, err);
             }
         } else {
             if (it->qhead < it->qtail)
-                return yield(it, it->queue[it->qhead++], index, out_item, err);
+                return yield(it, it->queue[it->qhead++], index, out, size, err);
             if (is_ready(it)) {
                 while (it->next < it->n && it->seen[it->next])
                     it->next++;
                 if (it->next < it->n) {
                     size_t i = it->next++;
-                    return yield(it, i, index, out_item, err);
+                    return yield(it, i, index, out, size, err);
                 }
                 return RP_DONE; /* not reached: yielded < n implies an item left */
             }
@@ -166,18 +164,34 @@ int rp_iter_next(rp_iter_t *it, double timeout, size_t *index, void *out_item,
     }
 }
 
-int rp_iter_cancel(rp_iter_t *it, int flags)
+void rp__seg_drop(rp__seg *it, size_t i)
 {
-    if (!it)
-        return RP_EINVAL;
-    return rp_result_cancel(it->r, flags);
+    if (!it->var || i >= it->n)
+        return;
+    rp__varslot *slot = (rp__varslot *)it->buf + i;
+    free(slot->data);
+    slot->data = NULL;
+    slot->size = 0;
 }
 
-void rp_iter_free(rp_iter_t *it)
+rp_result_t *rp__seg_result(rp__seg *it)
+{
+    return it->r;
+}
+
+size_t rp__seg_left(const rp__seg *it)
+{
+    return it->n - it->yielded;
+}
+
+void rp__seg_free(rp__seg *it)
 {
     if (!it)
         return;
     rp_result_free(it->r);
+    if (it->var)
+        for (size_t i = 0; i < it->n; i++)
+            free(((rp__varslot *)it->buf)[i].data);
     free(it->buf);
     free(it->seen);
     free(it->queue);

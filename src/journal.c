@@ -545,5 +545,5 @@ int rp__journal_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
         return rc;
     }
     return rp__result_submit_monitored(pool, fn, sub_in, m, in_size, sub_out, out_size, opts,
-                                     flags | RP__JOB_TRACK, w, res);
+                                       flags | RP__JOB_TRACK, 0, w, res);
 }

@@ -206,7 +206,7 @@ void rp__job_worker_died(struct rp__job *job, const rp__death *d, size_t a, size
         rp__cancel_error(&e, running, d->worker, d->host, false);
         snprintf(e.message, sizeof e.message,
                  "canceled by rp_result_cancel (RP_CANCEL_KILL): worker %d was killed while "
-                 "running item %zu", d->worker, running);
+                 "running item %zu", d->worker, job->index_base + running);
         rp__job_fail(job, &e);
         arrive(r, running, running + 1);
         rp__job_cancel(job, running + 1, b, false);
@@ -251,13 +251,15 @@ void rp__job_worker_died(struct rp__job *job, const rp__death *d, size_t a, size
     if (d->timeout > 0)
         rp__error_set(&e, RP_ETASKTIMEOUT, running, d->worker, d->host,
                       "item %zu ran past its time limit of %g s on worker %d (%s%s%s): "
-                      "the worker was killed%s", running, d->timeout, d->worker, where,
+                      "the worker was killed%s", job->index_base + running, d->timeout,
+                      d->worker, where,
                       d->rank >= 0 ? "" : " on ", d->rank >= 0 ? "" : d->host ? d->host : "?",
                       tries);
     else
         rp__error_set(&e, RP_EWORKER, running, d->worker, d->host,
                       "worker %d (%s) %s while running item %zu%s%s%s%s", d->worker, where,
-                      how, running, items, d->why ? ": " : "", d->why ? d->why : "", tries);
+                      how, job->index_base + running, items, d->why ? ": " : "",
+                      d->why ? d->why : "", tries);
     if (d->timeout <= 0 && d->status >= 0 && WIFSIGNALED(d->status))
         e.signal = WTERMSIG(d->status);
     if (d->timeout <= 0 && d->status >= 0 && WIFEXITED(d->status))

@@ -321,14 +321,23 @@ int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
 {
     if (opts && opts->journal) /* only the map calls keep one (journal.c) */
         return RP_EINVAL;
+    return rp__result_submit_at(pool, fn, in, n, in_size, out, out_size, opts, flags, 0,
+                                res);
+}
+
+int rp__result_submit_at(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                         size_t in_size, void *out, size_t out_size,
+                         const rp_map_opts_t *opts, unsigned flags, size_t index_base,
+                         rp_result_t **res)
+{
     return rp__result_submit_monitored(pool, fn, in, n, in_size, out, out_size, opts, flags,
-                                     NULL, res);
+                                       index_base, NULL, res);
 }
 
 int rp__result_submit_monitored(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
-                              size_t in_size, void *out, size_t out_size,
-                              const rp_map_opts_t *opts, unsigned flags,
-                              struct rp__monitorres *monitor, rp_result_t **res)
+                                size_t in_size, void *out, size_t out_size,
+                                const rp_map_opts_t *opts, unsigned flags, size_t index_base,
+                                struct rp__monitorres *monitor, rp_result_t **res)
 {
     rp_result_t *r = calloc(1, sizeof *r);
     if (!r) {
@@ -360,6 +369,7 @@ int rp__result_submit_monitored(rp_pool_t *pool, rp_task_fn fn, const void *in, 
     r->job.n = n;
     r->job.chunksize = r->opts.chunksize;
     r->job.flags = flags;
+    r->job.index_base = index_base;
     r->job.result = r;
     if (rp__job_control(r, opts) != RP_OK) {
         destroy(r);

@@ -1,5 +1,5 @@
 /* The AsyncResult object, private to the core (pool.c, result.c, ledger.c,
- * iter.c, varout.c). Backends see only the embedded struct rp__job. */
+ * iter.c, stream.c, varout.c). Backends see only the embedded struct rp__job. */
 #ifndef RP_RESULT_H
 #define RP_RESULT_H
 
@@ -86,13 +86,19 @@ struct rp__watcher {
 int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
                       size_t in_size, void *out, size_t out_size,
                       const rp_map_opts_t *opts, unsigned flags, rp_result_t **res);
-/* rp__result_submit with a monitor state already made (monitor.h: a journal), which
- * the result takes over (freed with it, or here on failure). */
+/* The same for a job whose item 0 is item index_base of the caller's call (a
+ * stream's segment): see rp__job.index_base. */
+int rp__result_submit_at(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
+                         size_t in_size, void *out, size_t out_size,
+                         const rp_map_opts_t *opts, unsigned flags, size_t index_base,
+                         rp_result_t **res);
+/* rp__result_submit_at with a monitor state already made (monitor.h: a journal),
+ * which the result takes over (freed with it, or here on failure). */
 struct rp__monitorres;
 int rp__result_submit_monitored(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
-                              size_t in_size, void *out, size_t out_size,
-                              const rp_map_opts_t *opts, unsigned flags,
-                              struct rp__monitorres *monitor, rp_result_t **res);
+                                size_t in_size, void *out, size_t out_size,
+                                const rp_map_opts_t *opts, unsigned flags, size_t index_base,
+                                struct rp__monitorres *monitor, rp_result_t **res);
 /* The ops gate for code outside result.c (journal.c): false when the result is
  * being finalized (no backend call may be made then). */
 bool rp__result_ops_enter(rp_result_t *r);
@@ -138,6 +144,31 @@ int  rp__job_control(rp_result_t *r, const rp_map_opts_t *opts);
 bool rp__job_retry(rp_result_t *r, size_t i, unsigned *attempts);
 /* retry.c: frees the attempt counts. */
 void rp__attempts_free(rp_result_t *r);
+
+/* iter.c: one segment of an imap stream (stream.c): a tracked job over n items
+ * whose outputs (n * out_size bytes, or n variable-size outputs) the segment owns.
+ * Indexes are the segment's own, 0..n-1 (only rp_ctx_index inside the task and a
+ * dead worker's message add base, the index of its item 0 in the stream). */
+typedef struct rp__seg rp__seg;
+/* Checks the arguments and submits the segment's job, whose item 0 is item base
+ * of the stream. RP_OK or what a map returns (RP_EINVAL, RP_ECLOSED, RP_ENOMEM,
+ * ...). n may be 0. */
+int rp__seg_open(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_t in_size,
+                 size_t out_size, const rp_map_opts_t *opts, bool ordered, bool var,
+                 size_t base, rp__seg **seg);
+/* The next item (in input order, or as it arrives): its index, where its output is
+ * (*out, *size: valid until rp__seg_drop or rp__seg_free; NULL, 0 for a failed
+ * item). \return as rp_iter_next. */
+int rp__seg_next(rp__seg *seg, double timeout, size_t *index, const void **out,
+                 size_t *size, rp_error_t *err);
+/* The segment's result (rp_iter_cancel cancels it). */
+rp_result_t *rp__seg_result(rp__seg *seg);
+/* Variable-size segment: frees the output of item i, already yielded. */
+void rp__seg_drop(rp__seg *seg, size_t i);
+/* Items not yielded yet. */
+size_t rp__seg_left(const rp__seg *seg);
+/* Waits for the segment's job, frees it and its outputs. NULL does nothing. */
+void rp__seg_free(rp__seg *seg);
 
 /* pool.c: the argument checks shared by every submitting call: pool usable, fn
  * set, in_size > 0, in (and out when out_size > 0) non-NULL when n > 0, no size

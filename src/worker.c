@@ -109,6 +109,7 @@ int rp__worker_init(rp_ctx_t *ctx, rp_init_fn fn, const void *arg, rp_error_t *e
     if (!fn)
         return RP_OK;
     ctx->index = 0;
+    ctx->index_base = 0;
     ctx->raised = false;
     ctx->output_set = false;
     int rc = fn(arg, ctx);
@@ -169,7 +170,7 @@ int rp_ctx_worker(const rp_ctx_t *ctx)
 
 size_t rp_ctx_index(const rp_ctx_t *ctx)
 {
-    return ctx ? ctx->index : 0;
+    return ctx ? ctx->index + ctx->index_base : 0;
 }
 
 void *rp_output(rp_ctx_t *ctx, size_t size)

@@ -57,6 +57,9 @@ for name in $examples; do
     [ "$name" = square ] && expect="backend local"
     run "$name" "$name" "$expect" "$ex/$name"
 done
+# files: every file under a folder (the sources' doc/), paths read lazily
+docdir=${top_srcdir:-$top_builddir/..}/doc
+run files files "0 failed, 0 skipped, backend local" "$ex/files" "$docdir"
 
 # ---- the same binary under mpirun ---------------------------------------------
 if [ "${RP_BUILT_MPI:-yes}" = no ]; then
@@ -75,6 +78,7 @@ else
             run "$name" "$name (mpirun -np 3)" "" $mpi "$ex/$name"
         done
     fi
+    run files "files (mpirun -np 3)" "backend mpi" $mpi "$ex/files" "$docdir"
 fi
 
 # ---- rankpool_mpi.h: a task farm inside an MPI program (MPI only) --------------

@@ -76,6 +76,7 @@ static void *var_output(void *arg, size_t index, size_t size)
 /* Runs items [a, b) of job; outputs go straight to the caller's buffer. */
 static void run(struct tb_worker *w, struct rp__job *job, size_t a, size_t b)
 {
+    w->ctx.index_base = job->index_base;
     if (!(job->flags & RP__JOB_VAR)) {
         rp__worker_run(&w->ctx, job->fn, job->in + a * job->in_size, job->in_size,
                        job->out ? job->out + a * job->out_size : NULL, job->out_size, a, b - a,

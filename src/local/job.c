@@ -118,6 +118,7 @@ static void publish(struct lpool *lp, struct ljob *lj)
     s->mark_off = lj->mark_off;
     s->timeout_ns = job->timeout > 0 ? (uint64_t)(job->timeout * 1e9) + 1 : 0;
     s->retries = job->retry_raised ? (uint32_t)job->retries : 0;
+    s->index_base = job->index_base;
     s->tag = (s->tag + 1) & 0xffffff;
     atomic_store(&s->range[0].next, RP__RW(s->tag, RP__IDX_NONE));
     atomic_store(&s->range[0].end, staged);

@@ -102,6 +102,7 @@ struct rp__slot {
     rp_task_fn   fn;
     uint64_t     n, in_size, out_size, chunksize;
     uint64_t     in_off, out_off, mark_off;  /* in the arena */
+    uint64_t     index_base;     /* the job's (rp_ctx_index adds it) */
     _Atomic uint32_t nranges;
     uint32_t     tag;            /* last range tag used (master only) */
     _Atomic uint32_t cancel;     /* 1: canceled, workers stop before their next item */

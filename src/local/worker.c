@@ -17,7 +17,7 @@ struct chunk {
     int        slot;
     uint32_t   gen, flags;
     rp_task_fn fn;
-    uint64_t   start, len, in_size, out_size, in_off, out_off, mark_off;
+    uint64_t   start, len, in_size, out_size, in_off, out_off, mark_off, index_base;
     uint64_t   timeout_ns;
     uint32_t   retries;
 };
@@ -133,6 +133,7 @@ static void load_chunk(struct wctx *w, int j, uint64_t start, uint64_t len)
     c->mark_off = s->mark_off;
     c->timeout_ns = s->timeout_ns;
     c->retries = s->retries;
+    c->index_base = s->index_base;
 }
 
 static void run_chunk(struct wctx *w)
@@ -143,6 +144,7 @@ static void run_chunk(struct wctx *w)
     bool var = c->flags & RP__JOB_VAR;
     w->ctx.output = var ? var_output : NULL;
     w->ctx.output_arg = w;
+    w->ctx.index_base = (size_t)c->index_base;
     const char *in = lp->arena + c->in_off + c->start * c->in_size;
     char *out = (var || c->out_size == 0) ? NULL : lp->arena + c->out_off + c->start * c->out_size;
     w->ctx.stop = &w->hdr->slots[c->slot].cancel; /* rp_result_cancel */

@@ -178,7 +178,8 @@ static int records_next(struct records *it)
     return rp__wire_next_record(&it->r, &it->kind, &it->e, &it->index, &it->data, &it->size);
 }
 
-/* Checks every record of a result before anything is acted on. */
+/* Checks every record of a result before anything is acted on (start: the
+ * result's first item as the serving rank names it, with the job's index_base). */
 static int check_records(const rp__wire_result *m, size_t start, size_t count, bool var)
 {
     struct records it;
@@ -194,7 +195,8 @@ static int check_records(const rp__wire_result *m, size_t start, size_t count, b
     return rc == 0 ? RP_OK : RP_EPROTO;
 }
 
-/* The records of a checked result: failures and variable-size outputs, to the core. */
+/* The records of a checked result: failures and variable-size outputs, to the core
+ * (their indexes made the job's own again). */
 static void apply_records(const rp__wire_result *m, struct rp__job *job, const struct mworker *w)
 {
     struct records it;
@@ -202,9 +204,11 @@ static void apply_records(const rp__wire_result *m, struct rp__job *job, const s
     while (records_next(&it) == 1) {
         if (it.kind == RP__REC_ERROR) {
             snprintf(it.e.host, sizeof it.e.host, "%s", w->host);
+            it.e.index -= job->index_base;
             rp__job_fail(job, &it.e);
         } else if (it.kind == RP__REC_VAR) {
-            rp__job_deliver_var(job, (size_t)it.index, it.data, (size_t)it.size);
+            rp__job_deliver_var(job, (size_t)(it.index - job->index_base), it.data,
+                                (size_t)it.size);
         }
     }
 }
@@ -257,6 +261,11 @@ static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp
         return RP_EPROTO;
     struct mworker *w = &mp->w[h->worker];
     struct inflight *fl = w->rank == src ? find_inflight(w, m.seq, m.job) : NULL;
+    /* the rank names items with the job's index_base (send.c) */
+    if (fl && m.start >= fl->job->index_base)
+        m.start -= fl->job->index_base;
+    else
+        fl = NULL;
     if (!fl || m.start != fl->start + fl->got || m.count == 0 ||
         m.count > fl->count - fl->got ||
         ((h->flags & RP__RESULT_RETURNED) && m.count != fl->count - fl->got))
@@ -271,7 +280,7 @@ static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp
     } else if (h->flags & RP__RESULT_ALLFAIL) {
         rc = fail_part(&m, job, w);
     } else if (m.out_size != (var ? 0 : job->out_size) ||
-               check_records(&m, start, count, var) != RP_OK) {
+               check_records(&m, job->index_base + start, count, var) != RP_OK) {
         rc = RP_EPROTO;
     } else if ((rc = recv_outputs(mp, src, &m, job, &outputs)) == RP_OK) {
         /* failures before the arrival: an iterator takes an item as it arrives */
@@ -306,7 +315,7 @@ static int handle_died(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp__
         return RP_EPROTO;
     struct mworker *w = &mp->w[h->worker];
     struct inflight *fl = w->rank == src ? find_inflight(w, m.seq, m.job) : NULL;
-    if (!fl || m.index != fl->start + fl->got)
+    if (!fl || m.index != fl->job->index_base + fl->start + fl->got)
         return RP_EPROTO;
     struct rp__job *job = fl->job;
     size_t a = fl->start + fl->got, b = fl->start + fl->count;

@@ -79,8 +79,11 @@ int rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p)
         return 1;
     }
     bool var = job->flags & RP__JOB_VAR;
-    rp__wire_batch b = { .job = job->id, .seq = ++w->next_seq, .start = start,
-                         .count = count, .chunk = job->chunksize, .in_size = job->in_size,
+    /* The serving rank runs items start + index_base..., so that rp_ctx_index and
+     * what comes back name them in the caller's whole call (recv.c subtracts it). */
+    rp__wire_batch b = { .job = job->id, .seq = ++w->next_seq,
+                         .start = start + job->index_base, .count = count,
+                         .chunk = job->chunksize, .in_size = job->in_size,
                          .out_size = var ? 0 : job->out_size, .flags = job->flags,
                          .fn = mj->fn };
     if (job->timeout > 0)
