@@ -32,7 +32,9 @@ static bool env_progress(void)
 
 int rp__monitor_attach(rp_result_t *r, const rp_map_opts_t *opts)
 {
-    bool bar = (opts && opts->progress) || env_progress();
+    /* no bar for an imap stream's segments: a stream is not one job */
+    bool segment = (r->job.flags & RP__JOB_TRACK) && !r->monitor;
+    bool bar = !segment && ((opts && opts->progress) || env_progress());
     if (!bar && !r->monitor)
         return RP_OK;
     if (!r->monitor) {

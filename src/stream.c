@@ -380,8 +380,9 @@ static int stream_open(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
                                 var ? sizeof(rp__varslot) : out_size);
     if (rc != RP_OK)
         return rc;
-    /* A stream has no result object to give a callback. */
-    if (opts && (opts->callback || opts->error_callback))
+    /* A stream has no result object to give a callback, and no single job for a
+     * journal to name. */
+    if (opts && (opts->callback || opts->error_callback || opts->journal))
         return RP_EINVAL;
     rp_iter_t *it = calloc(1, sizeof *it);
     if (!it)
@@ -398,6 +399,7 @@ static int stream_open(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
     it->var = var;
     if (opts)
         it->opts = *opts;
+    it->opts.progress = false; /* a bar per segment would mislead: maps only */
     it->window = it->opts.buffersize ? it->opts.buffersize
                                      : default_window(pool, in_size, out_size, var);
     it->seglen = it->window / 4 ? it->window / 4 : 1;
