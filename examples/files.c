@@ -274,10 +274,12 @@ int main(int argc, char **argv)
     }
     static struct walk w; /* 256 KB of paths: not on the stack */
     walk_open(&w, argv[1]);
-    /* buffersize: at most 256 paths (1 MB) read ahead of what was checked. Other
-     * per-call options (a progress display, say) would be set here too. */
+    /* buffersize: at most 256 paths (1 MB) read ahead of what was checked;
+     * progress: a bar on stderr (files done, rate; the total once the walk ended),
+     * redrawn on a terminal, a plain line every few seconds in a log. */
     rp_map_opts_t opts = {
         .buffersize = 256,
+        .progress = true,
     };
     rp_iter_t *it = NULL;
     rc = rp_imap_var_unordered_producer(pool, checksum_and_compress, next_path, &w, PATH_ITEM,

@@ -156,8 +156,9 @@ typedef struct rp_map_opts {
                                              own return/rp_raise too */
     /* ---- progress and resume (see "progress and resume" below) ---- */
     bool                 progress;        /* draw a progress bar on stderr (also for
-                                             every call: $RP_PROGRESS=1); maps and
-                                             applies, not imap streams */
+                                             every call: $RP_PROGRESS=1); an imap
+                                             stream draws one for the stream, its
+                                             total once the input is known */
     const char          *journal;         /* rp_map*, rp_map_var*, rp_apply_async: a
                                              file where finished items are kept; a
                                              rerun skips them. NULL: none */

@@ -58,8 +58,13 @@ static void format_line(char *buf, size_t len, size_t done, size_t total, size_t
             bar[i] = i < fill ? '#' : '.';
         bar[BAR_WIDTH] = '\0';
     }
-    int k = snprintf(buf, len, "rankpool: %s%s%s%zu/%zu items (%3.0f%%) %.1f items/s", tty ? "[" : "",
-                     bar, tty ? "] " : "", done, total, frac * 100, rate);
+    int k = total == SIZE_MAX /* a stream whose length is not known yet */
+                ? snprintf(buf, len, "rankpool: %zu items %.1f items/s", done, rate)
+                : snprintf(buf, len, "rankpool: %s%s%s%zu/%zu items (%3.0f%%) %.1f items/s",
+                           tty ? "[" : "", bar, tty ? "] " : "", done, total, frac * 100,
+                           rate);
+    if (total == SIZE_MAX && !final)
+        return;
     if (k < 0 || (size_t)k >= len)
         return;
     if (final)
@@ -103,5 +108,36 @@ void rp__bar_draw(rp_result_t *r, bool final)
     fflush(stderr);
     w->drawn = true;
     w->next = final ? INFINITY : now + (tty ? BAR_TTY_S : plain_period());
+    pthread_mutex_unlock(&bar_lock);
+}
+
+void rp__bar_stream(struct rp__sbar *b, size_t done, size_t total, size_t failed, bool final)
+{
+    if (!b->on)
+        return;
+    double now = rp__now();
+    bool tty = isatty(STDERR_FILENO);
+    pthread_mutex_lock(&bar_lock);
+    if (isinf(b->next) || (!final && b->next > now) || (final && !b->asked && !b->drawn)) {
+        if (final)
+            b->next = INFINITY;
+        pthread_mutex_unlock(&bar_lock);
+        return;
+    }
+    if (b->next == 0 && !final) { /* the first line comes after one period */
+        b->next = now + (tty ? BAR_TTY_S : plain_period());
+        pthread_mutex_unlock(&bar_lock);
+        return;
+    }
+    char line[256];
+    format_line(line, sizeof line, done, final ? done : total, 0, failed, now - b->t0, tty,
+                final);
+    if (tty)
+        fprintf(stderr, "\r%s\033[K%s", line, final ? "\n" : "");
+    else
+        fprintf(stderr, "%s\n", line);
+    fflush(stderr);
+    b->drawn = true;
+    b->next = final ? INFINITY : now + (tty ? BAR_TTY_S : plain_period());
     pthread_mutex_unlock(&bar_lock);
 }

@@ -24,7 +24,7 @@ struct rp__monitor {
     rp_result_t    *head;        /* watched results, each held (a reference) */
 };
 
-static bool env_progress(void)
+bool rp__progress_env(void)
 {
     const char *v = getenv("RP_PROGRESS");
     return v && *v && strcmp(v, "0") != 0;
@@ -34,7 +34,7 @@ int rp__monitor_attach(rp_result_t *r, const rp_map_opts_t *opts)
 {
     /* no bar for an imap stream's segments: a stream is not one job */
     bool segment = (r->job.flags & RP__JOB_TRACK) && !r->monitor;
-    bool bar = !segment && ((opts && opts->progress) || env_progress());
+    bool bar = !segment && ((opts && opts->progress) || rp__progress_env());
     if (!bar && !r->monitor)
         return RP_OK;
     if (!r->monitor) {

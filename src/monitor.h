@@ -28,7 +28,17 @@ struct rp__monitorres {
     rp_result_t        *wnext;    /* the monitor thread's list */
 };
 
+/* An imap stream's bar (stream.c), drawn by the consuming thread as it advances:
+ * a stream is many jobs, so no result carries it. */
+struct rp__sbar {
+    bool   on, asked, drawn;
+    double t0, next;
+};
+
 /* ---- monitor.c ---- */
+
+/* $RP_PROGRESS asks for a bar on every call. */
+bool rp__progress_env(void);
 
 /* Sets r->monitor up for the options (bar: opts.progress or $RP_PROGRESS); keeps a
  * journal state already there. \return RP_OK or RP_ENOMEM. */
@@ -49,6 +59,9 @@ void rp__monitor_stop(rp_pool_t *pool);
 
 /* Draws r's line if one is due (monitor thread), or the last one (final). */
 void rp__bar_draw(rp_result_t *r, bool final);
+/* The stream's line when due: done items of total (SIZE_MAX: not known yet, a
+ * producer), the last one (final) with failed. */
+void rp__bar_stream(struct rp__sbar *b, size_t done, size_t total, size_t failed, bool final);
 
 /* ---- journal.c ---- */
 

@@ -24,6 +24,7 @@
  * Outputs are not copied out of the segments: rp_iter_next_var hands out a pointer
  * valid until the next call. So finished segments are freed, and the last variable-
  * size output released, at the start of the next call. */
+#include "monitor.h"
 #include "result.h"
 
 #include <math.h>
@@ -71,6 +72,8 @@ struct rp_iter {
     bool           last_ok;
     size_t         turn;     /* unordered: the part to look at first */
     bool           canceled; /* rp_iter_cancel: nothing more is submitted or read */
+    struct rp__sbar bar;     /* opts.progress or $RP_PROGRESS: the stream's own bar */
+    size_t         nfailed;  /* items yielded with a failure (for the bar) */
 };
 
 static size_t default_window(rp_pool_t *pool, size_t in_size, size_t out_size, bool var)
@@ -279,8 +282,28 @@ static int next_unordered(rp_iter_t *it, double deadline, size_t *index, const v
     }
 }
 
+static int next_item_raw(rp_iter_t *it, double timeout, size_t *index, const void **data,
+                         size_t *size, rp_error_t *err);
+
+/* The next item, and the stream's bar: its line when due, the last one at the end. */
 static int next_item(rp_iter_t *it, double timeout, size_t *index, const void **data,
                      size_t *size, rp_error_t *err)
+{
+    int rc = next_item_raw(it, timeout, index, data, size, err);
+    if (!it->bar.on || rc == RP_ETIMEDOUT)
+        return rc;
+    if (rc == RP_DONE) {
+        rp__bar_stream(&it->bar, it->consumed, it->consumed, it->nfailed, true);
+        return rc;
+    }
+    it->nfailed += rc != RP_OK;
+    size_t total = it->producer ? (it->eof ? it->produced : SIZE_MAX) : it->n;
+    rp__bar_stream(&it->bar, it->consumed, total, it->nfailed, false);
+    return rc;
+}
+
+static int next_item_raw(rp_iter_t *it, double timeout, size_t *index, const void **data,
+                         size_t *size, rp_error_t *err)
 {
     double deadline = rp__deadline(rp__timeout(timeout));
     reap(it);
@@ -399,7 +422,10 @@ static int stream_open(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
     it->var = var;
     if (opts)
         it->opts = *opts;
-    it->opts.progress = false; /* a bar per segment would mislead: maps only */
+    it->opts.progress = false; /* no bar per segment: the stream draws its own */
+    it->bar.asked = opts && opts->progress;
+    it->bar.on = it->bar.asked || rp__progress_env();
+    it->bar.t0 = rp__now();
     it->window = it->opts.buffersize ? it->opts.buffersize
                                      : default_window(pool, in_size, out_size, var);
     it->seglen = it->window / 4 ? it->window / 4 : 1;

@@ -60,6 +60,8 @@ done
 # files: every file under a folder (the sources' doc/), paths read lazily
 docdir=${top_srcdir:-$top_builddir/..}/doc
 run files files "0 failed, 0 skipped, backend local" "$ex/files" "$docdir"
+# ... and its progress bar's last line (on stderr: a stream draws its own bar)
+run files "files: progress bar" "(100%)" sh -c '"$0" "$1" 2>&1 >/dev/null' "$ex/files" "$docdir"
 
 # ---- the same binary under mpirun ---------------------------------------------
 if [ "${RP_BUILT_MPI:-yes}" = no ]; then
