@@ -74,40 +74,54 @@ static void format_line(char *buf, size_t len, size_t done, size_t total, size_t
         snprintf(buf + k, len - (size_t)k, ", ETA %s", eta);
 }
 
+/* Under bar_lock: whether a line is due now. The first comes one period after
+ * submission; the last (final) only when the call asked for a bar or a line was
+ * drawn. Moves *next when nothing is drawn. */
+static bool line_due(double *next, bool asked, bool drawn, bool final, double now, bool tty)
+{
+    if (isinf(*next) || (!final && *next > now) || (final && !asked && !drawn)) {
+        if (final)
+            *next = INFINITY;
+        return false;
+    }
+    if (*next == 0 && !final) {
+        *next = now + (tty ? BAR_TTY_S : plain_period());
+        return false;
+    }
+    return true;
+}
+
+/* Under bar_lock: writes the line (redrawn in place on a terminal) and when the
+ * next is due. */
+static void put_line(const char *line, double *next, bool *drawn, bool final, double now,
+                     bool tty)
+{
+    if (tty)
+        fprintf(stderr, "\r%s\033[K%s", line, final ? "\n" : "");
+    else
+        fprintf(stderr, "%s\n", line);
+    fflush(stderr);
+    *drawn = true;
+    *next = final ? INFINITY : now + (tty ? BAR_TTY_S : plain_period());
+}
+
 void rp__bar_draw(rp_result_t *r, bool final)
 {
     struct rp__monitorres *w = r->monitor;
     double now = rp__now();
     bool tty = isatty(STDERR_FILENO);
     pthread_mutex_lock(&bar_lock);
-    if (isinf(w->next) || (!final && w->next > now) ||
-        (final && !w->asked && !w->drawn)) {
+    if (line_due(&w->next, w->asked, w->drawn, final, now, tty)) {
+        size_t done, total;
         if (final)
-            w->next = INFINITY;
-        pthread_mutex_unlock(&bar_lock);
-        return;
+            done = total = w->total;
+        else
+            rp_result_progress(r, &done, &total);
+        char line[256];
+        format_line(line, sizeof line, done, total, w->skipped, final ? r->nerrors : 0,
+                    now - w->t0, tty, final);
+        put_line(line, &w->next, &w->drawn, final, now, tty);
     }
-    if (w->next == 0 && !final) { /* the first line comes after one period */
-        w->next = now + (tty ? BAR_TTY_S : plain_period());
-        pthread_mutex_unlock(&bar_lock);
-        return;
-    }
-    size_t done, total;
-    if (final) {
-        done = total = w->total;
-    } else {
-        rp_result_progress(r, &done, &total);
-    }
-    char line[256];
-    format_line(line, sizeof line, done, total, w->skipped, final ? r->nerrors : 0,
-                now - w->t0, tty, final);
-    if (tty)
-        fprintf(stderr, "\r%s\033[K%s", line, final ? "\n" : "");
-    else
-        fprintf(stderr, "%s\n", line);
-    fflush(stderr);
-    w->drawn = true;
-    w->next = final ? INFINITY : now + (tty ? BAR_TTY_S : plain_period());
     pthread_mutex_unlock(&bar_lock);
 }
 
@@ -118,26 +132,11 @@ void rp__bar_stream(struct rp__sbar *b, size_t done, size_t total, size_t failed
     double now = rp__now();
     bool tty = isatty(STDERR_FILENO);
     pthread_mutex_lock(&bar_lock);
-    if (isinf(b->next) || (!final && b->next > now) || (final && !b->asked && !b->drawn)) {
-        if (final)
-            b->next = INFINITY;
-        pthread_mutex_unlock(&bar_lock);
-        return;
+    if (line_due(&b->next, b->asked, b->drawn, final, now, tty)) {
+        char line[256];
+        format_line(line, sizeof line, done, final ? done : total, 0, failed, now - b->t0,
+                    tty, final);
+        put_line(line, &b->next, &b->drawn, final, now, tty);
     }
-    if (b->next == 0 && !final) { /* the first line comes after one period */
-        b->next = now + (tty ? BAR_TTY_S : plain_period());
-        pthread_mutex_unlock(&bar_lock);
-        return;
-    }
-    char line[256];
-    format_line(line, sizeof line, done, final ? done : total, 0, failed, now - b->t0, tty,
-                final);
-    if (tty)
-        fprintf(stderr, "\r%s\033[K%s", line, final ? "\n" : "");
-    else
-        fprintf(stderr, "%s\n", line);
-    fflush(stderr);
-    b->drawn = true;
-    b->next = final ? INFINITY : now + (tty ? BAR_TTY_S : plain_period());
     pthread_mutex_unlock(&bar_lock);
 }

@@ -146,6 +146,10 @@ void rp__error_set(rp_error_t *e, int code, size_t index, int worker, const char
 /* ---- small helpers (util.c) ---------------------------------------------------- */
 
 double rp__now(void);                         /* monotonic seconds */
+struct timespec;
+/* *ts = CLOCK_MONOTONIC now + seconds (>= 0): a deadline for a condition variable
+ * made with CLOCK_MONOTONIC. */
+void rp__abstime(struct timespec *ts, double seconds);
 uint64_t rp__now_ns(void);                    /* monotonic nanoseconds (> 0) */
 /* The longest task_timeout accepted (seconds): its nanoseconds fit 63 bits. */
 #define RP__TIMEOUT_MAX 1e9

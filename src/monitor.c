@@ -86,12 +86,7 @@ static void *watch_main(void *arg)
             continue;
         }
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += (long)(MONITOR_TICK_S * 1e9);
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        rp__abstime(&ts, MONITOR_TICK_S);
         pthread_cond_timedwait(&w->cond, &w->lock, &ts);
     }
     pthread_mutex_unlock(&w->lock);

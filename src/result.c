@@ -461,14 +461,7 @@ static int wait_cond(rp_result_t *r, double timeout)
         wait_ready_locked(r);
     } else {
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        double whole = (double)(time_t)timeout;
-        ts.tv_sec += (time_t)whole;
-        ts.tv_nsec += (long)((timeout - whole) * 1e9);
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        rp__abstime(&ts, timeout);
         while (atomic_load(&r->state) != RP__RES_READY) {
             if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT) {
                 if (atomic_load(&r->state) != RP__RES_READY)
@@ -559,14 +552,7 @@ void rp__result_await_arrival(rp_result_t *r, double timeout)
             if (timeout < 0 || isinf(timeout) || timeout > 1e6)
                 timeout = 1e6;
             struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            double whole = (double)(time_t)timeout;
-            ts.tv_sec += (time_t)whole;
-            ts.tv_nsec += (long)((timeout - whole) * 1e9);
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            rp__abstime(&ts, timeout);
             pthread_cond_timedwait(&r->cond, &r->lock, &ts);
         }
         pthread_mutex_unlock(&r->lock);

@@ -23,6 +23,18 @@ uint64_t rp__now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + 1;
 }
 
+void rp__abstime(struct timespec *ts, double seconds)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    double whole = (double)(time_t)seconds;
+    ts->tv_sec += (time_t)whole;
+    ts->tv_nsec += (long)((seconds - whole) * 1e9);
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
 double rp__timeout(double timeout)
 {
     if (timeout == RP_FOREVER || timeout > 1e9) /* +inf, or more than 30 years */
