@@ -255,6 +255,9 @@ END {
     printf ".TP\n.B RP_DEBUG\nset: rankpool traces worker deaths and protocol errors to stderr.\n" > out
     printf ".TP\n.B RP_MPI_ISOLATE\n0: on the mpi backend, run tasks inside the ranks instead of " \
            "in a forked worker process (faster round trips; a crash stops the job).\n" > out
+    printf ".TP\n.B RP_MPI_SPIN\n1: on the mpi backend, a serving rank and its worker process " \
+           "spin for each other instead of sleeping (wants a core for each); 0: never; " \
+           "unset: when the node has a core for each.\n" > out
     printf "%s", see_also("") > out
     close(out)
     print out

@@ -22,6 +22,18 @@ run() {
         -x RP_MPI_ISOLATE "$top/tests/mpi_hosts" "$@"
 }
 ulimit -c 0 2>/dev/null
+echo "=== RP_MPI_SPIN=1: the rank and its worker process spin for each other; a map"
+out=$(RP_MPI_SPIN=1 RP_DEBUG=1 timeout 300 "$MPIRUN" --oversubscribe --bind-to none -np 2 \
+    -x RP_BACKEND=mpi -x RP_MPI_SPIN -x RP_DEBUG "$top/tests/mpi_hosts" 1 2>&1) || {
+    echo "$out" | tail -20
+    echo "mpi-np2: a map with RP_MPI_SPIN=1 failed"
+    exit 1
+}
+echo "$out" | grep -q "pair spin on, .*(RP_MPI_SPIN set)" || {
+    echo "$out" | tail -20
+    echo "mpi-np2: the serving rank did not take RP_MPI_SPIN=1"
+    exit 1
+}
 echo "=== worker processes: a crash fails its item"
 RP_MPI_ISOLATE=1 run crash || exit 1
 export RP_MPI_ISOLATE=0

@@ -24,6 +24,15 @@ void rp__mpi_decide_yield(bool inproc)
     int ncores = rp__topo_ncores();
     rp__mpi_yield_when_idle = local <= 0 || local > ncores;
     rp__mpi_pair_spin = !inproc && local > 0 && 2 * local <= ncores;
+    /* RP_MPI_SPIN in a rank's environment overrides the guess: 1, the rank and its
+     * task process spin for each other (a core each is known to be free, e.g. a
+     * launcher that does not say how many ranks share the node); 0, never */
+    const char *v = getenv("RP_MPI_SPIN");
+    if (v && !inproc && (strcmp(v, "1") == 0 || strcmp(v, "0") == 0))
+        rp__mpi_pair_spin = v[0] == '1';
+    rp__trace("mpi waiting: %d ranks on this node, %d cores: pair spin %s, idle %s%s",
+              local, ncores, rp__mpi_pair_spin ? "on" : "off",
+              rp__mpi_yield_when_idle ? "yields" : "spins", v ? " (RP_MPI_SPIN set)" : "");
 }
 
 void rp__mpi_precise_naps(void)
