@@ -163,6 +163,9 @@ struct server {
     rp_init_fn        init;
     int               nlocal;
     struct lworker   *w;
+    void             *ctls;     /* every worker's struct wctl, one mapping */
+    char             *slots;    /* every worker's DEPTH regions, one mapping */
+    size_t            ctls_bytes, slots_bytes;
     struct rankbell  *bell;
     rp__wbuf          out;      /* small control messages */
     char             *rbuf;
@@ -203,6 +206,8 @@ void rp__mpi_slot_drain(struct lworker *lw, int s);
 int  rp__mpi_spawn_child(struct server *sv, struct lworker *lw);
 int  rp__mpi_await_child(struct server *sv, struct lworker *lw, rp_error_t *err);
 void rp__mpi_kill_child(struct lworker *lw);
+/* Kills every child of the rank, then reaps them (their exits overlap). */
+void rp__mpi_kill_children(struct server *sv);
 /* The child of lw ended (status from waitpid, -1 unknown): reports a death inside
  * a batch to the master, starts a replacement. */
 int  rp__mpi_child_ended(struct server *sv, struct lworker *lw, int status);
@@ -351,6 +356,19 @@ void rp__mpi_started_remove(rp_pool_t *pool);
 /* Receives one TAG_CTL message from src (MPI_ANY_SOURCE ok) into *buf (grown);
  * blocking. \return its length, or -1. */
 long rp__mpi_recv_ctl(MPI_Comm comm, int src, char **buf, size_t *cap, int *from);
+
+/* startup.c: the collective start-up on the pool's communicator (every rank).
+ * Broadcasts rank 0's message w; the others receive it into *buf (grown), its
+ * length in *len. \return RP_OK, RP_ENOMEM (taken part, nothing kept), RP_EMPI. */
+int  rp__mpi_bcast_msg(MPI_Comm comm, const rp__wbuf *w, char **buf, size_t *cap, size_t *len);
+/* Appends message msg to a blob ([u32 length][message]...). \return blob->err. */
+int  rp__mpi_blob_add(rp__wbuf *blob, const rp__wbuf *msg);
+/* Gathers every rank's blob at rank 0: *all (rank r's at (*displs)[r], (*counts)[r]
+ * bytes; the caller frees the three). mine may be NULL (nothing). */
+int  rp__mpi_gather_blobs(MPI_Comm comm, const rp__wbuf *mine, char **all, int **counts,
+                          int **displs);
+/* Broadcasts rank 0's *status. */
+int  rp__mpi_bcast_status(MPI_Comm comm, int32_t *status);
 
 /* ---- waiting (init.c) ------------------------------------------------------------
  * How waiting loops share the node's cores, decided once per pool start from the

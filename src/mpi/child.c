@@ -285,6 +285,15 @@ void rp__mpi_kill_child(struct lworker *lw)
     }
 }
 
+void rp__mpi_kill_children(struct server *sv)
+{
+    for (int i = 0; i < sv->nlocal; i++)
+        if (sv->w[i].pid > 0)
+            kill(sv->w[i].pid, SIGKILL);
+    for (int i = 0; i < sv->nlocal; i++)
+        rp__mpi_kill_child(&sv->w[i]);
+}
+
 /* ---- the rank's side: deaths ---------------------------------------------------------- */
 
 /* Whether the record area of slot s holds an error record of item index (the item

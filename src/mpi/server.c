@@ -18,15 +18,11 @@
 
 void rp__mpi_server_free(struct server *sv)
 {
-    for (int i = 0; i < sv->nlocal; i++) {
-        struct lworker *lw = &sv->w[i];
-        rp__mpi_kill_child(lw);
-        for (int s = 0; s < DEPTH; s++)
-            if (lw->slot[s])
-                munmap(lw->slot[s], SLOT_BYTES);
-        if (lw->ctl)
-            munmap(lw->ctl, sizeof *lw->ctl);
-    }
+    rp__mpi_kill_children(sv);
+    if (sv->slots)
+        munmap(sv->slots, sv->slots_bytes);
+    if (sv->ctls)
+        munmap(sv->ctls, sv->ctls_bytes);
     free(sv->w);
     if (sv->bell)
         munmap(sv->bell, sizeof *sv->bell);
@@ -145,12 +141,10 @@ static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
         return rp__mpi_server_ctl(sv, RP__MSG_PROTO, 0, RP_EPROTO);
     /* STOP comes after every job finished, TERMINATE at any time: either way the
      * children go now; results not sent yet are not wanted. */
-    for (int i = 0; i < sv->nlocal; i++) {
-        struct lworker *lw = &sv->w[i];
-        rp__mpi_kill_child(lw);
+    rp__mpi_kill_children(sv);
+    for (int i = 0; i < sv->nlocal; i++)
         for (int s = 0; s < DEPTH; s++)
-            rp__mpi_slot_drain(lw, s);
-    }
+            rp__mpi_slot_drain(&sv->w[i], s);
     int rc = rp__mpi_server_ctl(sv, RP__MSG_BYE, 0, RP_OK);
     return rc == RP_OK ? RP_DONE : rc;
 }
@@ -260,17 +254,20 @@ static const char *node_limit(const struct server *sv, int n, char *buf, size_t 
     return NULL;
 }
 
-/* The pool's settings (HELLO), or the master's early verdict (GO). */
-static int receive_hello(struct server *sv)
+/* The pool's settings (HELLO), or the master's early verdict (GO: *go set, and
+ * the master takes no further part in the start-up). */
+static int receive_hello(struct server *sv, bool *go)
 {
-    long len = rp__mpi_recv_ctl(sv->comm, 0, &sv->rbuf, &sv->rcap, NULL);
-    if (len < 0)
-        return RP_EMPI;
+    size_t len = 0;
+    int rc = rp__mpi_bcast_msg(sv->comm, NULL, &sv->rbuf, &sv->rcap, &len);
+    if (rc != RP_OK)
+        return rc;
     rp__wire_hdr h;
     rp__rbuf r;
-    if (rp__wire_open(sv->rbuf, (size_t)len, &h, &r) != RP_OK)
+    if (rp__wire_open(sv->rbuf, len, &h, &r) != RP_OK)
         return RP_EPROTO;
-    if (h.kind == RP__MSG_GO) { /* the master gave up before starting */
+    if (h.kind == RP__MSG_GO) {
+        *go = true; /* the master gave up before starting */
         int32_t status;
         uint64_t seq;
         if (rp__wire_get_ctl(&r, &status, &seq) != RP_OK)
@@ -301,13 +298,24 @@ static int map_workers(struct server *sv)
     sv->w = calloc((size_t)(sv->nlocal > 0 ? sv->nlocal : 1), sizeof *sv->w);
     if (!sv->bell || !sv->w)
         return RP_ENOMEM;
+    /* One mapping for every worker's control page, one for all their regions: a
+     * fork copies one mapping, not five per worker (with hundreds of workers per
+     * rank, copying the others' mappings made each fork slower than the last). */
+    size_t n = (size_t)(sv->nlocal > 0 ? sv->nlocal : 0);
+    sv->ctls_bytes = rp__mpi_align(n * sizeof(struct wctl), 4096);
+    sv->slots_bytes = n * DEPTH * SLOT_BYTES;
+    if (n > 0) {
+        sv->ctls = shared_map(sv->ctls_bytes);
+        sv->slots = shared_map(sv->slots_bytes);
+    }
+    bool mapped = sv->ctls && sv->slots;
     for (int i = 0; i < sv->nlocal; i++) {
         struct lworker *lw = &sv->w[i];
         lw->id = me + i * nranks;
         lw->local = i;
-        lw->ctl = shared_map(sizeof *lw->ctl);
+        lw->ctl = mapped ? &((struct wctl *)sv->ctls)[i] : NULL;
         for (int s = 0; s < DEPTH; s++) {
-            lw->slot[s] = shared_map(SLOT_BYTES);
+            lw->slot[s] = mapped ? sv->slots + ((size_t)i * DEPTH + s) * SLOT_BYTES : NULL;
             lw->req[s][0] = lw->req[s][1] = MPI_REQUEST_NULL;
         }
     }
@@ -315,7 +323,8 @@ static int map_workers(struct server *sv)
 }
 
 /* Starts worker lw (its process, or in-process its initializer) unless `refuse`
- * (RP_OK or a code, with why) says it must not; its READY goes in *m. */
+ * (RP_OK or a code, with why) says it must not; its READY goes in *m, but for a
+ * process started (m->status == RP_OK, lw->pid set): start_wait tells. */
 static void start_worker(struct server *sv, struct lworker *lw, int refuse, const char *why,
                          rp__wire_ready *m)
 {
@@ -340,20 +349,53 @@ static void start_worker(struct server *sv, struct lworker *lw, int refuse, cons
             rp__error_set(&m->err, RP_ESYS, 0, lw->id, sv->host,
                           "rank %d on %s: fork failed: %s", sv->rank, sv->host,
                           strerror(errno));
-        } else {
-            m->status = rp__mpi_await_child(sv, lw, &m->err);
-            m->pid = (int32_t)lw->pid;
         }
     }
+}
+
+/* The READY of a worker whose process start_worker started: once it is ready. */
+static void start_wait(struct server *sv, struct lworker *lw, rp__wire_ready *m)
+{
+    if (m->status != RP_OK || sv->inproc || lw->pid <= 0)
+        return;
+    m->status = rp__mpi_await_child(sv, lw, &m->err);
+    m->pid = (int32_t)lw->pid;
+}
+
+/* Starts every worker of this rank at once (their initializers run side by side),
+ * then collects their READYs into a blob for the master. */
+static int start_workers(struct server *sv, int refuse, const char *why, rp__wbuf *blob)
+{
+    rp__wire_ready *m = calloc((size_t)(sv->nlocal > 0 ? sv->nlocal : 1), sizeof *m);
+    if (!m)
+        return RP_ENOMEM;
+    for (int i = 0; i < sv->nlocal; i++)
+        start_worker(sv, &sv->w[i], refuse, why, &m[i]);
+    int rc = RP_OK;
+    for (int i = 0; i < sv->nlocal && rc == RP_OK; i++) {
+        start_wait(sv, &sv->w[i], &m[i]);
+        if (rp__wire_put_ready(&sv->out, (uint32_t)sv->w[i].id, &m[i]) != RP_OK ||
+            rp__mpi_blob_add(blob, &sv->out) != RP_OK)
+            rc = RP_ENOMEM;
+    }
+    free(m);
+    return rc;
 }
 
 /* A serving rank's part of rp_pool_create: the settings, the workers, READY for
  * each, the master's verdict, then serving. */
 int rp__mpi_server_run(struct server *sv, rp_error_t *err)
 {
-    int rc = receive_hello(sv);
-    if (rc != RP_OK)
+    bool go = false;
+    int rc = receive_hello(sv, &go);
+    if (go)
         return rc;
+    if (rc != RP_OK) { /* the master waits for every rank's answer: none from here */
+        int32_t status;
+        if (rp__mpi_gather_blobs(sv->comm, NULL, NULL, NULL, NULL) == RP_OK)
+            rp__mpi_bcast_status(sv->comm, &status);
+        return rc;
+    }
     rp__mpi_decide_yield(sv->inproc);
     if (sv->inproc)
         rp__mpi_inproc_handlers();
@@ -370,36 +412,30 @@ int rp__mpi_server_run(struct server *sv, rp_error_t *err)
             snprintf(why, sizeof why, "initializer: rank %d on %s: %s", sv->rank, sv->host,
                      what);
     }
-    if ((rc = map_workers(sv)) != RP_OK)
-        return rc;
+    /* (a rank that cannot set up its workers still answers, for none of them) */
+    int mrc = map_workers(sv);
     const char *too_many = node_limit(sv, sv->nlocal, limit, sizeof limit);
     if (too_many) {
         refuse = RP_EINVAL;
         snprintf(why, sizeof why, "%s", too_many);
     }
-    for (int i = 0; i < sv->nlocal; i++) {
-        rp__wire_ready m;
-        start_worker(sv, &sv->w[i], refuse, why, &m);
-        if (rp__wire_put_ready(&sv->out, (uint32_t)sv->w[i].id, &m) != RP_OK)
-            return RP_ENOMEM;
-        if (MPI_Send(sv->out.buf, (int)sv->out.len, MPI_BYTE, 0, TAG_CTL, sv->comm) !=
-            MPI_SUCCESS)
-            return RP_EMPI;
-    }
-    long len = rp__mpi_recv_ctl(sv->comm, 0, &sv->rbuf, &sv->rcap, NULL);
-    rp__wire_hdr h;
-    rp__rbuf r;
-    int32_t status;
-    uint64_t seq;
-    if (len < 0)
-        return RP_EMPI;
-    if (rp__wire_open(sv->rbuf, (size_t)len, &h, &r) != RP_OK || h.kind != RP__MSG_GO ||
-        rp__wire_get_ctl(&r, &status, &seq) != RP_OK)
-        return RP_EPROTO;
+    rp__wbuf blob;
+    rp__wbuf_init(&blob);
+    if (mrc == RP_OK)
+        mrc = start_workers(sv, refuse, why, &blob);
+    rc = rp__mpi_gather_blobs(sv->comm, mrc == RP_OK ? &blob : NULL, NULL, NULL, NULL);
+    rp__wbuf_free(&blob);
+    int32_t status = RP_EMPI;
+    if (rc == RP_OK)
+        rc = rp__mpi_bcast_status(sv->comm, &status);
+    if (rc != RP_OK)
+        return rc;
     if (status != RP_OK) {
         rp__error_set(err, status, 0, -1, sv->host, "the pool could not start (%s)",
                       rp_strerror(status));
         return status;
     }
+    if (mrc != RP_OK)
+        return mrc;
     return serve(sv);
 }
