@@ -33,6 +33,7 @@ enum rp__msg_kind {
     RP__MSG_JOINED,      /* rank -> master: here (seq echoed) */
     RP__MSG_START,       /* master -> rank: everyone is there (RP_OK) or not (seq echoed) */
     RP__MSG_DIED,        /* rank -> master: a worker process died inside a batch */
+    RP__MSG_ALIVE,       /* rank -> master: still here, batches running (a control message) */
     RP__MSG_KIND_MAX
 };
 
@@ -213,7 +214,8 @@ typedef struct rp__wire_died {
 int rp__wire_put_died(rp__wbuf *w, uint32_t worker, uint32_t flags, const rp__wire_died *m);
 int rp__wire_get_died(rp__rbuf *r, rp__wire_died *m);
 
-/* Small control messages (GO, TERMINATE, STOP, BYE, PROTO, JOIN, JOINED, START): a
+/* Small control messages (GO, TERMINATE, STOP, BYE, PROTO, JOIN, JOINED, START,
+ * ALIVE): a
  * status and a seq. */
 int rp__wire_put_ctl(rp__wbuf *w, unsigned kind, uint32_t worker, int32_t status,
                      uint64_t seq);

@@ -84,6 +84,10 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define IDLE_SLEEP_S  0.1                 /* the pool thread's sleep with no job at all */
 #define ANSWER_WAIT_S 3.0                 /* longest wait for a rank's BYE (terminate, join) */
 #define RANK_WORKERS_MAX 1024             /* worker processes on one serving rank */
+#define ALIVE_S       0.25                /* a rank with batches says ALIVE this often */
+#define STRANDED_S    30.0                /* RP_MPI_STRANDED_TIMEOUT's default */
+#define UNREACHABLE_S 120.0               /* RP_MPI_UNREACHABLE_TIMEOUT's default */
+#define SILENT_CHECK_S 0.1                /* the master looks for silent ranks this often */
 
 /* ======================================================================================
  * A serving rank
@@ -168,6 +172,7 @@ struct server {
     size_t            ctls_bytes, slots_bytes;
     struct rankbell  *bell;
     rp__wbuf          out;      /* small control messages */
+    double            alive_at; /* when ALIVE last went out */
     char             *rbuf;
     size_t            rcap;
 };
@@ -247,11 +252,18 @@ struct inflight {
     rp__wbuf        buf;
     MPI_Request     req, dreq;  /* the batch, its separate input */
     bool            used;
+    /* stranded (stranded.c): its rank fell silent and its items run elsewhere; the
+     * slot stays taken (the send may still be in progress) until the rank answers
+     * for it, and what it sends for it is dropped. job is NULL then. */
+    bool            stranded;
+    uint64_t        job_id;
+    int             rank;       /* where it went */
 };
 
 struct mworker {
     int             id, rank, tag;
     bool            alive;      /* given work (not lost) */
+    bool            stranded;   /* lost while its rank is silent: may come back */
     char            host[64];
     int             pid;        /* of its first worker process */
     struct inflight fl[DEPTH];
@@ -297,6 +309,16 @@ struct mpi_pool {
     char           *rbuf;
     size_t          rcap;
     rp__wbuf        ctl;
+    /* silent ranks (stranded.c) */
+    double          stranded_s, unreachable_s; /* 0: never */
+    double          silent_checked;
+    double         *rank_heard;  /* per rank: when it last sent anything, or was
+                                    given a batch while it held none */
+    int            *rank_held;   /* per rank: batches in flight, not stranded */
+    bool           *rank_silent; /* per rank: its batches were handed to others */
+    int             nsilent;
+    int             lost_code;   /* the code for items no worker is left for */
+    uint64_t        redispatched, late_dropped; /* items, since the pool started */
 };
 
 static inline struct mpi_pool *rp__mpi_of(rp_pool_t *pool)
@@ -346,6 +368,24 @@ void rp__mpi_worker_died(struct mpi_pool *mp, struct rp__job *job, const rp__dea
                          size_t a, size_t running, size_t b);
 /* Fails every item not handed out yet with code and message (no worker left). */
 void rp__mpi_fail_unclaimed(struct mpi_pool *mp, int code, const char *msg);
+
+/* stranded.c: ranks that fall silent. */
+/* Reads RP_MPI_STRANDED_TIMEOUT / RP_MPI_UNREACHABLE_TIMEOUT; allocates the per-rank
+ * state. \return RP_OK or RP_ENOMEM. */
+int  rp__mpi_silent_open(struct mpi_pool *mp, bool inproc);
+void rp__mpi_silent_close(struct mpi_pool *mp);
+/* Rank src sent something: it is there (and, if it was silent, it is back). */
+void rp__mpi_heard(struct mpi_pool *mp, int src);
+/* A batch went to / came back from rank (not stranded ones). */
+void rp__mpi_held(struct mpi_pool *mp, int rank, int delta);
+/* Every SILENT_CHECK_S: hands the batches of ranks silent for stranded_s to other
+ * workers, gives up ranks silent for unreachable_s. \return events. */
+int  rp__mpi_silent_check(struct mpi_pool *mp);
+/* A RESULT or DIED from src for a stranded batch fl: dropped (separate outputs
+ * received and thrown away); the slot is freed at the batch's last part.
+ * \return RP_OK or RP_EMPI. */
+int  rp__mpi_late(struct mpi_pool *mp, int src, struct mworker *w, struct inflight *fl,
+                  uint64_t count, uint64_t out_size, bool inline_out, bool last);
 
 /* init.c: MPI, the start-up handshake, the pools of this process. */
 int  rp__mpi_begin(const rp_pool_opts_t *opts, MPI_Comm *comm, rp_error_t *err,

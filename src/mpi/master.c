@@ -32,6 +32,7 @@ static void master_free(struct mpi_pool *mp)
     free(mp->w);
     free(mp->rank_broken);
     free(mp->rank_bye);
+    rp__mpi_silent_close(mp);
     free(mp->rbuf);
     rp__wbuf_free(&mp->ctl);
     rp__sched_close(&mp->sched);
@@ -184,6 +185,10 @@ static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts
     mp->rank_bye = calloc((size_t)mp->size, sizeof *mp->rank_bye);
     if (rc == RP_OK && (!mp->w || !mp->rank_broken || !mp->rank_bye ||
                         rp__sched_open(&mp->sched, &conf, (uint32_t)mp->nworkers) != 0)) {
+        rp__error_set(err, RP_ENOMEM, 0, -1, mp->host, "out of memory");
+        rc = RP_ENOMEM;
+    }
+    if (rc == RP_OK && rp__mpi_silent_open(mp, in_process_wanted()) != RP_OK) {
         rp__error_set(err, RP_ENOMEM, 0, -1, mp->host, "out of memory");
         rc = RP_ENOMEM;
     }

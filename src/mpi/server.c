@@ -182,6 +182,16 @@ static int serve(struct server *sv)
         int rc = serve_workers(sv, check, &events);
         if (rc != RP_OK)
             return rc;
+        /* holding batches: the master hears from this rank at least every ALIVE_S,
+         * however long the tasks (silence means gone: stranded.c) */
+        if (now - sv->alive_at >= ALIVE_S) {
+            sv->alive_at = now;
+            bool holding = false;
+            for (int i = 0; i < sv->nlocal && !holding; i++)
+                holding = sv->w[i].nposted != sv->w[i].nsent;
+            if (holding && (rc = rp__mpi_server_ctl(sv, RP__MSG_ALIVE, 0, RP_OK)) != RP_OK)
+                return rc;
+        }
         if (events) {
             idle_since = rp__now();
             nap = 20e-6;
