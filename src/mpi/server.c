@@ -48,13 +48,13 @@ int rp__mpi_server_ctl(struct server *sv, unsigned kind, uint32_t worker, int32_
                : RP_EMPI;
 }
 
-/* Sends the results of every batch the children finished; checks on the children. */
-static int serve_workers(struct server *sv, bool check_children, int *events)
+/* Asks every worker's process in turn whether it ended. */
+static int scan_children(struct server *sv)
 {
     for (int i = 0; i < sv->nlocal; i++) {
         struct lworker *lw = &sv->w[i];
         int rc = RP_OK;
-        if (check_children && lw->pid > 0) {
+        if (lw->pid > 0) {
             int status;
             pid_t r = waitpid(lw->pid, &status, WNOHANG);
             if (r == lw->pid)
@@ -62,6 +62,51 @@ static int serve_workers(struct server *sv, bool check_children, int *events)
             else if (r < 0 && errno == ECHILD)
                 rc = rp__mpi_child_ended(sv, lw, -1);
         }
+        if (rc != RP_OK)
+            return rc;
+    }
+    return RP_OK;
+}
+
+/* The workers' processes that ended, in one system call when none did, not one per
+ * worker (with hundreds of workers a rank spent its time in waitpid): waitid
+ * without reaping shows an ended child of this process, reaped here if it is a
+ * worker's. A child of the program's own is left to the program, and then every
+ * worker is asked in turn. */
+static int reap_children(struct server *sv)
+{
+    for (;;) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0)
+            return errno == ECHILD ? scan_children(sv) : RP_OK;
+        if (si.si_pid == 0)
+            return RP_OK; /* none ended */
+        struct lworker *lw = NULL;
+        for (int i = 0; i < sv->nlocal && !lw; i++)
+            if (sv->w[i].pid == si.si_pid)
+                lw = &sv->w[i];
+        if (!lw)
+            return scan_children(sv);
+        int status;
+        pid_t r = waitpid(lw->pid, &status, 0);
+        int rc = rp__mpi_child_ended(sv, lw, r == lw->pid ? status : -1);
+        if (rc != RP_OK)
+            return rc;
+    }
+}
+
+/* Sends the results of every batch the children finished; checks on the children. */
+static int serve_workers(struct server *sv, bool check_children, int *events)
+{
+    if (check_children && !sv->inproc) {
+        int rc = reap_children(sv);
+        if (rc != RP_OK)
+            return rc;
+    }
+    for (int i = 0; i < sv->nlocal; i++) {
+        struct lworker *lw = &sv->w[i];
+        int rc = RP_OK;
         if (rc == RP_OK && !lw->gone && lw->pid > 0 &&
             atomic_load(&lw->ctl->state) == CHILD_INIT_FAILED) {
             char why[300];
