@@ -134,10 +134,16 @@ struct wctl {
     struct slotdesc  slot[DEPTH];
 };
 
-/* The page all children of a rank share with it: the rank sleeps on `bell`. */
+#define DIRTY_WORDS (RANK_WORKERS_MAX / 64)
+#define SCAN_S      10e-3  /* a rank looks at every worker this often, dirty or not */
+
+/* The page all children of a rank share with it: the rank sleeps on `bell`, and
+ * finds which workers have something for it in `dirty` (bit i: local worker i),
+ * so that a turn of its loop costs what happened, not the number of workers. */
 struct rankbell {
     _Atomic uint32_t bell;
     _Atomic uint32_t rank_sleeps;
+    _Atomic uint64_t dirty[DIRTY_WORDS];
 };
 
 struct lworker {
@@ -173,9 +179,25 @@ struct server {
     struct rankbell  *bell;
     rp__wbuf          out;      /* small control messages */
     double            alive_at; /* when ALIVE last went out */
+    uint64_t          sending[DIRTY_WORDS]; /* bit i: local worker i has a result going out */
+    uint64_t          posted_total, sent_total; /* batches posted, results sent: all workers */
+    double            scanned;  /* when every worker was last looked at */
     char             *rbuf;
     size_t            rcap;
 };
+
+/* Local worker lw has something for its rank (a batch done, records to send, ...). */
+static inline void rp__mpi_mark(struct server *sv, const struct lworker *lw)
+{
+    atomic_fetch_or(&sv->bell->dirty[lw->local / 64], 1ull << (lw->local % 64));
+}
+
+/* The results of lw's batches up to v are sent. */
+static inline void rp__mpi_set_nsent(struct server *sv, struct lworker *lw, uint32_t v)
+{
+    sv->sent_total += (uint32_t)(v - lw->nsent);
+    lw->nsent = v;
+}
 
 /* server.c: a serving rank's part of rp_pool_create (settings, children, READY,
  * the master's verdict, then serving until STOP or TERMINATE); frees its state. */

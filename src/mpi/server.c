@@ -61,6 +61,8 @@ static int scan_children(struct server *sv)
                 rc = rp__mpi_child_ended(sv, lw, status);
             else if (r < 0 && errno == ECHILD)
                 rc = rp__mpi_child_ended(sv, lw, -1);
+            if (r != 0)
+                rp__mpi_mark(sv, lw);
         }
         if (rc != RP_OK)
             return rc;
@@ -91,12 +93,55 @@ static int reap_children(struct server *sv)
         int status;
         pid_t r = waitpid(lw->pid, &status, 0);
         int rc = rp__mpi_child_ended(sv, lw, r == lw->pid ? status : -1);
+        rp__mpi_mark(sv, lw);
         if (rc != RP_OK)
             return rc;
     }
 }
 
-/* Sends the results of every batch the children finished; checks on the children. */
+/* Worker lw's part of a turn: sends what its process finished or asks to send,
+ * looks at its sends in progress. */
+static int serve_one(struct server *sv, struct lworker *lw, int *events)
+{
+    int rc = RP_OK;
+    if (!lw->gone && lw->pid > 0 && atomic_load(&lw->ctl->state) == CHILD_INIT_FAILED) {
+        char why[300];
+        snprintf(why, sizeof why, "its replacement's initializer failed: %s",
+                 lw->ctl->init_err.message);
+        rc = rp__mpi_worker_gone(sv, lw, why);
+    }
+    uint32_t done = atomic_load(&lw->ctl->completed);
+    if (rc == RP_OK && done < lw->nposted && lw->pid > 0) {
+        /* the child waits for the records of its batch to be sent */
+        struct slotdesc *sd = &lw->ctl->slot[done % DEPTH];
+        if (atomic_load(&sd->flush)) {
+            rc = rp__mpi_send_part(sv, lw, (int)(done % DEPTH));
+            atomic_store(&sd->flush, 0);
+            rp__futex_wake(&sd->flush, INT_MAX);
+            (*events)++;
+        }
+    }
+    if (rc == RP_OK)
+        rc = rp__mpi_send_finished(sv, lw, events);
+    if (rc != RP_OK)
+        return rc;
+    bool still = false;
+    for (int s = 0; s < DEPTH; s++)
+        if (lw->sending[s]) {
+            int flag = 0;
+            MPI_Testall(2, lw->req[s], &flag, MPI_STATUSES_IGNORE);
+            if (flag)
+                lw->sending[s] = false;
+            still = still || lw->sending[s];
+        }
+    if (!still)
+        sv->sending[lw->local / 64] &= ~(1ull << (lw->local % 64));
+    return RP_OK;
+}
+
+/* Sends the results of every batch the children finished; checks on the children.
+ * Only the workers marked dirty (by their process, or by this rank) and those with
+ * a send in progress are looked at; every worker every SCAN_S, in case. */
 static int serve_workers(struct server *sv, bool check_children, int *events)
 {
     if (check_children && !sv->inproc) {
@@ -104,40 +149,33 @@ static int serve_workers(struct server *sv, bool check_children, int *events)
         if (rc != RP_OK)
             return rc;
     }
-    for (int i = 0; i < sv->nlocal; i++) {
-        struct lworker *lw = &sv->w[i];
-        int rc = RP_OK;
-        if (rc == RP_OK && !lw->gone && lw->pid > 0 &&
-            atomic_load(&lw->ctl->state) == CHILD_INIT_FAILED) {
-            char why[300];
-            snprintf(why, sizeof why, "its replacement's initializer failed: %s",
-                     lw->ctl->init_err.message);
-            rc = rp__mpi_worker_gone(sv, lw, why);
+    double now = rp__now();
+    bool all = now - sv->scanned >= SCAN_S;
+    if (all)
+        sv->scanned = now;
+    for (int wd = 0; wd * 64 < sv->nlocal; wd++) {
+        uint64_t bits = atomic_exchange(&sv->bell->dirty[wd], 0) | sv->sending[wd];
+        if (all)
+            bits = ~0ull;
+        for (; bits; bits &= bits - 1) {
+            int i = wd * 64 + __builtin_ctzll(bits);
+            if (i >= sv->nlocal)
+                break;
+            int rc = serve_one(sv, &sv->w[i], events);
+            if (rc != RP_OK)
+                return rc;
         }
-        uint32_t done = atomic_load(&lw->ctl->completed);
-        if (rc == RP_OK && done < lw->nposted && lw->pid > 0) {
-            /* the child waits for the records of its batch to be sent */
-            struct slotdesc *sd = &lw->ctl->slot[done % DEPTH];
-            if (atomic_load(&sd->flush)) {
-                rc = rp__mpi_send_part(sv, lw, (int)(done % DEPTH));
-                atomic_store(&sd->flush, 0);
-                rp__futex_wake(&sd->flush, INT_MAX);
-                (*events)++;
-            }
-        }
-        if (rc == RP_OK)
-            rc = rp__mpi_send_finished(sv, lw, events);
-        if (rc != RP_OK)
-            return rc;
-        for (int s = 0; s < DEPTH; s++)
-            if (lw->sending[s]) {
-                int flag = 0;
-                MPI_Testall(2, lw->req[s], &flag, MPI_STATUSES_IGNORE);
-                if (flag)
-                    lw->sending[s] = false;
-            }
     }
     return RP_OK;
+}
+
+/* Has a worker marked something for this rank? */
+static bool any_dirty(const struct server *sv)
+{
+    for (int wd = 0; wd * 64 < sv->nlocal; wd++)
+        if (atomic_load(&sv->bell->dirty[wd]))
+            return true;
+    return false;
 }
 
 /* Receives one message from the master. \return RP_OK, RP_DONE (STOP/TERMINATE
@@ -231,9 +269,7 @@ static int serve(struct server *sv)
          * however long the tasks (silence means gone: stranded.c) */
         if (now - sv->alive_at >= ALIVE_S) {
             sv->alive_at = now;
-            bool holding = false;
-            for (int i = 0; i < sv->nlocal && !holding; i++)
-                holding = sv->w[i].nposted != sv->w[i].nsent;
+            bool holding = sv->posted_total != sv->sent_total;
             if (holding && (rc = rp__mpi_server_ctl(sv, RP__MSG_ALIVE, 0, RP_OK)) != RP_OK)
                 return rc;
         }
@@ -246,10 +282,7 @@ static int serve(struct server *sv)
          * done) at once: the core is the child's; poll briefly first only when
          * the rank and its child each have a core (pair_spin). Idle, poll MPI
          * for longer (the master may be sending), then take short naps. */
-        bool computing = false;
-        for (int i = 0; i < sv->nlocal; i++)
-            if (atomic_load(&sv->w[i].ctl->completed) != sv->w[i].nposted)
-                computing = true;
+        bool computing = sv->posted_total != sv->sent_total;
         double spin = !computing ? SPIN_IDLE_S : rp__mpi_pair_spin || rp__mpi_yield_when_idle ? SPIN_BUSY_S : 0;
         if (now - idle_since < spin) {
             rp__mpi_idle_pause();
@@ -257,11 +290,7 @@ static int serve(struct server *sv)
         }
         uint32_t b = atomic_load(&sv->bell->bell);
         atomic_store(&sv->bell->rank_sleeps, 1);
-        bool changed = false;
-        for (int i = 0; i < sv->nlocal; i++)
-            if (atomic_load(&sv->w[i].ctl->completed) != sv->w[i].nsent)
-                changed = true;
-        if (!changed) {
+        if (!any_dirty(sv)) {
             if (computing)
                 rp__futex_wait(&sv->bell->bell, b, nap);
             else

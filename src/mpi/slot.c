@@ -80,6 +80,7 @@ int rp__mpi_send_result(struct server *sv, struct lworker *lw, int s, uint32_t f
                   &lw->req[s][1]) != MPI_SUCCESS)
         return RP_EMPI;
     lw->sending[s] = true;
+    sv->sending[lw->local / 64] |= 1ull << (lw->local % 64);
     if (sv->inproc) /* the rank computes next: finish the transfer first */
         rp__mpi_slot_drain(lw, s);
     return RP_OK;
@@ -108,7 +109,7 @@ int rp__mpi_send_finished(struct server *sv, struct lworker *lw, int *events)
         int rc = rp__mpi_send_result(sv, lw, (int)(lw->nsent % DEPTH), 0);
         if (rc != RP_OK)
             return rc;
-        lw->nsent++;
+        rp__mpi_set_nsent(sv, lw, lw->nsent + 1);
         if (events)
             (*events)++;
     }
@@ -241,6 +242,7 @@ int rp__mpi_post_batch(struct server *sv, struct lworker *lw, int s, int tag, co
     }
     sd->fn = (rp_task_fn)fn;
     lw->nposted++;
+    sv->posted_total++;
     atomic_store(&lw->ctl->posted, lw->nposted);
     if (sv->inproc)
         rp__mpi_inproc_run(sv, lw);
