@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/memfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,6 +38,25 @@ static void *shared_map(size_t bytes)
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                    MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     return p == MAP_FAILED ? NULL : p;
+}
+
+/* The workers' transfer areas: a shared memory file (memfd) as large as every
+ * area, mapped whole. Its pages are allocated, and charged to the system's commit
+ * limit, only as batches touch them, so each area holds what its largest batch
+ * needed and grows on demand, even with strict overcommit (vm.overcommit_memory=2),
+ * which charges an anonymous shared mapping in full at once. Without memfd, an
+ * anonymous mapping (reserve-free where the system allows it). */
+static void *areas_map(size_t bytes)
+{
+    /* (by number: the declaration needs _GNU_SOURCE before the first system header) */
+    int fd = (int)syscall(SYS_memfd_create, "rankpool-areas", MFD_CLOEXEC);
+    if (fd < 0)
+        return shared_map(bytes);
+    void *p = MAP_FAILED;
+    if (ftruncate(fd, (off_t)bytes) == 0)
+        p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    close(fd);
+    return p == MAP_FAILED ? shared_map(bytes) : p;
 }
 
 int rp__mpi_server_ctl(struct server *sv, unsigned kind, uint32_t worker, int32_t status)
@@ -390,7 +411,7 @@ static int map_workers(struct server *sv)
     sv->slots_bytes = n * DEPTH * SLOT_BYTES;
     if (n > 0) {
         sv->ctls = shared_map(sv->ctls_bytes);
-        sv->slots = shared_map(sv->slots_bytes);
+        sv->slots = areas_map(sv->slots_bytes);
     }
     bool mapped = sv->ctls && sv->slots;
     for (int i = 0; i < sv->nlocal; i++) {
