@@ -1,0 +1,143 @@
+/* A serving rank that falls silent (tests/mpi-np3.sh, 3 ranks, 2 workers).
+ *
+ * The first run of item 0 stops its own rank (SIGSTOP to the worker process's
+ * parent), sleeps, then lets it go on (SIGCONT); FLAGFILE (created then)
+ * tells later runs that it happened: the rank holds a batch and says
+ * nothing for `hold` seconds, as a node behind a dead link would.
+ *
+ *   mpi_silent stranded FLAGFILE: RP_MPI_STRANDED_TIMEOUT=1, hold 4 s. The map completes
+ *     before the rank runs again, every item right; item 0's output is that of
+ *     its second run (the late duplicate from the stopped rank is dropped); then
+ *     a second map uses both workers again (the worker came back).
+ *   mpi_silent unreachable FLAGFILE: RP_MPI_STRANDED_TIMEOUT=1, RP_MPI_UNREACHABLE_TIMEOUT=2
+ *     and one worker only: nothing can run the items, so past the second deadline
+ *     they fail with RP_EWORKER, the message naming the host and the variable,
+ *     well before the rank runs again.
+ * Exit status: the number of failed checks. */
+#include "rankpool_mpi.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    int value;
+    int worker;
+    int stopped; /* 1: this run stopped its rank */
+} out_t;
+
+static char flag[256];
+static double hold_s;
+
+static int stop_once(const void *in, void *out, rp_ctx_t *ctx)
+{
+    out_t *o = out;
+    o->value = 7 * *(const int *)in;
+    o->worker = rp_ctx_worker(ctx);
+    o->stopped = 0;
+    if (*(const int *)in == 0) {
+        int fd = open(flag, O_CREAT | O_EXCL | O_WRONLY, 0600);
+        if (fd >= 0) { /* the first run only */
+            close(fd);
+            o->stopped = 1;
+            pid_t rank = getppid();
+            kill(rank, SIGSTOP);
+            usleep((useconds_t)(hold_s * 1e6));
+            kill(rank, SIGCONT);
+        }
+    }
+    usleep(20000);
+    return 0;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int check(bool ok, const char *what)
+{
+    if (!ok)
+        fprintf(stderr, "mpi_silent: FAILED: %s\n", what);
+    return !ok;
+}
+
+int main(int argc, char **argv)
+{
+    bool unreach = argc > 1 && strcmp(argv[1], "unreachable") == 0;
+    hold_s = 4;
+    if (argc < 3) {
+        fprintf(stderr, "usage: mpi_silent stranded|unreachable FLAGFILE\n");
+        return 1;
+    }
+    snprintf(flag, sizeof flag, "%s", argv[2]); /* (every rank: the workers inherit it) */
+    rp_pool_opts_t o = { 0 };
+    o.backend = "mpi";
+    o.workers = unreach ? 1 : 2;
+    rp_pool_t *pool;
+    rp_error_t err;
+    int rc = rp_pool_create_ex(&pool, &o, &err);
+    if (rc != RP_OK) {
+        fprintf(stderr, "mpi_silent: pool: %s: %s\n", rp_strerror(rc), err.message);
+        return 1;
+    }
+    if (!rp_pool_is_master(pool)) {
+        rp_pool_free(pool);
+        return 0;
+    }
+    unlink(flag);
+    enum { N = 40 };
+    int in[N];
+    out_t out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    memset(out, 0, sizeof out);
+    rp_map_opts_t mo = { .chunksize = 1 };
+    int fails = 0;
+    double t0 = now();
+    rc = rp_map(pool, stop_once, in, N, sizeof *in, out, sizeof *out, &mo, &err);
+    double took = now() - t0;
+    printf("mpi_silent %s: map %s in %.2f s%s%s\n", unreach ? "unreachable" : "stranded",
+           rp_err_name(rc), took, rc ? ": " : "", rc ? err.message : "");
+    if (unreach) {
+        fails += check(rc == RP_EWORKER, "the map fails with RP_EWORKER");
+        fails += check(strstr(err.message, "RP_MPI_UNREACHABLE_TIMEOUT") != NULL,
+                       "the message names RP_MPI_UNREACHABLE_TIMEOUT");
+        char host[64];
+        gethostname(host, sizeof host);
+        host[sizeof host - 1] = '\0';
+        fails += check(strstr(err.message, host) != NULL, "the message names the host");
+        fails += check(took < hold_s, "the items failed before the rank ran again");
+    } else {
+        fails += check(rc == RP_OK, "the map succeeds");
+        int bad = 0;
+        for (int i = 0; i < N; i++)
+            bad += out[i].value != 7 * i;
+        fails += check(bad == 0, "every item is right");
+        fails += check(out[0].stopped == 0, "item 0's late duplicate is dropped");
+        fails += check(took < hold_s, "the map ends before the rank runs again");
+        /* the rank runs again: its worker takes work again */
+        usleep((useconds_t)(hold_s * 1e6));
+        bool used[2] = { false, false };
+        for (int round = 0; round < 20 && !(used[0] && used[1]); round++) {
+            rc = rp_map(pool, stop_once, in + 1, N - 1, sizeof *in, out, sizeof *out, &mo,
+                        &err);
+            fails += check(rc == RP_OK, "a later map succeeds");
+            for (int i = 0; i < N - 1; i++)
+                if (out[i].worker >= 0 && out[i].worker < 2)
+                    used[out[i].worker] = true;
+        }
+        fails += check(used[0] && used[1], "both workers run items again");
+    }
+    rp_pool_close(pool);
+    rp_pool_join(pool);
+    rp_pool_free(pool);
+    unlink(flag);
+    return fails;
+}
