@@ -308,9 +308,10 @@ struct inflight {
     bool            used;
     /* stranded (stranded.c): its rank fell silent and its items run elsewhere; the
      * slot stays taken (the send may still be in progress) until the rank answers
-     * for it, and what it sends for it is dropped. job is NULL then. */
+     * for it, and what it sends for it is dropped. job is NULL then; its id and
+     * index_base (where the rank's item numbers start) are kept. */
     bool            stranded;
-    uint64_t        job_id;
+    uint64_t        job_id, job_base;
     int             rank;       /* where it went */
 };
 

@@ -164,6 +164,12 @@ static struct inflight *find_inflight(struct mworker *w, uint64_t seq, uint64_t 
     return NULL;
 }
 
+/* Where the item numbers of fl's rank start: its job's index_base (send.c). */
+static uint64_t index_base(const struct inflight *fl)
+{
+    return fl->stranded ? fl->job_base : fl->job->index_base;
+}
+
 /* The records of a result, one after the other. */
 struct records {
     rp__rbuf    r;
@@ -268,8 +274,8 @@ static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp
     struct mworker *w = &mp->w[h->worker];
     struct inflight *fl = w->rank == src ? find_inflight(w, m.seq, m.job) : NULL;
     /* the rank names items with the job's index_base (send.c) */
-    if (fl && m.start >= fl->job->index_base)
-        m.start -= fl->job->index_base;
+    if (fl && m.start >= index_base(fl))
+        m.start -= index_base(fl);
     else
         fl = NULL;
     if (!fl || m.start != fl->start + fl->got || m.count == 0 ||
@@ -329,7 +335,7 @@ static int handle_died(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp__
         return RP_EPROTO;
     struct mworker *w = &mp->w[h->worker];
     struct inflight *fl = w->rank == src ? find_inflight(w, m.seq, m.job) : NULL;
-    if (!fl || m.index != fl->job->index_base + fl->start + fl->got)
+    if (!fl || m.index != index_base(fl) + fl->start + fl->got)
         return RP_EPROTO;
     if (fl->stranded) /* its items ran elsewhere */
         return rp__mpi_late(mp, src, w, fl, fl->count - fl->got, 0, false, true);

@@ -134,6 +134,7 @@ static void strand(struct mpi_pool *mp, int rk, double quiet)
             size_t a = fl->start + fl->got, b = fl->start + fl->count;
             fl->stranded = true;
             fl->job_id = job->id;
+            fl->job_base = job->index_base;
             fl->job = NULL;
             mp->nexp[fl->exp]--;
             mp->rank_held[rk]--;
