@@ -13,6 +13,11 @@
  *     and one worker only: nothing can run the items, so past the second deadline
  *     they fail with RP_EWORKER, the message naming the host and the variable,
  *     well before the rank runs again.
+ *   mpi_silent progress FLAGFILE: RP_MPI_STRANDED_TIMEOUT=1, hold 6 s, two batches of 10
+ *     items: the rank that stops has reported some items of its batch as processed
+ *     (PROGRESS); the other worker sits in a 5 s item. Once the stopped rank's
+ *     batch is handed over, those items no longer count as processed:
+ *     rp_result_progress says 0 while nothing else finished.
  * Exit status: the number of failed checks. */
 #include "rankpool_mpi.h"
 
@@ -54,6 +59,30 @@ static int stop_once(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
+/* progress mode: items 0-9 take 10 ms (item 5 stops its rank), item 10 takes
+ * 5 s, the others 10 ms. */
+static int stop_at_five(const void *in, void *out, rp_ctx_t *ctx)
+{
+    int v = *(const int *)in;
+    out_t *o = out;
+    o->value = 7 * v;
+    o->worker = rp_ctx_worker(ctx);
+    o->stopped = 0;
+    if (v == 5) {
+        int fd = open(flag, O_CREAT | O_EXCL | O_WRONLY, 0600);
+        if (fd >= 0) {
+            close(fd);
+            o->stopped = 1;
+            pid_t rank = getppid();
+            kill(rank, SIGSTOP);
+            usleep((useconds_t)(hold_s * 1e6));
+            kill(rank, SIGCONT);
+        }
+    }
+    usleep(v == 10 ? 5000000 : 10000);
+    return 0;
+}
+
 static double now(void)
 {
     struct timespec ts;
@@ -71,9 +100,10 @@ static int check(bool ok, const char *what)
 int main(int argc, char **argv)
 {
     bool unreach = argc > 1 && strcmp(argv[1], "unreachable") == 0;
-    hold_s = 4;
+    bool progress = argc > 1 && strcmp(argv[1], "progress") == 0;
+    hold_s = progress ? 6 : 4;
     if (argc < 3) {
-        fprintf(stderr, "usage: mpi_silent stranded|unreachable FLAGFILE\n");
+        fprintf(stderr, "usage: mpi_silent stranded|unreachable|progress FLAGFILE\n");
         return 1;
     }
     snprintf(flag, sizeof flag, "%s", argv[2]); /* (every rank: the workers inherit it) */
@@ -100,6 +130,29 @@ int main(int argc, char **argv)
     memset(out, 0, sizeof out);
     rp_map_opts_t mo = { .chunksize = 1 };
     int fails = 0;
+    if (progress) {
+        rp_map_opts_t po = { .chunksize = 10 };
+        rp_result_t *res = NULL;
+        rc = rp_map_async(pool, stop_at_five, in, 20, sizeof *in, out, sizeof *out, &po, &res);
+        fails += check(rc == RP_OK, "the map starts");
+        if (rc == RP_OK) {
+            /* the batch is handed over about 1 s in; item 10 ends 5 s in */
+            usleep(3500000);
+            size_t done = 0, total = 0;
+            rp_result_progress(res, &done, &total);
+            printf("mpi_silent progress: %zu of %zu processed 3.5 s in\n", done, total);
+            fails += check(done == 0, "a stranded batch's processed items no longer count");
+            rc = rp_result_get(res, 60.0, &err);
+            fails += check(rc == RP_OK, "the map succeeds");
+            int bad = 0;
+            for (int i = 0; i < 20; i++)
+                bad += out[i].value != 7 * i;
+            fails += check(bad == 0, "every item is right");
+            rp_result_free(res);
+        }
+        usleep((useconds_t)(hold_s * 1e6)); /* the stopped rank runs again */
+        goto end;
+    }
     double t0 = now();
     rc = rp_map(pool, stop_once, in, N, sizeof *in, out, sizeof *out, &mo, &err);
     double took = now() - t0;
@@ -135,6 +188,7 @@ int main(int argc, char **argv)
         }
         fails += check(used[0] && used[1], "both workers run items again");
     }
+end:
     rp_pool_close(pool);
     rp_pool_join(pool);
     rp_pool_free(pool);

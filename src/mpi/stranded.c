@@ -132,6 +132,8 @@ static void strand(struct mpi_pool *mp, int rk, double quiet)
                 continue;
             struct rp__job *job = fl->job;
             size_t a = fl->start + fl->got, b = fl->start + fl->count;
+            fl->prog = 0; /* what PROGRESS counted of it runs again elsewhere */
+            rp__mpi_progress_note(fl);
             fl->stranded = true;
             fl->job_id = job->id;
             fl->job_base = job->index_base;
