@@ -38,29 +38,34 @@ typedef struct {
 static char flag[256];
 static double hold_s;
 
+/* The first time only (FLAGFILE made): stops this worker's rank for hold_s.
+ * \return whether it did. */
+static int stop_rank_once(void)
+{
+    int fd = open(flag, O_CREAT | O_EXCL | O_WRONLY, 0600);
+    if (fd < 0)
+        return 0;
+    close(fd);
+    pid_t rank = getppid();
+    kill(rank, SIGSTOP);
+    usleep((useconds_t)(hold_s * 1e6));
+    kill(rank, SIGCONT);
+    return 1;
+}
+
 static int stop_once(const void *in, void *out, rp_ctx_t *ctx)
 {
     out_t *o = out;
     o->value = 7 * *(const int *)in;
     o->worker = rp_ctx_worker(ctx);
     o->stopped = 0;
-    if (*(const int *)in == 0) {
-        int fd = open(flag, O_CREAT | O_EXCL | O_WRONLY, 0600);
-        if (fd >= 0) { /* the first run only */
-            close(fd);
-            o->stopped = 1;
-            pid_t rank = getppid();
-            kill(rank, SIGSTOP);
-            usleep((useconds_t)(hold_s * 1e6));
-            kill(rank, SIGCONT);
-        }
-    }
+    if (*(const int *)in == 0)
+        o->stopped = stop_rank_once();
     usleep(20000);
     return 0;
 }
 
-/* progress mode: items 0-9 take 10 ms (item 5 stops its rank), item 10 takes
- * 5 s, the others 10 ms. */
+/* progress mode: item 10 takes 5 s, the others 10 ms; item 5 stops its rank. */
 static int stop_at_five(const void *in, void *out, rp_ctx_t *ctx)
 {
     int v = *(const int *)in;
@@ -68,17 +73,8 @@ static int stop_at_five(const void *in, void *out, rp_ctx_t *ctx)
     o->value = 7 * v;
     o->worker = rp_ctx_worker(ctx);
     o->stopped = 0;
-    if (v == 5) {
-        int fd = open(flag, O_CREAT | O_EXCL | O_WRONLY, 0600);
-        if (fd >= 0) {
-            close(fd);
-            o->stopped = 1;
-            pid_t rank = getppid();
-            kill(rank, SIGSTOP);
-            usleep((useconds_t)(hold_s * 1e6));
-            kill(rank, SIGCONT);
-        }
-    }
+    if (v == 5)
+        o->stopped = stop_rank_once();
     usleep(v == 10 ? 5000000 : 10000);
     return 0;
 }
