@@ -40,6 +40,9 @@ rm -f "$flag"
 echo "=== a silent rank: its batch runs elsewhere (RP_MPI_STRANDED_TIMEOUT=1)"
 mpirun3 -x RP_MPI_STRANDED_TIMEOUT=1 "$top/tests/mpi_silent" stranded "$flag" ||
     { rm -f "$flag"; echo "mpi-np3: silent rank (stranded): failed"; exit 1; }
+echo "=== a silent rank inside a stream: a segment's batch runs elsewhere"
+mpirun3 -x RP_MPI_STRANDED_TIMEOUT=1 "$top/tests/mpi_silent" stream "$flag" ||
+    { rm -f "$flag"; echo "mpi-np3: silent rank (stream): failed"; exit 1; }
 echo "=== a silent rank past RP_MPI_UNREACHABLE_TIMEOUT=2: its items fail"
 mpirun3 -x RP_MPI_STRANDED_TIMEOUT=1 -x RP_MPI_UNREACHABLE_TIMEOUT=2 \
     "$top/tests/mpi_silent" unreachable "$flag" ||

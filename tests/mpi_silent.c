@@ -13,6 +13,10 @@
  *     and one worker only: nothing can run the items, so past the second deadline
  *     they fail with RP_EWORKER, the message naming the host and the variable,
  *     well before the rank runs again.
+ *   mpi_silent stream FLAGFILE: as stranded, the first map an imap stream of segments of
+ *     8 items whose item 20 stops its rank (a segment's batch, numbered from the
+ *     segment's start in the whole stream, is handed over and its late duplicate
+ *     dropped).
  *   mpi_silent progress FLAGFILE: RP_MPI_STRANDED_TIMEOUT=1, hold 6 s, two batches of 10
  *     items: the rank that stops has reported some items of its batch as processed
  *     (PROGRESS); the other worker sits in a 5 s item. Once the stopped rank's
@@ -37,6 +41,7 @@ typedef struct {
 
 static char flag[256];
 static double hold_s;
+static int stop_item; /* the item whose first run stops its rank */
 
 /* The first time only (FLAGFILE made): stops this worker's rank for hold_s.
  * \return whether it did. */
@@ -59,7 +64,7 @@ static int stop_once(const void *in, void *out, rp_ctx_t *ctx)
     o->value = 7 * *(const int *)in;
     o->worker = rp_ctx_worker(ctx);
     o->stopped = 0;
-    if (*(const int *)in == 0)
+    if (*(const int *)in == stop_item)
         o->stopped = stop_rank_once();
     usleep(20000);
     return 0;
@@ -77,6 +82,31 @@ static int stop_at_five(const void *in, void *out, rp_ctx_t *ctx)
         o->stopped = stop_rank_once();
     usleep(v == 10 ? 5000000 : 10000);
     return 0;
+}
+
+/* The stream mode's first map: an imap in segments of 8 items. */
+static int imap_all(rp_pool_t *pool, const int *in, int n, out_t *out, rp_error_t *err)
+{
+    rp_map_opts_t so = { .chunksize = 1, .buffersize = 8 };
+    rp_iter_t *it = NULL;
+    int rc = rp_imap(pool, stop_once, in, (size_t)n, sizeof *in, sizeof *out, &so, &it);
+    if (rc != RP_OK)
+        return rc;
+    size_t index;
+    out_t o;
+    int worst = RP_OK, got;
+    while ((got = rp_iter_next(it, 60.0, &index, &o, err)) != RP_DONE) {
+        if (got == RP_ETIMEDOUT) {
+            worst = got;
+            break;
+        }
+        if (got == RP_OK && index < (size_t)n)
+            out[index] = o;
+        else if (worst == RP_OK)
+            worst = got;
+    }
+    rp_iter_free(it);
+    return worst;
 }
 
 static double now(void)
@@ -97,9 +127,11 @@ int main(int argc, char **argv)
 {
     bool unreach = argc > 1 && strcmp(argv[1], "unreachable") == 0;
     bool progress = argc > 1 && strcmp(argv[1], "progress") == 0;
+    bool stream = argc > 1 && strcmp(argv[1], "stream") == 0;
+    stop_item = stream ? 20 : 0;
     hold_s = progress ? 6 : 4;
     if (argc < 3) {
-        fprintf(stderr, "usage: mpi_silent stranded|unreachable|progress FLAGFILE\n");
+        fprintf(stderr, "usage: mpi_silent stranded|unreachable|stream|progress FLAGFILE\n");
         return 1;
     }
     snprintf(flag, sizeof flag, "%s", argv[2]); /* (every rank: the workers inherit it) */
@@ -150,9 +182,12 @@ int main(int argc, char **argv)
         goto end;
     }
     double t0 = now();
-    rc = rp_map(pool, stop_once, in, N, sizeof *in, out, sizeof *out, &mo, &err);
+    if (stream)
+        rc = imap_all(pool, in, N, out, &err);
+    else
+        rc = rp_map(pool, stop_once, in, N, sizeof *in, out, sizeof *out, &mo, &err);
     double took = now() - t0;
-    printf("mpi_silent %s: map %s in %.2f s%s%s\n", unreach ? "unreachable" : "stranded",
+    printf("mpi_silent %s: map %s in %.2f s%s%s\n", argv[1],
            rp_err_name(rc), took, rc ? ": " : "", rc ? err.message : "");
     if (unreach) {
         fails += check(rc == RP_EWORKER, "the map fails with RP_EWORKER");
@@ -169,7 +204,8 @@ int main(int argc, char **argv)
         for (int i = 0; i < N; i++)
             bad += out[i].value != 7 * i;
         fails += check(bad == 0, "every item is right");
-        fails += check(out[0].stopped == 0, "item 0's late duplicate is dropped");
+        fails += check(out[stop_item].stopped == 0, "the stopped item's late duplicate is "
+                                                    "dropped");
         fails += check(took < hold_s, "the map ends before the rank runs again");
         /* the rank runs again: its worker takes work again */
         usleep((useconds_t)(hold_s * 1e6));
