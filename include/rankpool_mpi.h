@@ -32,6 +32,13 @@
  * exits, after terminating the pools the program did not free (which releases
  * their serving ranks), so that every rank exits cleanly. Tasks run in a process
  * forked by each serving rank and must not call MPI themselves.
+ *
+ * A serving rank not heard from for $RP_MPI_STRANDED_TIMEOUT seconds (default 30,
+ * "off" for never) while it holds work (its node hung, or cut off) gets no more:
+ * its unfinished items run on the other workers, and what it sends for them later
+ * is dropped, so items must be pure functions of their inputs. Silent for
+ * $RP_MPI_UNREACHABLE_TIMEOUT seconds (default 120), it is given up; with no worker
+ * left, items fail with RP_EWORKER, the message naming its host.
  */
 #ifndef RANKPOOL_MPI_H
 #define RANKPOOL_MPI_H

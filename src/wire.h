@@ -14,7 +14,7 @@
 #include "fnref.h"
 
 #define RP__WIRE_MAGIC   0x52504d57u  /* "RPMW" */
-#define RP__WIRE_VERSION 3u
+#define RP__WIRE_VERSION 4u  /* 4: the CANCEL, PROGRESS and ALIVE messages */
 
 enum rp__msg_kind {
     RP__MSG_HELLO = 1,   /* master -> rank: pool settings, initializer */
@@ -37,6 +37,7 @@ enum rp__msg_kind {
                             batches stop before their next item (header flags:
                             RP_CANCEL_KILL: kill the worker processes running them) */
     RP__MSG_PROGRESS,    /* rank -> master: items of a running batch processed so far */
+    RP__MSG_ALIVE,       /* rank -> master: still here, batches running (a control message) */
     RP__MSG_KIND_MAX
 };
 
@@ -231,8 +232,8 @@ typedef struct rp__wire_progress {
 int rp__wire_put_progress(rp__wbuf *w, uint32_t worker, const rp__wire_progress *m);
 int rp__wire_get_progress(rp__rbuf *r, rp__wire_progress *m);
 
-/* Small control messages (GO, TERMINATE, STOP, BYE, PROTO, JOIN, JOINED, START): a
- * status and a seq. */
+/* Small control messages (GO, TERMINATE, STOP, BYE, PROTO, JOIN, JOINED, START,
+ * ALIVE): a status and a seq. */
 int rp__wire_put_ctl(rp__wbuf *w, unsigned kind, uint32_t worker, int32_t status,
                      uint64_t seq);
 int rp__wire_get_ctl(rp__rbuf *r, int32_t *status, uint64_t *seq);

@@ -3,7 +3,9 @@
 # workers on two ranks); a program started through the launcher
 # (launch/rankpool-run --mpi), as users do; the start-up
 # deadline (one rank never calls rp_pool_create); a program that returns from main
-# without freeing its pool (mpirun must see a clean exit).
+# without freeing its pool (mpirun must see a clean exit); a rank that falls silent
+# (its batches run elsewhere, its reported progress with them; past the second
+# deadline its items fail).
 top=${top_builddir:-.}
 MPIRUN=${MPIRUN:-mpirun}
 "$top/tests/mpi-driver" 3 tests/test_semantics tests/test_dispatch tests/test_mpi || exit $?
@@ -32,3 +34,21 @@ fi
     exit 1
 }
 echo "=== exit without rp_pool_free: clean"
+
+flag=$(mktemp "${TMPDIR:-/tmp}/rp-silent.XXXXXX") || exit 1
+rm -f "$flag"
+echo "=== a silent rank: its batch runs elsewhere (RP_MPI_STRANDED_TIMEOUT=1)"
+mpirun3 -x RP_MPI_STRANDED_TIMEOUT=1 "$top/tests/mpi_silent" stranded "$flag" ||
+    { rm -f "$flag"; echo "mpi-np3: silent rank (stranded): failed"; exit 1; }
+echo "=== a silent rank inside a stream: a segment's batch runs elsewhere"
+mpirun3 -x RP_MPI_STRANDED_TIMEOUT=1 "$top/tests/mpi_silent" stream "$flag" ||
+    { rm -f "$flag"; echo "mpi-np3: silent rank (stream): failed"; exit 1; }
+echo "=== a silent rank past RP_MPI_UNREACHABLE_TIMEOUT=2: its items fail"
+mpirun3 -x RP_MPI_STRANDED_TIMEOUT=1 -x RP_MPI_UNREACHABLE_TIMEOUT=2 \
+    "$top/tests/mpi_silent" unreachable "$flag" ||
+    { rm -f "$flag"; echo "mpi-np3: silent rank (unreachable): failed"; exit 1; }
+echo "=== a silent rank: what it had processed no longer counts as progress"
+mpirun3 -x RP_MPI_STRANDED_TIMEOUT=1 "$top/tests/mpi_silent" progress "$flag" ||
+    { rm -f "$flag"; echo "mpi-np3: silent rank (progress): failed"; exit 1; }
+rm -f "$flag"
+echo "=== silent ranks: handled"

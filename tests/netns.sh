@@ -6,6 +6,12 @@
 # Ranks talk TCP over the veth only. The program maps items with chunksize 1 and
 # the test passes when both hosts did work and every item is right.
 #
+# Then the link goes down for 10 s in the middle of a map (the veth is set down):
+# with RP_MPI_STRANDED_TIMEOUT=2 the items held by host B's ranks must be handed to
+# host A's workers, and the map must end with every item right, within the
+# deadline + 2 s of the ideal, before the link is back (mpi_hosts outage). The
+# items handed over are counted from the master's trace (RP_DEBUG).
+#
 # Exit 77 (skip), saying why, where the namespaces cannot be made or entered (not
 # root, no ip/unshare, a container without CAP_SYS_ADMIN/CAP_NET_ADMIN, a chroot
 # whose / is not a mount point so that `ip netns exec` cannot make it a slave).
@@ -99,4 +105,36 @@ cat "$work/out"
 grep -q 'rp-host-a' "$work/out" && grep -q 'rp-host-b' "$work/out" ||
     { echo "netns: work was not done on both hosts"; exit 1; }
 echo "netns: work done on both hosts over TCP ($net.0/24)"
+
+# ---- the link down for 10 s mid-map ----------------------------------------------
+mark=$work/mark
+deadline=2
+(
+    while [ ! -e "$mark" ]; do sleep 0.1; done
+    sleep 0.5
+    ip -n $nsa link set va$id down && touch "$mark.down"
+    sleep 10
+    ip -n $nsa link set va$id up && touch "$mark.up"
+) &
+cutter=$!
+ip netns exec $nsa unshare --uts sh -c '
+    hostname rp-host-a
+    exec timeout 120 "$0" --allow-run-as-root --oversubscribe --bind-to none \
+        -np 4 --hostfile "$1" \
+        --mca plm_rsh_agent "$2" \
+        --mca btl tcp,self --mca btl_tcp_if_include "$3" \
+        --mca oob_tcp_if_include "$3" \
+        -x RP_BACKEND=mpi -x PATH -x RP_DEBUG=1 -x RP_MPI_STRANDED_TIMEOUT="$5" \
+        -x RP_TEST_MARK="$6" \
+        "$4" outage "$5"' "$MPIRUN" "$work/hosts" "$work/agent" "$net.0/24" "$prog" \
+    $deadline "$mark" >"$work/out2" 2>&1
+rc=$?
+wait $cutter
+ip -n $nsa link set va$id up 2>/dev/null
+grep -v 'rankpool\[' "$work/out2"
+grep 'RP_MPI_STRANDED_TIMEOUT\|stranded batch\|answered again\|runs again' "$work/out2"
+[ $rc -eq 0 ] || { echo "netns: the map across the outage failed ($rc)"; exit 1; }
+moved=$(sed -n 's/.*handed to other workers (\([0-9]*\) in all).*/\1/p' "$work/out2" | tail -n 1)
+[ "${moved:-0}" -gt 0 ] || { echo "netns: no item was handed to the other host"; exit 1; }
+echo "netns: link down 10 s mid-map: $moved items handed from host B to host A, every item right"
 exit 0

@@ -186,7 +186,7 @@ static void test_timeout_hung_item_fails_rest_succeeds(void)
 
 /* The time an item takes to time out, measured from submission, over several
  * limits: never early, late by at most 10 ms + 1% of the limit locally (the
- * documented accuracy; mpi: 50 ms + 1%, its ranks check every millisecond or so),
+ * documented accuracy; mpi: 50 ms + 1%, its ranks check every 10 ms),
  * plus what a worker's death costs the machine at that moment (about a
  * millisecond on a quiet one; much more when others load it). */
 static void test_timeout_accuracy(void)

@@ -89,6 +89,10 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define PROGRESS_S    10e-3               /* a rank reports a running batch's items this often */
 #define INIT_DEATHS_MAX 8                 /* replacements killed in their initializer,
                                              in a row, before the worker is gone */
+#define ALIVE_S       0.25                /* a rank with batches says ALIVE this often */
+#define STRANDED_S    30.0                /* RP_MPI_STRANDED_TIMEOUT's default */
+#define UNREACHABLE_S 120.0               /* RP_MPI_UNREACHABLE_TIMEOUT's default */
+#define SILENT_CHECK_S 0.1                /* the master looks for silent ranks this often */
 
 /* ======================================================================================
  * A serving rank
@@ -144,10 +148,16 @@ struct wctl {
     struct slotdesc  slot[DEPTH];
 };
 
-/* The page all children of a rank share with it: the rank sleeps on `bell`. */
+#define DIRTY_WORDS (RANK_WORKERS_MAX / 64)
+#define SCAN_S      10e-3  /* a rank looks at every worker this often, dirty or not */
+
+/* The page all children of a rank share with it: the rank sleeps on `bell`, and
+ * finds which workers have something for it in `dirty` (bit i: local worker i),
+ * so that a turn of its loop costs what happened, not the number of workers. */
 struct rankbell {
     _Atomic uint32_t bell;
     _Atomic uint32_t rank_sleeps;
+    _Atomic uint64_t dirty[DIRTY_WORDS];
 };
 
 struct lworker {
@@ -183,12 +193,32 @@ struct server {
     rp_init_fn        init;
     int               nlocal;
     struct lworker   *w;
+    void             *ctls;     /* every worker's struct wctl, one mapping */
+    char             *slots;    /* every worker's DEPTH regions, one mapping */
+    size_t            ctls_bytes, slots_bytes;
     struct rankbell  *bell;
     rp__wbuf          out;      /* small control messages */
+    double            alive_at; /* when ALIVE last went out */
+    uint64_t          sending[DIRTY_WORDS]; /* bit i: local worker i has a result going out */
+    uint64_t          posted_total, sent_total; /* batches posted, results sent: all workers */
+    double            scanned;  /* when every worker was last looked at */
     char             *rbuf;
     size_t            rcap;
     bool              leaving;  /* STOP or TERMINATE received */
 };
+
+/* Local worker lw has something for its rank (a batch done, records to send, ...). */
+static inline void rp__mpi_mark(struct server *sv, const struct lworker *lw)
+{
+    atomic_fetch_or(&sv->bell->dirty[lw->local / 64], 1ull << (lw->local % 64));
+}
+
+/* The results of lw's batches up to v are sent. */
+static inline void rp__mpi_set_nsent(struct server *sv, struct lworker *lw, uint32_t v)
+{
+    sv->sent_total += (uint32_t)(v - lw->nsent);
+    lw->nsent = v;
+}
 
 /* server.c: a serving rank's part of rp_pool_create (settings, children, READY,
  * the master's verdict, then serving until STOP or TERMINATE); frees its state. */
@@ -232,6 +262,8 @@ void rp__mpi_slot_drain(struct server *sv, struct lworker *lw, int s);
 int  rp__mpi_spawn_child(struct server *sv, struct lworker *lw);
 int  rp__mpi_await_child(struct server *sv, struct lworker *lw, rp_error_t *err);
 void rp__mpi_kill_child(struct lworker *lw);
+/* Kills every child of the rank, then reaps them (their exits overlap). */
+void rp__mpi_kill_children(struct server *sv);
 /* The child of lw ended (status from waitpid, -1 unknown): reports a death inside
  * a batch to the master, starts a replacement. */
 int  rp__mpi_child_ended(struct server *sv, struct lworker *lw, int status);
@@ -274,11 +306,19 @@ struct inflight {
     rp__wbuf        buf;
     MPI_Request     req, dreq;  /* the batch, its separate input */
     bool            used;
+    /* stranded (stranded.c): its rank fell silent and its items run elsewhere; the
+     * slot stays taken (the send may still be in progress) until the rank answers
+     * for it, and what it sends for it is dropped. job is NULL then; its id and
+     * index_base (where the rank's item numbers start) are kept. */
+    bool            stranded;
+    uint64_t        job_id, job_base;
+    int             rank;       /* where it went */
 };
 
 struct mworker {
     int             id, rank, tag;
     bool            alive;      /* given work (not lost) */
+    bool            stranded;   /* lost while its rank is silent: may come back */
     char            host[64];
     int             pid;        /* of its first worker process */
     struct inflight fl[DEPTH];
@@ -326,6 +366,16 @@ struct mpi_pool {
     char           *rbuf;
     size_t          rcap;
     rp__wbuf        ctl;
+    /* silent ranks (stranded.c) */
+    double          stranded_s, unreachable_s; /* 0: never */
+    double          silent_checked;
+    double         *rank_heard;  /* per rank: when it last sent anything, or was
+                                    given a batch while it held none */
+    int            *rank_held;   /* per rank: batches in flight, not stranded */
+    bool           *rank_silent; /* per rank: its batches were handed to others */
+    int             nsilent;
+    int             lost_code;   /* the code for items no worker is left for */
+    uint64_t        redispatched, late_dropped; /* items, since the pool started */
 };
 
 static inline struct mpi_pool *rp__mpi_of(rp_pool_t *pool)
@@ -382,6 +432,24 @@ void rp__mpi_worker_died(struct mpi_pool *mp, struct rp__job *job, const rp__dea
 /* Fails every item not handed out yet with code and message (no worker left). */
 void rp__mpi_fail_unclaimed(struct mpi_pool *mp, int code, const char *msg);
 
+/* stranded.c: ranks that fall silent. */
+/* Reads RP_MPI_STRANDED_TIMEOUT / RP_MPI_UNREACHABLE_TIMEOUT; allocates the per-rank
+ * state. \return RP_OK or RP_ENOMEM. */
+int  rp__mpi_silent_open(struct mpi_pool *mp, bool inproc);
+void rp__mpi_silent_close(struct mpi_pool *mp);
+/* Rank src sent something: it is there (and, if it was silent, it is back). */
+void rp__mpi_heard(struct mpi_pool *mp, int src);
+/* A batch went to / came back from rank (not stranded ones). */
+void rp__mpi_held(struct mpi_pool *mp, int rank, int delta);
+/* Every SILENT_CHECK_S: hands the batches of ranks silent for stranded_s to other
+ * workers, gives up ranks silent for unreachable_s. \return events. */
+int  rp__mpi_silent_check(struct mpi_pool *mp);
+/* A RESULT or DIED from src for a stranded batch fl: dropped (separate outputs
+ * received and thrown away); the slot is freed at the batch's last part.
+ * \return RP_OK or RP_EMPI. */
+int  rp__mpi_late(struct mpi_pool *mp, int src, struct mworker *w, struct inflight *fl,
+                  uint64_t count, uint64_t out_size, bool inline_out, bool last);
+
 /* init.c: MPI, the start-up handshake, the pools of this process. */
 int  rp__mpi_begin(const rp_pool_opts_t *opts, MPI_Comm *comm, rp_error_t *err,
                    const char *host);
@@ -391,6 +459,19 @@ void rp__mpi_started_remove(rp_pool_t *pool);
 /* Receives one TAG_CTL message from src (MPI_ANY_SOURCE ok) into *buf (grown);
  * blocking. \return its length, or -1. */
 long rp__mpi_recv_ctl(MPI_Comm comm, int src, char **buf, size_t *cap, int *from);
+
+/* startup.c: the collective start-up on the pool's communicator (every rank).
+ * Broadcasts rank 0's message w; the others receive it into *buf (grown), its
+ * length in *len. \return RP_OK, RP_ENOMEM (taken part, nothing kept), RP_EMPI. */
+int  rp__mpi_bcast_msg(MPI_Comm comm, const rp__wbuf *w, char **buf, size_t *cap, size_t *len);
+/* Appends message msg to a blob ([u32 length][message]...). \return blob->err. */
+int  rp__mpi_blob_add(rp__wbuf *blob, const rp__wbuf *msg);
+/* Gathers every rank's blob at rank 0: *all (rank r's at (*displs)[r], (*counts)[r]
+ * bytes; the caller frees the three). mine may be NULL (nothing). */
+int  rp__mpi_gather_blobs(MPI_Comm comm, const rp__wbuf *mine, char **all, int **counts,
+                          int **displs);
+/* Broadcasts rank 0's *status. */
+int  rp__mpi_bcast_status(MPI_Comm comm, int32_t *status);
 
 /* ---- waiting (init.c) ------------------------------------------------------------
  * How waiting loops share the node's cores, decided once per pool start from the

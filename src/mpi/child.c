@@ -93,8 +93,9 @@ static void *child_output(void *arg, size_t index, size_t size)
     return p + RP__WIRE_VAR_HDR;
 }
 
-static void ring_bell(struct server *sv)
+static void ring_bell(struct server *sv, struct lworker *lw)
 {
+    rp__mpi_mark(sv, lw);
     atomic_fetch_add(&sv->bell->bell, 1);
     if (atomic_load(&sv->bell->rank_sleeps))
         rp__futex_wake(&sv->bell->bell, INT_MAX);
@@ -110,7 +111,7 @@ static void flush_records(struct server *sv, struct lworker *lw, int s)
         return;
     }
     atomic_store(&sd->flush, 1);
-    ring_bell(sv);
+    ring_bell(sv, lw);
     while (atomic_load(&sd->flush)) {
         rp__futex_wait(&sd->flush, 1, 0.1);
         if (getppid() == 1)
@@ -251,13 +252,14 @@ static void child_main(struct server *sv, struct lworker *lw)
         if (rp__worker_init(&ctx, sv->init, sv->initarg, &e) != RP_OK) {
             ctl->init_err = e;
             atomic_store(&ctl->state, CHILD_INIT_FAILED);
+            rp__mpi_mark(sv, lw);
             atomic_fetch_add(&sv->bell->bell, 1);
             rp__futex_wake(&sv->bell->bell, INT_MAX);
             _exit(0);
         }
     }
     atomic_store(&ctl->state, CHILD_READY);
-    ring_bell(sv);
+    ring_bell(sv, lw);
 
     long tasks = 0;
     long max_tasks = (long)sv->hello.max_tasks;
@@ -268,7 +270,7 @@ static void child_main(struct server *sv, struct lworker *lw)
             _exit(0);
         }
         atomic_store(&ctl->completed, k + 1);
-        ring_bell(sv);
+        ring_bell(sv, lw);
         if (max_tasks > 0 && tasks >= max_tasks) {
             atomic_store(&ctl->state, CHILD_RETIRING);
             _exit(0);
@@ -343,6 +345,15 @@ void rp__mpi_kill_child(struct lworker *lw)
     }
 }
 
+void rp__mpi_kill_children(struct server *sv)
+{
+    for (int i = 0; i < sv->nlocal; i++)
+        if (sv->w[i].pid > 0)
+            kill(sv->w[i].pid, SIGKILL);
+    for (int i = 0; i < sv->nlocal; i++)
+        rp__mpi_kill_child(&sv->w[i]);
+}
+
 /* ---- the rank's side: deaths ---------------------------------------------------------- */
 
 /* Whether the record area of slot s holds an error record of item index (the item
@@ -414,7 +425,7 @@ static int report_death(struct server *sv, struct lworker *lw, uint32_t k, int s
               running ? "" : ", between items");
     sd->sent = sd->resume = sd->count;
     atomic_store(&ctl->completed, k + 1);
-    lw->nsent = k + 1;
+    rp__mpi_set_nsent(sv, lw, k + 1);
     return rc;
 }
 
@@ -478,7 +489,7 @@ int rp__mpi_worker_gone(struct server *sv, struct lworker *lw, const char *why)
         rp__mpi_slot_drain(sv, lw, s);
     }
     atomic_store(&lw->ctl->completed, lw->nposted);
-    lw->nsent = lw->nposted;
+    rp__mpi_set_nsent(sv, lw, lw->nposted);
     return rc;
 }
 
@@ -565,4 +576,5 @@ void rp__mpi_inproc_run(struct server *sv, struct lworker *lw)
     rp__mpi_run_slot(sv, lw, &lw->ctx, k, &lw->tasks, 0);
     crash_lw = NULL;
     atomic_store(&lw->ctl->completed, k + 1);
+    rp__mpi_mark(sv, lw);
 }

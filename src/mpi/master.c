@@ -32,6 +32,7 @@ static void master_free(struct mpi_pool *mp)
     free(mp->w);
     free(mp->rank_broken);
     free(mp->rank_bye);
+    rp__mpi_silent_close(mp);
     free(mp->rbuf);
     rp__wbuf_free(&mp->ctl);
     rp__sched_close(&mp->sched);
@@ -41,16 +42,6 @@ static void master_free(struct mpi_pool *mp)
     pthread_cond_destroy(&mp->kick);
 }
 
-/* Tells every serving rank the verdict of the start (when status is a failure). */
-static void master_go(struct mpi_pool *mp, int status)
-{
-    for (int rk = 1; rk < mp->size; rk++) {
-        if (rp__wire_put_ctl(&mp->ctl, RP__MSG_GO, 0, status, 0) != RP_OK)
-            return;
-        MPI_Send(mp->ctl.buf, (int)mp->ctl.len, MPI_BYTE, rk, TAG_CTL, mp->comm);
-    }
-}
-
 /* RP_MPI_ISOLATE=0 in the master's environment: tasks run inside the ranks. */
 static bool in_process_wanted(void)
 {
@@ -58,8 +49,9 @@ static bool in_process_wanted(void)
     return v && (strcmp(v, "0") == 0 || strcmp(v, "no") == 0 || strcmp(v, "off") == 0);
 }
 
-/* Sends the pool's settings (HELLO) to every serving rank. */
-static int send_hello(struct mpi_pool *mp, const rp_pool_opts_t *opts, rp_error_t *err)
+/* Builds the pool's settings (HELLO) for the serving ranks in *hb. */
+static int build_hello(struct mpi_pool *mp, const rp_pool_opts_t *opts, rp__wbuf *hb,
+                       rp_error_t *err)
 {
     rp__wire_hello hello = { .nworkers = (uint32_t)mp->nworkers,
                              .nranks = (uint32_t)mp->nranks,
@@ -79,57 +71,93 @@ static int send_hello(struct mpi_pool *mp, const rp_pool_opts_t *opts, rp_error_
         hello.initarg = opts->initarg;
         hello.initarg_size = opts->initarg_size;
     }
-    rp__wbuf hb;
-    rp__wbuf_init(&hb);
-    if (rp__wire_put_hello(&hb, &hello) != RP_OK || hb.len > INT_MAX) {
-        rp__wbuf_free(&hb);
+    if (rp__wire_put_hello(hb, &hello) != RP_OK || hb->len > INT_MAX) {
         rp__error_set(err, RP_ENOMEM, 0, -1, mp->host,
                       "out of memory building the message with the initializer argument");
         return RP_ENOMEM;
     }
-    for (int rk = 1; rk < mp->size; rk++)
-        MPI_Send(hb.buf, (int)hb.len, MPI_BYTE, rk, TAG_CTL, mp->comm);
-    rp__wbuf_free(&hb);
     return RP_OK;
 }
 
-/* Collects every worker's READY. \return the verdict (the failure of the lowest
- * worker that failed, in *err), or RP_EPROTO for a malformed message. */
-static int collect_ready(struct mpi_pool *mp, rp_error_t *err)
+/* Takes the READYs of one rank's blob. \return RP_OK or RP_EPROTO. */
+static int take_readies(struct mpi_pool *mp, int src, const char *p, size_t len, int *seen,
+                        int *verdict, int *first_worker, rp_error_t *err)
 {
-    int verdict = RP_OK, first_worker = INT_MAX;
-    for (int got = 0; got < mp->nworkers; got++) {
-        int src = -1;
-        long len = rp__mpi_recv_ctl(mp->comm, MPI_ANY_SOURCE, &mp->rbuf, &mp->rcap, &src);
+    rp__rbuf blob;
+    rp__rbuf_init(&blob, p, len);
+    while (blob.left > 0) {
+        uint32_t n = rp__rbuf_u32(&blob);
+        const char *msg = rp__rbuf_get(&blob, n);
         rp__wire_hdr h;
         rp__rbuf r;
         rp__wire_ready m;
-        if (len < 0 || rp__wire_open(mp->rbuf, (size_t)len, &h, &r) != RP_OK ||
-            h.kind != RP__MSG_READY || h.worker >= (uint32_t)mp->nworkers ||
-            rp__wire_get_ready(&r, &m) != RP_OK) {
-            rp__error_set(err, RP_EPROTO, 0, -1, mp->host,
-                          "malformed start-up message from rank %d", src);
+        if (!msg || rp__wire_open(msg, n, &h, &r) != RP_OK || h.kind != RP__MSG_READY ||
+            h.worker >= (uint32_t)mp->nworkers ||
+            1 + (int)h.worker % mp->nranks != src || rp__wire_get_ready(&r, &m) != RP_OK)
             return RP_EPROTO;
-        }
         struct mworker *w = &mp->w[h.worker];
+        if (w->id >= 0)
+            return RP_EPROTO; /* twice */
+        (*seen)++;
         w->id = (int)h.worker;
-        w->rank = 1 + w->id % mp->nranks;
-        w->tag = TAG_WORK0 + w->id / mp->nranks;
         w->pid = m.pid;
         w->alive = m.status == RP_OK;
         snprintf(w->host, sizeof w->host, "%s", m.host);
-        for (int k = 0; k < DEPTH; k++) {
-            rp__wbuf_init(&w->fl[k].buf);
-            w->fl[k].req = w->fl[k].dreq = MPI_REQUEST_NULL;
-        }
-        if (m.status != RP_OK && w->id < first_worker) {
-            first_worker = w->id;
-            verdict = m.status;
+        if (m.status != RP_OK && w->id < *first_worker) {
+            *first_worker = w->id;
+            *verdict = m.status;
             *err = m.err;
             err->code = m.status;
             err->worker = w->id;
             snprintf(err->host, sizeof err->host, "%s", m.host);
         }
+    }
+    return RP_OK;
+}
+
+/* Collects every worker's READY (one blob per rank, gathered). \return the
+ * verdict (the failure of the lowest worker that failed, in *err), or RP_EPROTO
+ * for a malformed or missing answer. */
+static int collect_ready(struct mpi_pool *mp, rp_error_t *err)
+{
+    for (int i = 0; i < mp->nworkers; i++) {
+        struct mworker *w = &mp->w[i];
+        w->id = -1;
+        w->rank = 1 + i % mp->nranks;
+        w->tag = TAG_WORK0 + i / mp->nranks;
+        for (int k = 0; k < DEPTH; k++) {
+            rp__wbuf_init(&w->fl[k].buf);
+            w->fl[k].req = w->fl[k].dreq = MPI_REQUEST_NULL;
+        }
+    }
+    char *all = NULL;
+    int *counts = NULL, *displs = NULL;
+    int rc = rp__mpi_gather_blobs(mp->comm, NULL, &all, &counts, &displs);
+    if (rc != RP_OK) {
+        rp__error_set(err, rc, 0, -1, mp->host, "gathering the workers' start-up answers "
+                      "failed (%s)", rp_strerror(rc));
+        for (int i = 0; i < mp->nworkers; i++)
+            mp->w[i].id = i;
+        return rc;
+    }
+    int verdict = RP_OK, first_worker = INT_MAX, seen = 0, bad = -1;
+    for (int rk = 1; rk < mp->size && bad < 0; rk++)
+        if (take_readies(mp, rk, all + displs[rk], (size_t)counts[rk], &seen, &verdict,
+                         &first_worker, err) != RP_OK)
+            bad = rk;
+    for (int i = 0; i < mp->nworkers; i++)
+        if (mp->w[i].id < 0) {
+            if (bad < 0)
+                bad = mp->w[i].rank;
+            mp->w[i].id = i;
+        }
+    free(all);
+    free(counts);
+    free(displs);
+    if (bad >= 0) {
+        rp__error_set(err, RP_EPROTO, 0, -1, mp->host,
+                      "malformed or missing start-up answer from rank %d", bad);
+        return RP_EPROTO;
     }
     return verdict;
 }
@@ -163,15 +191,35 @@ static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts
         rp__error_set(err, RP_ENOMEM, 0, -1, mp->host, "out of memory");
         rc = RP_ENOMEM;
     }
-    rp__mpi_decide_yield(in_process_wanted());
-    if (rc == RP_OK)
-        rc = send_hello(mp, opts, err);
-    if (rc != RP_OK) {
-        master_go(mp, rc);
-        return rc;
+    if (rc == RP_OK && rp__mpi_silent_open(mp, in_process_wanted()) != RP_OK) {
+        rp__error_set(err, RP_ENOMEM, 0, -1, mp->host, "out of memory");
+        rc = RP_ENOMEM;
     }
+    rp__mpi_decide_yield(in_process_wanted());
+    /* The settings, or the verdict when the master gives up already (GO) */
+    rp__wbuf hb;
+    rp__wbuf_init(&hb);
+    if (rc == RP_OK)
+        rc = build_hello(mp, opts, &hb, err);
+    if (rc != RP_OK && rp__wire_put_ctl(&hb, RP__MSG_GO, 0, rc, 0) != RP_OK) {
+        rp__wbuf_free(&hb);
+        return rc; /* (cannot be: a control message is a few bytes) */
+    }
+    size_t ignored;
+    int brc = rp__mpi_bcast_msg(mp->comm, &hb, NULL, NULL, &ignored);
+    rp__wbuf_free(&hb);
+    if (rc == RP_OK && brc != RP_OK) {
+        rp__error_set(err, RP_EMPI, 0, -1, mp->host, "broadcasting the pool's settings failed");
+        rc = RP_EMPI;
+    }
+    if (rc != RP_OK)
+        return rc;
     rc = collect_ready(mp, err);
-    master_go(mp, rc);
+    int32_t verdict = rc;
+    if (rp__mpi_bcast_status(mp->comm, &verdict) != RP_OK && rc == RP_OK) {
+        rp__error_set(err, RP_EMPI, 0, -1, mp->host, "broadcasting the start's verdict failed");
+        rc = RP_EMPI;
+    }
     if (rc != RP_OK)
         return rc;
     pool->nworkers = mp->nworkers;

@@ -57,10 +57,12 @@ static int dispatch(struct mpi_pool *mp)
 {
     if (mp->terminating || !rp__sched_has_work(&mp->sched))
         return 0;
+    if (mp->sched.alive == 0 && mp->nsilent > 0)
+        return 0; /* silent ranks may answer again (stranded.c) */
     if (mp->sched.alive == 0) {
         char msg[sizeof mp->lost_why + 64];
         snprintf(msg, sizeof msg, "the pool has no working worker left: %s", mp->lost_why);
-        rp__mpi_fail_unclaimed(mp, RP_EBROKEN, msg);
+        rp__mpi_fail_unclaimed(mp, mp->lost_code ? mp->lost_code : RP_EBROKEN, msg);
         return 1;
     }
     int events = 0;

@@ -121,6 +121,10 @@ void rp__mpi_drop_batches(struct mpi_pool *mp, struct mworker *w, const char *wh
         struct inflight *fl = &w->fl[k];
         if (!fl->used)
             continue;
+        if (fl->stranded) { /* its items run elsewhere already */
+            rp__mpi_release_inflight(mp, fl, cancel);
+            continue;
+        }
         struct rp__job *job = fl->job;
         size_t a = fl->start + fl->got, b = fl->start + fl->count;
         rp__mpi_release_inflight(mp, fl, cancel);
@@ -154,8 +158,16 @@ static struct inflight *find_inflight(struct mworker *w, uint64_t seq, uint64_t 
 {
     for (int k = 0; k < DEPTH; k++)
         if (w->fl[k].used && w->fl[k].seq == seq)
-            return w->fl[k].job->id == job ? &w->fl[k] : NULL;
+            return (w->fl[k].stranded ? w->fl[k].job_id : w->fl[k].job->id) == job
+                       ? &w->fl[k]
+                       : NULL;
     return NULL;
+}
+
+/* Where the item numbers of fl's rank start: its job's index_base (send.c). */
+static uint64_t index_base(const struct inflight *fl)
+{
+    return fl->stranded ? fl->job_base : fl->job->index_base;
 }
 
 /* The records of a result, one after the other. */
@@ -262,14 +274,22 @@ static int handle_result(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp
     struct mworker *w = &mp->w[h->worker];
     struct inflight *fl = w->rank == src ? find_inflight(w, m.seq, m.job) : NULL;
     /* the rank names items with the job's index_base (send.c) */
-    if (fl && m.start >= fl->job->index_base)
-        m.start -= fl->job->index_base;
+    if (fl && m.start >= index_base(fl))
+        m.start -= index_base(fl);
     else
         fl = NULL;
     if (!fl || m.start != fl->start + fl->got || m.count == 0 ||
         m.count > fl->count - fl->got ||
         ((h->flags & RP__RESULT_RETURNED) && m.count != fl->count - fl->got))
         return RP_EPROTO; /* (handed back: the whole rest of the batch) */
+    if (fl->stranded) { /* its items ran elsewhere: dropped */
+        if (h->flags & RP__RESULT_GONE)
+            w->stranded = false; /* (and it does not come back) */
+        bool separate = !(h->flags & (RP__RESULT_ALLFAIL | RP__RESULT_RETURNED)) &&
+                        !m.outputs;
+        return rp__mpi_late(mp, src, w, fl, m.count, m.out_size, separate,
+                            (h->flags & (RP__RESULT_GONE | RP__RESULT_RETURNED)) != 0);
+    }
     struct rp__job *job = fl->job;
     bool var = job->flags & RP__JOB_VAR;
     size_t start = (size_t)m.start, count = (size_t)m.count, batch = fl->count;
@@ -315,8 +335,10 @@ static int handle_died(struct mpi_pool *mp, int src, const rp__wire_hdr *h, rp__
         return RP_EPROTO;
     struct mworker *w = &mp->w[h->worker];
     struct inflight *fl = w->rank == src ? find_inflight(w, m.seq, m.job) : NULL;
-    if (!fl || m.index != fl->job->index_base + fl->start + fl->got)
+    if (!fl || m.index != index_base(fl) + fl->start + fl->got)
         return RP_EPROTO;
+    if (fl->stranded) /* its items ran elsewhere */
+        return rp__mpi_late(mp, src, w, fl, fl->count - fl->got, 0, false, true);
     struct rp__job *job = fl->job;
     size_t a = fl->start + fl->got, b = fl->start + fl->count;
     rp__mpi_release_inflight(mp, fl, false);
@@ -432,14 +454,18 @@ int rp__mpi_poll_messages(struct mpi_pool *mp)
         events += drop_given_up_data(mp);
     /* Stop after a message that completes a job: its waiter may be polling,
      * and wants its result now rather than after one more probe. */
+    bool drained = false;
     for (int n = 0; n < 64 && !mp->job_ended; n++) {
         int src = -1;
         long len = recv_next(mp, &src);
-        if (len == 0)
+        if (len == 0) {
+            drained = true;
             break;
+        }
         events++;
         if (len < 0)
             continue;
+        rp__mpi_heard(mp, src);
         rp__wire_hdr h;
         rp__rbuf r;
         int rc = rp__wire_open(mp->rbuf, (size_t)len, &h, &r);
@@ -451,6 +477,8 @@ int rp__mpi_poll_messages(struct mpi_pool *mp)
             rc = handle_progress(mp, src, &h, &r);
         else if (rc == RP_OK && h.kind == RP__MSG_BYE)
             mp->rank_bye[src] = true;
+        else if (rc == RP_OK && h.kind == RP__MSG_ALIVE)
+            ; /* heard, that is all */
         else if (rc == RP_OK && h.kind == RP__MSG_PROTO)
             rp__mpi_break_rank(mp, src, "it received a malformed message");
         else
@@ -459,5 +487,9 @@ int rp__mpi_poll_messages(struct mpi_pool *mp)
             rp__mpi_break_rank(mp, src,
                                rc == RP_EPROTO ? "malformed message from it" : "MPI failure");
     }
+    /* Silence is judged only with nothing left to read: a master that was away (a
+     * long callback on the pool thread) has the ranks' messages still queued. */
+    if (drained)
+        events += rp__mpi_silent_check(mp);
     return events;
 }

@@ -34,7 +34,11 @@ void rp__mpi_release_inflight(struct mpi_pool *mp, struct inflight *fl, bool can
         }
         *reqs[q] = MPI_REQUEST_NULL;
     }
-    mp->nexp[fl->exp]--;
+    if (!fl->stranded) { /* (a stranded one was counted out when it was stranded) */
+        mp->nexp[fl->exp]--;
+        rp__mpi_held(mp, fl->rank, -1);
+    }
+    fl->stranded = false;
     fl->prog = 0;
     rp__mpi_progress_note(fl);
     fl->used = false;
@@ -109,6 +113,9 @@ int rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p)
     fl->got = 0;
     fl->exp = expect_class(job->sched.item_s * (double)count);
     mp->nexp[fl->exp]++;
+    fl->rank = w->rank;
+    fl->stranded = false;
+    rp__mpi_held(mp, w->rank, 1);
     rp__trace("mpi: job %llu items [%zu, %zu) -> worker %d", (unsigned long long)job->id,
               start, start + count, w->id);
     fl->req = fl->dreq = MPI_REQUEST_NULL;

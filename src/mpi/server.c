@@ -12,22 +12,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/memfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 void rp__mpi_server_free(struct server *sv)
 {
-    for (int i = 0; i < sv->nlocal; i++) {
-        struct lworker *lw = &sv->w[i];
-        rp__mpi_kill_child(lw);
+    rp__mpi_kill_children(sv);
+    /* a region whose send was abandoned stays mapped (the library may still read
+     * it), and with it every worker's: they are one mapping */
+    bool leaked = false;
+    for (int i = 0; i < sv->nlocal; i++)
         for (int s = 0; s < DEPTH; s++)
-            if (lw->slot[s] && !lw->leaked[s])
-                munmap(lw->slot[s], SLOT_BYTES);
-        if (lw->ctl)
-            munmap(lw->ctl, sizeof *lw->ctl);
-    }
+            leaked = leaked || sv->w[i].leaked[s];
+    if (sv->slots && !leaked)
+        munmap(sv->slots, sv->slots_bytes);
+    if (sv->ctls)
+        munmap(sv->ctls, sv->ctls_bytes);
     free(sv->w);
     if (sv->bell)
         munmap(sv->bell, sizeof *sv->bell);
@@ -43,6 +47,25 @@ static void *shared_map(size_t bytes)
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* The workers' transfer areas: a shared memory file (memfd) as large as every
+ * area, mapped whole. Its pages are allocated, and charged to the system's commit
+ * limit, only as batches touch them, so each area holds what its largest batch
+ * needed and grows on demand, even with strict overcommit (vm.overcommit_memory=2),
+ * which charges an anonymous shared mapping in full at once. Without memfd, an
+ * anonymous mapping (reserve-free where the system allows it). */
+static void *areas_map(size_t bytes)
+{
+    /* (by number: the declaration needs _GNU_SOURCE before the first system header) */
+    int fd = (int)syscall(SYS_memfd_create, "rankpool-areas", MFD_CLOEXEC);
+    if (fd < 0)
+        return shared_map(bytes);
+    void *p = MAP_FAILED;
+    if (ftruncate(fd, (off_t)bytes) == 0)
+        p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    close(fd);
+    return p == MAP_FAILED ? shared_map(bytes) : p;
+}
+
 int rp__mpi_server_ctl(struct server *sv, unsigned kind, uint32_t worker, int32_t status)
 {
     if (rp__wire_put_ctl(&sv->out, kind, worker, status, 0) != RP_OK)
@@ -53,58 +76,24 @@ int rp__mpi_server_ctl(struct server *sv, unsigned kind, uint32_t worker, int32_
                : RP_EMPI;
 }
 
-/* Sends the results of every batch the children finished; checks on the children. */
-static int serve_workers(struct server *sv, bool check_children, int *events)
+/* Asks every worker's process in turn whether it ended. */
+static int scan_children(struct server *sv)
 {
     for (int i = 0; i < sv->nlocal; i++) {
         struct lworker *lw = &sv->w[i];
         int rc = RP_OK;
-        if (check_children && lw->pid > 0) {
-            /* a timed item past its deadline: the child is killed (and reaped
-             * below or at the next check); child.c reports the timeout */
-            uint64_t dl = atomic_load(&lw->ctl->deadline);
-            if (dl && dl != lw->kill_deadline && rp__now_ns() >= dl) {
-                lw->kill_deadline = dl;
-                rp__trace("mpi: worker %d (rank %d, pid %d) is past its item's time limit: "
-                          "killed", lw->id, sv->rank, (int)lw->pid);
-                kill(lw->pid, SIGKILL);
-            }
+        if (lw->pid > 0) {
             int status;
             pid_t r = waitpid(lw->pid, &status, WNOHANG);
             if (r == lw->pid)
                 rc = rp__mpi_child_ended(sv, lw, status);
             else if (r < 0 && errno == ECHILD)
                 rc = rp__mpi_child_ended(sv, lw, -1);
+            if (r != 0)
+                rp__mpi_mark(sv, lw);
         }
-        if (rc == RP_OK && !lw->gone && lw->pid > 0 &&
-            atomic_load(&lw->ctl->state) == CHILD_INIT_FAILED) {
-            char why[300];
-            snprintf(why, sizeof why, "its replacement's initializer failed: %s",
-                     lw->ctl->init_err.message);
-            rc = rp__mpi_worker_gone(sv, lw, why);
-        }
-        uint32_t done = atomic_load(&lw->ctl->completed);
-        if (rc == RP_OK && done < lw->nposted && lw->pid > 0) {
-            /* the child waits for the records of its batch to be sent */
-            struct slotdesc *sd = &lw->ctl->slot[done % DEPTH];
-            if (atomic_load(&sd->flush)) {
-                rc = rp__mpi_send_part(sv, lw, (int)(done % DEPTH));
-                atomic_store(&sd->flush, 0);
-                rp__futex_wake(&sd->flush, INT_MAX);
-                (*events)++;
-            }
-        }
-        if (rc == RP_OK)
-            rc = rp__mpi_send_finished(sv, lw, events);
         if (rc != RP_OK)
             return rc;
-        for (int s = 0; s < DEPTH; s++)
-            if (lw->sending[s]) {
-                int flag = 0;
-                MPI_Testall(2, lw->req[s], &flag, MPI_STATUSES_IGNORE);
-                if (flag)
-                    lw->sending[s] = false;
-            }
     }
     return RP_OK;
 }
@@ -136,12 +125,129 @@ int rp__mpi_server_cancel(struct server *sv, uint64_t job, uint32_t flags)
     return RP_OK;
 }
 
+/* The workers' processes that ended, in one system call when none did, not one per
+ * worker (with hundreds of workers a rank spent its time in waitpid): waitid
+ * without reaping shows an ended child of this process, reaped here if it is a
+ * worker's. A child of the program's own is left to the program, and then every
+ * worker is asked in turn. */
+static int reap_children(struct server *sv)
+{
+    for (;;) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0)
+            return errno == ECHILD ? scan_children(sv) : RP_OK;
+        if (si.si_pid == 0)
+            return RP_OK; /* none ended */
+        struct lworker *lw = NULL;
+        for (int i = 0; i < sv->nlocal && !lw; i++)
+            if (sv->w[i].pid == si.si_pid)
+                lw = &sv->w[i];
+        if (!lw)
+            return scan_children(sv);
+        int status;
+        pid_t r = waitpid(lw->pid, &status, 0);
+        int rc = rp__mpi_child_ended(sv, lw, r == lw->pid ? status : -1);
+        rp__mpi_mark(sv, lw);
+        if (rc != RP_OK)
+            return rc;
+    }
+}
+
+/* A timed item past its deadline (the one its process publishes): the process is
+ * killed, found by reap_children and replaced; child.c reports the timeout. */
+static void kill_overdue(struct server *sv, struct lworker *lw)
+{
+    uint64_t dl = lw->pid > 0 ? atomic_load(&lw->ctl->deadline) : 0;
+    if (dl && dl != lw->kill_deadline && rp__now_ns() >= dl) {
+        lw->kill_deadline = dl;
+        rp__trace("mpi: worker %d (rank %d, pid %d) is past its item's time limit: "
+                  "killed", lw->id, sv->rank, (int)lw->pid);
+        kill(lw->pid, SIGKILL);
+    }
+}
+
+/* Worker lw's part of a turn: kills its process past an item's time limit, sends
+ * what its process finished or asks to send, looks at its sends in progress. */
+static int serve_one(struct server *sv, struct lworker *lw, int *events)
+{
+    int rc = RP_OK;
+    kill_overdue(sv, lw);
+    if (!lw->gone && lw->pid > 0 && atomic_load(&lw->ctl->state) == CHILD_INIT_FAILED) {
+        char why[300];
+        snprintf(why, sizeof why, "its replacement's initializer failed: %s",
+                 lw->ctl->init_err.message);
+        rc = rp__mpi_worker_gone(sv, lw, why);
+    }
+    uint32_t done = atomic_load(&lw->ctl->completed);
+    if (rc == RP_OK && done < lw->nposted && lw->pid > 0) {
+        /* the child waits for the records of its batch to be sent */
+        struct slotdesc *sd = &lw->ctl->slot[done % DEPTH];
+        if (atomic_load(&sd->flush)) {
+            rc = rp__mpi_send_part(sv, lw, (int)(done % DEPTH));
+            atomic_store(&sd->flush, 0);
+            rp__futex_wake(&sd->flush, INT_MAX);
+            (*events)++;
+        }
+    }
+    if (rc == RP_OK)
+        rc = rp__mpi_send_finished(sv, lw, events);
+    if (rc != RP_OK)
+        return rc;
+    bool still = false;
+    for (int s = 0; s < DEPTH; s++)
+        if (lw->sending[s]) {
+            int flag = 0;
+            MPI_Testall(2, lw->req[s], &flag, MPI_STATUSES_IGNORE);
+            if (flag)
+                lw->sending[s] = false;
+            still = still || lw->sending[s];
+        }
+    if (!still)
+        sv->sending[lw->local / 64] &= ~(1ull << (lw->local % 64));
+    return RP_OK;
+}
+
+/* Sends the results of every batch the children finished; checks on the children.
+ * Only the workers marked dirty (by their process, or by this rank) and those with
+ * a send in progress are looked at; every worker every SCAN_S, in case, and for
+ * the time limits, which no process marks (a deadline passes by itself: a timed
+ * item is killed at most SCAN_S late, well inside the documented 50 ms). */
+static int serve_workers(struct server *sv, bool check_children, int *events)
+{
+    if (check_children && !sv->inproc) {
+        int rc = reap_children(sv);
+        if (rc != RP_OK)
+            return rc;
+    }
+    double now = rp__now();
+    bool all = now - sv->scanned >= SCAN_S;
+    if (all)
+        sv->scanned = now;
+    for (int wd = 0; wd * 64 < sv->nlocal; wd++) {
+        uint64_t bits = atomic_exchange(&sv->bell->dirty[wd], 0) | sv->sending[wd];
+        if (all)
+            bits = ~0ull;
+        for (; bits; bits &= bits - 1) {
+            int i = wd * 64 + __builtin_ctzll(bits);
+            if (i >= sv->nlocal)
+                break;
+            int rc = serve_one(sv, &sv->w[i], events);
+            if (rc != RP_OK)
+                return rc;
+        }
+    }
+    return RP_OK;
+}
+
 /* Reports how far each worker's running batch is (PROGRESS), at most every
  * PROGRESS_S and only when the count moved: the master's rp_result_progress then
  * counts items, not batches. The child stores the item it runs (ctl->cur) anyway;
  * the batch is read twice around it, so a batch that ended meanwhile is skipped. */
 static int report_progress(struct server *sv)
 {
+    if (sv->posted_total == sv->sent_total)
+        return RP_OK; /* no batch here */
     for (int i = 0; i < sv->nlocal; i++) {
         struct lworker *lw = &sv->w[i];
         if (lw->pid <= 0)
@@ -169,6 +275,15 @@ static int report_progress(struct server *sv)
         lw->prog_items = items;
     }
     return RP_OK;
+}
+
+/* Has a worker marked something for this rank? */
+static bool any_dirty(const struct server *sv)
+{
+    for (int wd = 0; wd * 64 < sv->nlocal; wd++)
+        if (atomic_load(&sv->bell->dirty[wd]))
+            return true;
+    return false;
 }
 
 /* Receives one message from the master. \return RP_OK, RP_DONE (STOP/TERMINATE
@@ -226,12 +341,10 @@ static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
     /* STOP comes after every job finished, TERMINATE at any time: either way the
      * children go now; results not sent yet are not wanted. */
     sv->leaving = true;
-    for (int i = 0; i < sv->nlocal; i++) {
-        struct lworker *lw = &sv->w[i];
-        rp__mpi_kill_child(lw);
+    rp__mpi_kill_children(sv);
+    for (int i = 0; i < sv->nlocal; i++)
         for (int s = 0; s < DEPTH; s++)
-            rp__mpi_slot_drain(sv, lw, s);
-    }
+            rp__mpi_slot_drain(sv, &sv->w[i], s);
     int rc = rp__mpi_server_ctl(sv, RP__MSG_BYE, 0, RP_OK);
     return rc == RP_OK ? RP_DONE : rc;
 }
@@ -273,6 +386,14 @@ static int serve(struct server *sv)
         }
         if (rc != RP_OK)
             return rc;
+        /* holding batches: the master hears from this rank at least every ALIVE_S,
+         * however long the tasks (silence means gone: stranded.c) */
+        if (now - sv->alive_at >= ALIVE_S) {
+            sv->alive_at = now;
+            bool holding = sv->posted_total != sv->sent_total;
+            if (holding && (rc = rp__mpi_server_ctl(sv, RP__MSG_ALIVE, 0, RP_OK)) != RP_OK)
+                return rc;
+        }
         if (events) {
             idle_since = rp__now();
             nap = 20e-6;
@@ -282,10 +403,7 @@ static int serve(struct server *sv)
          * done) at once: the core is the child's; poll briefly first only when
          * the rank and its child each have a core (pair_spin). Idle, poll MPI
          * for longer (the master may be sending), then take short naps. */
-        bool computing = false;
-        for (int i = 0; i < sv->nlocal; i++)
-            if (atomic_load(&sv->w[i].ctl->completed) != sv->w[i].nposted)
-                computing = true;
+        bool computing = sv->posted_total != sv->sent_total;
         double spin = !computing ? SPIN_IDLE_S : rp__mpi_pair_spin || rp__mpi_yield_when_idle ? SPIN_BUSY_S : 0;
         if (now - idle_since < spin) {
             rp__mpi_idle_pause();
@@ -293,11 +411,7 @@ static int serve(struct server *sv)
         }
         uint32_t b = atomic_load(&sv->bell->bell);
         atomic_store(&sv->bell->rank_sleeps, 1);
-        bool changed = false;
-        for (int i = 0; i < sv->nlocal; i++)
-            if (atomic_load(&sv->w[i].ctl->completed) != sv->w[i].nsent)
-                changed = true;
-        if (!changed) {
+        if (!any_dirty(sv)) {
             if (computing)
                 rp__futex_wait(&sv->bell->bell, b, nap);
             else
@@ -345,17 +459,20 @@ static const char *node_limit(const struct server *sv, int n, char *buf, size_t 
     return NULL;
 }
 
-/* The pool's settings (HELLO), or the master's early verdict (GO). */
-static int receive_hello(struct server *sv)
+/* The pool's settings (HELLO), or the master's early verdict (GO: *go set, and
+ * the master takes no further part in the start-up). */
+static int receive_hello(struct server *sv, bool *go)
 {
-    long len = rp__mpi_recv_ctl(sv->comm, 0, &sv->rbuf, &sv->rcap, NULL);
-    if (len < 0)
-        return RP_EMPI;
+    size_t len = 0;
+    int rc = rp__mpi_bcast_msg(sv->comm, NULL, &sv->rbuf, &sv->rcap, &len);
+    if (rc != RP_OK)
+        return rc;
     rp__wire_hdr h;
     rp__rbuf r;
-    if (rp__wire_open(sv->rbuf, (size_t)len, &h, &r) != RP_OK)
+    if (rp__wire_open(sv->rbuf, len, &h, &r) != RP_OK)
         return RP_EPROTO;
-    if (h.kind == RP__MSG_GO) { /* the master gave up before starting */
+    if (h.kind == RP__MSG_GO) {
+        *go = true; /* the master gave up before starting */
         int32_t status;
         uint64_t seq;
         if (rp__wire_get_ctl(&r, &status, &seq) != RP_OK)
@@ -386,13 +503,24 @@ static int map_workers(struct server *sv)
     sv->w = calloc((size_t)(sv->nlocal > 0 ? sv->nlocal : 1), sizeof *sv->w);
     if (!sv->bell || !sv->w)
         return RP_ENOMEM;
+    /* One mapping for every worker's control page, one for all their regions: a
+     * fork copies one mapping, not five per worker (with hundreds of workers per
+     * rank, copying the others' mappings made each fork slower than the last). */
+    size_t n = (size_t)(sv->nlocal > 0 ? sv->nlocal : 0);
+    sv->ctls_bytes = rp__mpi_align(n * sizeof(struct wctl), 4096);
+    sv->slots_bytes = n * DEPTH * SLOT_BYTES;
+    if (n > 0) {
+        sv->ctls = shared_map(sv->ctls_bytes);
+        sv->slots = areas_map(sv->slots_bytes);
+    }
+    bool mapped = sv->ctls && sv->slots;
     for (int i = 0; i < sv->nlocal; i++) {
         struct lworker *lw = &sv->w[i];
         lw->id = me + i * nranks;
         lw->local = i;
-        lw->ctl = shared_map(sizeof *lw->ctl);
+        lw->ctl = mapped ? &((struct wctl *)sv->ctls)[i] : NULL;
         for (int s = 0; s < DEPTH; s++) {
-            lw->slot[s] = shared_map(SLOT_BYTES);
+            lw->slot[s] = mapped ? sv->slots + ((size_t)i * DEPTH + s) * SLOT_BYTES : NULL;
             lw->req[s][0] = lw->req[s][1] = MPI_REQUEST_NULL;
         }
     }
@@ -400,7 +528,8 @@ static int map_workers(struct server *sv)
 }
 
 /* Starts worker lw (its process, or in-process its initializer) unless `refuse`
- * (RP_OK or a code, with why) says it must not; its READY goes in *m. */
+ * (RP_OK or a code, with why) says it must not; its READY goes in *m, but for a
+ * process started (m->status == RP_OK, lw->pid set): start_wait tells. */
 static void start_worker(struct server *sv, struct lworker *lw, int refuse, const char *why,
                          rp__wire_ready *m)
 {
@@ -425,20 +554,53 @@ static void start_worker(struct server *sv, struct lworker *lw, int refuse, cons
             rp__error_set(&m->err, RP_ESYS, 0, lw->id, sv->host,
                           "rank %d on %s: fork failed: %s", sv->rank, sv->host,
                           strerror(errno));
-        } else {
-            m->status = rp__mpi_await_child(sv, lw, &m->err);
-            m->pid = (int32_t)lw->pid;
         }
     }
+}
+
+/* The READY of a worker whose process start_worker started: once it is ready. */
+static void start_wait(struct server *sv, struct lworker *lw, rp__wire_ready *m)
+{
+    if (m->status != RP_OK || sv->inproc || lw->pid <= 0)
+        return;
+    m->status = rp__mpi_await_child(sv, lw, &m->err);
+    m->pid = (int32_t)lw->pid;
+}
+
+/* Starts every worker of this rank at once (their initializers run side by side),
+ * then collects their READYs into a blob for the master. */
+static int start_workers(struct server *sv, int refuse, const char *why, rp__wbuf *blob)
+{
+    rp__wire_ready *m = calloc((size_t)(sv->nlocal > 0 ? sv->nlocal : 1), sizeof *m);
+    if (!m)
+        return RP_ENOMEM;
+    for (int i = 0; i < sv->nlocal; i++)
+        start_worker(sv, &sv->w[i], refuse, why, &m[i]);
+    int rc = RP_OK;
+    for (int i = 0; i < sv->nlocal && rc == RP_OK; i++) {
+        start_wait(sv, &sv->w[i], &m[i]);
+        if (rp__wire_put_ready(&sv->out, (uint32_t)sv->w[i].id, &m[i]) != RP_OK ||
+            rp__mpi_blob_add(blob, &sv->out) != RP_OK)
+            rc = RP_ENOMEM;
+    }
+    free(m);
+    return rc;
 }
 
 /* A serving rank's part of rp_pool_create: the settings, the workers, READY for
  * each, the master's verdict, then serving. */
 int rp__mpi_server_run(struct server *sv, rp_error_t *err)
 {
-    int rc = receive_hello(sv);
-    if (rc != RP_OK)
+    bool go = false;
+    int rc = receive_hello(sv, &go);
+    if (go)
         return rc;
+    if (rc != RP_OK) { /* the master waits for every rank's answer: none from here */
+        int32_t status;
+        if (rp__mpi_gather_blobs(sv->comm, NULL, NULL, NULL, NULL) == RP_OK)
+            rp__mpi_bcast_status(sv->comm, &status);
+        return rc;
+    }
     rp__mpi_decide_yield(sv->inproc);
     if (sv->inproc)
         rp__mpi_inproc_handlers();
@@ -455,36 +617,30 @@ int rp__mpi_server_run(struct server *sv, rp_error_t *err)
             snprintf(why, sizeof why, "initializer: rank %d on %s: %s", sv->rank, sv->host,
                      what);
     }
-    if ((rc = map_workers(sv)) != RP_OK)
-        return rc;
+    /* (a rank that cannot set up its workers still answers, for none of them) */
+    int mrc = map_workers(sv);
     const char *too_many = node_limit(sv, sv->nlocal, limit, sizeof limit);
     if (too_many) {
         refuse = RP_EINVAL;
         snprintf(why, sizeof why, "%s", too_many);
     }
-    for (int i = 0; i < sv->nlocal; i++) {
-        rp__wire_ready m;
-        start_worker(sv, &sv->w[i], refuse, why, &m);
-        if (rp__wire_put_ready(&sv->out, (uint32_t)sv->w[i].id, &m) != RP_OK)
-            return RP_ENOMEM;
-        if (MPI_Send(sv->out.buf, (int)sv->out.len, MPI_BYTE, 0, TAG_CTL, sv->comm) !=
-            MPI_SUCCESS)
-            return RP_EMPI;
-    }
-    long len = rp__mpi_recv_ctl(sv->comm, 0, &sv->rbuf, &sv->rcap, NULL);
-    rp__wire_hdr h;
-    rp__rbuf r;
-    int32_t status;
-    uint64_t seq;
-    if (len < 0)
-        return RP_EMPI;
-    if (rp__wire_open(sv->rbuf, (size_t)len, &h, &r) != RP_OK || h.kind != RP__MSG_GO ||
-        rp__wire_get_ctl(&r, &status, &seq) != RP_OK)
-        return RP_EPROTO;
+    rp__wbuf blob;
+    rp__wbuf_init(&blob);
+    if (mrc == RP_OK)
+        mrc = start_workers(sv, refuse, why, &blob);
+    rc = rp__mpi_gather_blobs(sv->comm, mrc == RP_OK ? &blob : NULL, NULL, NULL, NULL);
+    rp__wbuf_free(&blob);
+    int32_t status = RP_EMPI;
+    if (rc == RP_OK)
+        rc = rp__mpi_bcast_status(sv->comm, &status);
+    if (rc != RP_OK)
+        return rc;
     if (status != RP_OK) {
         rp__error_set(err, status, 0, -1, sv->host, "the pool could not start (%s)",
                       rp_strerror(status));
         return status;
     }
+    if (mrc != RP_OK)
+        return mrc;
     return serve(sv);
 }

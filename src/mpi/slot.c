@@ -122,6 +122,7 @@ int rp__mpi_send_result(struct server *sv, struct lworker *lw, int s, uint32_t f
                   &lw->req[s][1]) != MPI_SUCCESS)
         return RP_EMPI;
     lw->sending[s] = true;
+    sv->sending[lw->local / 64] |= 1ull << (lw->local % 64);
     if (sv->inproc) /* the rank computes next: finish the transfer first */
         rp__mpi_slot_drain(sv, lw, s);
     return RP_OK;
@@ -173,7 +174,7 @@ int rp__mpi_send_finished(struct server *sv, struct lworker *lw, int *events)
             rc = send_canceled_rest(sv, lw, s);
         if (rc != RP_OK)
             return rc;
-        lw->nsent++;
+        rp__mpi_set_nsent(sv, lw, lw->nsent + 1);
         if (events)
             (*events)++;
     }
@@ -309,6 +310,7 @@ int rp__mpi_post_batch(struct server *sv, struct lworker *lw, int s, int tag, co
     sd->fn = (rp_task_fn)fn;
     atomic_store(&sd->stop, 0);
     lw->nposted++;
+    sv->posted_total++;
     atomic_store(&lw->ctl->posted, lw->nposted);
     if (sv->inproc)
         rp__mpi_inproc_run(sv, lw);

@@ -1,0 +1,151 @@
+/* The mpi backend at scale: one run of one configuration, under mpirun.
+ *
+ *   mpirun --oversubscribe -np R rp_scale --mode map|apply --ms T [--workers W]
+ *          [--items N] [--reps K]
+ *
+ * Tasks sleep T ms (so that ranks wait rather than compute: many more ranks and
+ * workers than cores can be measured). map: one rp_map of N items with automatic
+ * chunking. apply: N rp_apply_async calls in a loop, then every result waited for
+ * (one job per item, the flood). Efficiency = N * T / (W * time): 100% is every
+ * worker sleeping all the time. Also the pool's create and close+join times.
+ * The master's CPU (its process: the pool thread and the caller) per task and in
+ * % of a core tell where one master saturates. Prints RESULT lines (bench/common.h) with workload scale_<mode>, variant
+ * "<ranks>r/<workers>w/<T>ms". Checks every output; a wrong one is an error. */
+#include "common.h"
+
+#include <rankpool.h>
+#include <mpi.h>
+
+#include <errno.h>
+#include <sys/resource.h>
+
+static int task_sleep(const void *in, void *out, rp_ctx_t *ctx)
+{
+    (void)ctx;
+    long x = *(const long *)in;
+    long ms = x >> 32;
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    *(long *)out = (x & 0xffffffffL) * 3 + 1;
+    return RP_OK;
+}
+
+/* CPU seconds of this process (the master: its pool thread and the caller). */
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+}
+
+static void result(const char *wl, const char *variant, int workers, const char *metric,
+                   const char *unit, const char *better, double v)
+{
+    printf("RESULT\t%s\t%s\trankpool-mpi\t%d\t%s\t%s\t%s\t%.6g\n", wl, variant, workers, metric,
+           unit, better, v);
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = "map";
+    long ms = 10, items = 0, workers = 0, reps = 1;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--mode"))
+            mode = argv[i + 1];
+        else if (!strcmp(argv[i], "--ms"))
+            ms = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--items"))
+            items = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--workers"))
+            workers = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--reps"))
+            reps = atol(argv[i + 1]);
+    }
+    rp_pool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.backend = "mpi";
+    o.workers = (int)workers;
+    rp_pool_t *p = NULL;
+    rp_error_t err;
+    memset(&err, 0, sizeof err);
+    /* MPI's own start-up is not the pool's: initialised first */
+    int provided = 0;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+    MPI_Barrier(MPI_COMM_WORLD);
+    double t0 = bench_now();
+    int rc = rp_pool_create_ex(&p, &o, &err);
+    double t_create = bench_now() - t0;
+    if (rc != RP_OK) {
+        fprintf(stderr, "rp_scale: rp_pool_create: %s: %s\n", rp_err_name(rc), err.message);
+        return 2;
+    }
+    if (!rp_pool_is_master(p)) {
+        rp_pool_free(p);
+        MPI_Finalize();
+        return 0;
+    }
+    int w = rp_pool_size(p), ranks = 0;
+    const char *ws = getenv("OMPI_COMM_WORLD_SIZE");
+    ranks = ws ? atoi(ws) : w + 1;
+    if (items <= 0) /* about 2 s of ideal time, at least 4 items per worker */
+        items = (long)w * (ms > 0 ? (2000 / ms > 4 ? 2000 / ms : 4) : 4);
+    char variant[64];
+    snprintf(variant, sizeof variant, "%dr/%dw/%ldms", ranks, w, ms);
+    char wl[32];
+    snprintf(wl, sizeof wl, "scale_%s", mode);
+    long *in = malloc((size_t)items * sizeof *in), *out = malloc((size_t)items * sizeof *out);
+    rp_result_t **res = strcmp(mode, "apply") ? NULL : malloc((size_t)items * sizeof *res);
+    if (!in || !out || (!strcmp(mode, "apply") && !res))
+        return 2;
+    for (long i = 0; i < items; i++)
+        in[i] = (ms << 32) | i;
+    int bad = 0;
+    for (long r = 0; r < reps; r++) {
+        memset(out, 0, (size_t)items * sizeof *out);
+        double t = bench_now(), c = cpu_s();
+        if (res) {
+            for (long i = 0; i < items && !bad; i++)
+                if (rp_apply_async(p, task_sleep, &in[i], sizeof *in, &out[i], sizeof *out,
+                                   NULL, &res[i]) != RP_OK)
+                    bad = 1;
+            for (long i = 0; i < items && !bad; i++) {
+                if (rp_result_get(res[i], -1, NULL) != RP_OK)
+                    bad = 1;
+                rp_result_free(res[i]);
+            }
+        } else if (rp_map(p, task_sleep, in, (size_t)items, sizeof *in, out, sizeof *out, NULL,
+                          NULL) != RP_OK) {
+            bad = 1;
+        }
+        t = bench_now() - t;
+        c = cpu_s() - c;
+        for (long i = 0; i < items && !bad; i++)
+            if (out[i] != i * 3 + 1)
+                bad = 1;
+        if (bad) {
+            fprintf(stderr, "rp_scale: a task failed or gave a wrong output\n");
+            break;
+        }
+        double ideal = (double)items * (double)ms * 1e-3 / w;
+        result(wl, variant, w, "efficiency", "%", "higher", 100.0 * ideal / t);
+        result(wl, variant, w, "rate", "tasks/s", "higher", (double)items / t);
+        result(wl, variant, w, "time", "s", "lower", t);
+        result(wl, variant, w, "master_cpu", "% of a core", "lower", 100.0 * c / t);
+        result(wl, variant, w, "master_cpu_per_task", "us", "lower", 1e6 * c / (double)items);
+    }
+    t0 = bench_now();
+    rp_pool_close(p);
+    rp_pool_join(p);
+    double t_join = bench_now() - t0;
+    rp_pool_free(p);
+    result("scale_startstop", variant, w, "create", "s", "lower", t_create);
+    result("scale_startstop", variant, w, "close+join", "s", "lower", t_join);
+    free(in);
+    free(out);
+    free(res);
+    MPI_Finalize();
+    return bad ? 1 : 0;
+}
