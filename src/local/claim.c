@@ -153,10 +153,10 @@ static bool add_retry(struct lpool *lp, int j, uint64_t a, uint64_t b)
             return false;
     }
     struct rp__lrange *rg = &s->range[r];
-    s->tag = (s->tag + 1) & 0xffffff;
-    atomic_store(&rg->next, RP__RW(s->tag, RP__IDX_NONE));
+    uint32_t tag = lp->tag[j] = (lp->tag[j] + 1) & 0xffffff;
+    atomic_store(&rg->next, RP__RW(tag, RP__IDX_NONE));
     atomic_store(&rg->end, b);
-    atomic_store_explicit(&rg->next, RP__RW(s->tag, a), memory_order_release);
+    atomic_store_explicit(&rg->next, RP__RW(tag, a), memory_order_release);
     if (r == nr)
         atomic_store(&s->nranges, nr + 1);
     atomic_fetch_or(&lp->hdr->work_mask, UINT64_C(1) << j);
