@@ -236,8 +236,10 @@ int rp__local_submit(rp_pool_t *pool, struct rp__job *job)
     struct lpool *lp = pool->bdata;
     if (!lp || job->n > RP__MAX_ITEMS)
         return RP_EINVAL;
-    struct ljob *lj = calloc(1, sizeof *lj);
-    if (!lj)
+    struct ljob *lj = atomic_exchange_explicit(&lp->spare, NULL, memory_order_acquire);
+    if (lj)
+        memset(lj, 0, sizeof *lj);
+    else if (!(lj = calloc(1, sizeof *lj)))
         return RP_ENOMEM;
     lj->job = job;
     lj->var = job->flags & RP__JOB_VAR;
@@ -336,10 +338,14 @@ void rp__local_release(rp_pool_t *pool, struct rp__job *job)
     free(lj->holes);
     free(lj->sus);
     free(lj->pend);
-    free(lj);
+    /* kept for the next submit; the one kept before goes */
+    free(atomic_exchange_explicit(&lp->spare, lj, memory_order_acq_rel));
     job->bdata = NULL;
     if (job->timeout > 0)
         atomic_fetch_sub(&lp->ntimed, 1);
-    if (had_slot)
+    /* A queued job takes the slot given back. Nothing queued, the usual case:
+     * no lock (a job queued after this look is promoted by its own submitter,
+     * which counts it under L before it tries). */
+    if (had_slot && atomic_load(&lp->hdr->nqueued) > 0)
         rp__local_promote(lp);
 }

@@ -280,6 +280,8 @@ struct lpool {
     uint32_t         tag[RP__NSLOTS]; /* the last range tag used (publish, or L) */
     uint64_t         free_slots;   /* bit j set: slot j free (L) */
     struct ljob     *live;         /* live jobs (L) */
+    _Atomic(struct ljob *) spare;  /* the last job record released, kept for the
+                                      next submit (no allocation per job), or NULL */
     struct ljob     *qhead, *qtail;
     struct rp__seg  *fl;           /* arena free list, sorted by offset (L) */
     size_t           nfl, capfl;
