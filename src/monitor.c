@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+extern char **environ; /* POSIX: declared by whoever uses it */
+
 struct rp__monitor {
     pthread_mutex_t lock;
     pthread_cond_t  cond;
@@ -24,10 +26,60 @@ struct rp__monitor {
     rp_result_t    *head;        /* watched results, each held (a reference) */
 };
 
+/* $RP_PROGRESS is looked at for every submit, but searching the environment
+ * each time costs more than the rest of a one-item submit. Each thread remembers
+ * where it found the variable last (the array, the place in it, the entry) or,
+ * when it was not there, the array, its length and its first and last entries;
+ * that is trusted only while the array still shows exactly that. setenv,
+ * unsetenv, putenv and clearenv each change one of these (setenv adds at the
+ * end, unsetenv moves the later entries down, and glibc never frees a string
+ * setenv made, so a new entry cannot take an old one's address), and then the
+ * environment is searched again. The value is read through the entry each time:
+ * a putenv string edited in place is seen too. (Not seen: an environ array
+ * rebuilt by hand in place, or a string edited in place into another name.) */
+#define PROGRESS_VAR "RP_PROGRESS="
+#define PROGRESS_LEN (sizeof PROGRESS_VAR - 1)
+
+struct env_memo {
+    char      **env;   /* the environ array looked at; NULL: nothing remembered */
+    size_t      i;     /* the entry's place, or the array's length */
+    const char *entry; /* the entry found, or NULL */
+    const char *first, *last; /* not found: env[0] and env[i - 1] (NULL when empty) */
+};
+
+static _Thread_local struct env_memo progress_memo;
+
+static bool progress_on(const char *entry)
+{
+    const char *v = entry + PROGRESS_LEN;
+    return *v && strcmp(v, "0") != 0;
+}
+
 bool rp__progress_env(void)
 {
-    const char *v = getenv("RP_PROGRESS");
-    return v && *v && strcmp(v, "0") != 0;
+    struct env_memo *m = &progress_memo;
+    char **env = environ;
+    if (!env)
+        return false;
+    if (m->env == env) {
+        if (m->entry) {
+            const char *e = env[m->i];
+            if (e == m->entry && strncmp(e, PROGRESS_VAR, PROGRESS_LEN) == 0)
+                return progress_on(e);
+        } else if (env[m->i] == NULL && (m->i == 0 || (env[0] == m->first
+                                                        && env[m->i - 1] == m->last))) {
+            return false;
+        }
+    }
+    size_t i = 0;
+    while (env[i] && strncmp(env[i], PROGRESS_VAR, PROGRESS_LEN) != 0)
+        i++;
+    m->env = env;
+    m->i = i;
+    m->entry = env[i];
+    m->first = i ? env[0] : NULL;
+    m->last = i ? env[i - 1] : NULL;
+    return m->entry ? progress_on(m->entry) : false;
 }
 
 int rp__monitor_attach(rp_result_t *r, const rp_map_opts_t *opts)

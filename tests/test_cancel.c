@@ -585,6 +585,47 @@ static void test_cancel_on_ready(void)
     tu_pool_done(p);
 }
 
+/* Callbacks on results whose jobs still wait for a job slot (more jobs in flight
+ * than a pool runs at once) run once each, like the others; once those slots are
+ * given back, plain jobs in them complete for their waiter as before. */
+static void test_cancel_on_ready_while_queued(void)
+{
+    rp_pool_t *p = tu_pool(2, NULL);
+    if (!p)
+        return;
+    enum { N = 100, PLAIN = 200 };
+    long *in = pairs(N, 10000), out[N];
+    rp_result_t *r[N];
+    static struct seen s[N];
+    for (int i = 0; i < N; i++) {
+        s[i] = (struct seen){ .lock = PTHREAD_MUTEX_INITIALIZER };
+        out[i] = -1;
+        CU_ASSERT_EQUAL_FATAL(rp_apply_async(p, nap_square, in + 2 * i, 2 * sizeof(long),
+                                             &out[i], sizeof out[i], NULL, &r[i]), RP_OK);
+    }
+    for (int i = N - 1; i >= 0; i--) /* the last first: they wait for a slot */
+        CU_ASSERT_EQUAL(rp_result_on_ready(r[i], on_ready_cb, &s[i]), RP_OK);
+    int once = 0, right = 0;
+    double end = tu_now() + 30; /* for all of them (0.5 s of naps on 2 workers) */
+    for (int i = 0; i < N; i++) {
+        CU_ASSERT_EQUAL(rp_result_wait(r[i], fmax(end - tu_now(), 0)), RP_OK);
+        once += calls_of(&s[i], fmax(end - tu_now(), 0)) == 1;
+        right += out[i] == (long)i * i;
+        rp_result_free(r[i]);
+    }
+    CU_ASSERT_EQUAL(once, N);
+    CU_ASSERT_EQUAL(right, N);
+    right = 0;
+    for (long i = 0; i < PLAIN; i++) {
+        long x[2] = { i, 0 }, y = -1;
+        CU_ASSERT_EQUAL(rp_apply(p, nap_square, x, sizeof x, &y, sizeof y, NULL), RP_OK);
+        right += y == i * i;
+    }
+    CU_ASSERT_EQUAL(right, PLAIN);
+    free(in);
+    tu_pool_done(p);
+}
+
 /* ---- bad arguments ----------------------------------------------------------------- */
 
 static void noop_cb(rp_result_t *r, void *ud)
@@ -643,6 +684,7 @@ int main(int argc, char **argv)
         TU_TEST(test_cancel_wait_any_in_order),
         TU_TEST(test_cancel_wait_all),
         TU_TEST(test_cancel_on_ready),
+        TU_TEST(test_cancel_on_ready_while_queued),
         TU_TEST(test_cancel_bad_arguments),
         TU_END,
     };

@@ -9,6 +9,8 @@
 #include <poll.h>
 #include <pty.h>
 
+#include "monitor.h"
+
 /* Sleeps 1 ms; the output is the input. */
 static int ms_task(const void *in, void *out, rp_ctx_t *ctx)
 {
@@ -187,12 +189,72 @@ static void test_progress_bar_redrawn_on_terminal(void)
     tu_pool_done(p);
 }
 
+/* $RP_PROGRESS as every submit reads it (rp__progress_env, which remembers where
+ * it looked last): each change between two calls is seen, as getenv sees it,
+ * whether it adds, replaces or removes the variable or another one before it,
+ * or edits a putenv string in place. */
+static bool getenv_says(void)
+{
+    const char *v = getenv("RP_PROGRESS");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+#define SAYS(want)                                                                         \
+    do {                                                                                   \
+        CU_ASSERT_EQUAL(getenv_says(), (want));                                            \
+        CU_ASSERT_EQUAL(rp__progress_env(), (want));                                       \
+        CU_ASSERT_EQUAL(rp__progress_env(), (want)); /* the remembered answer */           \
+    } while (0)
+
+static void test_progress_env_follows_every_change(void)
+{
+    static char own[] = "RP_PROGRESS=1"; /* putenv: becomes part of the environment */
+    unsetenv("RP_PROGRESS");
+    SAYS(false);
+    setenv("RP_PROGRESS", "1", 1); /* added at the end */
+    SAYS(true);
+    setenv("RP_PROGRESS", "0", 1); /* replaced in place */
+    SAYS(false);
+    setenv("RP_PROGRESS", "", 1);
+    SAYS(false);
+    setenv("RP_PROGRESS", "yes", 1);
+    SAYS(true);
+    setenv("RP_TEST_OTHER_A", "1", 1); /* another one after it */
+    SAYS(true);
+    unsetenv("RP_TEST_OTHER_A");
+    SAYS(true);
+    unsetenv("RP_PROGRESS");
+    SAYS(false);
+    setenv("RP_TEST_OTHER_A", "1", 1); /* absent, the environment grows */
+    SAYS(false);
+    unsetenv("RP_TEST_OTHER_A"); /* ... and shrinks back */
+    SAYS(false);
+    setenv("RP_TEST_OTHER_A", "1", 1);
+    SAYS(false);
+    unsetenv("RP_TEST_OTHER_A"); /* one out, the variable in: the same length */
+    setenv("RP_PROGRESS", "1", 1);
+    SAYS(true);
+    setenv("RP_TEST_OTHER_B", "1", 1);
+    unsetenv("RP_PROGRESS"); /* the later entries move down over it */
+    SAYS(false);
+    putenv(own);
+    SAYS(true);
+    own[sizeof own - 2] = '0'; /* the putenv string edited in place */
+    SAYS(false);
+    own[sizeof own - 2] = '1';
+    SAYS(true);
+    unsetenv("RP_PROGRESS");
+    unsetenv("RP_TEST_OTHER_B");
+    SAYS(false);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
         TU_TEST(test_progress_counts_items_inside_chunks),
         TU_TEST(test_progress_bar_plain_lines_on_stderr),
         TU_TEST(test_progress_bar_redrawn_on_terminal),
+        TU_TEST(test_progress_env_follows_every_change),
         TU_END,
     };
     return tu_run("progress", tests, argc, argv);

@@ -98,8 +98,12 @@ bool rp__local_slot_complete(struct lpool *lp, int j, uint32_t gen)
         return false;
     if (flags & RP__JOB_NOTIFY) /* finalized on the pool thread: the slot stays */
         atomic_fetch_or(&lp->hdr->notify, UINT64_C(1) << j);
-    bool tell = (flags & RP__JOB_NOTIFY) || atomic_load(&lp->hdr->nqueued) > 0;
     rp__done_set(&s->done);
+    /* Looked at after the done word is set, not before: the header's line moves
+     * between the master and the workers, and its load would delay the word. A
+     * job queued meanwhile is promoted by its submitter, or once the pool thread
+     * frees this slot (the submitter wakes it too, after counting the job). */
+    bool tell = (flags & RP__JOB_NOTIFY) || atomic_load(&lp->hdr->nqueued) > 0;
     /* Watched (rp__local_watch): looked at after the done word is set, which the
      * watcher looks at after setting this (the slot may hold another job by now:
      * the pool thread then finds it not complete and ignores the bit). */
@@ -149,10 +153,10 @@ static bool add_retry(struct lpool *lp, int j, uint64_t a, uint64_t b)
             return false;
     }
     struct rp__lrange *rg = &s->range[r];
-    s->tag = (s->tag + 1) & 0xffffff;
-    atomic_store(&rg->next, RP__RW(s->tag, RP__IDX_NONE));
+    uint32_t tag = lp->tag[j] = (lp->tag[j] + 1) & 0xffffff;
+    atomic_store(&rg->next, RP__RW(tag, RP__IDX_NONE));
     atomic_store(&rg->end, b);
-    atomic_store_explicit(&rg->next, RP__RW(s->tag, a), memory_order_release);
+    atomic_store_explicit(&rg->next, RP__RW(tag, a), memory_order_release);
     if (r == nr)
         atomic_store(&s->nranges, nr + 1);
     atomic_fetch_or(&lp->hdr->work_mask, UINT64_C(1) << j);

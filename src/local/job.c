@@ -64,12 +64,14 @@ static bool try_assign(struct lpool *lp, struct ljob *lj)
     lj->in_off = lj->in_shared ? (uint64_t)(job->in - lp->arena) : off;
     lj->out_off = lj->out_shared ? (uint64_t)(job->out - lp->arena) : off + in_b;
     lj->mark_off = off + in_b + out_b;
-    struct rp__slot *s = &lp->hdr->slots[j];
-    lj->gen = (s->gen + 1) & 0x3fffffff;
-    s->gen = lj->gen; /* workers do not read gen of a slot that is not active */
-    atomic_store(&s->cancel, 0);
-    atomic_store(&s->watch, lj->watch);
-    atomic_store(&lj->publishing, true);
+    /* The slot's own words are written by publish, without L: the workers read
+     * those lines, and a store under L would make the unlock wait for them. A
+     * free slot's watch word is 0 (rp__local_free_slot). */
+    lj->gen = lp->gen[j] = (lp->gen[j] + 1) & 0x3fffffff;
+    if (lj->watch) /* watched while queued */
+        atomic_store_explicit(&lp->hdr->slots[j].watch, 1, memory_order_relaxed);
+    /* (seen by whoever finds lj in the table, stored next, or takes L after us) */
+    atomic_store_explicit(&lj->publishing, true, memory_order_relaxed);
     atomic_store(&lp->table[j], lj);
     atomic_store(&lj->slot, j);
     return true;
@@ -100,13 +102,23 @@ static void publish(struct lpool *lp, struct ljob *lj)
         memset(lp->arena + lj->out_off, 0, job->n * 16);
     if (lj->track)
         memset(lp->arena + lj->mark_off, RP__MARK_NONE, job->n);
-    for (int w = 0; w < lp->nworkers; w++)
-        atomic_store_explicit(&rp__wslot_of(lp, w)->done[j], 0, memory_order_relaxed);
-    atomic_store(&s->mdone, 0);
-    atomic_store(&s->vcur, 0);
+    /* The counters start at 0: published by the state word's release store. A
+     * counter that is 0 already is not written (its line stays with the worker
+     * that reads or writes it next). */
+    for (int w = 0; w < lp->nworkers; w++) {
+        _Atomic uint64_t *d = &rp__wslot_of(lp, w)->done[j];
+        if (atomic_load_explicit(d, memory_order_relaxed) != 0)
+            atomic_store_explicit(d, 0, memory_order_relaxed);
+    }
+    if (atomic_load_explicit(&s->mdone, memory_order_relaxed) != 0)
+        atomic_store_explicit(&s->mdone, 0, memory_order_relaxed);
+    if (atomic_load_explicit(&s->vcur, memory_order_relaxed) != 0)
+        atomic_store_explicit(&s->vcur, 0, memory_order_relaxed);
     /* (twaiters and the done word's sleepers are not reset: a waiter of the
      * slot's previous job may still be on its way out and will decrement them) */
     s->id = job->id;
+    s->gen = lj->gen; /* workers do not read gen of a slot that is not active */
+    atomic_store_explicit(&s->cancel, 0, memory_order_relaxed); /* (the same line as out_off) */
     s->flags = job->flags;
     s->fn = job->fn;
     s->n = job->n;
@@ -119,14 +131,18 @@ static void publish(struct lpool *lp, struct ljob *lj)
     s->timeout_ns = job->timeout > 0 ? (uint64_t)(job->timeout * 1e9) + 1 : 0;
     s->retries = job->retry_raised ? (uint32_t)job->retries : 0;
     s->index_base = job->index_base;
-    s->tag = (s->tag + 1) & 0xffffff;
-    atomic_store(&s->range[0].next, RP__RW(s->tag, RP__IDX_NONE));
-    atomic_store(&s->range[0].end, staged);
-    atomic_store_explicit(&s->range[0].next, RP__RW(s->tag, 0), memory_order_release);
+    /* Range 0 under a new tag, "no item" first: a claimer that sees the new end
+     * (acquire) sees that too, and a stale claimer's CAS fails. */
+    uint32_t tag = lp->tag[j] = (lp->tag[j] + 1) & 0xffffff;
+    atomic_store_explicit(&s->range[0].next, RP__RW(tag, RP__IDX_NONE), memory_order_relaxed);
+    atomic_store_explicit(&s->range[0].end, staged, memory_order_release);
+    atomic_store_explicit(&s->range[0].next, RP__RW(tag, 0), memory_order_release);
     atomic_store_explicit(&s->nranges, 1, memory_order_release);
     /* The job's waiters move to the slot's done word, which the worker that
-     * completes the job sets. */
-    atomic_store(&s->done.word, 0);
+     * completes the job sets (the move is a full barrier: the word is 0 first).
+     * Until here every store to the workers' lines was a plain one: they all
+     * travel at once, and this waits for them together. */
+    atomic_store_explicit(&s->done.word, 0, memory_order_relaxed);
     rp__job_move_done(job, &s->done);
     atomic_store_explicit(&s->state, RP__SW(lj->gen, RP__SLOT_ACTIVE), memory_order_release);
     atomic_fetch_or(&hdr->work_mask, UINT64_C(1) << j);
@@ -202,6 +218,8 @@ void rp__local_free_slot(struct lpool *lp, struct ljob *lj)
         atomic_fetch_and(&lp->hdr->work_mask, ~(UINT64_C(1) << j));
     if (atomic_load(&lp->hdr->notify) & (UINT64_C(1) << j))
         atomic_fetch_and(&lp->hdr->notify, ~(UINT64_C(1) << j));
+    if (lj->watch) /* a free slot's watch word is 0 (try_assign) */
+        atomic_store_explicit(&lp->hdr->slots[j].watch, 0, memory_order_relaxed);
     atomic_store(&lp->table[j], NULL);
     lp->free_slots |= UINT64_C(1) << j;
     rp__local_arena_free(lp, lj->aoff, lj->asize);
@@ -218,8 +236,10 @@ int rp__local_submit(rp_pool_t *pool, struct rp__job *job)
     struct lpool *lp = pool->bdata;
     if (!lp || job->n > RP__MAX_ITEMS)
         return RP_EINVAL;
-    struct ljob *lj = calloc(1, sizeof *lj);
-    if (!lj)
+    struct ljob *lj = atomic_exchange_explicit(&lp->spare, NULL, memory_order_acquire);
+    if (lj)
+        memset(lj, 0, sizeof *lj);
+    else if (!(lj = calloc(1, sizeof *lj)))
         return RP_ENOMEM;
     lj->job = job;
     lj->var = job->flags & RP__JOB_VAR;
@@ -318,10 +338,14 @@ void rp__local_release(rp_pool_t *pool, struct rp__job *job)
     free(lj->holes);
     free(lj->sus);
     free(lj->pend);
-    free(lj);
+    /* kept for the next submit; the one kept before goes */
+    free(atomic_exchange_explicit(&lp->spare, lj, memory_order_acq_rel));
     job->bdata = NULL;
     if (job->timeout > 0)
         atomic_fetch_sub(&lp->ntimed, 1);
-    if (had_slot)
+    /* A queued job takes the slot given back. Nothing queued, the usual case:
+     * no lock (a job queued after this look is promoted by its own submitter,
+     * which counts it under L before it tries). */
+    if (had_slot && atomic_load(&lp->hdr->nqueued) > 0)
         rp__local_promote(lp);
 }

@@ -97,14 +97,14 @@ struct rp__lrange {
 struct rp__slot {
     /* read-mostly parameters, written by the master before the job is published */
     alignas(RP__CL) uint64_t id;
-    uint32_t     gen;            /* job generation (30 bits used in the state word) */
+    uint32_t     gen;            /* job generation (30 bits used in the state word;
+                                    lp->gen[j] is the master's copy) */
     uint32_t     flags;          /* RP__JOB_* */
     rp_task_fn   fn;
     uint64_t     n, in_size, out_size, chunksize;
     uint64_t     in_off, out_off, mark_off;  /* in the arena */
     uint64_t     index_base;     /* the job's (rp_ctx_index adds it) */
     _Atomic uint32_t nranges;
-    uint32_t     tag;            /* last range tag used (master only) */
     _Atomic uint32_t cancel;     /* 1: canceled, workers stop before their next item */
     uint64_t     timeout_ns;     /* an item's time limit, 0 = none (watch.c) */
     uint32_t     retries;        /* retry_raised: a task's failure runs again */
@@ -273,8 +273,15 @@ struct lpool {
     pthread_cond_t   cond;         /* promotions, fork server answers (with L) */
 
     _Atomic(struct ljob *) table[RP__NSLOTS]; /* the job of each used slot (L) */
+    /* Per slot, what only the master writes, kept here and not in the slot: the
+     * workers read the slot's lines, and a read of one by the master then waits
+     * for it to come back. */
+    uint32_t         gen[RP__NSLOTS]; /* its last job's generation (L) */
+    uint32_t         tag[RP__NSLOTS]; /* the last range tag used (publish, or L) */
     uint64_t         free_slots;   /* bit j set: slot j free (L) */
     struct ljob     *live;         /* live jobs (L) */
+    _Atomic(struct ljob *) spare;  /* the last job record released, kept for the
+                                      next submit (no allocation per job), or NULL */
     struct ljob     *qhead, *qtail;
     struct rp__seg  *fl;           /* arena free list, sorted by offset (L) */
     size_t           nfl, capfl;

@@ -78,6 +78,7 @@ static void unmap_and_close(struct lpool *lp)
 static void free_lpool(rp_pool_t *pool, struct lpool *lp)
 {
     free(lp->fl);
+    free(atomic_load(&lp->spare));
     pthread_mutex_destroy(&lp->lock);
     pthread_mutex_destroy(&lp->drain_lock);
     pthread_cond_destroy(&lp->cond);
