@@ -574,8 +574,10 @@ static int start_workers(struct server *sv, int refuse, const char *why, rp__wbu
     rp__wire_ready *m = calloc((size_t)(sv->nlocal > 0 ? sv->nlocal : 1), sizeof *m);
     if (!m)
         return RP_ENOMEM;
+    double t0 = rp__now();
     for (int i = 0; i < sv->nlocal; i++)
         start_worker(sv, &sv->w[i], refuse, why, &m[i]);
+    double t1 = rp__now();
     int rc = RP_OK;
     for (int i = 0; i < sv->nlocal && rc == RP_OK; i++) {
         start_wait(sv, &sv->w[i], &m[i]);
@@ -583,6 +585,8 @@ static int start_workers(struct server *sv, int refuse, const char *why, rp__wbu
             rp__mpi_blob_add(blob, &sv->out) != RP_OK)
             rc = RP_ENOMEM;
     }
+    rp__trace("mpi: rank %d started %d workers: forks %.3f s, all ready %.3f s later",
+              sv->rank, sv->nlocal, t1 - t0, rp__now() - t1);
     free(m);
     return rc;
 }
@@ -628,11 +632,14 @@ int rp__mpi_server_run(struct server *sv, rp_error_t *err)
     rp__wbuf_init(&blob);
     if (mrc == RP_OK)
         mrc = start_workers(sv, refuse, why, &blob);
+    double t0 = rp__now();
     rc = rp__mpi_gather_blobs(sv->comm, mrc == RP_OK ? &blob : NULL, NULL, NULL, NULL);
     rp__wbuf_free(&blob);
     int32_t status = RP_EMPI;
     if (rc == RP_OK)
         rc = rp__mpi_bcast_status(sv->comm, &status);
+    rp__trace("mpi: rank %d waited %.3f s for the other ranks' answers and the verdict",
+              sv->rank, rp__now() - t0);
     if (rc != RP_OK)
         return rc;
     if (status != RP_OK) {
