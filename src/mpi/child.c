@@ -350,11 +350,16 @@ void rp__mpi_kill_child(struct lworker *lw)
     }
 }
 
-void rp__mpi_kill_children(struct server *sv)
+void rp__mpi_signal_children(struct server *sv)
 {
     for (int i = 0; i < sv->nlocal; i++)
         if (sv->w[i].pid > 0)
             kill(sv->w[i].pid, SIGKILL);
+}
+
+void rp__mpi_kill_children(struct server *sv)
+{
+    rp__mpi_signal_children(sv);
     for (int i = 0; i < sv->nlocal; i++)
         rp__mpi_kill_child(&sv->w[i]);
 }

@@ -339,13 +339,22 @@ static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
         rp__wire_get_ctl(&r, &status, &seq) != RP_OK)
         return rp__mpi_server_ctl(sv, RP__MSG_PROTO, 0, RP_EPROTO);
     /* STOP comes after every job finished, TERMINATE at any time: either way the
-     * children go now; results not sent yet are not wanted. */
+     * children go now; results not sent yet are not wanted. BYE goes once every
+     * child is sent SIGKILL (a killed process never returns to the program),
+     * before they are reaped: an exit is kernel work about as long as a fork (it
+     * unmaps what the fork mapped); 256 of them took 0.3-1.1 s on 2 cores, longer
+     * than TERMINATE_WAIT_S, and the master need not wait for that. */
     sv->leaving = true;
-    rp__mpi_kill_children(sv);
+    double t0 = rp__now();
+    rp__mpi_signal_children(sv);
     for (int i = 0; i < sv->nlocal; i++)
         for (int s = 0; s < DEPTH; s++)
             rp__mpi_slot_drain(sv, &sv->w[i], s);
     int rc = rp__mpi_server_ctl(sv, RP__MSG_BYE, 0, RP_OK);
+    double t1 = rp__now();
+    rp__mpi_kill_children(sv);
+    rp__trace("mpi: rank %d: %d workers killed in %.3f s, BYE sent, reaped %.3f s later",
+              sv->rank, sv->nlocal, t1 - t0, rp__now() - t1);
     return rc == RP_OK ? RP_DONE : rc;
 }
 
