@@ -196,9 +196,10 @@ RP_API int  rp_pool_size(const rp_pool_t *pool);
 RP_API const char *rp_pool_backend(const rp_pool_t *pool);
 /** Refuses new work from now on (RP_ECLOSED); queued work still finishes. */
 RP_API int  rp_pool_close(rp_pool_t *pool);
-/** Waits for all work and for the workers to exit. Only after close or terminate
- * (else RP_EINVAL). From one of the pool's callbacks it would wait for itself:
- * RP_EDEADLK. */
+/** Waits for all work and for the workers to exit (mpi: until every serving rank
+ * has sent SIGKILL to its worker processes, which none survives; the ranks reap
+ * them after answering). Only after close or terminate (else RP_EINVAL). From one
+ * of the pool's callbacks it would wait for itself: RP_EDEADLK. */
 RP_API int  rp_pool_join(rp_pool_t *pool);
 /** Stops the workers at once; every unfinished result becomes ready, its
  * unprocessed items failing with RP_ECANCELED. Returns promptly; the local backend

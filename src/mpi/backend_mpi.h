@@ -262,6 +262,8 @@ void rp__mpi_slot_drain(struct server *sv, struct lworker *lw, int s);
 int  rp__mpi_spawn_child(struct server *sv, struct lworker *lw);
 int  rp__mpi_await_child(struct server *sv, struct lworker *lw, rp_error_t *err);
 void rp__mpi_kill_child(struct lworker *lw);
+/* Sends SIGKILL to every child of the rank, reaps none. */
+void rp__mpi_signal_children(struct server *sv);
 /* Kills every child of the rank, then reaps them (their exits overlap). */
 void rp__mpi_kill_children(struct server *sv);
 /* The child of lw ended (status from waitpid, -1 unknown): reports a death inside

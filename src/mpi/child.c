@@ -218,12 +218,14 @@ static void child_setup(struct server *sv, struct lworker *lw)
     }
 }
 
-/* Waits for batch k to be posted: spins a little, then sleeps on the futex. */
-static void child_await(struct wctl *ctl, uint32_t k)
+/* Waits for batch k to be posted: spins a little (if `spin`), then sleeps on the
+ * futex. */
+static void child_await(struct wctl *ctl, uint32_t k, bool spin)
 {
     double t0 = rp__now();
     while (atomic_load(&ctl->posted) == k) {
-        if ((rp__mpi_pair_spin || rp__mpi_yield_when_idle) && rp__now() - t0 < SPIN_BUSY_S * 4) {
+        if (spin && (rp__mpi_pair_spin || rp__mpi_yield_when_idle) &&
+            rp__now() - t0 < SPIN_BUSY_S * 4) {
             rp__mpi_idle_pause();
             continue;
         }
@@ -263,8 +265,11 @@ static void child_main(struct server *sv, struct lworker *lw)
 
     long tasks = 0;
     long max_tasks = (long)sv->hello.max_tasks;
-    for (uint32_t k = atomic_load(&ctl->completed);; k++) {
-        child_await(ctl, k);
+    /* The first batch is not spun for: at a pool's start every process of the
+     * rank would spin at once, on the cores the rank still forks on, for a batch
+     * that comes only once the whole pool is up. */
+    for (uint32_t k = atomic_load(&ctl->completed), first = k;; k++) {
+        child_await(ctl, k, k != first);
         if (!rp__mpi_run_slot(sv, lw, &ctx, k, &tasks, max_tasks)) {
             atomic_store(&ctl->state, CHILD_RETIRING);
             _exit(0);
@@ -345,11 +350,16 @@ void rp__mpi_kill_child(struct lworker *lw)
     }
 }
 
-void rp__mpi_kill_children(struct server *sv)
+void rp__mpi_signal_children(struct server *sv)
 {
     for (int i = 0; i < sv->nlocal; i++)
         if (sv->w[i].pid > 0)
             kill(sv->w[i].pid, SIGKILL);
+}
+
+void rp__mpi_kill_children(struct server *sv)
+{
+    rp__mpi_signal_children(sv);
     for (int i = 0; i < sv->nlocal; i++)
         rp__mpi_kill_child(&sv->w[i]);
 }

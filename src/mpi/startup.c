@@ -10,20 +10,47 @@
  *
  * So start-up costs a few collectives (O(log ranks) steps) instead of a message to
  * and from every rank and worker in turn, and the ranks start their workers at the
- * same time. A blob is a sequence of [u32 length][READY message]. */
+ * same time. A blob is a sequence of [u32 length][READY message].
+ *
+ * Each collective is started non-blocking and waited for with naps (coll_wait): a
+ * rank that is done with its workers, or the master, would otherwise spin in
+ * MPI's progress loop for as long as the slowest rank forks, taking the cores the
+ * other ranks fork on (with 8 ranks of 256 workers on 2 cores, a rank done early
+ * spun for seconds). */
 #include "backend_mpi.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define BCAST_CHUNK ((size_t)1 << 24) /* large messages go in pieces of this many bytes */
+#define COLL_NAP_MAX 1e-3              /* the longest nap between tests of a collective */
+
+/* Waits for the non-blocking collective req (started with `started`, an MPI
+ * return code): tests it, napping 20 us, then twice as long each time, up to
+ * COLL_NAP_MAX. \return RP_OK or RP_EMPI. */
+static int coll_wait(int started, MPI_Request *req)
+{
+    if (started != MPI_SUCCESS)
+        return RP_EMPI;
+    double nap = 20e-6;
+    for (;;) {
+        int done = 0;
+        if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return RP_EMPI;
+        if (done)
+            return RP_OK;
+        rp__mpi_sleep(nap);
+        nap = nap * 2 < COLL_NAP_MAX ? nap * 2 : COLL_NAP_MAX;
+    }
+}
 
 int rp__mpi_bcast_msg(MPI_Comm comm, const rp__wbuf *w, char **buf, size_t *cap, size_t *len)
 {
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
     uint64_t n = rank == 0 ? (uint64_t)w->len : 0;
-    if (MPI_Bcast(&n, 1, MPI_UINT64_T, 0, comm) != MPI_SUCCESS)
+    MPI_Request req;
+    if (coll_wait(MPI_Ibcast(&n, 1, MPI_UINT64_T, 0, comm, &req), &req) != RP_OK)
         return RP_EMPI;
     char *dst = rank == 0 ? w->buf : NULL;
     char *scratch = NULL;
@@ -47,8 +74,9 @@ int rp__mpi_bcast_msg(MPI_Comm comm, const rp__wbuf *w, char **buf, size_t *cap,
     }
     for (uint64_t at = 0; at < n; at += BCAST_CHUNK) {
         size_t piece = n - at < BCAST_CHUNK ? (size_t)(n - at) : BCAST_CHUNK;
-        if (MPI_Bcast(scratch ? scratch : dst + at, (int)piece, MPI_BYTE, 0, comm) !=
-            MPI_SUCCESS) {
+        if (coll_wait(MPI_Ibcast(scratch ? scratch : dst + at, (int)piece, MPI_BYTE, 0, comm,
+                                 &req),
+                      &req) != RP_OK) {
             rc = RP_EMPI;
             break;
         }
@@ -80,7 +108,9 @@ int rp__mpi_gather_blobs(MPI_Comm comm, const rp__wbuf *mine, char **all, int **
     }
     /* (the root takes part even out of memory, with a count of nothing) */
     int z = 0;
-    if (MPI_Gather(&n, 1, MPI_INT, c ? c : &z, c ? 1 : 0, MPI_INT, 0, comm) != MPI_SUCCESS) {
+    MPI_Request req;
+    if (coll_wait(MPI_Igather(&n, 1, MPI_INT, c ? c : &z, c ? 1 : 0, MPI_INT, 0, comm, &req),
+                  &req) != RP_OK) {
         free(c);
         free(d);
         return RP_EMPI;
@@ -98,10 +128,9 @@ int rp__mpi_gather_blobs(MPI_Comm comm, const rp__wbuf *mine, char **all, int **
             memset(c, 0, (size_t)size * sizeof *c);
     }
     char none;
-    int rc = MPI_Gatherv(n ? mine->buf : NULL, n, MPI_BYTE, a ? a : &none, c, d, MPI_BYTE, 0,
-                         comm) == MPI_SUCCESS
-                 ? RP_OK
-                 : RP_EMPI;
+    int rc = coll_wait(MPI_Igatherv(n ? mine->buf : NULL, n, MPI_BYTE, a ? a : &none, c, d,
+                                    MPI_BYTE, 0, comm, &req),
+                       &req);
     if (rank == 0 && (!a || !c || !d) && rc == RP_OK)
         rc = RP_ENOMEM;
     if (rank == 0 && rc == RP_OK) {
@@ -118,5 +147,6 @@ int rp__mpi_gather_blobs(MPI_Comm comm, const rp__wbuf *mine, char **all, int **
 
 int rp__mpi_bcast_status(MPI_Comm comm, int32_t *status)
 {
-    return MPI_Bcast(status, 1, MPI_INT32_T, 0, comm) == MPI_SUCCESS ? RP_OK : RP_EMPI;
+    MPI_Request req;
+    return coll_wait(MPI_Ibcast(status, 1, MPI_INT32_T, 0, comm, &req), &req);
 }
