@@ -204,7 +204,7 @@ RP_API int  rp_pool_join(rp_pool_t *pool);
 /** Stops the workers at once; every unfinished result becomes ready, its
  * unprocessed items failing with RP_ECANCELED. Returns promptly; the local backend
  * also when a worker or its fork server is stopped or hung (it kills them by pid);
- * on the mpi backend a serving rank that does not answer within 3 s (stopped,
+ * on the mpi backend a serving rank that does not answer within 0.5 s (stopped,
  * hung) is given up: its items fail with RP_ECANCELED too. Allowed in a callback. */
 RP_API int  rp_pool_terminate(rp_pool_t *pool);
 /** Terminates if needed, joins, releases everything. Results still held by the
