@@ -205,7 +205,9 @@ RP_API int  rp_pool_join(rp_pool_t *pool);
  * unprocessed items failing with RP_ECANCELED. Returns promptly; the local backend
  * also when a worker or its fork server is stopped or hung (it kills them by pid);
  * on the mpi backend a serving rank that does not answer within 0.5 s (stopped,
- * hung) is given up: its items fail with RP_ECANCELED too. Allowed in a callback. */
+ * hung) is given up: its items fail with RP_ECANCELED too (one that answers at
+ * once but is still killing its many worker processes is waited for up to 3 s).
+ * Allowed in a callback. */
 RP_API int  rp_pool_terminate(rp_pool_t *pool);
 /** Terminates if needed, joins, releases everything. Results still held by the
  * caller stay valid (ready) and must still be freed with rp_result_free.

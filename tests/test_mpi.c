@@ -1019,6 +1019,42 @@ static void test_mpi_terminate_with_stopped_rank(void)
 
 /* The next pool on the same ranks works, whatever rank 1 still sent to the pool
  * that gave up on it (results, its BYE) once it ran again. */
+/* A rank that answers TERMINATE at once but takes longer than TERMINATE_WAIT_S
+ * (0.5 s) to stop its workers (hundreds of them on a loaded node) is not hung: it
+ * is waited for, not given up. Here every serving rank takes 1.2 s
+ * (RP_TEST_SLOW_STOP); given up, the result would be ready after 0.5 s. */
+static void test_mpi_terminate_waits_for_a_rank_that_answers(void)
+{
+    setenv("RP_TEST_SLOW_STOP", "1.2", 1);
+    rp_pool_t *p = world_pool(NULL);
+    if (!p) {
+        unsetenv("RP_TEST_SLOW_STOP");
+        return;
+    }
+    unsetenv("RP_TEST_SLOW_STOP");
+    enum { N = 200 };
+    int in[N], out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    rp_map_opts_t mo = { .chunksize = 1 };
+    rp_result_t *r = NULL;
+    CU_ASSERT_EQUAL_FATAL(rp_map_async(p, slow_20ms, in, N, sizeof *in, out, sizeof *out, &mo,
+                                       &r), RP_OK);
+    size_t done = 0, total = 0;
+    for (double t0 = tu_now(); done < 2 && tu_now() - t0 < 60; tu_sleep(0.005))
+        rp_result_progress(r, &done, &total);
+    double t0 = tu_now();
+    CU_ASSERT_EQUAL(rp_pool_terminate(p), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_wait(r, 60), RP_OK);
+    double took = tu_now() - t0;
+    CU_ASSERT_TRUE(took >= 1.0);
+    CU_ASSERT_EQUAL(rp_result_get(r, 0, NULL), RP_ECANCELED);
+    rp_result_free(r);
+    printf("\n    ranks that stop in 1.2 s: the result ready %.2f s after terminate ", took);
+    CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
+    rp_pool_free(p);
+}
+
 static void test_mpi_pool_after_a_rank_was_given_up(void)
 {
     rp_pool_t *p = world_pool(NULL);
@@ -1198,6 +1234,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_given_up_rank_leaves_the_pool),
         TU_TEST(test_mpi_unread_result_does_not_keep_a_rank),
         TU_TEST(test_mpi_terminate_with_stopped_rank),
+        TU_TEST(test_mpi_terminate_waits_for_a_rank_that_answers),
         TU_TEST(test_mpi_pool_after_a_rank_was_given_up),
         TU_TEST(test_mpi_intercommunicator_refused),
         TU_TEST(test_mpi_workers_beyond_limit),

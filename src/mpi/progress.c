@@ -106,12 +106,20 @@ struct ending {
  * terminating): one that is alive leaves the pool once it could send what it had
  * (poll_messages drops it; a rank asked to leave gives up a send nobody reads), a
  * hung one is not waited for. */
+static double answer_wait(const struct mpi_pool *mp, const struct ending *st, int rk)
+{
+    /* a rank that answered TERMINATE at once (ALIVE) is busy killing its workers,
+     * not hung: it gets the time of a STOP */
+    if (mp->terminating && !(mp->rank_heard && mp->rank_heard[rk] >= st->asked))
+        return TERMINATE_WAIT_S;
+    return ANSWER_WAIT_S;
+}
+
 static bool all_byes(const struct mpi_pool *mp, const struct ending *st)
 {
-    double wait = mp->terminating ? TERMINATE_WAIT_S : ANSWER_WAIT_S;
-    bool late = rp__now() - st->asked > wait;
+    double waited = rp__now() - st->asked;
     for (int rk = 1; rk < mp->size; rk++)
-        if (!mp->rank_bye[rk] && !(mp->rank_broken[rk] && late))
+        if (!mp->rank_bye[rk] && !(mp->rank_broken[rk] && waited > answer_wait(mp, st, rk)))
             return false;
     return true;
 }
@@ -150,14 +158,17 @@ static int end_step(struct mpi_pool *mp, struct ending *st)
     }
     /* A rank that does not answer within ANSWER_WAIT_S, or TERMINATE_WAIT_S
      * (stopped, hung, its node gone) is given up: nobody waits for it. */
-    double wait = mp->terminating ? TERMINATE_WAIT_S : ANSWER_WAIT_S;
-    if ((mp->terminating || st->stopping) && !all_byes(mp, st) && rp__now() - st->asked > wait) {
-        char why[128];
-        snprintf(why, sizeof why, "the pool was %s, and the rank did not answer within %g s",
-                 mp->terminating ? "terminated" : "stopped", wait);
-        for (int rk = 1; rk < mp->size; rk++)
-            if (!mp->rank_bye[rk])
-                rp__mpi_break_rank(mp, rk, why);
+    if ((mp->terminating || st->stopping) && !all_byes(mp, st)) {
+        double waited = rp__now() - st->asked;
+        for (int rk = 1; rk < mp->size; rk++) {
+            double wait = answer_wait(mp, st, rk);
+            if (mp->rank_bye[rk] || mp->rank_broken[rk] || waited <= wait)
+                continue;
+            char why[128];
+            snprintf(why, sizeof why, "the pool was %s, and the rank did not answer within %g s",
+                     mp->terminating ? "terminated" : "stopped", wait);
+            rp__mpi_break_rank(mp, rk, why);
+        }
     }
     if (mp->terminating && all_byes(mp, st)) {
         cancel_everything(mp);

@@ -343,14 +343,22 @@ static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
      * child is sent SIGKILL (a killed process never returns to the program),
      * before they are reaped: an exit is kernel work about as long as a fork (it
      * unmaps what the fork mapped); 256 of them took 0.3-1.1 s on 2 cores, longer
-     * than TERMINATE_WAIT_S, and the master need not wait for that. */
+     * than TERMINATE_WAIT_S, and the master need not wait for that. ALIVE first:
+     * the master then knows this rank is not hung, and waits for its BYE as long
+     * as after a STOP even when it terminates (the kills alone took a rank of 256
+     * workers up to 0.8 s, losing its core to the processes it woke to die). */
+    int rc = rp__mpi_server_ctl(sv, RP__MSG_ALIVE, 0, RP_OK); /* (the kills go on) */
+    const char *slow = getenv("RP_TEST_SLOW_STOP"); /* tests only: kills that take S s */
+    if (slow && h.kind == RP__MSG_TERMINATE)
+        rp__mpi_sleep(atof(slow));
     sv->leaving = true;
     double t0 = rp__now();
     rp__mpi_signal_children(sv);
     for (int i = 0; i < sv->nlocal; i++)
         for (int s = 0; s < DEPTH; s++)
             rp__mpi_slot_drain(sv, &sv->w[i], s);
-    int rc = rp__mpi_server_ctl(sv, RP__MSG_BYE, 0, RP_OK);
+    int bye = rp__mpi_server_ctl(sv, RP__MSG_BYE, 0, RP_OK);
+    rc = rc == RP_OK ? bye : rc;
     double t1 = rp__now();
     rp__mpi_kill_children(sv);
     rp__trace("mpi: rank %d: %d workers killed in %.3f s, BYE sent, reaped %.3f s later",
