@@ -206,7 +206,8 @@ RP_API int  rp_pool_join(rp_pool_t *pool);
  * also when a worker or its fork server is stopped or hung (it kills them by pid);
  * on the mpi backend a serving rank that does not answer within 0.5 s (stopped,
  * hung) is given up: its items fail with RP_ECANCELED too (one that answers at
- * once but is still killing its many worker processes is waited for up to 3 s).
+ * once but is still killing its many worker processes is waited for up to 3 s
+ * plus 10 ms per worker process of that rank).
  * Allowed in a callback. */
 RP_API int  rp_pool_terminate(rp_pool_t *pool);
 /** Terminates if needed, joins, releases everything. Results still held by the

@@ -83,6 +83,7 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define SLEEP_MAX_S   1e-3                /* longest idle sleep */
 #define IDLE_SLEEP_S  0.1                 /* the pool thread's sleep with no job at all */
 #define ANSWER_WAIT_S 3.0                 /* longest wait for a rank's BYE after STOP (join) */
+#define STOP_WAIT_PER_WORKER_S 0.01      /* more for a rank that answered ALIVE: its kills */
 #define TERMINATE_WAIT_S 0.5              /* ... after TERMINATE: terminate and free return
                                              within a second whatever a rank does */
 #define RANK_WORKERS_MAX 1024             /* worker processes on one serving rank */
