@@ -34,15 +34,21 @@ typedef struct {
     int  value;
 } where_t;
 
-static int where(const void *in, void *out, rp_ctx_t *ctx)
+/* Where item `in` ran, and 3 * in, after `us` microseconds. */
+static int where_after(const void *in, void *out, rp_ctx_t *ctx, useconds_t us)
 {
     where_t *w = out;
     gethostname(w->host, sizeof w->host);
     w->host[sizeof w->host - 1] = '\0';
     w->worker = rp_ctx_worker(ctx);
     w->value = 3 * *(const int *)in;
-    usleep(1000); /* long enough that every worker gets a share */
+    usleep(us);
     return 0;
+}
+
+static int where(const void *in, void *out, rp_ctx_t *ctx)
+{
+    return where_after(in, out, ctx, 1000); /* long enough that every worker gets a share */
 }
 
 static int where_int(const void *in, void *out, rp_ctx_t *ctx)
@@ -106,13 +112,7 @@ static double touched(const char *file)
 
 static int where_slow(const void *in, void *out, rp_ctx_t *ctx)
 {
-    where_t *w = out;
-    gethostname(w->host, sizeof w->host);
-    w->host[sizeof w->host - 1] = '\0';
-    w->worker = rp_ctx_worker(ctx);
-    w->value = 3 * *(const int *)in;
-    usleep(50000);
-    return 0;
+    return where_after(in, out, ctx, 50000);
 }
 
 static int expect_outage(double deadline)
