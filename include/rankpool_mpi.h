@@ -37,7 +37,7 @@
  * "off" for never) while it holds work (its node hung, or cut off) gets no more:
  * its unfinished items run on the other workers, and what it sends for them later
  * is dropped, so items must be pure functions of their inputs. Silent for
- * $RP_MPI_UNREACHABLE_TIMEOUT seconds (default 120), it is given up; with no worker
+ * $RP_MPI_UNREACHABLE_TIMEOUT seconds (default 120, "off" for never), it is given up; with no worker
  * left, items fail with RP_EWORKER, the message naming its host.
  */
 #ifndef RANKPOOL_MPI_H

@@ -21,9 +21,7 @@ static pthread_mutex_t bar_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static double plain_period(void)
 {
-    const char *v = getenv("RP_PROGRESS_INTERVAL");
-    double s = v ? atof(v) : 0;
-    return s > 0 ? s : BAR_PLAIN_S;
+    return rp__env_seconds("RP_PROGRESS_INTERVAL", BAR_PLAIN_S, false);
 }
 
 /* "1:02:03", "2:03" or "4.2s". */

@@ -161,6 +161,10 @@ double rp__deadline(double timeout);
 /* a * b into *res, or RP_EINVAL when it overflows. */
 int rp__mul_size(size_t a, size_t b, size_t *res);
 void rp__hostname(char *buf, size_t len);
+/* Seconds from environment variable name (envtime.c): a number > 0; with never_ok,
+ * `0`, `inf`, `off` or `never` give +inf (no limit). Unset, empty or unusable: def
+ * (an unusable value is reported under RP_DEBUG). */
+double rp__env_seconds(const char *name, double def, bool never_ok);
 /* Debug trace to stderr when RP_DEBUG is set in the environment. */
 void rp__trace(const char *fmt, ...) RP_PRINTF(1, 2);
 

@@ -128,20 +128,10 @@ void rp__mpi_started_remove(rp_pool_t *pool)
 #define START_TIMEOUT_S 60.0   /* RP_MPI_START_TIMEOUT's default */
 #define START_GRACE_S   5.0    /* a serving rank waits this much longer than the master */
 
-/* RP_MPI_START_TIMEOUT: seconds (> 0, "inf" for no limit); else the default. */
+/* RP_MPI_START_TIMEOUT: seconds, or no limit (envtime.c); else the default. */
 static double start_timeout(void)
 {
-    const char *v = getenv("RP_MPI_START_TIMEOUT");
-    if (!v || !*v)
-        return START_TIMEOUT_S;
-    char *end;
-    double t = strtod(v, &end);
-    if (*end != '\0' || !(t > 0)) {
-        rp__trace("mpi: RP_MPI_START_TIMEOUT=%s is not a number of seconds: %g s", v,
-                  START_TIMEOUT_S);
-        return START_TIMEOUT_S;
-    }
-    return t;
+    return rp__env_seconds("RP_MPI_START_TIMEOUT", START_TIMEOUT_S, true);
 }
 
 static int start_send(MPI_Comm base, int dest, unsigned kind, uint32_t worker, int32_t status,

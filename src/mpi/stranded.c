@@ -24,29 +24,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A number of seconds > 0 from the environment; "inf", "0", "off" or "never":
- * never (0); unset or unreadable: def. */
-static double env_seconds(const char *name, double def)
+/* A deadline from the environment (envtime.c): 0 for never. */
+static double env_deadline(const char *name, double def)
 {
-    const char *v = getenv(name);
-    if (!v || !*v)
-        return def;
-    if (!strcmp(v, "inf") || !strcmp(v, "off") || !strcmp(v, "never"))
-        return 0;
-    char *end;
-    double t = strtod(v, &end);
-    if (*end != '\0' || !(t >= 0) || isinf(t)) {
-        rp__trace("mpi: %s=%s is not a number of seconds: %g s", name, v, def);
-        return def;
-    }
-    return t;
+    double t = rp__env_seconds(name, def, true);
+    return isinf(t) ? 0 : t;
 }
 
 int rp__mpi_silent_open(struct mpi_pool *mp, bool inproc)
 {
     mp->lost_code = RP_EBROKEN;
-    mp->stranded_s = inproc ? 0 : env_seconds("RP_MPI_STRANDED_TIMEOUT", STRANDED_S);
-    mp->unreachable_s = inproc ? 0 : env_seconds("RP_MPI_UNREACHABLE_TIMEOUT", UNREACHABLE_S);
+    mp->stranded_s = inproc ? 0 : env_deadline("RP_MPI_STRANDED_TIMEOUT", STRANDED_S);
+    mp->unreachable_s = inproc ? 0 : env_deadline("RP_MPI_UNREACHABLE_TIMEOUT", UNREACHABLE_S);
     /* a few ALIVEs must fit in the deadline; the second is not before the first */
     if (mp->stranded_s > 0 && mp->stranded_s < 4 * ALIVE_S)
         mp->stranded_s = 4 * ALIVE_S;
