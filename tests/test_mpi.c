@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int world_rank, world_size;
@@ -471,6 +472,44 @@ static void test_mpi_crash_of_a_task(void)
     CU_ASSERT_EQUAL(rp_apply(p, square, &x, 8, &y, 8, NULL), RP_OK);
     CU_ASSERT_EQUAL(y, 16);
     tu_pool_done(p);
+}
+
+/* A child of the program's own that ended and was not reaped, on every rank: the
+ * ranks still find their workers' deaths (waitid shows the program's child first,
+ * so the ranks ask each worker's process instead), and leave that child with its
+ * exit status to the program. */
+static void test_mpi_program_child_left_to_program(void)
+{
+    pid_t own = fork();
+    if (own == 0)
+        _exit(7);
+    CU_ASSERT_FATAL(own > 0);
+    siginfo_t si = { 0 };
+    CU_ASSERT_EQUAL(waitid(P_PID, (id_t)own, &si, WEXITED | WNOWAIT), 0); /* ended */
+    rp_pool_opts_t o = { .workers = 3 * (world_size - 1) };
+    rp_pool_t *p = world_pool(&o);
+    if (p) {
+        enum { N = 60 };
+        int in[N], out[N];
+        for (int i = 0; i < N; i++)
+            in[i] = i, out[i] = -1;
+        rp_map_opts_t mo = { .chunksize = 1 };
+        for (int round = 0; round < 3; round++) { /* a death, its replacement, again */
+            rp_error_t err;
+            CU_ASSERT_EQUAL(rp_map(p, crash_five, in, N, sizeof *in, out, sizeof *out, &mo,
+                                   &err), RP_EWORKER);
+            CU_ASSERT_EQUAL(err.index, 5);
+            CU_ASSERT_EQUAL(err.signal, SIGSEGV);
+            int bad = 0;
+            for (int i = 0; i < N; i++)
+                bad += i != 5 && out[i] != 2 * i;
+            CU_ASSERT_EQUAL(bad, 0);
+        }
+        tu_pool_done(p);
+    }
+    int status = 0;
+    CU_ASSERT_EQUAL(waitpid(own, &status, 0), own);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 7);
 }
 
 /* Several deaths inside large batches: exactly the items that died fail, with
@@ -1223,6 +1262,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_static_initializer_and_task),
         TU_TEST(test_mpi_initializer_failure_everywhere),
         TU_TEST(test_mpi_crash_of_a_task),
+        TU_TEST(test_mpi_program_child_left_to_program),
         TU_TEST(test_mpi_crashes_inside_batches),
         TU_TEST(test_mpi_replacement_cannot_start),
         TU_TEST(test_mpi_progress_while_master_computes),

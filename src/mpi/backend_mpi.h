@@ -203,6 +203,7 @@ struct server {
     uint64_t          sending[DIRTY_WORDS]; /* bit i: local worker i has a result going out */
     uint64_t          posted_total, sent_total; /* batches posted, results sent: all workers */
     double            scanned;  /* when every worker was last looked at */
+    double            asked;    /* when every worker's process was last waited for */
     char             *rbuf;
     size_t            rcap;
     bool              leaving;  /* STOP or TERMINATE received */
