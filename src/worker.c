@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,33 +21,65 @@ void rp__worker_fill_failure(rp_error_t *e, rp_ctx_t *ctx, int code, int rc, siz
     e->message[sizeof e->message - 1] = '\0';
 }
 
+/* The per-item path of an ordinary task: items [index, end) until one fails
+ * (*rc = what the task returned) or *stop is set; returns where it stopped (end:
+ * all ran). Its speed depends on where its code falls on 64-byte lines: the
+ * former loop (inside rp__worker_run, with the failure path) took 2.47, 2.78 or
+ * 3.08 ns per trivial item on this machine's cores depending on where the code
+ * before it in the library happened to end; this one, with the next item's stores
+ * after the call, took 2.78 at each of the four 16-byte placements. Aligned, it
+ * also keeps one place whatever the rest of the library becomes. */
+__attribute__((noinline, aligned(64)))
+static size_t run_items(rp_ctx_t *ctx, rp_task_fn fn, const char *in, size_t in_size,
+                        uintptr_t out, size_t out_step, size_t index, size_t end,
+                        _Atomic size_t *cur, const _Atomic uint32_t *stop, int *rc)
+{
+    if (index >= end || atomic_load_explicit(stop, memory_order_relaxed) != 0)
+        return index;
+    for (;;) {
+        atomic_store_explicit(cur, index, memory_order_release);
+        ctx->index = index;
+        ctx->raised = false;
+        ctx->output_set = false;
+        int r = fn(in, (void *)out, ctx);
+        if (__builtin_expect(r != 0, 0)) {
+            *rc = r;
+            return index;
+        }
+        if (++index == end
+            || __builtin_expect(atomic_load_explicit(stop, memory_order_relaxed) != 0, 0))
+            return index;
+        in += in_size;
+        out += out_step;
+    }
+}
+
 size_t rp__worker_run(rp_ctx_t *ctx, rp_task_fn fn, const char *in, size_t in_size,
                       char *out, size_t out_size, size_t start, size_t count,
                       _Atomic size_t *cur, rp__fail_fn on_fail, void *fail_arg)
 {
     static const _Atomic uint32_t never = 0;
+    _Atomic size_t nowhere;
     const _Atomic uint32_t *stop = ctx->stop ? ctx->stop : &never; /* one load per item */
-    size_t nfailed = 0;
+    size_t out_step = out ? out_size : 0, end = start + count, nfailed = 0;
     ctx->ran = count;
-    for (size_t k = 0; k < count; k++) {
-        size_t index = start + k;
-        if (__builtin_expect(atomic_load_explicit(stop, memory_order_relaxed) != 0, 0)) {
-            ctx->ran = k;
+    for (size_t i = start; i < end;) {
+        int rc = 0;
+        size_t k = i - start;
+        size_t at = run_items(ctx, fn, in + k * in_size, in_size, (uintptr_t)out + k * out_step,
+                              out_step, i, end, cur ? cur : &nowhere, stop, &rc);
+        if (at == end)
+            break;
+        if (rc == 0) { /* stopped before item at */
+            ctx->ran = at - start;
             break;
         }
-        if (cur)
-            atomic_store_explicit(cur, index, memory_order_release);
-        ctx->index = index;
-        ctx->raised = false;
-        ctx->output_set = false;
-        int rc = fn(in + k * in_size, out ? out + k * out_size : NULL, ctx);
-        if (__builtin_expect(rc != 0, 0)) {
-            rp_error_t e;
-            rp__worker_fill_failure(&e, ctx, RP_ETASK, rc, index, "task");
-            nfailed++;
-            if (on_fail)
-                on_fail(fail_arg, &e);
-        }
+        rp_error_t e;
+        rp__worker_fill_failure(&e, ctx, RP_ETASK, rc, at, "task");
+        nfailed++;
+        if (on_fail)
+            on_fail(fail_arg, &e);
+        i = at + 1;
     }
     return nfailed;
 }
