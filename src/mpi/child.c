@@ -231,7 +231,7 @@ static void child_await(struct wctl *ctl, uint32_t k, bool spin)
         }
         atomic_store(&ctl->child_sleeps, 1);
         if (atomic_load(&ctl->posted) == k)
-            rp__futex_wait(&ctl->posted, k, 0.1);
+            rp__futex_wait(&ctl->posted, k, CHILD_WAIT_S);
         atomic_store(&ctl->child_sleeps, 0);
         if (getppid() == 1)
             _exit(0);
