@@ -81,12 +81,12 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define SPIN_POLL_S   50e-6               /* the pool thread, after an event */
 #define CHECK_S       100e-6              /* a rank looks for dead children this often */
 #define SLEEP_MAX_S   1e-3                /* longest idle sleep */
-#define SPIN_WORKERS_MAX 8                /* a worker process of a rank with more workers
-                                           * does not poll (yielding) for its next batch
-                                           * on an oversubscribed node: that batch is a
-                                           * round trip to the master away, and hundreds
-                                           * of polling processes took the cores their
-                                           * ranks needed */
+#define SPIN_WORKERS_MAX 8                /* a rank with more workers and its worker
+                                           * processes do not poll (yielding) for each
+                                           * other on an oversubscribed node: a worker's
+                                           * next batch is a round trip to the master
+                                           * away, and hundreds of yielding processes
+                                           * took the cores their ranks needed */
 #define CHILD_WAIT_S  2.0                 /* a worker process waiting for its next batch
                                            * wakes this often to see if its rank is gone
                                            * (PR_SET_PDEATHSIG kills it anyway): 10 per
