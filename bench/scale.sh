@@ -2,7 +2,9 @@
 # The mpi backend at scale (bench/scale.c), and mpi4py.futures in the same run
 # (bench/scale_mpi4py.py): sleep tasks (ranks wait rather than compute, so that
 # many more ranks and workers than cores can be measured) under
-# `mpirun --oversubscribe`. Writes bench/out/scale.tsv (RESULT lines) and
+# `mpirun --oversubscribe`; beside each --workers map, the same number of bare
+# processes sleeping as many tasks (bench/sleepers.c): what this machine allows
+# any process pool. Writes bench/out/scale.tsv (RESULT lines) and
 # bench/out/scale.md (the table: median efficiency over the repetitions, create
 # and close+join times), and prints the table.
 #
@@ -42,6 +44,7 @@ make -C "$build" -j2 librankpool.la >"$bin/make-scale.log" 2>&1 || { echo "build
 gcc -O2 -g -std=gnu11 -o "$bin/rp_scale" "$here/scale.c" -I"$top/include" -I"$here" \
     $(pkg-config --cflags ompi-c) -L"$build/.libs" -Wl,-rpath,"$build/.libs" -lrankpool \
     $(pkg-config --libs ompi-c) || exit 1
+gcc -O2 -g -std=gnu11 -o "$bin/sleepers" "$here/sleepers.c" -I"$here" || exit 1
 if [ $py = 1 ] && ! "$PYTHON" -c 'import mpi4py.futures' 2>/dev/null; then
     echo "bench/scale.sh: mpi4py is not installed (apt-get install python3-mpi4py): skipped" >&2
     py=0
@@ -67,6 +70,9 @@ for r in $(seq "$reps"); do
             np=$(( w <= 2048 ? 9 : 17 ))
             echo "== $w workers on $np ranks, map, $ms ms (rep $r)" >&2
             run "$np" "$bin/rp_scale" --mode map --ms "$ms" --workers "$w"
+            echo "== $w bare sleepers, $ms ms (rep $r)" >&2
+            timeout 600 "$bin/sleepers" --workers "$w" --ms "$ms" --variant "${np}r/${w}w/${ms}ms" \
+                2>>"$out/scale.log" | grep '^RESULT' >>"$tsv"
         done
     done
 done
@@ -82,12 +88,13 @@ def med(k):
     return "%.3g" % statistics.median(v) if v else "-"
 keys = sorted({(wl, var) for (wl, var, impl, m) in rows if wl != "scale_startstop"},
               key=lambda k: (k[0], int(k[1].split("/")[2][:-2]), int(k[1].split("/")[1][:-1])))
-print("| workload | ranks/workers/task | rankpool eff. % | mpi4py eff. % | rankpool tasks/s | master CPU µs/task | create s | close+join s |")
-print("|---|---|---|---|---|---|---|---|")
+print("| workload | ranks/workers/task | rankpool eff. % | mpi4py eff. % | bare sleepers eff. % | rankpool tasks/s | master CPU µs/task | create s | close+join s |")
+print("|---|---|---|---|---|---|---|---|---|")
 for wl, var in keys:
-    print("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         wl, var, med((wl, var, "rankpool-mpi", "efficiency")),
-        med((wl, var, "mpi4py", "efficiency")), med((wl, var, "rankpool-mpi", "rate")),
+        med((wl, var, "mpi4py", "efficiency")), med((wl, var, "sleepers", "efficiency")),
+        med((wl, var, "rankpool-mpi", "rate")),
         med((wl, var, "rankpool-mpi", "master_cpu_per_task")),
         med(("scale_startstop", var, "rankpool-mpi", "create")),
         med(("scale_startstop", var, "rankpool-mpi", "close+join"))))

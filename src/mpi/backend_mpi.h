@@ -81,6 +81,17 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define SPIN_POLL_S   50e-6               /* the pool thread, after an event */
 #define CHECK_S       100e-6              /* a rank looks for dead children this often */
 #define SLEEP_MAX_S   1e-3                /* longest idle sleep */
+#define SPIN_WORKERS_MAX 8                /* a rank with more workers and its worker
+                                           * processes do not poll (yielding) for each
+                                           * other on an oversubscribed node: a worker's
+                                           * next batch is a round trip to the master
+                                           * away, and hundreds of yielding processes
+                                           * took the cores their ranks needed */
+#define CHILD_WAIT_S  2.0                 /* a worker process waiting for its next batch
+                                           * wakes this often to see if its rank is gone
+                                           * (PR_SET_PDEATHSIG kills it anyway): 10 per
+                                           * second for each of 6,000 idle processes
+                                           * were enough wake-ups to starve their ranks */
 #define IDLE_SLEEP_S  0.1                 /* the pool thread's sleep with no job at all */
 #define ANSWER_WAIT_S 3.0                 /* longest wait for a rank's BYE after STOP (join) */
 #define STOP_WAIT_PER_WORKER_S 0.01      /* more for a rank that answered ALIVE: its kills */

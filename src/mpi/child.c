@@ -231,7 +231,7 @@ static void child_await(struct wctl *ctl, uint32_t k, bool spin)
         }
         atomic_store(&ctl->child_sleeps, 1);
         if (atomic_load(&ctl->posted) == k)
-            rp__futex_wait(&ctl->posted, k, 0.1);
+            rp__futex_wait(&ctl->posted, k, CHILD_WAIT_S);
         atomic_store(&ctl->child_sleeps, 0);
         if (getppid() == 1)
             _exit(0);
@@ -267,9 +267,10 @@ static void child_main(struct server *sv, struct lworker *lw)
     long max_tasks = (long)sv->hello.max_tasks;
     /* The first batch is not spun for: at a pool's start every process of the
      * rank would spin at once, on the cores the rank still forks on, for a batch
-     * that comes only once the whole pool is up. */
+     * that comes only once the whole pool is up. Nor, without a core for each
+     * (pair_spin), is any batch of a rank with many workers (SPIN_WORKERS_MAX). */
     for (uint32_t k = atomic_load(&ctl->completed), first = k;; k++) {
-        child_await(ctl, k, k != first);
+        child_await(ctl, k, k != first && (rp__mpi_pair_spin || sv->nlocal <= SPIN_WORKERS_MAX));
         if (!rp__mpi_run_slot(sv, lw, &ctx, k, &tasks, max_tasks)) {
             atomic_store(&ctl->state, CHILD_RETIRING);
             _exit(0);

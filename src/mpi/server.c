@@ -398,9 +398,11 @@ static int serve(struct server *sv)
                 break; /* the batch ran here: its result goes out first */
         }
         /* waitpid is a system call: look for dead children every CHECK_S, not
-         * at every turn of a polling loop */
+         * at every turn of a polling loop; the kernel's waitid walks every child,
+         * so a rank of many workers looks less often (CHECK_S per 8 workers:
+         * 12.9 ms for 1,024), not more system time per worker */
         double now = rp__now();
-        bool check = now - checked >= CHECK_S;
+        bool check = now - checked >= CHECK_S * (1 + sv->nlocal / 8);
         if (check)
             checked = now;
         int rc = serve_workers(sv, check, &events);
@@ -425,10 +427,14 @@ static int serve(struct server *sv)
         }
         /* While a child computes, sleep on the bell (the child rings it when
          * done) at once: the core is the child's; poll briefly first only when
-         * the rank and its child each have a core (pair_spin). Idle, poll MPI
-         * for longer (the master may be sending), then take short naps. */
+         * the rank and its child each have a core (pair_spin), or, yielding, for
+         * a few children (SPIN_WORKERS_MAX: a rank of hundreds that yields loses
+         * its turn to them, one that sleeps is woken ahead of them). Idle, poll
+         * MPI for longer (the master may be sending), then take short naps. */
         bool computing = sv->posted_total != sv->sent_total;
-        double spin = !computing ? SPIN_IDLE_S : rp__mpi_pair_spin || rp__mpi_yield_when_idle ? SPIN_BUSY_S : 0;
+        bool few = sv->nlocal <= SPIN_WORKERS_MAX;
+        double spin = !computing ? SPIN_IDLE_S
+                      : rp__mpi_pair_spin || (rp__mpi_yield_when_idle && few) ? SPIN_BUSY_S : 0;
         if (now - idle_since < spin) {
             rp__mpi_idle_pause();
             continue;
