@@ -76,6 +76,8 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define LONG_BATCH_S  1e-3                /* for longer ones the pool thread naps */
 #define INLINE_MAX    ((size_t)16 << 10)  /* outputs up to this ride in the header */
 #define SLOT_BYTES    ((size_t)256 << 20) /* virtual size of a batch's shared region */
+#define PRECV_BYTES   SLOT_BYTES          /* the largest TAG_CTL message: a result */
+#define PRECV_KEEP    ((size_t)1 << 20)   /* ... pages kept after a larger one: this */
 #define SPIN_IDLE_S   1e-3                /* poll this long before sleeping */
 #define SPIN_BUSY_S   50e-6               /* ... while a child computes */
 #define SPIN_POLL_S   50e-6               /* the pool thread, after an event */
@@ -368,6 +370,10 @@ struct mpi_pool {
     char            lost_why[320]; /* why the last worker was lost */
     char           *rbuf;
     size_t          rcap;
+    /* the receive posted for the next TAG_CTL message (recv.c) */
+    MPI_Request     preq;
+    char           *pbuf;        /* PRECV_BYTES, mapped on first use */
+    size_t          pbig;        /* bytes of pbuf the last message touched */
     rp__wbuf        ctl;
     /* silent ranks (stranded.c) */
     double          stranded_s, unreachable_s; /* 0: never */
@@ -414,6 +420,10 @@ int  rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p);
 void rp__mpi_progress_note(struct inflight *fl);
 /* Waits for a batch's sends to complete (or drops them: cancel) and frees it. */
 void rp__mpi_release_inflight(struct mpi_pool *mp, struct inflight *fl, bool cancel);
+
+/* recv.c: the receive posted for the master's next TAG_CTL message is canceled
+ * (the pool ends; under plock or with nobody else moving messages). */
+void rp__mpi_recv_stop(struct mpi_pool *mp);
 
 /* recv.c: what comes back, and what it means for the jobs. */
 int  rp__mpi_poll_messages(struct mpi_pool *mp);
