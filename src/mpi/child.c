@@ -224,9 +224,8 @@ static void child_await(struct wctl *ctl, uint32_t k, bool spin)
 {
     double t0 = rp__now();
     while (atomic_load(&ctl->posted) == k) {
-        if (spin && (rp__mpi_pair_spin || rp__mpi_yield_when_idle) &&
-            rp__now() - t0 < SPIN_BUSY_S * 4) {
-            rp__mpi_idle_pause();
+        if (spin && rp__now() - t0 < SPIN_BUSY_S * 4) {
+            rp__mpi_pair_pause();
             continue;
         }
         atomic_store(&ctl->child_sleeps, 1);
@@ -269,7 +268,7 @@ static void child_main(struct server *sv, struct lworker *lw)
      * rank would spin at once, on the cores the rank still forks on, for a batch
      * that comes only once the whole pool is up. */
     for (uint32_t k = atomic_load(&ctl->completed), first = k;; k++) {
-        child_await(ctl, k, k != first);
+        child_await(ctl, k, k != first && rp__mpi_pair_polls(sv));
         if (!rp__mpi_run_slot(sv, lw, &ctx, k, &tasks, max_tasks)) {
             atomic_store(&ctl->state, CHILD_RETIRING);
             _exit(0);

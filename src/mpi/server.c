@@ -421,9 +421,12 @@ static int serve(struct server *sv)
          * the rank and its child each have a core (pair_spin). Idle, poll MPI
          * for longer (the master may be sending), then take short naps. */
         bool computing = sv->posted_total != sv->sent_total;
-        double spin = !computing ? SPIN_IDLE_S : rp__mpi_pair_spin || rp__mpi_yield_when_idle ? SPIN_BUSY_S : 0;
+        double spin = !computing ? SPIN_IDLE_S : rp__mpi_pair_polls(sv) ? SPIN_BUSY_S : 0;
         if (now - idle_since < spin) {
-            rp__mpi_idle_pause();
+            if (computing)
+                rp__mpi_pair_pause();
+            else
+                rp__mpi_idle_pause();
             continue;
         }
         uint32_t b = atomic_load(&sv->bell->bell);
