@@ -256,8 +256,9 @@ END {
     printf ".TP\n.B RP_MPI_ISOLATE\n0: on the mpi backend, run tasks inside the ranks instead of " \
            "in a forked worker process (faster round trips; a crash stops the job).\n" > out
     printf ".TP\n.B RP_MPI_SPIN\n1: on the mpi backend, a serving rank and its worker process " \
-           "spin for each other instead of sleeping (wants a core for each); 0: never; " \
-           "unset: when the node has a core for each.\n" > out
+           "spin for each other instead of sleeping (wants a core for each); 0: never, not even " \
+           "briefly and yielding; unset: when the node has a core for each (a rank of one " \
+           "worker with a core per rank: briefly, yielding).\n" > out
     printf "%s", see_also("") > out
     close(out)
     print out

@@ -333,6 +333,13 @@ int rp__wire_get_ready(rp__rbuf *r, rp__wire_ready *m)
 
 /* ---- BATCH ----------------------------------------------------------------------------- */
 
+/* Appends n bytes at *at and moves it on. */
+static char *put_at(char *at, const void *p, size_t n)
+{
+    memcpy(at, p, n);
+    return at + n;
+}
+
 int rp__wire_put_batch(rp__wbuf *w, uint32_t worker, const rp__wire_batch *m,
                        const void *input)
 {
@@ -340,44 +347,63 @@ int rp__wire_put_batch(rp__wbuf *w, uint32_t worker, const rp__wire_batch *m,
     if (rp__mul_size((size_t)m->count, (size_t)m->in_size, &bytes) != RP_OK)
         return RP_EINVAL;
     bool control = m->timeout_ns || m->retries;
-    rp__wire_begin(w, RP__MSG_BATCH, worker,
-                   (input ? 0 : RP__BATCH_SEPARATE) | (control ? RP__BATCH_CONTROL : 0));
-    rp__wbuf_u64(w, m->job);
-    rp__wbuf_u64(w, m->seq);
-    rp__wbuf_u64(w, m->start);
-    rp__wbuf_u64(w, m->count);
-    rp__wbuf_u64(w, m->chunk);
-    rp__wbuf_u64(w, m->in_size);
-    rp__wbuf_u64(w, m->out_size);
-    rp__wbuf_u32(w, m->flags);
+    const rp__fnref *ref = &m->fn;
+    uint32_t namelen = (uint32_t)strnlen(ref->object, sizeof ref->object - 1);
+    uint32_t idlen = ref->idlen <= RP__FNREF_IDMAX ? ref->idlen : RP__FNREF_IDMAX;
+    /* The layout rp__wire_put_fnref and the rp__wbuf_* calls would write, sized
+     * first and written in place: a batch goes out per apply. */
+    size_t head = RP__WIRE_HDR_SIZE + 7 * 8 + 4 + (control ? 16 : 0) + 8 + 3 * 4 + idlen +
+                  namelen;
+    size_t pad = (8 - (head + 4) % 8) % 8; /* the input starts 8-byte aligned */
+    w->len = 0;
+    w->err = RP_OK;
+    if (input && bytes > SIZE_MAX / 2 - head - 4 - pad)
+        return w->err = RP_ENOMEM;
+    char *at = rp__wbuf_grow(w, head + 4 + pad + (input ? bytes : 0));
+    if (!at)
+        return w->err;
+    rp__wire_hdr_write(at, RP__MSG_BATCH, worker,
+                       (input ? 0 : RP__BATCH_SEPARATE) | (control ? RP__BATCH_CONTROL : 0),
+                       w->len);
+    at += RP__WIRE_HDR_SIZE;
+    uint64_t v[7] = { m->job, m->seq, m->start, m->count, m->chunk, m->in_size, m->out_size };
+    at = put_at(at, v, sizeof v);
+    at = put_at(at, &m->flags, 4);
     if (control) {
-        rp__wbuf_u64(w, m->timeout_ns);
-        rp__wbuf_u32(w, m->retries);
-        rp__wbuf_u32(w, 0);
+        uint32_t zero = 0;
+        at = put_at(at, &m->timeout_ns, 8);
+        at = put_at(at, &m->retries, 4);
+        at = put_at(at, &zero, 4);
     }
-    rp__wire_put_fnref(w, &m->fn);
-    /* the input starts 8-byte aligned within the message */
-    size_t pad = (8 - (w->len + 4) % 8) % 8;
-    rp__wbuf_u32(w, (uint32_t)pad);
-    void *zero = rp__wbuf_grow(w, pad); /* zeroed: no stale bytes on the wire */
-    if (zero && pad)
-        memset(zero, 0, pad);
-    if (input)
-        rp__wbuf_put(w, input, bytes);
-    return rp__wire_end(w);
+    uint32_t f[3] = { ref->idkind, idlen, namelen };
+    at = put_at(at, &ref->offset, 8);
+    at = put_at(at, f, sizeof f);
+    at = put_at(at, ref->id, idlen);
+    at = put_at(at, ref->object, namelen);
+    uint32_t pad32 = (uint32_t)pad;
+    at = put_at(at, &pad32, 4);
+    memset(at, 0, pad); /* no stale bytes on the wire */
+    if (input && bytes)
+        memcpy(at + pad, input, bytes);
+    return RP_OK;
 }
 
 int rp__wire_get_batch(rp__rbuf *r, const rp__wire_hdr *h, rp__wire_batch *m)
 {
     memset(m, 0, sizeof *m);
-    m->job = rp__rbuf_u64(r);
-    m->seq = rp__rbuf_u64(r);
-    m->start = rp__rbuf_u64(r);
-    m->count = rp__rbuf_u64(r);
-    m->chunk = rp__rbuf_u64(r);
-    m->in_size = rp__rbuf_u64(r);
-    m->out_size = rp__rbuf_u64(r);
-    m->flags = rp__rbuf_u32(r);
+    const char *fixed = rp__rbuf_get(r, 7 * 8 + 4); /* (one bounds check, not eight) */
+    if (fixed) {
+        uint64_t v[7];
+        memcpy(v, fixed, sizeof v);
+        m->job = v[0];
+        m->seq = v[1];
+        m->start = v[2];
+        m->count = v[3];
+        m->chunk = v[4];
+        m->in_size = v[5];
+        m->out_size = v[6];
+        memcpy(&m->flags, fixed + sizeof v, 4);
+    }
     if (h->flags & RP__BATCH_CONTROL) {
         m->timeout_ns = rp__rbuf_u64(r);
         m->retries = rp__rbuf_u32(r);

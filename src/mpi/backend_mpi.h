@@ -23,7 +23,8 @@
  * writing outputs and failure records into the same region. The rank then sends
  * the result from that region: a header with the records, and the outputs, which
  * the master receives straight into job->out (small outputs ride inline in the
- * header message). The master reports each result to the core's ledger
+ * header message; the header itself lands in a receive the master posts in
+ * advance, recv.c). The master reports each result to the core's ledger
  * (rp__job_deliver*, rp__job_fail, rp__job_processed). Messages are framed and
  * checked by wire.c: a malformed one makes the master give up on that rank, never
  * crash.
@@ -76,6 +77,8 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define LONG_BATCH_S  1e-3                /* for longer ones the pool thread naps */
 #define INLINE_MAX    ((size_t)16 << 10)  /* outputs up to this ride in the header */
 #define SLOT_BYTES    ((size_t)256 << 20) /* virtual size of a batch's shared region */
+#define PRECV_BYTES   SLOT_BYTES          /* the largest TAG_CTL message: a result */
+#define PRECV_KEEP    ((size_t)1 << 20)   /* ... pages kept after a larger one: this */
 #define SPIN_IDLE_S   1e-3                /* poll this long before sleeping */
 #define SPIN_BUSY_S   50e-6               /* ... while a child computes */
 #define SPIN_POLL_S   50e-6               /* the pool thread, after an event */
@@ -380,6 +383,10 @@ struct mpi_pool {
     char            lost_why[320]; /* why the last worker was lost */
     char           *rbuf;
     size_t          rcap;
+    /* the receive posted for the next TAG_CTL message (recv.c) */
+    MPI_Request     preq;
+    char           *pbuf;        /* PRECV_BYTES, mapped on first use */
+    size_t          pbig;        /* bytes of pbuf the last message touched */
     rp__wbuf        ctl;
     /* silent ranks (stranded.c) */
     double          stranded_s, unreachable_s; /* 0: never */
@@ -426,6 +433,10 @@ int  rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p);
 void rp__mpi_progress_note(struct inflight *fl);
 /* Waits for a batch's sends to complete (or drops them: cancel) and frees it. */
 void rp__mpi_release_inflight(struct mpi_pool *mp, struct inflight *fl, bool cancel);
+
+/* recv.c: the receive posted for the master's next TAG_CTL message is canceled
+ * (the pool ends; under plock or with nobody else moving messages). */
+void rp__mpi_recv_stop(struct mpi_pool *mp);
 
 /* recv.c: what comes back, and what it means for the jobs. */
 int  rp__mpi_poll_messages(struct mpi_pool *mp);
@@ -505,6 +516,7 @@ int  rp__mpi_bcast_status(MPI_Comm comm, int32_t *status);
  *   MPI does. The master's pool thread sleeps while a user thread polls. */
 extern bool rp__mpi_yield_when_idle;
 extern bool rp__mpi_pair_spin;
+extern bool rp__mpi_pair_yield;
 void rp__mpi_decide_yield(bool inproc);
 /* Threads that nap (short timed sleeps) want them short: no timer slack. */
 void rp__mpi_precise_naps(void);
@@ -521,6 +533,27 @@ static inline void rp__mpi_idle_pause(void)
         sched_yield();
     else
         rp__cpu_relax();
+}
+
+/* Whether a rank and its worker processes poll each other briefly before they
+ * sleep (a batch posted, a batch done): a core for each (pair_spin); an
+ * oversubscribed node, yielding, for a rank of at most SPIN_WORKERS_MAX workers
+ * (hundreds yielding took the cores from their ranks); or, yielding, a rank of
+ * one worker whose node has a core per rank but not per process (pair_yield: on
+ * 2 cores with -np 2, an apply's round trip went from a median of 9.4 to 7.1 us). */
+static inline bool rp__mpi_pair_polls(const struct server *sv)
+{
+    return rp__mpi_pair_spin || (rp__mpi_yield_when_idle && sv->nlocal <= SPIN_WORKERS_MAX) ||
+           (rp__mpi_pair_yield && sv->nlocal == 1);
+}
+
+/* One turn of a rank or its worker process polling the other. */
+static inline void rp__mpi_pair_pause(void)
+{
+    if (rp__mpi_pair_yield)
+        sched_yield();
+    else
+        rp__mpi_idle_pause();
 }
 
 static inline void rp__mpi_sleep(double s)

@@ -224,9 +224,8 @@ static void child_await(struct wctl *ctl, uint32_t k, bool spin)
 {
     double t0 = rp__now();
     while (atomic_load(&ctl->posted) == k) {
-        if (spin && (rp__mpi_pair_spin || rp__mpi_yield_when_idle) &&
-            rp__now() - t0 < SPIN_BUSY_S * 4) {
-            rp__mpi_idle_pause();
+        if (spin && rp__now() - t0 < SPIN_BUSY_S * 4) {
+            rp__mpi_pair_pause();
             continue;
         }
         atomic_store(&ctl->child_sleeps, 1);
@@ -270,7 +269,7 @@ static void child_main(struct server *sv, struct lworker *lw)
      * that comes only once the whole pool is up. Nor, without a core for each
      * (pair_spin), is any batch of a rank with many workers (SPIN_WORKERS_MAX). */
     for (uint32_t k = atomic_load(&ctl->completed), first = k;; k++) {
-        child_await(ctl, k, k != first && (rp__mpi_pair_spin || sv->nlocal <= SPIN_WORKERS_MAX));
+        child_await(ctl, k, k != first && rp__mpi_pair_polls(sv));
         if (!rp__mpi_run_slot(sv, lw, &ctx, k, &tasks, max_tasks)) {
             atomic_store(&ctl->state, CHILD_RETIRING);
             _exit(0);

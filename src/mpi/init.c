@@ -16,6 +16,7 @@
 
 bool rp__mpi_yield_when_idle = true;
 bool rp__mpi_pair_spin = false;
+bool rp__mpi_pair_yield = false;
 
 void rp__mpi_decide_yield(bool inproc)
 {
@@ -30,8 +31,13 @@ void rp__mpi_decide_yield(bool inproc)
     const char *v = getenv("RP_MPI_SPIN");
     if (v && !inproc && (strcmp(v, "1") == 0 || strcmp(v, "0") == 0))
         rp__mpi_pair_spin = v[0] == '1';
+    /* A core for each rank but not for each rank and its worker process (the
+     * master's waiting thread polls on one of them): the pair polls each other
+     * briefly, yielding, as on an oversubscribed node; a rank of one worker only */
+    rp__mpi_pair_yield = !inproc && !rp__mpi_pair_spin && !rp__mpi_yield_when_idle &&
+                         !(v && strcmp(v, "0") == 0);
     rp__trace("mpi waiting: %d ranks on this node, %d cores: pair spin %s, idle %s%s",
-              local, ncores, rp__mpi_pair_spin ? "on" : "off",
+              local, ncores, rp__mpi_pair_spin ? "on" : rp__mpi_pair_yield ? "yields" : "off",
               rp__mpi_yield_when_idle ? "yields" : "spins", v ? " (RP_MPI_SPIN set)" : "");
 }
 

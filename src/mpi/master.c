@@ -293,6 +293,7 @@ static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *er
         pthread_cond_init(&mp->kick, &ca);
         pthread_condattr_destroy(&ca);
         rp__wbuf_init(&mp->ctl);
+        mp->preq = MPI_REQUEST_NULL;
         rc = master_start(pool, mp, opts, err);
         if (rc != RP_OK) {
             master_free(mp);
@@ -467,6 +468,8 @@ void rp__mpi_pool_retire(rp_pool_t *pool)
     }
     for (int rk = 1; !mp->sv && rk < mp->size; rk++)
         keep = keep || mp->rank_broken[rk];
+    if (!mp->sv)
+        rp__mpi_recv_stop(mp);
     rp__mpi_end(&mp->comm, keep);
     mp->retired = true;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* ---- what happens to items ----------------------------------------------------------- */
 
@@ -387,36 +388,74 @@ static int handle_progress(struct mpi_pool *mp, int src, const rp__wire_hdr *h, 
     return RP_OK;
 }
 
-/* Receives the next TAG_CTL message into mp->rbuf. \return its length, 0 when
- * there is none, -1 when the sender was given up for it (*src set). */
-static long recv_next(struct mpi_pool *mp, int *src)
+/* The master's TAG_CTL messages arrive into a receive posted in advance, not
+ * probed for and then received: Open MPI matches a message that finds its
+ * receive posted straight into that buffer, and an empty poll is one MPI_Test
+ * (a probe sets up, searches and frees a receive each time, and a probed
+ * message is copied twice). The buffer holds the largest message a rank sends
+ * (a result from its whole area); it is reserved, not committed, and after a
+ * message larger than PRECV_KEEP its pages are given back. */
+static int post_recv(struct mpi_pool *mp)
 {
-    int flag = 0, count = 0;
-    MPI_Message msg;
+    if (!mp->pbuf) {
+        void *p = mmap(NULL, PRECV_BYTES, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED)
+            return RP_ENOMEM;
+        mp->pbuf = p;
+    }
+    if (mp->pbig > PRECV_KEEP)
+        madvise(mp->pbuf + PRECV_KEEP, mp->pbig - PRECV_KEEP, MADV_DONTNEED);
+    mp->pbig = 0;
+    return MPI_Irecv(mp->pbuf, (int)PRECV_BYTES, MPI_BYTE, MPI_ANY_SOURCE, TAG_CTL, mp->comm,
+                     &mp->preq) == MPI_SUCCESS
+               ? RP_OK
+               : RP_EMPI;
+}
+
+void rp__mpi_recv_stop(struct mpi_pool *mp)
+{
+    if (mp->preq != MPI_REQUEST_NULL) {
+        MPI_Cancel(&mp->preq);
+        MPI_Wait(&mp->preq, MPI_STATUS_IGNORE);
+        mp->preq = MPI_REQUEST_NULL;
+    }
+    if (mp->pbuf)
+        munmap(mp->pbuf, PRECV_BYTES);
+    mp->pbuf = NULL;
+}
+
+/* Receives the next TAG_CTL message into mp->pbuf (*at), where it stays until
+ * the next call. \return its length, 0 when there is none, -1 when the sender
+ * was given up for it (*src set). */
+static long recv_next(struct mpi_pool *mp, int *src, char **at)
+{
+    int flag = 0, count = 0, rc = RP_OK;
     MPI_Status st;
-    if (MPI_Improbe(MPI_ANY_SOURCE, TAG_CTL, mp->comm, &flag, &msg, &st) != MPI_SUCCESS) {
+    if (mp->preq == MPI_REQUEST_NULL && (rc = post_recv(mp)) != RP_OK) {
         for (int rk = 1; rk < mp->size; rk++)
-            rp__mpi_break_rank(mp, rk, "MPI_Improbe failed");
+            rp__mpi_break_rank(mp, rk, rc == RP_ENOMEM ? "out of memory receiving a result"
+                                                       : "MPI_Irecv failed");
+        return -1;
+    }
+    int mrc = MPI_Test(&mp->preq, &flag, &st);
+    if (mrc != MPI_SUCCESS && !flag) {
+        for (int rk = 1; rk < mp->size; rk++)
+            rp__mpi_break_rank(mp, rk, "MPI_Test failed");
         return -1;
     }
     if (!flag)
         return 0;
+    mp->preq = MPI_REQUEST_NULL;
     *src = st.MPI_SOURCE;
     MPI_Get_count(&st, MPI_BYTE, &count);
-    if ((size_t)count > mp->rcap) {
-        char *b = realloc(mp->rbuf, (size_t)count);
-        if (!b) {
-            MPI_Mrecv(NULL, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
-            rp__mpi_break_rank(mp, *src, "out of memory receiving a result");
-            return -1;
-        }
-        mp->rbuf = b;
-        mp->rcap = (size_t)count;
-    }
-    if (MPI_Mrecv(mp->rbuf, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
-        rp__mpi_break_rank(mp, *src, "MPI_Mrecv failed");
+    mp->pbig = count > 0 ? (size_t)count : 0;
+    if (mrc != MPI_SUCCESS || count < 0) { /* (longer than any message of a rank) */
+        mp->pbig = PRECV_BYTES;
+        rp__mpi_break_rank(mp, *src, "MPI receive failed (message too long?)");
         return -1;
     }
+    *at = mp->pbuf;
     return count;
 }
 
@@ -457,7 +496,8 @@ int rp__mpi_poll_messages(struct mpi_pool *mp)
     bool drained = false;
     for (int n = 0; n < 64 && !mp->job_ended; n++) {
         int src = -1;
-        long len = recv_next(mp, &src);
+        char *msg = NULL;
+        long len = recv_next(mp, &src, &msg);
         if (len == 0) {
             drained = true;
             break;
@@ -468,7 +508,7 @@ int rp__mpi_poll_messages(struct mpi_pool *mp)
         rp__mpi_heard(mp, src);
         rp__wire_hdr h;
         rp__rbuf r;
-        int rc = rp__wire_open(mp->rbuf, (size_t)len, &h, &r);
+        int rc = rp__wire_open(msg, (size_t)len, &h, &r);
         if (rc == RP_OK && h.kind == RP__MSG_RESULT)
             rc = handle_result(mp, src, &h, &r);
         else if (rc == RP_OK && h.kind == RP__MSG_DIED)

@@ -429,14 +429,16 @@ static int serve(struct server *sv)
          * done) at once: the core is the child's; poll briefly first only when
          * the rank and its child each have a core (pair_spin), or, yielding, for
          * a few children (SPIN_WORKERS_MAX: a rank of hundreds that yields loses
-         * its turn to them, one that sleeps is woken ahead of them). Idle, poll
+         * its turn to them, one that sleeps is woken ahead of them) or a lone
+         * child on a node with a core per rank (rp__mpi_pair_polls). Idle, poll
          * MPI for longer (the master may be sending), then take short naps. */
         bool computing = sv->posted_total != sv->sent_total;
-        bool few = sv->nlocal <= SPIN_WORKERS_MAX;
-        double spin = !computing ? SPIN_IDLE_S
-                      : rp__mpi_pair_spin || (rp__mpi_yield_when_idle && few) ? SPIN_BUSY_S : 0;
+        double spin = !computing ? SPIN_IDLE_S : rp__mpi_pair_polls(sv) ? SPIN_BUSY_S : 0;
         if (now - idle_since < spin) {
-            rp__mpi_idle_pause();
+            if (computing)
+                rp__mpi_pair_pause();
+            else
+                rp__mpi_idle_pause();
             continue;
         }
         uint32_t b = atomic_load(&sv->bell->bell);
