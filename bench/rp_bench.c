@@ -17,7 +17,6 @@
 #include <limits.h>
 #include <sched.h>
 #include <stdbool.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <mpi.h>
@@ -174,14 +173,6 @@ static void *shared_alloc(rp_pool_t *p, size_t bytes)
     return b;
 }
 
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
-           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
-}
-
 static char *variant_cs(char *buf, size_t len, size_t cs)
 {
     if (cs)
@@ -317,9 +308,9 @@ static double spin_once(rp_pool_t *p, const char *wl, const char *variant, int w
                         const uint64_t *in, uint64_t *out, size_t n, size_t cs, double serial,
                         int cpu)
 {
-    double c0 = cpu_seconds();
+    double c0 = bench_cpu_seconds();
     double t = timed_map(p, task_spin, in, n, sizeof *in, out, sizeof *out, cs);
-    double c = cpu_seconds() - c0;
+    double c = bench_cpu_seconds() - c0;
     if (t < 0)
         return -1;
     for (size_t i = 0; i < n; i += n - 1 > 0 ? n - 1 : 1) /* first and last */

@@ -17,7 +17,6 @@
 #include <mpi.h>
 
 #include <errno.h>
-#include <sys/resource.h>
 
 static int task_sleep(const void *in, void *out, rp_ctx_t *ctx)
 {
@@ -29,15 +28,6 @@ static int task_sleep(const void *in, void *out, rp_ctx_t *ctx)
         ;
     *(long *)out = (x & 0xffffffffL) * 3 + 1;
     return RP_OK;
-}
-
-/* CPU seconds of this process (the master: its pool thread and the caller). */
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
-           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
 }
 
 static void result(const char *wl, const char *variant, int workers, const char *metric,
@@ -105,7 +95,7 @@ int main(int argc, char **argv)
     int bad = 0;
     for (long r = 0; r < reps; r++) {
         memset(out, 0, (size_t)items * sizeof *out);
-        double t = bench_now(), c = cpu_s();
+        double t = bench_now(), c = bench_cpu_seconds();
         if (res) {
             for (long i = 0; i < items && !bad; i++)
                 if (rp_apply_async(p, task_sleep, &in[i], sizeof *in, &out[i], sizeof *out,
@@ -121,7 +111,7 @@ int main(int argc, char **argv)
             bad = 1;
         }
         t = bench_now() - t;
-        c = cpu_s() - c;
+        c = bench_cpu_seconds() - c;
         for (long i = 0; i < items && !bad; i++)
             if (out[i] != i * 3 + 1)
                 bad = 1;
