@@ -89,16 +89,25 @@ EOF
 chmod +x "$work/agent"
 printf '%s slots=2\n%s slots=2\n' $ipa $ipb >"$work/hosts"
 
-# Host A runs mpirun; it reaches B over TCP on the veth subnet only.
-ip netns exec $nsa unshare --uts sh -c '
-    hostname rp-host-a
-    exec timeout 120 "$0" --allow-run-as-root --oversubscribe --bind-to none \
-        -np 4 --hostfile "$1" \
-        --mca plm_rsh_agent "$2" \
-        --mca btl tcp,self --mca btl_tcp_if_include "$3" \
-        --mca oob_tcp_if_include "$3" \
-        -x RP_BACKEND=mpi -x PATH \
-        "$4" 2' "$MPIRUN" "$work/hosts" "$work/agent" "$net.0/24" "$prog" >"$work/out" 2>&1
+# Host A runs mpirun (4 ranks over both hosts); it reaches B over TCP on the veth
+# subnet only. mpirun_on_a OUT ARGS...: ARGS are mpirun's further arguments (more
+# -x, the program and its arguments); its output goes to OUT.
+mpirun_on_a() {
+    out=$1
+    shift
+    ip netns exec $nsa unshare --uts sh -c '
+        hostname rp-host-a
+        mpirun=$1 hosts=$2 agent=$3 subnet=$4
+        shift 4
+        exec timeout 120 "$mpirun" --allow-run-as-root --oversubscribe --bind-to none \
+            -np 4 --hostfile "$hosts" \
+            --mca plm_rsh_agent "$agent" \
+            --mca btl tcp,self --mca btl_tcp_if_include "$subnet" \
+            --mca oob_tcp_if_include "$subnet" \
+            -x RP_BACKEND=mpi -x PATH "$@"' \
+        sh "$MPIRUN" "$work/hosts" "$work/agent" "$net.0/24" "$@" >"$out" 2>&1
+}
+mpirun_on_a "$work/out" "$prog" 2
 rc=$?
 cat "$work/out"
 [ $rc -eq 0 ] || { echo "netns: mpirun failed ($rc)"; exit 1; }
@@ -117,17 +126,8 @@ deadline=2
     ip -n $nsa link set va$id up && touch "$mark.up"
 ) &
 cutter=$!
-ip netns exec $nsa unshare --uts sh -c '
-    hostname rp-host-a
-    exec timeout 120 "$0" --allow-run-as-root --oversubscribe --bind-to none \
-        -np 4 --hostfile "$1" \
-        --mca plm_rsh_agent "$2" \
-        --mca btl tcp,self --mca btl_tcp_if_include "$3" \
-        --mca oob_tcp_if_include "$3" \
-        -x RP_BACKEND=mpi -x PATH -x RP_DEBUG=1 -x RP_MPI_STRANDED_TIMEOUT="$5" \
-        -x RP_TEST_MARK="$6" \
-        "$4" outage "$5"' "$MPIRUN" "$work/hosts" "$work/agent" "$net.0/24" "$prog" \
-    $deadline "$mark" >"$work/out2" 2>&1
+mpirun_on_a "$work/out2" -x RP_DEBUG=1 -x RP_MPI_STRANDED_TIMEOUT=$deadline \
+    -x RP_TEST_MARK="$mark" "$prog" outage $deadline
 rc=$?
 wait $cutter
 ip -n $nsa link set va$id up 2>/dev/null
