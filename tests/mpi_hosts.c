@@ -115,6 +115,22 @@ static int where_slow(const void *in, void *out, rp_ctx_t *ctx)
     return where_after(in, out, ctx, 50000);
 }
 
+/* What follows rp_pool_create* on every rank: 1 if it failed (said on stderr); 0 on
+ * a serving rank, whose part is done (the pool freed); -1 on the master, which
+ * goes on with the pool. */
+static int serving_done(int rc, rp_pool_t *pool, const rp_error_t *err)
+{
+    if (rc != RP_OK) {
+        fprintf(stderr, "mpi_hosts: pool: %s: %s\n", rp_strerror(rc), err->message);
+        return 1;
+    }
+    if (!rp_pool_is_master(pool)) {
+        rp_pool_free(pool);
+        return 0;
+    }
+    return -1;
+}
+
 static int expect_outage(double deadline)
 {
     rp_pool_opts_t o = { 0 };
@@ -123,14 +139,9 @@ static int expect_outage(double deadline)
     rp_pool_t *pool;
     rp_error_t err;
     int rc = rp_pool_create_ex(&pool, &o, &err);
-    if (rc != RP_OK) {
-        fprintf(stderr, "mpi_hosts: pool: %s: %s\n", rp_strerror(rc), err.message);
-        return 1;
-    }
-    if (!rp_pool_is_master(pool)) {
-        rp_pool_free(pool);
-        return 0;
-    }
+    int st = serving_done(rc, pool, &err);
+    if (st >= 0)
+        return st;
     const char *mark = getenv("RP_TEST_MARK");
     if (!mark) {
         fprintf(stderr, "mpi_hosts: RP_TEST_MARK is not set\n");
@@ -192,14 +203,9 @@ int main(int argc, char **argv)
     rp_pool_t *pool;
     rp_error_t err;
     int rc = rp_pool_create_comm(&pool, NULL, MPI_COMM_WORLD, &err);
-    if (rc != RP_OK) {
-        fprintf(stderr, "mpi_hosts: pool: %s: %s\n", rp_strerror(rc), err.message);
-        return 1;
-    }
-    if (!rp_pool_is_master(pool)) {
-        rp_pool_free(pool);
-        return 0;
-    }
+    int st = serving_done(rc, pool, &err);
+    if (st >= 0)
+        return st;
     if (efnref)
         return expect_efnref(pool);
     if (crash)
