@@ -425,25 +425,28 @@ void rp__mpi_recv_stop(struct mpi_pool *mp)
     mp->pbuf = NULL;
 }
 
+/* The master can receive from no rank any more: every rank is given up. */
+static long break_all_ranks(struct mpi_pool *mp, const char *why)
+{
+    for (int rk = 1; rk < mp->size; rk++)
+        rp__mpi_break_rank(mp, rk, why);
+    return -1;
+}
+
 /* Receives the next TAG_CTL message into mp->pbuf (*at), where it stays until
- * the next call. \return its length, 0 when there is none, -1 when the sender
- * was given up for it (*src set). */
+ * the next call. \return its length, 0 when there is none, -1 when ranks were
+ * given up for it: the sender (*src set), or every rank when the receive itself
+ * failed. */
 static long recv_next(struct mpi_pool *mp, int *src, char **at)
 {
     int flag = 0, count = 0, rc = RP_OK;
     MPI_Status st;
-    if (mp->preq == MPI_REQUEST_NULL && (rc = post_recv(mp)) != RP_OK) {
-        for (int rk = 1; rk < mp->size; rk++)
-            rp__mpi_break_rank(mp, rk, rc == RP_ENOMEM ? "out of memory receiving a result"
-                                                       : "MPI_Irecv failed");
-        return -1;
-    }
+    if (mp->preq == MPI_REQUEST_NULL && (rc = post_recv(mp)) != RP_OK)
+        return break_all_ranks(mp, rc == RP_ENOMEM ? "out of memory receiving a result"
+                                                   : "MPI_Irecv failed");
     int mrc = MPI_Test(&mp->preq, &flag, &st);
-    if (mrc != MPI_SUCCESS && !flag) {
-        for (int rk = 1; rk < mp->size; rk++)
-            rp__mpi_break_rank(mp, rk, "MPI_Test failed");
-        return -1;
-    }
+    if (mrc != MPI_SUCCESS && !flag)
+        return break_all_ranks(mp, "MPI_Test failed");
     if (!flag)
         return 0;
     mp->preq = MPI_REQUEST_NULL;
