@@ -259,6 +259,9 @@ END {
            "spin for each other instead of sleeping (wants a core for each); 0: never, not even " \
            "briefly and yielding; unset: when the node has a core for each (a rank of one " \
            "worker with a core per rank: briefly, yielding).\n" > out
+    printf ".TP\n.B RP_MPI_LEADERS\n1: on the mpi backend, the lowest serving rank of each " \
+           "node hosts all the node's workers (node leaders); 0 or auto (the default): " \
+           "each serving rank hosts its own.\n" > out
     printf "%s", see_also("") > out
     close(out)
     print out

@@ -104,6 +104,7 @@ int  rp__wire_get_fnref(rp__rbuf *r, rp__fnref *ref);
 enum {
     RP__HELLO_BIND      = 1u, /* bind each worker process to a core */
     RP__HELLO_INPROCESS = 2u, /* run tasks in the rank itself (no worker process) */
+    RP__HELLO_LEADERS   = 4u, /* a node's workers live on its leader (mpi/leader.c) */
 };
 typedef struct rp__wire_hello {
     uint32_t    nworkers;     /* workers in the pool */

@@ -8,6 +8,7 @@
 #include "rankpool_mpi.h"
 #include "testutil.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -17,6 +18,25 @@
 #include <unistd.h>
 
 static int world_rank, world_size;
+/* RP_MPI_LEADERS=1: the workers placed on a node's serving ranks live on the
+ * lowest of them; leader_of[r] is that rank for world rank r (set in main). */
+static int *leader_of;
+
+/* The rank expected to host the workers placed on serving rank n of a pool on
+ * the whole world. */
+static int host_of(int n)
+{
+    return leader_of ? leader_of[n] : n;
+}
+
+/* Whether rank 1 hosts every worker of a pool on the whole world. */
+static bool rank1_hosts_all(void)
+{
+    for (int r = 1; r < world_size; r++)
+        if (host_of(r) != 1)
+            return false;
+    return true;
+}
 
 /* ---- tasks: static on purpose (resolved on every rank despite ASLR/PIE) ------------ */
 
@@ -201,7 +221,7 @@ static void test_mpi_spmd_phases_around_the_pool(void)
         MPI_Comm_get_name(c, name, &len);
         CU_ASSERT_STRING_EQUAL(name, "rankpool");
         for (int w = 0; w < rp_pool_size(p); w++)
-            CU_ASSERT_EQUAL(rp_pool_worker_rank(p, w), 1 + w);
+            CU_ASSERT_EQUAL(rp_pool_worker_rank(p, w), host_of(1 + w));
 
         double in[1000], out[1000];
         for (int i = 0; i < 1000; i++)
@@ -249,7 +269,7 @@ static void test_mpi_more_workers_than_ranks(void)
         return;
     CU_ASSERT_EQUAL(rp_pool_size(p), want);
     for (int w = 0; w < want; w++)
-        CU_ASSERT_EQUAL(rp_pool_worker_rank(p, w), 1 + w % (world_size - 1));
+        CU_ASSERT_EQUAL(rp_pool_worker_rank(p, w), host_of(1 + w % (world_size - 1)));
     CU_ASSERT_EQUAL(rp_pool_worker_rank(p, want), -1);
     enum { N = 300 };
     int idx[N], by[N];
@@ -435,6 +455,30 @@ static void test_mpi_initializer_failure_everywhere(void)
         CU_ASSERT_EQUAL(err.task_code, 3);
         CU_ASSERT_STRING_EQUAL(err.message, "no licence on worker 0");
     }
+}
+
+/* RP_MPI_LEADERS=1 with every rank on one node: more workers than one rank may
+ * host (1024) are each within the limit per rank, but their leader would host them
+ * all: RP_EINVAL on every rank, the message naming the leader, and no process is
+ * started. (Without leaders, or on several nodes, there is nothing to check.) */
+static void test_mpi_leader_refuses_more_than_a_rank_holds(void)
+{
+    if (!leader_of || !rank1_hosts_all() || world_size < 3)
+        return;
+    rp_pool_opts_t o = { .workers = 1025 };
+    rp_pool_t *p = NULL;
+    rp_error_t err;
+    int rc = rp_pool_create_comm(&p, &o, MPI_COMM_WORLD, &err);
+    CU_ASSERT_EQUAL(rc, RP_EINVAL);
+    CU_ASSERT_PTR_NULL(p);
+    if (world_rank == 0) {
+        CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "rank 1 on "));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "would host 1025 workers, more than 1024"));
+    }
+    /* and a pool within the limit works on the same ranks */
+    p = world_pool(NULL);
+    if (p)
+        tu_pool_done(p);
 }
 
 /* A task segfaults on a worker rank: its item fails with RP_EWORKER naming the
@@ -653,7 +697,7 @@ static void test_mpi_malformed_message_is_an_error(void)
         rc = rp_map(p, square, in, 50, 8, out, 8, NULL, &err);
         usleep(10000);
     }
-    if (world_size == 2) {
+    if (rank1_hosts_all()) { /* (2 ranks, or one node's leader) */
         CU_ASSERT_TRUE(rc == RP_EPROTO || rc == RP_EBROKEN);
     } else {
         CU_ASSERT_TRUE(rc == RP_OK || rc == RP_EPROTO);
@@ -1251,6 +1295,18 @@ int main(int argc, char **argv)
     MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    const char *lead = getenv("RP_MPI_LEADERS");
+    const char *iso = getenv("RP_MPI_ISOLATE");
+    if (lead && (!strcmp(lead, "1") || !strcmp(lead, "on")) && !(iso && !strcmp(iso, "0"))) {
+        MPI_Comm node;
+        int mine = world_rank >= 1 ? world_rank : INT_MAX, low = INT_MAX;
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL,
+                            &node);
+        MPI_Allreduce(&mine, &low, 1, MPI_INT, MPI_MIN, node);
+        MPI_Comm_free(&node);
+        leader_of = calloc((size_t)world_size, sizeof *leader_of);
+        MPI_Allgather(&low, 1, MPI_INT, leader_of, 1, MPI_INT, MPI_COMM_WORLD);
+    }
     static const tu_test tests[] = {
         TU_TEST(test_mpi_spmd_phases_around_the_pool),
         TU_TEST(test_mpi_more_workers_than_ranks),
@@ -1267,6 +1323,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_replacement_cannot_start),
         TU_TEST(test_mpi_progress_while_master_computes),
         TU_TEST(test_mpi_malformed_message_is_an_error),
+        TU_TEST(test_mpi_leader_refuses_more_than_a_rank_holds),
         TU_TEST(test_mpi_every_failure_reported),
         TU_TEST(test_mpi_var_outputs_beyond_one_area),
         TU_TEST(test_mpi_killed_while_writing_a_record),
@@ -1289,6 +1346,7 @@ int main(int argc, char **argv)
     MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (world_rank == 0 && total != failures)
         fprintf(stderr, "test_mpi: %d failure(s) on serving ranks\n", total - failures);
+    free(leader_of);
     MPI_Finalize();
     return total > 255 ? 255 : total;
 }

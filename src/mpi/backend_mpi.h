@@ -221,6 +221,8 @@ struct server {
     char             *rbuf;
     size_t            rcap;
     bool              leaving;  /* STOP or TERMINATE received */
+    int              *lead_ids; /* with leaders (leader.c): the workers it hosts */
+    int               nlead;
 };
 
 /* Local worker lw has something for its rank (a batch done, records to send, ...). */
@@ -398,6 +400,10 @@ struct mpi_pool {
     int             nsilent;
     int             lost_code;   /* the code for items no worker is left for */
     uint64_t        redispatched, late_dropped; /* items, since the pool started */
+    /* where the workers live (leader.c) */
+    bool            leaders;     /* a node's workers live on its leader */
+    int            *rank_first;  /* rank rk's workers: rank_wlist[rank_first[rk] .. */
+    int            *rank_wlist;  /* ... rank_first[rk + 1]), in order */
 };
 
 static inline struct mpi_pool *rp__mpi_of(rp_pool_t *pool)
@@ -498,6 +504,25 @@ int  rp__mpi_gather_blobs(MPI_Comm comm, const rp__wbuf *mine, char **all, int *
                           int **displs);
 /* Broadcasts rank 0's *status. */
 int  rp__mpi_bcast_status(MPI_Comm comm, int32_t *status);
+
+/* leader.c: node leaders (RP_MPI_LEADERS). */
+/* Whether the environment asks for node leaders (the master decides; the HELLO
+ * tells the ranks). */
+bool rp__mpi_leaders_wanted(void);
+/* Every rank of comm, when the HELLO asks for leaders (collective): *leader, the
+ * lowest serving rank (1..nranks) of this rank's node, INT_MAX if none; *members
+ * (size entries, the caller frees): which ranks of comm share this node.
+ * \return RP_OK, RP_ENOMEM, RP_EMPI. */
+int  rp__mpi_node_leader(MPI_Comm comm, int nranks, int *leader, bool **members);
+/* The workers a leader hosts: those placed on its node's ranks (worker w on
+ * 1 + w % nranks), in order; their numbers in ids (if not NULL). \return how many. */
+int  rp__mpi_leader_workers(const bool *members, int nranks, int nworkers, int *ids);
+/* A serving rank, after the HELLO: when it asks for leaders, takes part in
+ * finding them and sets sv->nlead, sv->lead_ids. \return RP_OK, RP_ENOMEM, RP_EMPI. */
+int  rp__mpi_server_leaders(struct server *sv);
+/* The master, once every worker's rank is known: mp->rank_first/rank_wlist.
+ * \return RP_OK or RP_ENOMEM. */
+int  rp__mpi_rank_lists(struct mpi_pool *mp);
 
 /* ---- waiting (init.c) ------------------------------------------------------------
  * How waiting loops share the node's cores, decided once per pool start from the

@@ -32,6 +32,8 @@ static void master_free(struct mpi_pool *mp)
     free(mp->w);
     free(mp->rank_broken);
     free(mp->rank_bye);
+    free(mp->rank_first);
+    free(mp->rank_wlist);
     rp__mpi_silent_close(mp);
     free(mp->rbuf);
     rp__wbuf_free(&mp->ctl);
@@ -57,7 +59,8 @@ static int build_hello(struct mpi_pool *mp, const rp_pool_opts_t *opts, rp__wbuf
                              .nranks = (uint32_t)mp->nranks,
                              .max_tasks = opts->max_tasks_per_worker,
                              .flags = (opts->bind ? RP__HELLO_BIND : 0) |
-                                      (in_process_wanted() ? RP__HELLO_INPROCESS : 0) };
+                                      (in_process_wanted() ? RP__HELLO_INPROCESS : 0) |
+                                      (mp->leaders ? RP__HELLO_LEADERS : 0) };
     if (opts->initializer) {
         hello.has_init = 1;
         if (rp__fnref_make((rp__anyfn)opts->initializer, &hello.init) != RP_OK) {
@@ -93,11 +96,16 @@ static int take_readies(struct mpi_pool *mp, int src, const char *p, size_t len,
         rp__wire_ready m;
         if (!msg || rp__wire_open(msg, n, &h, &r) != RP_OK || h.kind != RP__MSG_READY ||
             h.worker >= (uint32_t)mp->nworkers ||
-            1 + (int)h.worker % mp->nranks != src || rp__wire_get_ready(&r, &m) != RP_OK)
+            (!mp->leaders && 1 + (int)h.worker % mp->nranks != src) ||
+            rp__wire_get_ready(&r, &m) != RP_OK)
             return RP_EPROTO;
         struct mworker *w = &mp->w[h.worker];
         if (w->id >= 0)
             return RP_EPROTO; /* twice */
+        if (mp->leaders) { /* its leader answers for it: it lives there */
+            w->rank = src;
+            w->tag = TAG_WORK0 + mp->rank_first[src]++;
+        }
         (*seen)++;
         w->id = (int)h.worker;
         w->pid = m.pid;
@@ -183,10 +191,15 @@ static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts
     mp->w = calloc((size_t)mp->nworkers, sizeof *mp->w);
     mp->rank_broken = calloc((size_t)mp->size, sizeof *mp->rank_broken);
     mp->rank_bye = calloc((size_t)mp->size, sizeof *mp->rank_bye);
+    /* (in-process, a rank runs its workers in turn: all of a node's on one core) */
+    mp->leaders = !in_process_wanted() && rp__mpi_leaders_wanted();
+    if (mp->leaders) /* counts each leader's workers as they answer */
+        mp->rank_first = calloc((size_t)mp->size + 1, sizeof *mp->rank_first);
     /* Tests only: what a given-up rank still sends is left unread, as by a master
      * that has ended the pool: the rank must leave by itself. */
     mp->leave_unread = getenv("RP_TEST_UNREAD_GIVEN_UP") != NULL;
     if (rc == RP_OK && (!mp->w || !mp->rank_broken || !mp->rank_bye ||
+                        (mp->leaders && !mp->rank_first) ||
                         rp__sched_open(&mp->sched, &conf, (uint32_t)mp->nworkers) != 0)) {
         rp__error_set(err, RP_ENOMEM, 0, -1, mp->host, "out of memory");
         rc = RP_ENOMEM;
@@ -214,7 +227,17 @@ static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts
     }
     if (rc != RP_OK)
         return rc;
+    if (mp->leaders) { /* the master hosts no worker, but takes part */
+        int leader;
+        bool *members = NULL;
+        rp__mpi_node_leader(mp->comm, mp->nranks, &leader, &members);
+        free(members);
+    }
     rc = collect_ready(mp, err);
+    if (rc == RP_OK && rp__mpi_rank_lists(mp) != RP_OK) {
+        rp__error_set(err, RP_ENOMEM, 0, -1, mp->host, "out of memory");
+        rc = RP_ENOMEM;
+    }
     int32_t verdict = rc;
     if (rp__mpi_bcast_status(mp->comm, &verdict) != RP_OK && rc == RP_OK) {
         rp__error_set(err, RP_EMPI, 0, -1, mp->host, "broadcasting the start's verdict failed");
@@ -571,5 +594,7 @@ int rp_pool_worker_rank(const rp_pool_t *pool, int worker)
     const struct mpi_pool *mp = pool->bdata;
     if (worker < 0 || worker >= mp->nworkers || mp->nranks <= 0)
         return -1;
+    if (mp->leaders && mp->w)
+        return mp->w[worker].rank;
     return 1 + worker % mp->nranks;
 }

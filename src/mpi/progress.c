@@ -112,7 +112,8 @@ static double answer_wait(const struct mpi_pool *mp, const struct ending *st, in
      * workers, not hung: it gets the time of a STOP and more for each of its
      * workers (1,000 processes took a rank 2.7-4.3 s to kill on 2 cores). */
     if (mp->rank_heard && mp->rank_heard[rk] >= st->asked)
-        return ANSWER_WAIT_S + STOP_WAIT_PER_WORKER_S * ((double)mp->nworkers / mp->nranks + 1);
+        return ANSWER_WAIT_S + STOP_WAIT_PER_WORKER_S *
+                                   (mp->rank_first[rk + 1] - mp->rank_first[rk] + 1);
     return mp->terminating ? TERMINATE_WAIT_S : ANSWER_WAIT_S;
 }
 

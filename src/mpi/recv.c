@@ -147,7 +147,9 @@ void rp__mpi_break_rank(struct mpi_pool *mp, int rank, const char *why)
     rp__trace("mpi: giving up on rank %d: %s", rank, why);
     char lost[160];
     snprintf(lost, sizeof lost, "was given up: %s", why);
-    for (int i = rank - 1; i < mp->nworkers; i += mp->nranks) {
+    for (int k = mp->rank_first ? mp->rank_first[rank] : 0;
+         mp->rank_first && k < mp->rank_first[rank + 1]; k++) {
+        int i = mp->rank_wlist[k];
         worker_lost(mp, &mp->w[i], lost);
         rp__mpi_drop_batches(mp, &mp->w[i], why, true); /* it may never receive them */
     }

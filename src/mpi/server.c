@@ -22,6 +22,8 @@
 void rp__mpi_server_free(struct server *sv)
 {
     rp__mpi_kill_children(sv);
+    free(sv->lead_ids);
+    sv->lead_ids = NULL;
     /* a region whose send was abandoned stays mapped (the library may still read
      * it), and with it every worker's: they are one mapping */
     bool leaked = false;
@@ -465,6 +467,8 @@ static const char *node_limit(const struct server *sv, int n, char *buf, size_t 
     const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
     long local = ls && atol(ls) > 0 ? atol(ls) : 1;
     long want = local * (n + 1L); /* the worker processes and the ranks */
+    if (sv->lead_ids) /* a leader: the node's worker processes are all its own */
+        want = n + local;
     struct rlimit rl;
     if (getrlimit(RLIMIT_NPROC, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
         (unsigned long long)want > (unsigned long long)rl.rlim_cur) {
@@ -531,6 +535,8 @@ static int map_workers(struct server *sv)
     int nranks = (int)sv->hello.nranks, nworkers = (int)sv->hello.nworkers;
     int me = sv->rank - 1;
     sv->nlocal = me < nranks ? nworkers / nranks + (me < nworkers % nranks) : 0;
+    if (sv->hello.flags & RP__HELLO_LEADERS) /* (leader.c) */
+        sv->nlocal = sv->nlead;
     sv->bell = shared_map(sizeof *sv->bell);
     sv->w = calloc((size_t)(sv->nlocal > 0 ? sv->nlocal : 1), sizeof *sv->w);
     if (!sv->bell || !sv->w)
@@ -548,7 +554,7 @@ static int map_workers(struct server *sv)
     bool mapped = sv->ctls && sv->slots;
     for (int i = 0; i < sv->nlocal; i++) {
         struct lworker *lw = &sv->w[i];
-        lw->id = me + i * nranks;
+        lw->id = sv->lead_ids ? sv->lead_ids[i] : me + i * nranks;
         lw->local = i;
         lw->ctl = mapped ? &((struct wctl *)sv->ctls)[i] : NULL;
         for (int s = 0; s < DEPTH; s++) {
@@ -631,6 +637,9 @@ int rp__mpi_server_run(struct server *sv, rp_error_t *err)
     int rc = receive_hello(sv, &go);
     if (go)
         return rc;
+    int lrc = rp__mpi_server_leaders(sv); /* (collective: before any return) */
+    if (rc == RP_OK)
+        rc = lrc;
     if (rc != RP_OK) { /* the master waits for every rank's answer: none from here */
         int32_t status;
         if (rp__mpi_gather_blobs(sv->comm, NULL, NULL, NULL, NULL) == RP_OK)
@@ -659,6 +668,12 @@ int rp__mpi_server_run(struct server *sv, rp_error_t *err)
     if (too_many) {
         refuse = RP_EINVAL;
         snprintf(why, sizeof why, "%s", too_many);
+    }
+    if (sv->nlocal > RANK_WORKERS_MAX) { /* a leader, for its node */
+        refuse = RP_EINVAL;
+        snprintf(why, sizeof why, "rank %d on %s: with RP_MPI_LEADERS=1 this node's leader "
+                 "would host %d workers, more than %d", sv->rank, sv->host, sv->nlocal,
+                 RANK_WORKERS_MAX);
     }
     rp__wbuf blob;
     rp__wbuf_init(&blob);

@@ -86,8 +86,8 @@ void rp__mpi_heard(struct mpi_pool *mp, int src)
     mp->rank_silent[src] = false;
     mp->nsilent--;
     rp__trace("mpi: rank %d answered again", src);
-    for (int i = src - 1; i < mp->nworkers; i += mp->nranks)
-        maybe_back(mp, &mp->w[i]);
+    for (int k = mp->rank_first[src]; k < mp->rank_first[src + 1]; k++)
+        maybe_back(mp, &mp->w[mp->rank_wlist[k]]);
 }
 
 void rp__mpi_held(struct mpi_pool *mp, int rank, int delta)
@@ -107,8 +107,8 @@ static void strand(struct mpi_pool *mp, int rk, double quiet)
     mp->nsilent++;
     uint64_t items = 0;
     const char *host = "?";
-    for (int i = rk - 1; i < mp->nworkers; i += mp->nranks) {
-        struct mworker *w = &mp->w[i];
+    for (int k = mp->rank_first[rk]; k < mp->rank_first[rk + 1]; k++) {
+        struct mworker *w = &mp->w[mp->rank_wlist[k]];
         host = w->host;
         if (w->alive) {
             w->alive = false;
@@ -151,8 +151,8 @@ static void unreachable(struct mpi_pool *mp, int rk, double quiet)
         mp->rank_silent[rk] = false;
         mp->nsilent--;
     }
-    for (int i = rk - 1; i < mp->nworkers; i += mp->nranks) {
-        struct mworker *w = &mp->w[i];
+    for (int k = mp->rank_first[rk]; k < mp->rank_first[rk + 1]; k++) {
+        struct mworker *w = &mp->w[mp->rank_wlist[k]];
         if (w->stranded) { /* lost already: the reason is told here */
             w->stranded = false;
             snprintf(mp->lost_why, sizeof mp->lost_why, "worker %d (rank %d on %s) %s", w->id,
