@@ -6,8 +6,9 @@
  * the master: rp_pool_create returns there at once, and a progress thread (the
  * backend's "pool thread") moves work. Every other rank serves inside
  * rp_pool_create until the master stops it. A serving rank hosts one or more
- * workers (worker w lives on rank 1 + w % nranks); each worker is a child process
- * the rank forked, which runs the tasks and never calls MPI. So a crashing task
+ * workers (worker w lives on rank 1 + w % nranks, or on that rank's node leader:
+ * leader.c); each worker is a child process the rank forked, which runs the
+ * tasks and never calls MPI. So a crashing task
  * never takes MPI down with it: the rank reports the death (the batch, the item
  * running, the wait status) and starts a replacement; the master hands the death
  * to the core's dead-worker policy (rp__job_worker_died) and the rest of the batch
@@ -33,7 +34,8 @@
  * master.c (the ops), progress.c (the pool thread, dispatch, stop and terminate),
  * send.c (batches out), recv.c (results, deaths and given-up ranks in), server.c
  * (a serving rank's loop), slot.c (a batch's shared region and its results),
- * child.c (the worker process, its supervision, the in-process mode).
+ * child.c (the worker process, its supervision, the in-process mode), leader.c
+ * (node leaders: where the workers live).
  *
  * Locks of the master, in order: the core's (pool->lock, a result's lock), then
  * plock, then mp->lock.
