@@ -9,7 +9,13 @@
  * (one job per item, the flood). Efficiency = N * T / (W * time): 100% is every
  * worker sleeping all the time. Also the pool's create and close+join times.
  * The master's CPU (its process: the pool thread and the caller) per task and in
- * % of a core tell where one master saturates. Prints RESULT lines (bench/common.h) with workload scale_<mode>, variant
+ * % of a core tell where one master saturates, and so do its messages per task:
+ * the MPI point-to-point calls of the master's process (sends: MPI_Send and
+ * MPI_Isend; receives: MPI_Recv, MPI_Mrecv and MPI_Irecv, the pool posting its
+ * next receive once per message received), counted by the MPI profiling interface
+ * below (this program's MPI_* wrap the library's PMPI_*), load-independent.
+ * RP_MPI_LEADERS=1 in the environment names the library "rankpool-mpi+leaders".
+ * Prints RESULT lines (bench/common.h) with workload scale_<mode>, variant
  * "<ranks>r/<workers>w/<T>ms". Checks every output; a wrong one is an error. */
 #include "common.h"
 
@@ -17,6 +23,45 @@
 #include <mpi.h>
 
 #include <errno.h>
+
+/* ---- the master's messages (the MPI profiling interface) ---- */
+
+static _Atomic unsigned long msgs_sent, msgs_recv;
+
+int MPI_Send(const void *buf, int count, MPI_Datatype type, int dest, int tag, MPI_Comm comm)
+{
+    msgs_sent++;
+    return PMPI_Send(buf, count, type, dest, tag, comm);
+}
+
+int MPI_Isend(const void *buf, int count, MPI_Datatype type, int dest, int tag, MPI_Comm comm,
+              MPI_Request *req)
+{
+    msgs_sent++;
+    return PMPI_Isend(buf, count, type, dest, tag, comm, req);
+}
+
+int MPI_Recv(void *buf, int count, MPI_Datatype type, int src, int tag, MPI_Comm comm,
+             MPI_Status *st)
+{
+    msgs_recv++;
+    return PMPI_Recv(buf, count, type, src, tag, comm, st);
+}
+
+int MPI_Irecv(void *buf, int count, MPI_Datatype type, int src, int tag, MPI_Comm comm,
+              MPI_Request *req)
+{
+    msgs_recv++;
+    return PMPI_Irecv(buf, count, type, src, tag, comm, req);
+}
+
+int MPI_Mrecv(void *buf, int count, MPI_Datatype type, MPI_Message *msg, MPI_Status *st)
+{
+    msgs_recv++;
+    return PMPI_Mrecv(buf, count, type, msg, st);
+}
+
+static const char *lib = "rankpool-mpi";
 
 static int task_sleep(const void *in, void *out, rp_ctx_t *ctx)
 {
@@ -33,7 +78,7 @@ static int task_sleep(const void *in, void *out, rp_ctx_t *ctx)
 static void result(const char *wl, const char *variant, int workers, const char *metric,
                    const char *unit, const char *better, double v)
 {
-    printf("RESULT\t%s\t%s\trankpool-mpi\t%d\t%s\t%s\t%s\t%.6g\n", wl, variant, workers, metric,
+    printf("RESULT\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%.6g\n", wl, variant, lib, workers, metric,
            unit, better, v);
     fflush(stdout);
 }
@@ -54,6 +99,9 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--reps"))
             reps = atol(argv[i + 1]);
     }
+    const char *leaders = getenv("RP_MPI_LEADERS");
+    if (leaders && !strcmp(leaders, "1"))
+        lib = "rankpool-mpi+leaders";
     rp_pool_opts_t o;
     memset(&o, 0, sizeof o);
     o.backend = "mpi";
@@ -96,6 +144,7 @@ int main(int argc, char **argv)
     for (long r = 0; r < reps; r++) {
         memset(out, 0, (size_t)items * sizeof *out);
         double t = bench_now(), c = bench_cpu_seconds();
+        unsigned long sent0 = msgs_sent, recv0 = msgs_recv;
         if (res) {
             for (long i = 0; i < items && !bad; i++)
                 if (rp_apply_async(p, task_sleep, &in[i], sizeof *in, &out[i], sizeof *out,
@@ -112,6 +161,7 @@ int main(int argc, char **argv)
         }
         t = bench_now() - t;
         c = bench_cpu_seconds() - c;
+        double sent = (double)(msgs_sent - sent0), recvd = (double)(msgs_recv - recv0);
         for (long i = 0; i < items && !bad; i++)
             if (out[i] != i * 3 + 1)
                 bad = 1;
@@ -125,6 +175,12 @@ int main(int argc, char **argv)
         result(wl, variant, w, "time", "s", "lower", t);
         result(wl, variant, w, "master_cpu", "% of a core", "lower", 100.0 * c / t);
         result(wl, variant, w, "master_cpu_per_task", "us", "lower", 1e6 * c / (double)items);
+        result(wl, variant, w, "master_msgs_per_task", "messages", "lower",
+               (sent + recvd) / (double)items);
+        result(wl, variant, w, "master_sent_per_task", "messages", "lower",
+               sent / (double)items);
+        result(wl, variant, w, "master_recv_per_task", "messages", "lower",
+               recvd / (double)items);
     }
     t0 = bench_now();
     rp_pool_close(p);

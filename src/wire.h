@@ -14,7 +14,7 @@
 #include "fnref.h"
 
 #define RP__WIRE_MAGIC   0x52504d57u  /* "RPMW" */
-#define RP__WIRE_VERSION 4u  /* 4: the CANCEL, PROGRESS and ALIVE messages */
+#define RP__WIRE_VERSION 5u  /* 4: the CANCEL, PROGRESS and ALIVE messages; 5: BUNDLE */
 
 enum rp__msg_kind {
     RP__MSG_HELLO = 1,   /* master -> rank: pool settings, initializer */
@@ -38,6 +38,10 @@ enum rp__msg_kind {
                             RP_CANCEL_KILL: kill the worker processes running them) */
     RP__MSG_PROGRESS,    /* rank -> master: items of a running batch processed so far */
     RP__MSG_ALIVE,       /* rank -> master: still here, batches running (a control message) */
+    RP__MSG_BUNDLE,      /* either way, with node leaders: several BATCH messages for a
+                            leader's workers, or several RESULT and PROGRESS messages of
+                            its workers, in one (header's worker field: how many;
+                            mpi/bundle.c) */
     RP__MSG_KIND_MAX
 };
 

@@ -35,7 +35,8 @@
  * send.c (batches out), recv.c (results, deaths and given-up ranks in), server.c
  * (a serving rank's loop), slot.c (a batch's shared region and its results),
  * child.c (the worker process, its supervision, the in-process mode), leader.c
- * (node leaders: where the workers live).
+ * (node leaders: where the workers live), bundle.c (with leaders: several
+ * batches, or several results, in one message).
  *
  * Locks of the master, in order: the core's (pool->lock, a result's lock), then
  * plock, then mp->lock.
@@ -78,6 +79,8 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define SHORT_BATCH_S 100e-6              /* shorter batches need DEPTH in flight */
 #define LONG_BATCH_S  1e-3                /* for longer ones the pool thread naps */
 #define INLINE_MAX    ((size_t)16 << 10)  /* outputs up to this ride in the header */
+#define BUNDLE_PART_MAX ((size_t)64 << 10) /* larger results go alone (bundle.c) */
+#define BUNDLE_BYTES  ((size_t)4 << 20)   /* a bundle goes out once this large */
 #define SLOT_BYTES    ((size_t)256 << 20) /* virtual size of a batch's shared region */
 #define PRECV_BYTES   SLOT_BYTES          /* the largest TAG_CTL message: a result */
 #define PRECV_KEEP    ((size_t)1 << 20)   /* ... pages kept after a larger one: this */
@@ -225,6 +228,12 @@ struct server {
     bool              leaving;  /* STOP or TERMINATE received */
     int              *lead_ids; /* with leaders (leader.c): the workers it hosts */
     int               nlead;
+    /* with leaders (bundle.c): the RESULTs and PROGRESS of a turn go back in one
+     * message, built in bout[bturn]; the other buffer may still be going out */
+    bool              bundling;
+    rp__wbuf          bout[2];
+    MPI_Request       breq[2];
+    int               bturn, bparts;
 };
 
 /* Local worker lw has something for its rank (a batch done, records to send, ...). */
@@ -335,6 +344,20 @@ struct inflight {
     bool            stranded;
     uint64_t        job_id, job_base;
     int             rank;       /* where it went */
+    /* bundle.c: picked in this dispatch pass, to go out with its rank's bundle */
+    bool            deferred;
+    int             tag;
+    struct inflight *dnext;
+};
+
+/* The master's bundles to one rank (bundle.c): the batches picked for it in a
+ * dispatch pass (head..tail), and two buffers, one may still be going out. */
+struct mbundle {
+    struct inflight *head, *tail;
+    int              nparts;
+    rp__wbuf         buf[2];
+    MPI_Request      req[2];
+    int              turn;
 };
 
 struct mworker {
@@ -406,6 +429,10 @@ struct mpi_pool {
     bool            leaders;     /* a node's workers live on its leader */
     int            *rank_first;  /* rank rk's workers: rank_wlist[rank_first[rk] .. */
     int            *rank_wlist;  /* ... rank_first[rk + 1]), in order */
+    /* bundles (bundle.c): with leaders, one message per rank per dispatch pass */
+    struct mbundle *bundle;      /* per rank; NULL: no bundles */
+    int            *bundle_ranks; /* the ranks with batches deferred in this pass */
+    int             nbundle_ranks;
 };
 
 static inline struct mpi_pool *rp__mpi_of(rp_pool_t *pool)
@@ -525,6 +552,40 @@ int  rp__mpi_server_leaders(struct server *sv);
 /* The master, once every worker's rank is known: mp->rank_first/rank_wlist.
  * \return RP_OK or RP_ENOMEM. */
 int  rp__mpi_rank_lists(struct mpi_pool *mp);
+
+/* bundle.c: several messages in one (RP__MSG_BUNDLE), with node leaders. A bundle
+ * is a header (its worker field: the number of parts), then for each part: u32 the
+ * local worker it is for (batches; 0 for results), u32 its length, the message,
+ * padding to 8 bytes. */
+/* The next part of a bundle (r positioned after its header): \return 1 (*local,
+ * *part, *len set), 0 at the end, RP_EPROTO when malformed. */
+int  rp__mpi_bundle_next(rp__rbuf *r, uint32_t *local, const char **part, size_t *len);
+/* The master: bundles on when mp->leaders (\return RP_OK or RP_ENOMEM); their
+ * sends completed or canceled, buffers freed. */
+int  rp__mpi_bundle_open(struct mpi_pool *mp);
+void rp__mpi_bundle_close(struct mpi_pool *mp);
+/* Batch fl (built in fl->buf, for worker w) goes out at the end of the pass. */
+void rp__mpi_bundle_defer(struct mpi_pool *mp, struct inflight *fl, const struct mworker *w);
+/* The end of a dispatch pass: one message per rank (the batch itself when alone). */
+void rp__mpi_bundle_send(struct mpi_pool *mp);
+/* Rank given up: its bundles' sends are dropped. */
+void rp__mpi_bundle_cancel(struct mpi_pool *mp, int rank);
+/* A serving rank: a BUNDLE of batches from the master (buf, len bytes) posted to
+ * its workers. \return RP_OK, RP_EPROTO, RP_EMPI. */
+int  rp__mpi_bundle_batches(struct server *sv, const char *buf, size_t len);
+/* A serving rank: message msg (a RESULT with no separate outputs, a PROGRESS)
+ * joins the turn's bundle (copied). \return RP_OK or RP_ENOMEM. */
+int  rp__mpi_bundle_add(struct server *sv, const void *msg, size_t len);
+/* Sends the turn's bundle (a lone part as itself). Called at the end of a turn
+ * and before any other message to the master (which then arrives after it). */
+int  rp__mpi_bundle_flush(struct server *sv);
+/* Flushes, then sends msg to the master (TAG_CTL, blocking). */
+int  rp__mpi_server_send(struct server *sv, const void *msg, size_t len);
+/* The bundles' sends completed (or abandoned, as rp__mpi_slot_drain), buffers freed. */
+void rp__mpi_bundle_end(struct server *sv);
+/* slot.c: waits for n sends to the master; abandons them (\return false) when the
+ * master ended the pool without reading them. */
+bool rp__mpi_send_wait(struct server *sv, MPI_Request *reqs, int n);
 
 /* ---- waiting (init.c) ------------------------------------------------------------
  * How waiting loops share the node's cores, decided once per pool start from the

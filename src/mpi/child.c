@@ -426,9 +426,8 @@ static int report_death(struct server *sv, struct lworker *lw, uint32_t k, int s
                         .pid = (int32_t)pid };
     if (rc == RP_OK)
         rc = rp__wire_put_died(&sv->out, (uint32_t)lw->id, how, &m);
-    if (rc == RP_OK &&
-        MPI_Send(sv->out.buf, (int)sv->out.len, MPI_BYTE, 0, TAG_CTL, sv->comm) != MPI_SUCCESS)
-        rc = RP_EMPI;
+    if (rc == RP_OK) /* (after the results before it) */
+        rc = rp__mpi_server_send(sv, sv->out.buf, sv->out.len);
     rp__trace("mpi: worker %d (rank %d, pid %d) ended (status 0x%x) in batch %llu at item "
               "%llu%s", lw->id, sv->rank, (int)pid, (unsigned)status,
               (unsigned long long)m.seq, (unsigned long long)m.index,

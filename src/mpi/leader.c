@@ -121,6 +121,7 @@ int rp__mpi_server_leaders(struct server *sv)
 {
     if (!(sv->hello.flags & RP__HELLO_LEADERS))
         return RP_OK;
+    sv->bundling = !sv->inproc; /* (the master asks for leaders only then) */
     int nranks = (int)sv->hello.nranks, nworkers = (int)sv->hello.nworkers, leader;
     bool *members = NULL;
     int rc = rp__mpi_node_leader(sv->comm, nranks, &leader, &members);

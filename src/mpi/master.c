@@ -35,6 +35,7 @@ static void master_free(struct mpi_pool *mp)
     free(mp->rank_first);
     free(mp->rank_wlist);
     rp__mpi_silent_close(mp);
+    rp__mpi_bundle_close(mp);
     free(mp->rbuf);
     rp__wbuf_free(&mp->ctl);
     rp__sched_close(&mp->sched);
@@ -204,7 +205,8 @@ static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts
         rp__error_set(err, RP_ENOMEM, 0, -1, mp->host, "out of memory");
         rc = RP_ENOMEM;
     }
-    if (rc == RP_OK && rp__mpi_silent_open(mp, in_process_wanted()) != RP_OK) {
+    if (rc == RP_OK && (rp__mpi_silent_open(mp, in_process_wanted()) != RP_OK ||
+                        rp__mpi_bundle_open(mp) != RP_OK)) {
         rp__error_set(err, RP_ENOMEM, 0, -1, mp->host, "out of memory");
         rc = RP_ENOMEM;
     }
@@ -272,6 +274,10 @@ static int serve_pool(rp_pool_t *pool, struct mpi_pool *mp, rp_error_t *err)
     sv->rank = mp->rank;
     snprintf(sv->host, sizeof sv->host, "%s", pool->host);
     rp__wbuf_init(&sv->out);
+    for (int q = 0; q < 2; q++) {
+        rp__wbuf_init(&sv->bout[q]);
+        sv->breq[q] = MPI_REQUEST_NULL;
+    }
     mp->sv = sv;
     pool->is_master = false;
     int rc = rp__mpi_server_run(sv, err);
@@ -491,8 +497,10 @@ void rp__mpi_pool_retire(rp_pool_t *pool)
     }
     for (int rk = 1; !mp->sv && rk < mp->size; rk++)
         keep = keep || mp->rank_broken[rk];
-    if (!mp->sv)
+    if (!mp->sv) {
         rp__mpi_recv_stop(mp);
+        rp__mpi_bundle_close(mp);
+    }
     rp__mpi_end(&mp->comm, keep);
     mp->retired = true;
 }

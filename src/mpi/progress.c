@@ -69,6 +69,7 @@ static int dispatch(struct mpi_pool *mp)
     rp__pick p;
     while (rp__sched_next(&mp->sched, &p))
         events += rp__mpi_send_pick(mp, &p);
+    rp__mpi_bundle_send(mp);
     return events;
 }
 

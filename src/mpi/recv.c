@@ -153,6 +153,7 @@ void rp__mpi_break_rank(struct mpi_pool *mp, int rank, const char *why)
         worker_lost(mp, &mp->w[i], lost);
         rp__mpi_drop_batches(mp, &mp->w[i], why, true); /* it may never receive them */
     }
+    rp__mpi_bundle_cancel(mp, rank);
 }
 
 /* ---- results ---------------------------------------------------------------------------- */
@@ -490,6 +491,30 @@ static int drop_given_up_data(struct mpi_pool *mp)
     return events;
 }
 
+/* The parts of a BUNDLE from a leader (bundle.c): RESULTs and PROGRESS, each as
+ * if it had come alone. */
+static int handle_bundle(struct mpi_pool *mp, int src, rp__rbuf *r)
+{
+    uint32_t local;
+    const char *part;
+    size_t len;
+    int rc;
+    while ((rc = rp__mpi_bundle_next(r, &local, &part, &len)) == 1) {
+        rp__wire_hdr h;
+        rp__rbuf pr;
+        rc = rp__wire_open(part, len, &h, &pr);
+        if (rc == RP_OK && h.kind == RP__MSG_RESULT)
+            rc = handle_result(mp, src, &h, &pr);
+        else if (rc == RP_OK && h.kind == RP__MSG_PROGRESS)
+            rc = handle_progress(mp, src, &h, &pr);
+        else
+            rc = RP_EPROTO;
+        if (rc != RP_OK)
+            return rc;
+    }
+    return rc;
+}
+
 int rp__mpi_poll_messages(struct mpi_pool *mp)
 {
     int events = 0;
@@ -520,6 +545,8 @@ int rp__mpi_poll_messages(struct mpi_pool *mp)
             rc = handle_died(mp, src, &h, &r);
         else if (rc == RP_OK && h.kind == RP__MSG_PROGRESS)
             rc = handle_progress(mp, src, &h, &r);
+        else if (rc == RP_OK && h.kind == RP__MSG_BUNDLE)
+            rc = handle_bundle(mp, src, &r);
         else if (rc == RP_OK && h.kind == RP__MSG_BYE)
             mp->rank_bye[src] = true;
         else if (rc == RP_OK && h.kind == RP__MSG_ALIVE)

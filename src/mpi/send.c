@@ -39,6 +39,7 @@ void rp__mpi_release_inflight(struct mpi_pool *mp, struct inflight *fl, bool can
         rp__mpi_held(mp, fl->rank, -1);
     }
     fl->stranded = false;
+    fl->deferred = false; /* (never sent: its rank was given up in the same pass) */
     fl->prog = 0;
     rp__mpi_progress_note(fl);
     fl->used = false;
@@ -119,6 +120,10 @@ int rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p)
     rp__trace("mpi: job %llu items [%zu, %zu) -> worker %d", (unsigned long long)job->id,
               start, start + count, w->id);
     fl->req = fl->dreq = MPI_REQUEST_NULL;
+    if (mp->bundle && !separate) { /* goes with the rank's other batches of this pass */
+        rp__mpi_bundle_defer(mp, fl, w);
+        return 1;
+    }
     if (MPI_Isend(fl->buf.buf, (int)fl->buf.len, MPI_BYTE, w->rank, w->tag, mp->comm,
                   &fl->req) != MPI_SUCCESS ||
         (separate && MPI_Isend(input, (int)inbytes, MPI_BYTE, w->rank, w->tag, mp->comm,

@@ -22,6 +22,7 @@
 void rp__mpi_server_free(struct server *sv)
 {
     rp__mpi_kill_children(sv);
+    rp__mpi_bundle_end(sv);
     free(sv->lead_ids);
     sv->lead_ids = NULL;
     /* a region whose send was abandoned stays mapped (the library may still read
@@ -72,10 +73,7 @@ int rp__mpi_server_ctl(struct server *sv, unsigned kind, uint32_t worker, int32_
 {
     if (rp__wire_put_ctl(&sv->out, kind, worker, status, 0) != RP_OK)
         return RP_ENOMEM;
-    return MPI_Send(sv->out.buf, (int)sv->out.len, MPI_BYTE, 0, TAG_CTL, sv->comm) ==
-                   MPI_SUCCESS
-               ? RP_OK
-               : RP_EMPI;
+    return rp__mpi_server_send(sv, sv->out.buf, sv->out.len);
 }
 
 /* Asks every worker's process in turn whether it ended. */
@@ -277,9 +275,10 @@ static int report_progress(struct server *sv)
         rp__wire_progress m = { .job = lw->job[s], .seq = lw->seq[s], .items = items };
         if (rp__wire_put_progress(&sv->out, (uint32_t)lw->id, &m) != RP_OK)
             return RP_ENOMEM;
-        if (MPI_Send(sv->out.buf, (int)sv->out.len, MPI_BYTE, 0, TAG_CTL, sv->comm) !=
-            MPI_SUCCESS)
-            return RP_EMPI;
+        int rc = sv->bundling ? rp__mpi_bundle_add(sv, sv->out.buf, sv->out.len)
+                              : rp__mpi_server_send(sv, sv->out.buf, sv->out.len);
+        if (rc != RP_OK)
+            return rc;
         lw->prog_seq = lw->seq[s];
         lw->prog_items = items;
     }
@@ -335,13 +334,19 @@ static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
     rp__rbuf r;
     int32_t status;
     uint64_t seq;
-    if (tag == TAG_CTL && rp__wire_open(sv->rbuf, (size_t)count, &h, &r) == RP_OK &&
-        h.kind == RP__MSG_CANCEL) {
+    bool ctl = tag == TAG_CTL && rp__wire_open(sv->rbuf, (size_t)count, &h, &r) == RP_OK;
+    if (ctl && h.kind == RP__MSG_CANCEL) {
         uint64_t job;
         uint32_t flags;
         if (rp__wire_get_cancel(&r, &h, &job, &flags) != RP_OK)
             return rp__mpi_server_ctl(sv, RP__MSG_PROTO, 0, RP_EPROTO);
         return rp__mpi_server_cancel(sv, job, flags);
+    }
+    if (ctl && h.kind == RP__MSG_BUNDLE) {
+        int rc = rp__mpi_bundle_batches(sv, sv->rbuf, (size_t)count);
+        if (rc == RP_EPROTO)
+            return rp__mpi_server_ctl(sv, RP__MSG_PROTO, 0, RP_EPROTO);
+        return rc;
     }
     if (tag != TAG_CTL || rp__wire_open(sv->rbuf, (size_t)count, &h, &r) != RP_OK ||
         (h.kind != RP__MSG_STOP && h.kind != RP__MSG_TERMINATE) ||
@@ -412,6 +417,8 @@ static int serve(struct server *sv)
             reported = now;
             rc = report_progress(sv);
         }
+        if (rc == RP_OK) /* the turn's results, in one message (bundle.c) */
+            rc = rp__mpi_bundle_flush(sv);
         if (rc != RP_OK)
             return rc;
         /* holding batches: the master hears from this rank at least every ALIVE_S,

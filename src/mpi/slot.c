@@ -59,31 +59,37 @@ static bool asked_to_leave(struct server *sv)
     return flag || sv->leaving;
 }
 
+bool rp__mpi_send_wait(struct server *sv, MPI_Request *reqs, int n)
+{
+    double t0 = rp__now();
+    for (;;) {
+        int flag = 0;
+        if (MPI_Testall(n, reqs, &flag, MPI_STATUSES_IGNORE) != MPI_SUCCESS || flag)
+            return true;
+        /* The master reads every message while the pool runs (a given-up rank's
+         * too). Asked to leave, and still not through after ANSWER_WAIT_S: the
+         * master has ended the pool and will never read it. The send is
+         * abandoned; the library may still refer to its buffer, which the caller
+         * keeps. */
+        double waited = rp__now() - t0;
+        if (waited > ANSWER_WAIT_S && asked_to_leave(sv)) {
+            for (int q = 0; q < n; q++)
+                if (reqs[q] != MPI_REQUEST_NULL)
+                    MPI_Request_free(&reqs[q]);
+            return false;
+        }
+        rp__mpi_idle_pause(); /* (as MPI_Waitall would spin) */
+    }
+}
+
 void rp__mpi_slot_drain(struct server *sv, struct lworker *lw, int s)
 {
     if (!lw->sending[s])
         return;
-    double t0 = rp__now();
-    for (;;) {
-        int flag = 0;
-        if (MPI_Testall(2, lw->req[s], &flag, MPI_STATUSES_IGNORE) != MPI_SUCCESS || flag)
-            break;
-        /* The master reads every result while the pool runs (a given-up rank's
-         * too). Asked to leave, and still not through after ANSWER_WAIT_S: the
-         * master has ended the pool and will never read it. The send is
-         * abandoned; the library may still refer to the region, which stays
-         * mapped. */
-        double waited = rp__now() - t0;
-        if (waited > ANSWER_WAIT_S && asked_to_leave(sv)) {
-            for (int q = 0; q < 2; q++)
-                if (lw->req[s][q] != MPI_REQUEST_NULL)
-                    MPI_Request_free(&lw->req[s][q]);
-            lw->leaked[s] = true;
-            rp__trace("mpi: rank %d abandons a result of worker %d nobody reads", sv->rank,
-                      lw->id);
-            break;
-        }
-        rp__mpi_idle_pause(); /* (as MPI_Waitall would spin) */
+    if (!rp__mpi_send_wait(sv, lw->req[s], 2)) { /* the region stays mapped */
+        lw->leaked[s] = true;
+        rp__trace("mpi: rank %d abandons a result of worker %d nobody reads", sv->rank,
+                  lw->id);
     }
     lw->req[s][0] = lw->req[s][1] = MPI_REQUEST_NULL;
     lw->sending[s] = false;
@@ -114,10 +120,16 @@ int rp__mpi_send_result(struct server *sv, struct lworker *lw, int s, uint32_t f
     rp__wire_result_write(base + sd->res_off, (uint32_t)lw->id, flags, &m, len);
     sd->sent = sd->resume;
     lw->req[s][0] = lw->req[s][1] = MPI_REQUEST_NULL;
+    bool separate = outbytes > 0 && !(flags & RP__RESULT_INLINE);
+    if (sv->bundling && !separate && len <= BUNDLE_PART_MAX) /* copied: the region is free */
+        return rp__mpi_bundle_add(sv, base + sd->res_off, len);
+    int rc = rp__mpi_bundle_flush(sv); /* (what went before arrives before) */
+    if (rc != RP_OK)
+        return rc;
     if (MPI_Isend(base + sd->res_off, (int)len, MPI_BYTE, 0, TAG_CTL, sv->comm,
                   &lw->req[s][0]) != MPI_SUCCESS)
         return RP_EMPI;
-    if (outbytes > 0 && !(flags & RP__RESULT_INLINE) &&
+    if (separate &&
         MPI_Isend(outputs, (int)outbytes, MPI_BYTE, 0, TAG_DATA, sv->comm,
                   &lw->req[s][1]) != MPI_SUCCESS)
         return RP_EMPI;
