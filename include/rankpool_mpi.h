@@ -67,7 +67,7 @@ RP_API int rp_pool_create_comm(rp_pool_t **pool, const rp_pool_opts_t *opts, MPI
 RP_API MPI_Comm rp_pool_comm(const rp_pool_t *pool);
 
 /** \return the rank of the worker w (0..size-1) in the pool's communicator, or -1.
- * (With $RP_MPI_LEADERS=1, the lowest serving rank of its node: doc/mpi.md.) */
+ * (With node leaders, $RP_MPI_LEADERS, the lowest serving rank of its node: doc/mpi.md.) */
 RP_API int rp_pool_worker_rank(const rp_pool_t *pool, int worker);
 
 #ifdef __cplusplus

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The semantic and dispatch suites and the MPI-specific suite on 3 MPI ranks (two
 # workers on two ranks); the semantic, crash and MPI suites with node leaders
-# (RP_MPI_LEADERS=1: both workers on rank 1); a program started through the launcher
+# (RP_MPI_LEADERS=1: both workers on rank 1; with the cancel and time-limit suites);
+# a program started through the launcher
 # (launch/rankpool-run --mpi), as users do; the start-up
 # deadline (one rank never calls rp_pool_create); a program that returns from main
 # without freeing its pool (mpirun must see a clean exit); a rank that falls silent
@@ -11,8 +12,8 @@ top=${top_builddir:-.}
 MPIRUN=${MPIRUN:-mpirun}
 "$top/tests/mpi-driver" 3 tests/test_semantics tests/test_dispatch tests/test_mpi || exit $?
 echo "=== node leaders (RP_MPI_LEADERS=1): rank 1 hosts both workers, rank 2 none"
-RP_MPI_LEADERS=1 "$top/tests/mpi-driver" 3 tests/test_semantics tests/test_crash tests/test_mpi ||
-    exit $?
+RP_MPI_LEADERS=1 "$top/tests/mpi-driver" 3 tests/test_semantics tests/test_crash tests/test_mpi \
+    tests/test_cancel tests/test_timeout || exit $?
 echo "=== $top/launch/rankpool-run --mpi --oversubscribe -n 3 tests/mpi_hosts 1"
 timeout 300 "$top/launch/rankpool-run" --mpi --oversubscribe -n 3 "$top/tests/mpi_hosts" 1 ||
     exit 1

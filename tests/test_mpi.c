@@ -7,6 +7,7 @@
 #define _GNU_SOURCE 1 /* sched_getaffinity */
 #include "rankpool_mpi.h"
 #include "testutil.h"
+#include "wire.h" /* (the framing's constants, for a malformed message) */
 
 #include <limits.h>
 #include <pthread.h>
@@ -676,17 +677,10 @@ static void test_mpi_progress_while_master_computes(void)
     tu_pool_done(p);
 }
 
-/* Garbage sent to a serving rank on the pool's communicator: that rank is given up
- * (RP_EPROTO), nothing crashes or hangs, the other ranks go on. */
-static void test_mpi_malformed_message_is_an_error(void)
+/* After garbage sent to rank 1: maps go on until its complaint arrives; then the
+ * rank is given up (RP_EPROTO), and the other ranks, if any host workers, go on. */
+static void rank1_given_up(rp_pool_t *p)
 {
-    rp_pool_t *p = world_pool(NULL);
-    if (!p)
-        return;
-    char junk[64];
-    memset(junk, 0x5a, sizeof junk);
-    /* 7310: the tag that routes a batch to a rank's first worker */
-    MPI_Send(junk, sizeof junk, MPI_BYTE, 1, 7310, rp_pool_comm(p));
     double in[50], out[50];
     for (int i = 0; i < 50; i++)
         in[i] = i;
@@ -707,6 +701,53 @@ static void test_mpi_malformed_message_is_an_error(void)
         CU_ASSERT_EQUAL(rc, RP_OK);
         CU_ASSERT_EQUAL(out[49], 49.0 * 49.0);
     }
+}
+
+/* Garbage sent to a serving rank on the pool's communicator: that rank is given up
+ * (RP_EPROTO), nothing crashes or hangs, the other ranks go on. */
+static void test_mpi_malformed_message_is_an_error(void)
+{
+    rp_pool_t *p = world_pool(NULL);
+    if (!p)
+        return;
+    char junk[64];
+    memset(junk, 0x5a, sizeof junk);
+    /* 7310: the tag that routes a batch to a rank's first worker */
+    MPI_Send(junk, sizeof junk, MPI_BYTE, 1, 7310, rp_pool_comm(p));
+    rank1_given_up(p);
+    tu_pool_done(p);
+}
+
+/* A message header (wire.h's layout) at p. */
+static void put_header(char *p, uint16_t kind, uint32_t worker, uint64_t length)
+{
+    uint32_t magic = RP__WIRE_MAGIC, flags = 0;
+    uint16_t version = RP__WIRE_VERSION;
+    memcpy(p, &magic, 4);
+    memcpy(p + 4, &version, 2);
+    memcpy(p + 6, &kind, 2);
+    memcpy(p + 8, &worker, 4);
+    memcpy(p + 12, &flags, 4);
+    memcpy(p + 16, &length, 8);
+}
+
+/* A malformed BUNDLE (with node leaders, several batches in one message: mpi/bundle.c)
+ * sent to a serving rank: its one part, a BATCH with a right header, is for a
+ * worker the rank does not host (999). That rank is given up (RP_EPROTO), nothing
+ * crashes or hangs. */
+static void test_mpi_malformed_bundle_is_an_error(void)
+{
+    rp_pool_t *p = world_pool(NULL);
+    if (!p)
+        return;
+    char msg[RP__WIRE_HDR_SIZE + 8 + 64];
+    memset(msg, 0x5a, sizeof msg);
+    uint32_t part[2] = { 999, 64 }; /* the rank's worker 999, 64 bytes */
+    put_header(msg, RP__MSG_BUNDLE, 1, sizeof msg);
+    memcpy(msg + RP__WIRE_HDR_SIZE, part, sizeof part);
+    put_header(msg + RP__WIRE_HDR_SIZE + 8, RP__MSG_BATCH, 0, 64);
+    MPI_Send(msg, sizeof msg, MPI_BYTE, 1, 7301 /* the control tag */, rp_pool_comm(p));
+    rank1_given_up(p);
     tu_pool_done(p);
 }
 
@@ -1323,6 +1364,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_replacement_cannot_start),
         TU_TEST(test_mpi_progress_while_master_computes),
         TU_TEST(test_mpi_malformed_message_is_an_error),
+        TU_TEST(test_mpi_malformed_bundle_is_an_error),
         TU_TEST(test_mpi_leader_refuses_more_than_a_rank_holds),
         TU_TEST(test_mpi_every_failure_reported),
         TU_TEST(test_mpi_var_outputs_beyond_one_area),

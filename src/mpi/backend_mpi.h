@@ -79,6 +79,8 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define SHORT_BATCH_S 100e-6              /* shorter batches need DEPTH in flight */
 #define LONG_BATCH_S  1e-3                /* for longer ones the pool thread naps */
 #define INLINE_MAX    ((size_t)16 << 10)  /* outputs up to this ride in the header */
+#define LEADERS_AUTO_RANKS 128           /* RP_MPI_LEADERS=auto: from this many ranks on
+                                           * a node (measured: doc/mpi.md) */
 #define BUNDLE_PART_MAX ((size_t)64 << 10) /* larger results go alone (bundle.c) */
 #define BUNDLE_BYTES  ((size_t)4 << 20)   /* a bundle goes out once this large */
 #define SLOT_BYTES    ((size_t)256 << 20) /* virtual size of a batch's shared region */
@@ -535,9 +537,11 @@ int  rp__mpi_gather_blobs(MPI_Comm comm, const rp__wbuf *mine, char **all, int *
 int  rp__mpi_bcast_status(MPI_Comm comm, int32_t *status);
 
 /* leader.c: node leaders (RP_MPI_LEADERS). */
-/* Whether the environment asks for node leaders (the master decides; the HELLO
- * tells the ranks). */
-bool rp__mpi_leaders_wanted(void);
+/* Whether the pool has node leaders: RP_MPI_LEADERS=1 or 0, or auto (the default):
+ * when this node runs LEADERS_AUTO_RANKS ranks or more, as many serve the pool,
+ * and one leader can host all nworkers (the master decides; the HELLO tells the
+ * ranks). */
+bool rp__mpi_leaders_wanted(int nranks, int nworkers);
 /* Every rank of comm, when the HELLO asks for leaders (collective): *leader, the
  * lowest serving rank (1..nranks) of this rank's node, INT_MAX if none; *members
  * (size entries, the caller frees): which ranks of comm share this node.
@@ -573,8 +577,12 @@ void rp__mpi_bundle_cancel(struct mpi_pool *mp, int rank);
 /* A serving rank: a BUNDLE of batches from the master (buf, len bytes) posted to
  * its workers. \return RP_OK, RP_EPROTO, RP_EMPI. */
 int  rp__mpi_bundle_batches(struct server *sv, const char *buf, size_t len);
-/* A serving rank: message msg (a RESULT with no separate outputs, a PROGRESS)
- * joins the turn's bundle (copied). \return RP_OK or RP_ENOMEM. */
+/* A serving rank: can a message of len bytes join the turn's bundle now (a bundle
+ * too large is sent first)? Never waits: false while both buffers are going out
+ * (the message then goes alone, after the bundle). */
+bool rp__mpi_bundle_room(struct server *sv, size_t len);
+/* Message msg (a RESULT with no separate outputs, a PROGRESS) joins the turn's
+ * bundle (copied; after rp__mpi_bundle_room). \return RP_OK or RP_ENOMEM. */
 int  rp__mpi_bundle_add(struct server *sv, const void *msg, size_t len);
 /* Sends the turn's bundle (a lone part as itself). Called at the end of a turn
  * and before any other message to the master (which then arrives after it). */

@@ -158,11 +158,29 @@ static void send_rank(struct mpi_pool *mp, int rk)
             rp__mpi_break_rank(mp, rk, "MPI_Isend failed");
         return;
     }
-    /* the older buffer: its send is normally long done */
-    int q = b->turn;
-    b->turn ^= 1;
-    if (b->req[q] != MPI_REQUEST_NULL)
-        MPI_Wait(&b->req[q], MPI_STATUS_IGNORE);
+    /* a buffer whose send is done (normally both); never waited for: the leader
+     * may itself be waiting for the master to take a large bundle of results */
+    int q = -1;
+    for (int k = 0; k < 2 && q < 0; k++) {
+        int i = (b->turn + k) % 2, done = 1;
+        if (b->req[i] != MPI_REQUEST_NULL)
+            MPI_Test(&b->req[i], &done, MPI_STATUS_IGNORE);
+        if (done)
+            q = i;
+    }
+    if (q < 0) { /* both still going out: each batch alone */
+        for (struct inflight *f = fl; f; f = f->dnext)
+            if (f->deferred) {
+                f->deferred = false;
+                if (MPI_Isend(f->buf.buf, (int)f->buf.len, MPI_BYTE, rk, f->tag, mp->comm,
+                              &f->req) != MPI_SUCCESS) {
+                    rp__mpi_break_rank(mp, rk, "MPI_Isend failed");
+                    return;
+                }
+            }
+        return;
+    }
+    b->turn = q ^ 1;
     rp__wbuf *w = &b->buf[q];
     rp__wire_begin(w, RP__MSG_BUNDLE, 0, 0);
     for (struct inflight *f = fl; f; f = f->dnext)
@@ -221,24 +239,26 @@ int rp__mpi_bundle_batches(struct server *sv, const char *buf, size_t len)
     return rc;
 }
 
+bool rp__mpi_bundle_room(struct server *sv, size_t len)
+{
+    if (sv->bparts > 0 && sv->bout[sv->bturn].len + len > BUNDLE_BYTES &&
+        rp__mpi_bundle_flush(sv) != RP_OK)
+        return false;
+    if (sv->bparts > 0)
+        return true;
+    /* a new bundle, in the buffer whose send is done (normally long done); never
+     * waited for: the master may be waiting for this rank to take its batches */
+    int done = 1;
+    if (sv->breq[sv->bturn] != MPI_REQUEST_NULL)
+        MPI_Test(&sv->breq[sv->bturn], &done, MPI_STATUS_IGNORE);
+    return done;
+}
+
 int rp__mpi_bundle_add(struct server *sv, const void *msg, size_t len)
 {
     rp__wbuf *w = &sv->bout[sv->bturn];
-    if (sv->bparts > 0 && w->len + len > BUNDLE_BYTES) {
-        int rc = rp__mpi_bundle_flush(sv);
-        if (rc != RP_OK)
-            return rc;
-        w = &sv->bout[sv->bturn];
-    }
-    if (sv->bparts == 0) {
-        /* the buffer's previous bundle: normally long out */
-        if (sv->breq[sv->bturn] != MPI_REQUEST_NULL &&
-            !rp__mpi_send_wait(sv, &sv->breq[sv->bturn], 1)) {
-            rp__wbuf_init(w); /* abandoned: the library may still read it */
-        }
-        sv->breq[sv->bturn] = MPI_REQUEST_NULL;
+    if (sv->bparts == 0)
         rp__wire_begin(w, RP__MSG_BUNDLE, 0, 0);
-    }
     sv->bparts++;
     return put_part(w, 0, msg, len);
 }
@@ -261,6 +281,7 @@ int rp__mpi_bundle_flush(struct server *sv)
         len = plen;
     } else {
         finish(w, n);
+        rp__trace("mpi: rank %d: %d results in one bundle", sv->rank, n);
     }
     int rc = MPI_Isend(msg, (int)len, MPI_BYTE, 0, TAG_CTL, sv->comm,
                        &sv->breq[sv->bturn]) == MPI_SUCCESS ? RP_OK : RP_EMPI;

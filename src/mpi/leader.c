@@ -16,15 +16,25 @@
 #include <string.h>
 
 
-bool rp__mpi_leaders_wanted(void)
+bool rp__mpi_leaders_wanted(int nranks, int nworkers)
 {
     const char *v = getenv("RP_MPI_LEADERS");
-    if (!v || !*v || !strcmp(v, "0") || !strcmp(v, "off") || !strcmp(v, "auto"))
-        return false; /* (auto: off until its threshold is measured) */
-    if (!strcmp(v, "1") || !strcmp(v, "on"))
+    if (v && (!strcmp(v, "0") || !strcmp(v, "off")))
+        return false;
+    if (v && (!strcmp(v, "1") || !strcmp(v, "on")))
         return true;
-    rp__trace("mpi: RP_MPI_LEADERS=%s is not 1, 0 or auto: no node leaders", v);
-    return false;
+    if (v && *v && strcmp(v, "auto"))
+        rp__trace("mpi: RP_MPI_LEADERS=%s is not 1, 0 or auto: auto", v);
+    /* auto: where leaders were measured to win (doc/mpi.md, "Node leaders"): this
+     * node runs LEADERS_AUTO_RANKS ranks or more, and one leader can host every
+     * worker of the pool */
+    int lrank, local = 0;
+    rp__local_rank_size(&lrank, &local);
+    bool on = nranks >= LEADERS_AUTO_RANKS && local >= LEADERS_AUTO_RANKS &&
+              nworkers <= RANK_WORKERS_MAX;
+    rp__trace("mpi: RP_MPI_LEADERS auto: %d serving ranks, %d on this node, %d workers: "
+              "node leaders %s", nranks, local, nworkers, on ? "on" : "off");
+    return on;
 }
 
 int rp__mpi_node_leader(MPI_Comm comm, int nranks, int *leader, bool **members)

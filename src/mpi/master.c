@@ -193,7 +193,7 @@ static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts
     mp->rank_broken = calloc((size_t)mp->size, sizeof *mp->rank_broken);
     mp->rank_bye = calloc((size_t)mp->size, sizeof *mp->rank_bye);
     /* (in-process, a rank runs its workers in turn: all of a node's on one core) */
-    mp->leaders = !in_process_wanted() && rp__mpi_leaders_wanted();
+    mp->leaders = !in_process_wanted() && rp__mpi_leaders_wanted(mp->nranks, mp->nworkers);
     if (mp->leaders) /* counts each leader's workers as they answer */
         mp->rank_first = calloc((size_t)mp->size + 1, sizeof *mp->rank_first);
     /* Tests only: what a given-up rank still sends is left unread, as by a master

@@ -275,7 +275,8 @@ static int report_progress(struct server *sv)
         rp__wire_progress m = { .job = lw->job[s], .seq = lw->seq[s], .items = items };
         if (rp__wire_put_progress(&sv->out, (uint32_t)lw->id, &m) != RP_OK)
             return RP_ENOMEM;
-        int rc = sv->bundling ? rp__mpi_bundle_add(sv, sv->out.buf, sv->out.len)
+        int rc = sv->bundling && rp__mpi_bundle_room(sv, sv->out.len)
+                     ? rp__mpi_bundle_add(sv, sv->out.buf, sv->out.len)
                               : rp__mpi_server_send(sv, sv->out.buf, sv->out.len);
         if (rc != RP_OK)
             return rc;

@@ -121,7 +121,8 @@ int rp__mpi_send_result(struct server *sv, struct lworker *lw, int s, uint32_t f
     sd->sent = sd->resume;
     lw->req[s][0] = lw->req[s][1] = MPI_REQUEST_NULL;
     bool separate = outbytes > 0 && !(flags & RP__RESULT_INLINE);
-    if (sv->bundling && !separate && len <= BUNDLE_PART_MAX) /* copied: the region is free */
+    if (sv->bundling && !separate && len <= BUNDLE_PART_MAX &&
+        rp__mpi_bundle_room(sv, len)) /* copied: the region is free at once */
         return rp__mpi_bundle_add(sv, base + sd->res_off, len);
     int rc = rp__mpi_bundle_flush(sv); /* (what went before arrives before) */
     if (rc != RP_OK)
