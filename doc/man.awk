@@ -260,8 +260,10 @@ END {
            "briefly and yielding; unset: when the node has a core for each (a rank of one " \
            "worker with a core per rank: briefly, yielding).\n" > out
     printf ".TP\n.B RP_MPI_LEADERS\n1: on the mpi backend, the lowest serving rank of each " \
-           "node hosts all the node's workers (node leaders); 0 or auto (the default): " \
-           "each serving rank hosts its own.\n" > out
+           "node hosts all the node's workers and exchanges their batches and results with " \
+           "the master in bundles (node leaders); 0: each serving rank hosts its own; auto " \
+           "(the default): leaders from 128 ranks on the master's node, with at most 1024 " \
+           "workers.\n" > out
     printf "%s", see_also("") > out
     close(out)
     print out

@@ -25,14 +25,14 @@ bool rp__mpi_leaders_wanted(int nranks, int nworkers)
         return true;
     if (v && *v && strcmp(v, "auto"))
         rp__trace("mpi: RP_MPI_LEADERS=%s is not 1, 0 or auto: auto", v);
-    /* auto: where leaders were measured to win (doc/mpi.md, "Node leaders"): this
-     * node runs LEADERS_AUTO_RANKS ranks or more, and one leader can host every
-     * worker of the pool */
+    /* auto: where leaders were measured to win (doc/mpi.md, "Node leaders"): the
+     * pool and this node have LEADERS_AUTO_RANKS ranks or more (the master
+     * included), and one leader can host every worker of the pool */
     int lrank, local = 0;
     rp__local_rank_size(&lrank, &local);
-    bool on = nranks >= LEADERS_AUTO_RANKS && local >= LEADERS_AUTO_RANKS &&
+    bool on = nranks + 1 >= LEADERS_AUTO_RANKS && local >= LEADERS_AUTO_RANKS &&
               nworkers <= RANK_WORKERS_MAX;
-    rp__trace("mpi: RP_MPI_LEADERS auto: %d serving ranks, %d on this node, %d workers: "
+    rp__trace("mpi: RP_MPI_LEADERS auto: %d serving ranks, %d ranks on this node, %d workers: "
               "node leaders %s", nranks, local, nworkers, on ? "on" : "off");
     return on;
 }
