@@ -384,6 +384,9 @@ struct mpi_pool {
     _Atomic int     drivers;     /* user threads polling in drive() */
     _Atomic int     unfinished;  /* jobs submitted and not yet complete */
     _Atomic int64_t drove_ns;    /* when a waiter last stopped polling, its job done */
+    /* the last released job's struct mjob, for the next submit (back-to-back
+     * applies allocate none); swapped atomically by submit and release */
+    _Atomic(struct mjob *) spare_mjob;
 
     /* under plock */
     pthread_mutex_t plock;
