@@ -236,6 +236,7 @@ struct server {
     rp__wbuf          bout[2];
     MPI_Request       breq[2];
     int               bturn, bparts;
+    struct prepost   *pre;      /* receives posted in advance (prepost.c), or NULL */
 };
 
 /* Local worker lw has something for its rank (a batch done, records to send, ...). */
@@ -257,6 +258,21 @@ int  rp__mpi_server_run(struct server *sv, rp_error_t *err);
 void rp__mpi_server_free(struct server *sv);
 /* server.c: sends a small control message to the master. */
 int  rp__mpi_server_ctl(struct server *sv, unsigned kind, uint32_t worker, int32_t status);
+
+/* server.c: a control message from the master (CANCEL, STOP, TERMINATE; anything
+ * else is answered PROTO). \return RP_OK, RP_DONE (the rank leaves), an error. */
+int  rp__mpi_serve_ctl(struct server *sv, const char *buf, size_t count);
+
+/* prepost.c: a rank of few workers posts its receives in advance (one for control
+ * messages, one per worker into its next batch's area). init: whether it does;
+ * poll: (re)posts them, handles what they received (up to 32 messages; RP_DONE
+ * when the rank leaves); free: cancels what is still posted. */
+bool rp__mpi_prepost_init(struct server *sv);
+int  rp__mpi_prepost_poll(struct server *sv, int *events);
+void rp__mpi_prepost_free(struct server *sv);
+/* prepost.c: the tag of the next message from the master if no posted receive
+ * will take it (a stray: for the probe), else -1. */
+int  rp__mpi_prepost_stray(struct server *sv);
 
 /* slot.c: the batch regions. */
 size_t rp__mpi_record_free(const struct slotdesc *sd);
@@ -397,6 +413,9 @@ struct mpi_pool {
     _Atomic int     drivers;     /* user threads polling in drive() */
     _Atomic int     unfinished;  /* jobs submitted and not yet complete */
     _Atomic int64_t drove_ns;    /* when a waiter last stopped polling, its job done */
+    /* the last released job's struct mjob, for the next submit (back-to-back
+     * applies allocate none); swapped atomically by submit and release */
+    _Atomic(struct mjob *) spare_mjob;
 
     /* under plock */
     pthread_mutex_t plock;

@@ -39,6 +39,7 @@ static void master_free(struct mpi_pool *mp)
     free(mp->rbuf);
     rp__wbuf_free(&mp->ctl);
     rp__sched_close(&mp->sched);
+    free(atomic_load(&mp->spare_mjob));
     pthread_mutex_destroy(&mp->plock);
     pthread_mutex_destroy(&mp->lock);
     pthread_cond_destroy(&mp->cond);
@@ -346,8 +347,10 @@ static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
     struct mpi_pool *mp = rp__mpi_of(pool);
     if (mp->retired) /* stopped at exit */
         return RP_ECLOSED;
-    struct mjob *mj = calloc(1, sizeof *mj);
-    if (!mj)
+    struct mjob *mj = atomic_exchange(&mp->spare_mjob, NULL);
+    if (mj)
+        memset(mj, 0, sizeof *mj);
+    else if (!(mj = calloc(1, sizeof *mj)))
         return RP_ENOMEM;
     if (rp__fnref_make((rp__anyfn)job->fn, &mj->fn) != RP_OK) {
         free(mj);
@@ -422,7 +425,7 @@ static void mpi_release(rp_pool_t *pool, struct rp__job *job)
 {
     struct mpi_pool *mp = rp__mpi_of(pool);
     rp__sched_remove(&mp->sched, &job->sched);
-    free(job->bdata);
+    free(atomic_exchange(&mp->spare_mjob, (struct mjob *)job->bdata));
     job->bdata = NULL;
 }
 

@@ -331,25 +331,31 @@ static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
     }
     if (MPI_Mrecv(sv->rbuf, count, MPI_BYTE, msg, MPI_STATUS_IGNORE) != MPI_SUCCESS)
         return RP_EMPI;
+    if (tag != TAG_CTL)
+        return rp__mpi_server_ctl(sv, RP__MSG_PROTO, 0, RP_EPROTO);
+    return rp__mpi_serve_ctl(sv, sv->rbuf, (size_t)count);
+}
+
+int rp__mpi_serve_ctl(struct server *sv, const char *buf, size_t count)
+{
     rp__wire_hdr h;
     rp__rbuf r;
     int32_t status;
     uint64_t seq;
-    bool ctl = tag == TAG_CTL && rp__wire_open(sv->rbuf, (size_t)count, &h, &r) == RP_OK;
-    if (ctl && h.kind == RP__MSG_CANCEL) {
+    if (rp__wire_open(buf, count, &h, &r) == RP_OK && h.kind == RP__MSG_CANCEL) {
         uint64_t job;
         uint32_t flags;
         if (rp__wire_get_cancel(&r, &h, &job, &flags) != RP_OK)
             return rp__mpi_server_ctl(sv, RP__MSG_PROTO, 0, RP_EPROTO);
         return rp__mpi_server_cancel(sv, job, flags);
     }
-    if (ctl && h.kind == RP__MSG_BUNDLE) {
-        int rc = rp__mpi_bundle_batches(sv, sv->rbuf, (size_t)count);
+    if (rp__wire_open(buf, count, &h, &r) == RP_OK && h.kind == RP__MSG_BUNDLE) {
+        int rc = rp__mpi_bundle_batches(sv, buf, count);
         if (rc == RP_EPROTO)
             return rp__mpi_server_ctl(sv, RP__MSG_PROTO, 0, RP_EPROTO);
         return rc;
     }
-    if (tag != TAG_CTL || rp__wire_open(sv->rbuf, (size_t)count, &h, &r) != RP_OK ||
+    if (rp__wire_open(buf, count, &h, &r) != RP_OK ||
         (h.kind != RP__MSG_STOP && h.kind != RP__MSG_TERMINATE) ||
         rp__wire_get_ctl(&r, &status, &seq) != RP_OK)
         return rp__mpi_server_ctl(sv, RP__MSG_PROTO, 0, RP_EPROTO);
@@ -382,17 +388,31 @@ static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
 }
 
 /* The serving loop: until the master says STOP or TERMINATE. */
-static int serve(struct server *sv)
+static int serve_loop(struct server *sv)
 {
-    double idle_since = rp__now(), nap = 20e-6, checked = 0, reported = 0;
+    double idle_since = rp__now(), nap = 20e-6, checked = 0, reported = 0, now = 0;
+    double probed = 0;
     rp__mpi_precise_naps();
     for (;;) {
         int events = 0;
-        for (int m = 0; m < 32; m++) {
-            int flag = 0;
+        if (sv->pre) { /* receives posted in advance (prepost.c) */
+            int rc = rp__mpi_prepost_poll(sv, &events);
+            if (rc == RP_DONE)
+                return RP_OK;
+            if (rc != RP_OK)
+                return rc;
+        }
+        /* with them, probe only for what they do not take, every CHECK_S */
+        bool probe = !sv->pre || now - probed >= CHECK_S;
+        if (probe)
+            probed = now;
+        for (int m = 0; m < 32 && probe; m++) {
+            int flag = 0, tag = MPI_ANY_TAG;
             MPI_Message msg;
             MPI_Status st;
-            if (MPI_Improbe(0, MPI_ANY_TAG, sv->comm, &flag, &msg, &st) != MPI_SUCCESS)
+            if (sv->pre && (tag = rp__mpi_prepost_stray(sv)) < 0)
+                break;
+            if (MPI_Improbe(0, tag, sv->comm, &flag, &msg, &st) != MPI_SUCCESS)
                 return RP_EMPI;
             if (!flag)
                 break;
@@ -409,7 +429,7 @@ static int serve(struct server *sv)
          * at every turn of a polling loop; the kernel's waitid walks every child,
          * so a rank of many workers looks less often (CHECK_S per 8 workers:
          * 12.9 ms for 1,024), not more system time per worker */
-        double now = rp__now();
+        now = rp__now();
         bool check = now - checked >= CHECK_S * (1 + sv->nlocal / 8);
         if (check)
             checked = now;
@@ -462,6 +482,14 @@ static int serve(struct server *sv)
         atomic_store(&sv->bell->rank_sleeps, 0);
         nap = fmin(nap * 2, SLEEP_MAX_S);
     }
+}
+
+static int serve(struct server *sv)
+{
+    rp__mpi_prepost_init(sv);
+    int rc = serve_loop(sv);
+    rp__mpi_prepost_free(sv);
+    return rc;
 }
 
 /* Can this node hold n worker processes per rank? Each rank of the job on this
