@@ -13,7 +13,11 @@
  * the MPI point-to-point calls of the master's process (sends: MPI_Send and
  * MPI_Isend; receives: MPI_Recv, MPI_Mrecv and MPI_Irecv, the pool posting its
  * next receive once per message received), counted by the MPI profiling interface
- * below (this program's MPI_* wrap the library's PMPI_*), load-independent.
+ * below (this program's MPI_* wrap the library's PMPI_*), load-independent. The
+ * node's page faults and context switches during the runs per task (/proc: every
+ * process on the node), and the serving ranks' with their worker processes over
+ * the pool's life (getrusage, summed over the ranks), tell what the serving side
+ * costs beyond the tasks.
  * RP_MPI_LEADERS=1 in the environment names the library "rankpool-mpi+leaders".
  * Prints RESULT lines (bench/common.h) with workload scale_<mode>, variant
  * "<ranks>r/<workers>w/<T>ms". Checks every output; a wrong one is an error. */
@@ -83,6 +87,41 @@ static void result(const char *wl, const char *variant, int workers, const char 
     fflush(stdout);
 }
 
+/* A node-wide counter: the line of /proc/<file> that starts with `key` (Linux;
+ * -1 elsewhere). The node's page faults and context switches during a run count
+ * every process of it, the pool's and whatever else runs beside it. */
+static long long node_count(const char *file, const char *key)
+{
+    FILE *f = fopen(file, "r");
+    char line[256];
+    long long v = -1;
+    size_t n = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n) && line[n] == ' ') {
+            v = atoll(line + n + 1);
+            break;
+        }
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* The serving ranks' page faults and context switches over the pool's life,
+ * their worker processes' included (reaped by then), summed on every rank: the
+ * master contributes nothing. Every rank gets the sums (faults, switches). */
+static void ranks_totals(bool master, double sums[2])
+{
+    double mine[2] = { 0, 0 };
+    if (!master) {
+        struct rusage self, kids;
+        getrusage(RUSAGE_SELF, &self);
+        getrusage(RUSAGE_CHILDREN, &kids);
+        mine[0] = (double)(self.ru_minflt + self.ru_majflt + kids.ru_minflt + kids.ru_majflt);
+        mine[1] = (double)(self.ru_nvcsw + self.ru_nivcsw + kids.ru_nvcsw + kids.ru_nivcsw);
+    }
+    MPI_Allreduce(mine, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = "map";
@@ -122,6 +161,8 @@ int main(int argc, char **argv)
     }
     if (!rp_pool_is_master(p)) {
         rp_pool_free(p);
+        double sums[2];
+        ranks_totals(false, sums);
         MPI_Finalize();
         return 0;
     }
@@ -143,6 +184,8 @@ int main(int argc, char **argv)
     int bad = 0;
     for (long r = 0; r < reps; r++) {
         memset(out, 0, (size_t)items * sizeof *out);
+        long long pf = node_count("/proc/vmstat", "pgfault");
+        long long cs = node_count("/proc/stat", "ctxt");
         double t = bench_now(), c = bench_cpu_seconds();
         unsigned long sent0 = msgs_sent, recv0 = msgs_recv;
         if (res) {
@@ -162,6 +205,8 @@ int main(int argc, char **argv)
         t = bench_now() - t;
         c = bench_cpu_seconds() - c;
         double sent = (double)(msgs_sent - sent0), recvd = (double)(msgs_recv - recv0);
+        pf = node_count("/proc/vmstat", "pgfault") - pf;
+        cs = node_count("/proc/stat", "ctxt") - cs;
         for (long i = 0; i < items && !bad; i++)
             if (out[i] != i * 3 + 1)
                 bad = 1;
@@ -181,14 +226,26 @@ int main(int argc, char **argv)
                sent / (double)items);
         result(wl, variant, w, "master_recv_per_task", "messages", "lower",
                recvd / (double)items);
+        if (pf >= 0 && cs >= 0) {
+            result(wl, variant, w, "node_faults_per_task", "faults", "lower",
+                   (double)pf / (double)items);
+            result(wl, variant, w, "node_switches_per_task", "switches", "lower",
+                   (double)cs / (double)items);
+        }
     }
     t0 = bench_now();
     rp_pool_close(p);
     rp_pool_join(p);
     double t_join = bench_now() - t0;
     rp_pool_free(p);
+    double sums[2];
+    ranks_totals(true, sums);
     result("scale_startstop", variant, w, "create", "s", "lower", t_create);
     result("scale_startstop", variant, w, "close+join", "s", "lower", t_join);
+    /* a pool's whole life on the serving side: create, the runs, stop */
+    result("scale_ranks", variant, w, "faults_per_worker", "faults", "lower", sums[0] / w);
+    result("scale_ranks", variant, w, "switches_per_task", "switches", "lower",
+           sums[1] / ((double)items * reps));
     free(in);
     free(out);
     free(res);

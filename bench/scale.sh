@@ -86,7 +86,8 @@ for line in open(sys.argv[1]):
 def med(k):
     v = rows.get(k)
     return "%.3g" % statistics.median(v) if v else "-"
-keys = sorted({(wl, var) for (wl, var, impl, m) in rows if wl != "scale_startstop"},
+keys = sorted({(wl, var) for (wl, var, impl, m) in rows
+               if wl not in ("scale_startstop", "scale_ranks")},
               key=lambda k: (k[0], int(k[1].split("/")[2][:-2]), int(k[1].split("/")[1][:-1])))
 print("| workload | ranks/workers/task | rankpool eff. % | mpi4py eff. % | bare sleepers eff. % | rankpool tasks/s | master CPU µs/task | create s | close+join s |")
 print("|---|---|---|---|---|---|---|---|---|")

@@ -1330,6 +1330,54 @@ static void test_mpi_initarg_size_limit(void)
     tu_pool_done(p);
 }
 
+/* The kilobytes of the batch regions the calling worker process has touched: the
+ * resident size of its mapping of the transfer areas (-1: not found). */
+static int areas_touched_kb(const void *in, void *out, rp_ctx_t *ctx)
+{
+    (void)in;
+    (void)ctx;
+    long kb = -1;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[512];
+    bool in_areas = false;
+    while (f && fgets(line, sizeof line, f)) {
+        if (strchr(line, '-') && strchr(line, ':') && strstr(line, " rw"))
+            in_areas = strstr(line, "rankpool-areas") != NULL; /* a mapping's first line */
+        else if (in_areas && !strncmp(line, "Rss:", 4)) {
+            kb = atol(line + 4);
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    *(long *)out = kb;
+    return 0;
+}
+
+/* A worker given one batch at a time takes each into the same region: it touches
+ * one region's pages, not every one of its DEPTH (each region's first batch costs
+ * page faults in the rank and in the worker process). */
+static void test_mpi_one_batch_at_a_time_uses_one_area(void)
+{
+    rp_pool_opts_t o = { .workers = 1 };
+    rp_pool_t *p = world_pool(&o);
+    if (!p)
+        return;
+    for (int i = 0; i < 9; i++) {
+        double x = i, y = 0;
+        CU_ASSERT_EQUAL(rp_apply(p, square, &x, sizeof x, &y, sizeof y, NULL), RP_OK);
+        CU_ASSERT_EQUAL(y, x * x);
+    }
+    int none = 0;
+    long kb = 0;
+    CU_ASSERT_EQUAL(rp_apply(p, areas_touched_kb, &none, sizeof none, &kb, sizeof kb, NULL),
+                    RP_OK);
+    printf("\n    worker process: %ld kB of its transfer areas touched ", kb);
+    CU_ASSERT(kb > 0);
+    CU_ASSERT(kb <= 8); /* a batch this small and its result: one page, or two */
+    tu_pool_done(p);
+}
+
 int main(int argc, char **argv)
 {
     int provided;
@@ -1379,6 +1427,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_workers_beyond_limit),
         TU_TEST(test_mpi_item_size_limit),
         TU_TEST(test_mpi_initarg_size_limit),
+        TU_TEST(test_mpi_one_batch_at_a_time_uses_one_area),
         TU_END
     };
     if (world_rank != 0) /* one report, from the master */

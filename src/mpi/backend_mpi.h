@@ -149,6 +149,7 @@ struct slotdesc {
                                item; the rank reports the rest canceled */
     uint64_t   timeout_ns;  /* an item's time limit, 0 = none: the rank kills the child */
     uint32_t   retries;     /* a task's own failure runs again in place */
+    char      *base;        /* the region the batch is in (rp__mpi_slot_pick) */
 };
 
 enum { CHILD_STARTING, CHILD_READY, CHILD_INIT_FAILED, CHILD_RETIRING };
@@ -304,6 +305,9 @@ int  rp__mpi_send_finished(struct server *sv, struct lworker *lw, int *events);
 /* Waits until slot s's result is sent (abandoned when the master ended the pool
  * without reading it). */
 void rp__mpi_slot_drain(struct server *sv, struct lworker *lw, int s);
+/* Gives slot s, about to receive a batch, the worker's lowest region no batch or
+ * send is using: a worker with one batch at a time uses (and so touches) one. */
+void rp__mpi_slot_pick(struct lworker *lw, int s);
 
 /* child.c: the worker processes. */
 int  rp__mpi_spawn_child(struct server *sv, struct lworker *lw);

@@ -231,6 +231,7 @@ int rp__mpi_bundle_batches(struct server *sv, const char *buf, size_t len)
         struct lworker *lw = &sv->w[local];
         int s = (int)(lw->nposted % DEPTH);
         rp__mpi_slot_drain(sv, lw, s);
+        rp__mpi_slot_pick(lw, s);
         memcpy(lw->slot[s], part, plen);
         rc = rp__mpi_post_batch(sv, lw, s, TAG_WORK0 + (int)local, lw->slot[s], plen);
         if (rc != RP_OK)

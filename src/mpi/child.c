@@ -141,6 +141,8 @@ bool rp__mpi_run_slot(struct server *sv, struct lworker *lw, rp_ctx_t *ctx, uint
     struct wctl *ctl = lw->ctl;
     int s = (int)(k % DEPTH);
     struct slotdesc *sd = &ctl->slot[s];
+    if (lw->slot[s] != sd->base) /* the rank moves regions between slots */
+        lw->slot[s] = sd->base;
     struct child_run cr = { lw, s };
     ctx->output = (sd->flags & RP__JOB_VAR) ? child_output : NULL;
     ctx->output_arg = &cr;

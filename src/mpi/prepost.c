@@ -74,6 +74,10 @@ static int post(struct server *sv, struct prepost *p)
         int s = (int)(lw->nposted % DEPTH);
         if (lw->sending[s])
             continue;
+        /* (no other pick moves this region while the receive is posted: a
+         * worker has one posted receive, and this rank takes its batches only
+         * through it) */
+        rp__mpi_slot_pick(lw, s);
         p->slot[i] = s;
         if (MPI_Irecv(lw->slot[s], (int)PRE_BATCH_BYTES, MPI_BYTE, 0, TAG_WORK0 + i, sv->comm,
                       &p->req[i]) != MPI_SUCCESS)

@@ -306,6 +306,7 @@ static int serve_message(struct server *sv, MPI_Message *msg, MPI_Status *st)
         struct lworker *lw = &sv->w[tag - TAG_WORK0];
         int s = (int)(lw->nposted % DEPTH);
         rp__mpi_slot_drain(sv, lw, s);
+        rp__mpi_slot_pick(lw, s);
         char *buf = lw->slot[s];
         char *tmp = NULL;
         if ((size_t)count > SLOT_BYTES / 2) {

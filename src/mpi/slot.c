@@ -95,6 +95,38 @@ void rp__mpi_slot_drain(struct server *sv, struct lworker *lw, int s)
     lw->sending[s] = false;
 }
 
+/* The slots are a ring (batch k in slot k % DEPTH, which the child follows); the
+ * regions they point to are not: each region's first batch costs page faults in
+ * the rank and in the child (a page table, the page), and a worker going round
+ * all DEPTH regions paid them DEPTH times (3-4 of its 11 faults in a map of 20
+ * items per worker). A region is free when no posted batch not yet sent is in its
+ * slot and no send from it is in progress; the child reads it from the slot. */
+void rp__mpi_slot_pick(struct lworker *lw, int s)
+{
+    bool busy[DEPTH] = { false };
+    for (uint32_t k = lw->nsent; k != lw->nposted; k++)
+        busy[k % DEPTH] = true;
+    if (busy[s] || lw->leaked[s])
+        return; /* (cannot be: the master gives a worker at most DEPTH batches) */
+    int best = s;
+    for (int t = 0; t < DEPTH; t++) {
+        if (busy[t] || lw->leaked[t])
+            continue;
+        if (lw->sending[t]) {
+            int flag = 0;
+            if (MPI_Testall(2, lw->req[t], &flag, MPI_STATUSES_IGNORE) != MPI_SUCCESS || !flag)
+                continue;
+            lw->req[t][0] = lw->req[t][1] = MPI_REQUEST_NULL;
+            lw->sending[t] = false;
+        }
+        if (lw->slot[t] < lw->slot[best])
+            best = t;
+    }
+    char *r = lw->slot[s];
+    lw->slot[s] = lw->slot[best];
+    lw->slot[best] = r;
+}
+
 /* Sends a result for the items of slot s processed and not reported yet, [sent,
  * resume): the whole batch (the child finished it) or the part before a flush of
  * the record area or a death (rp__mpi_send_part). */
@@ -272,6 +304,7 @@ int rp__mpi_post_batch(struct server *sv, struct lworker *lw, int s, int tag, co
     rp__rbuf r;
     rp__wire_batch b;
     memset(sd, 0, sizeof *sd);
+    sd->base = base;
     sd->cap = SLOT_BYTES;
     sd->res_off = rp__mpi_align(msglen, 64);
     if (rp__wire_open(buf, msglen, &h, &r) != RP_OK)
