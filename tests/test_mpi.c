@@ -1354,9 +1354,11 @@ static int areas_touched_kb(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
-/* A worker given one batch at a time takes each into the same region: it touches
- * one region's pages, not every one of its DEPTH (each region's first batch costs
- * page faults in the rank and in the worker process). */
+/* A worker given one batch at a time takes each into the same region (or two: a
+ * rank of a few workers posts the receive of a worker's next batch while its
+ * current one runs, prepost.c): it touches one or two regions' pages, not every
+ * one of its DEPTH (each region's first batch costs page faults in the rank and in
+ * the worker process). */
 static void test_mpi_one_batch_at_a_time_uses_one_area(void)
 {
     rp_pool_opts_t o = { .workers = 1 };
@@ -1374,7 +1376,7 @@ static void test_mpi_one_batch_at_a_time_uses_one_area(void)
                     RP_OK);
     printf("\n    worker process: %ld kB of its transfer areas touched ", kb);
     CU_ASSERT(kb > 0);
-    CU_ASSERT(kb <= 8); /* a batch this small and its result: one page, or two */
+    CU_ASSERT(kb <= 8); /* batches this small and their results: a page per region */
     tu_pool_done(p);
 }
 
