@@ -81,6 +81,14 @@ typedef struct rp__varslot {
     size_t size;
 } rp__varslot;
 
+/* ops->runs_on: where a job runs, seen from the thread that waits for it. */
+enum {
+    RP__RUNS_ELSEWHERE, /* on another CPU (or about to be taken there) */
+    RP__RUNS_HERE,      /* it waits for a worker on the caller's CPU, or for a
+                           slot, and the pool has other CPUs */
+    RP__RUNS_HERE_ONLY, /* the caller's CPU is the only one the pool has */
+};
+
 struct rp__backend_ops {
     const char *name;
     /* Starts the workers (runs the initializers) and the pool thread. On MPI ranks
@@ -143,6 +151,12 @@ struct rp__backend_ops {
     void *(*buf_alloc)(rp_pool_t *pool, size_t bytes);
     /* Gives back a buffer of buf_alloc (bytes as asked). pool->lock held. */
     void  (*buf_free)(rp_pool_t *pool, void *p, size_t bytes);
+    /* May be NULL (waiters spin as if it said RP__RUNS_ELSEWHERE). Where job
+     * runs, or is about to be taken, as far as the backend knows (the CPU its
+     * worker was last seen on), seen from the calling thread: RP__RUNS_*. A
+     * waiter spins on the done word only while it runs elsewhere. A hint, asked
+     * often: a few loads, no lock. Any thread, between submit() and release(). */
+    int   (*runs_on)(rp_pool_t *pool, struct rp__job *job);
 };
 
 extern const struct rp__backend_ops rp__backend_local;

@@ -486,6 +486,27 @@ bool rp__result_job_done(const rp_result_t *r)
     return job_done(r);
 }
 
+/* Spins on the done word until it is set or spin_until, while the job runs on
+ * another CPU (ops->runs_on). A job waiting for this very CPU gets it: asleep
+ * (woken, the scheduler may give this thread a CPU of its own), or, when the
+ * pool has no other CPU, by yielding (cheaper than a sleep and a wake). */
+static void spin_done(rp_result_t *r, double spin_until)
+{
+    rp_pool_t *pool = r->pool;
+    for (unsigned i = 1; !job_done(r); i++) {
+        rp__cpu_relax();
+        if ((i & 15) != 0)
+            continue;
+        int at = pool->ops->runs_on ? pool->ops->runs_on(pool, &r->job) : RP__RUNS_ELSEWHERE;
+        if (at == RP__RUNS_HERE)
+            break;
+        if (at == RP__RUNS_HERE_ONLY)
+            sched_yield();
+        if ((i & 63) == 0 && rp__now() >= spin_until)
+            break;
+    }
+}
+
 /* Waits until the job's done word is set, or the deadline. First briefly on the
  * CPU (letting the backend drive its messages when it can), then asleep. */
 static int wait_done(rp_result_t *r, double deadline)
@@ -493,15 +514,10 @@ static int wait_done(rp_result_t *r, double deadline)
     struct rp__job *job = &r->job;
     rp_pool_t *pool = r->pool;
     double now = rp__now(), spin_until = fmin(deadline, now + SPIN_SECONDS);
-    if (pool->ops->drive) {
+    if (pool->ops->drive)
         pool->ops->drive(pool, job, deadline);
-    } else {
-        for (unsigned i = 1; !job_done(r); i++) {
-            rp__cpu_relax();
-            if ((i & 63) == 0 && rp__now() >= spin_until)
-                break;
-        }
-    }
+    else
+        spin_done(r, spin_until);
     for (;;) {
         rp__done *d = atomic_load(&job->done);
         if (rp__done_is(d))

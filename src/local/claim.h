@@ -17,6 +17,8 @@
 
 #include "local.h"
 
+#include <sched.h>
+
 /* Workers that claim by themselves: one chunk held at a time. */
 static const rp__sched_conf rp__local_sched = { .depth = 1 };
 
@@ -102,6 +104,7 @@ static inline bool rp__local_claim_slot(struct lpool *lp, struct rp__wslot *ws, 
                                                       memory_order_relaxed)) {
                 if (__builtin_expect(die_at > 0, 0) && ++*claims == die_at)
                     raise(SIGKILL);
+                atomic_store_explicit(&rg->cpu, sched_getcpu(), memory_order_relaxed);
                 atomic_store_explicit(&ws->cur, (size_t)x, memory_order_relaxed);
                 atomic_store_explicit(&ws->hstate, RP__H_CONFIRMED, memory_order_release);
                 *start = x;

@@ -143,6 +143,7 @@ static void publish(struct lpool *lp, struct ljob *lj)
      * Until here every store to the workers' lines was a plain one: they all
      * travel at once, and this waits for them together. */
     atomic_store_explicit(&s->done.word, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->ycpu, -1, memory_order_relaxed);
     rp__job_move_done(job, &s->done);
     atomic_store_explicit(&s->state, RP__SW(lj->gen, RP__SLOT_ACTIVE), memory_order_release);
     atomic_fetch_or(&hdr->work_mask, UINT64_C(1) << j);
@@ -319,6 +320,47 @@ size_t rp__local_progress(rp_pool_t *pool, struct rp__job *job)
     if (atomic_load(&lj->freed))
         return job->n;
     return (size_t)sum;
+}
+
+/* Whether a worker that is not asleep was last seen on a CPU other than cpu:
+ * one spinning there takes a new job, one running a chunk there claims it next. */
+static bool awake_elsewhere(struct lpool *lp, int cpu)
+{
+    struct rp__hdr *hdr = lp->hdr;
+    for (int k = 0; k < lp->nworkers; k++) {
+        int32_t on = atomic_load_explicit(&hdr->wcpu[k], memory_order_relaxed);
+        if (on != 0 && on != cpu + 1
+            && !(atomic_load_explicit(&hdr->sleeping[k / 64], memory_order_relaxed)
+                 & (UINT64_C(1) << (k % 64))))
+            return true;
+    }
+    return false;
+}
+
+/* ops->runs_on: range 0 holds the first claim of every job, and the CPU of its
+ * last claimer; before that claim, a worker that is awake takes the job. Loads
+ * of lines the workers wrote once; a slot given back meanwhile (the job is
+ * complete) gives a meaningless, harmless answer. When the job waits for this
+ * CPU, the caller may give it up: noted in the slot, so that the worker running
+ * the job here gives it back at once (worker.c, idle). */
+int rp__local_runs_on(rp_pool_t *pool, struct rp__job *job)
+{
+    struct lpool *lp = pool->bdata;
+    struct ljob *lj = job->bdata;
+    struct rp__hdr *hdr = lp->hdr;
+    int here = hdr->max_spin > 1 ? RP__RUNS_HERE : RP__RUNS_HERE_ONLY;
+    int j = atomic_load_explicit(&lj->slot, memory_order_acquire);
+    if (j < 0)
+        return here; /* queued: it waits for other jobs, not for a spinning worker */
+    int cpu = sched_getcpu();
+    struct rp__slot *s = &hdr->slots[j];
+    bool taken = RP__RW_IDX(atomic_load_explicit(&s->range[0].next, memory_order_acquire)) > 0;
+    if (taken ? atomic_load_explicit(&s->range[0].cpu, memory_order_relaxed) != cpu
+              : awake_elsewhere(lp, cpu))
+        return RP__RUNS_ELSEWHERE;
+    if (atomic_load_explicit(&s->ycpu, memory_order_relaxed) != cpu)
+        atomic_store_explicit(&s->ycpu, cpu, memory_order_relaxed);
+    return here;
 }
 
 void rp__local_release(rp_pool_t *pool, struct rp__job *job)

@@ -92,6 +92,8 @@ enum { RP__SLOT_FREE = 0, RP__SLOT_ACTIVE = 1, RP__SLOT_DONE = 2 };
 struct rp__lrange {
     alignas(RP__CL) _Atomic uint64_t next; /* tag | first unclaimed index */
     _Atomic uint64_t end;                  /* one past the last item */
+    _Atomic int32_t  cpu;                  /* where its last claimer claimed (a hint
+                                              for waiters: ops->runs_on) */
 };
 
 struct rp__slot {
@@ -110,6 +112,9 @@ struct rp__slot {
     uint32_t     retries;        /* retry_raised: a task's failure runs again */
     alignas(RP__CL) _Atomic uint32_t state;   /* RP__SW(gen, st) */
     rp__done     done;           /* the job's done word while it holds the slot */
+    _Atomic int32_t ycpu;        /* the CPU a waiter gave up for the job's worker
+                                    (ops->runs_on), or -1: a worker that ran a
+                                    chunk of it there gives it back */
     alignas(RP__CL) _Atomic uint32_t tseq;    /* RP__JOB_TRACK: bumped per chunk */
     _Atomic uint32_t twaiters;
     _Atomic uint32_t suspect;    /* dead claims or put-backs the master must resolve */
@@ -168,6 +173,10 @@ struct rp__hdr {
      * a dead worker's own, which a count could not tell from the others'. */
     alignas(RP__CL) _Atomic uint64_t spinning[RP__IDLEW];
     alignas(RP__CL) _Atomic uint64_t sleeping[RP__IDLEW];
+    /* The CPU each worker was last seen on, plus one (0: not yet), where it
+     * claimed or spun: a hint for waiters (ops->runs_on). Written when it
+     * changes. */
+    alignas(RP__CL) _Atomic int32_t wcpu[RP__MAXWORKERS];
     alignas(RP__CL) _Atomic uint64_t work_mask; /* slots that may have work */
     _Atomic uint32_t shutdown;
     _Atomic uint32_t init_report;             /* workers write the eventfd at init */
@@ -332,6 +341,13 @@ static inline uint32_t rp__local_idle_count(_Atomic uint64_t *mask, uint32_t wor
     return n;
 }
 
+/* Worker k is on CPU cpu: recorded for waiters (ops->runs_on) if it moved. */
+static inline void rp__local_seen_on(struct rp__hdr *hdr, int k, int cpu)
+{
+    if (atomic_load_explicit(&hdr->wcpu[k], memory_order_relaxed) != cpu + 1)
+        atomic_store_explicit(&hdr->wcpu[k], cpu + 1, memory_order_relaxed);
+}
+
 /* Whether any bit is set in the first `words` words of an idle mask. */
 static inline bool rp__local_idle_any(_Atomic uint64_t *mask, uint32_t words)
 {
@@ -350,6 +366,7 @@ static inline void rp__local_forget_idle(struct lpool *lp, int k)
     uint64_t bit = UINT64_C(1) << (k % 64);
     atomic_fetch_and(&lp->hdr->spinning[k / 64], ~bit);
     atomic_fetch_and(&lp->hdr->sleeping[k / 64], ~bit);
+    atomic_store(&lp->hdr->wcpu[k], 0); /* nowhere: it takes no job */
 }
 
 /* Wakes the master's pool thread (any process). */
@@ -405,6 +422,7 @@ void rp__local_free_slot(struct lpool *lp, struct ljob *lj);
 bool rp__local_job_done(const struct ljob *lj);
 int  rp__local_submit(rp_pool_t *pool, struct rp__job *job);
 size_t rp__local_progress(rp_pool_t *pool, struct rp__job *job);
+int  rp__local_runs_on(rp_pool_t *pool, struct rp__job *job);
 void rp__local_release(rp_pool_t *pool, struct rp__job *job);
 
 /* deliver.c (D held unless said) */

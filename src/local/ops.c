@@ -421,4 +421,5 @@ const struct rp__backend_ops rp__backend_local = {
     .watch = rp__local_watch,
     .buf_alloc = rp__local_buf_alloc, /* blocks of the arena */
     .buf_free = rp__local_buf_free,
+    .runs_on = rp__local_runs_on,
 };

@@ -196,14 +196,19 @@ static void run_chunk(struct wctx *w)
 
 /* Nothing to claim: spin a little (a futex wake costs tens of µs), then sleep
  * until work_seq moves. Only as many spin as there are cores to spare. Worker k
- * shows itself in the idle masks meanwhile (whoever makes work wakes by them). */
-static void idle(struct rp__hdr *hdr, int k, uint32_t seq)
+ * shows itself in the idle masks meanwhile (whoever makes work wakes by them),
+ * and the CPU it spins on (rp__local_seen_on). give: a waiter gave this CPU up for
+ * the chunk just run; it gets it back first. */
+static void idle(struct rp__hdr *hdr, int k, uint32_t seq, bool give)
 {
     _Atomic uint64_t *spinning = &hdr->spinning[k / 64], *sleeping = &hdr->sleeping[k / 64];
     uint64_t bit = UINT64_C(1) << (k % 64);
     double t0 = rp__now();
     bool moved = false;
+    rp__local_seen_on(hdr, k, sched_getcpu());
     atomic_fetch_or(spinning, bit);
+    if (give) /* seen spinning: whoever submits next need not wake a sleeper */
+        sched_yield();
     bool spin = rp__local_idle_count(hdr->spinning, hdr->idlew) <= hdr->max_spin;
     for (unsigned i = 1; spin; i++) {
         if (atomic_load_explicit(&hdr->work_seq, memory_order_acquire) != seq
@@ -216,6 +221,7 @@ static void idle(struct rp__hdr *hdr, int k, uint32_t seq)
             if (rp__now() - t0 > SPIN_SECONDS)
                 break;
             sched_yield();
+            rp__local_seen_on(hdr, k, sched_getcpu()); /* it may have moved meanwhile */
         }
     }
     atomic_fetch_and(spinning, ~bit);
@@ -230,6 +236,7 @@ static void idle(struct rp__hdr *hdr, int k, uint32_t seq)
 static void worker_loop(struct wctx *w)
 {
     struct rp__hdr *hdr = w->hdr;
+    bool give = false; /* see idle() */
     for (;;) {
         uint32_t seq = atomic_load_explicit(&hdr->work_seq, memory_order_acquire);
         if (atomic_load_explicit(&hdr->shutdown, memory_order_relaxed))
@@ -245,11 +252,16 @@ static void worker_loop(struct wctx *w)
         uint64_t start, len;
         int j = rp__local_claim(w->lp, w->ws, budget, &w->claims, w->die_at, &start, &len);
         if (j >= 0) {
+            rp__local_seen_on(hdr, w->k, sched_getcpu());
             load_chunk(w, j, start, len);
             run_chunk(w);
+            /* (the slot may hold another job by now: its ycpu is -1 then) */
+            int ycpu = atomic_load_explicit(&hdr->slots[j].ycpu, memory_order_relaxed);
+            give = ycpu >= 0 && ycpu == sched_getcpu();
             continue;
         }
-        idle(hdr, w->k, seq);
+        idle(hdr, w->k, seq, give);
+        give = false;
     }
 }
 
