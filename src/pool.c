@@ -399,11 +399,14 @@ static int stop_pool(rp_pool_t *pool, int to)
                  (to == RP__POOL_TERMINATED && pool->state == RP__POOL_CLOSED);
     if (first) {
         pool->state = to;
+        /* with the state, under the lock: a submit refused from now on (a
+         * stream's next segment) must see why, canceled, not closed */
+        if (to == RP__POOL_TERMINATED)
+            atomic_store(&c->terminating, true);
         wait_submits_locked(pool);
     }
     pthread_mutex_unlock(&pool->lock);
     if (first && to == RP__POOL_TERMINATED) {
-        atomic_store(&c->terminating, true);
         rc = pool->ops->terminate(pool);
     } else if (first && pool->ops->close) {
         rc = pool->ops->close(pool);

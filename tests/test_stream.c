@@ -539,6 +539,80 @@ static void test_stream_terminate_midway(void)
     free(in);
 }
 
+/* Large maps submitted from one thread, until the pool refuses them: a terminate
+ * waits for a submit in flight (its inputs being copied), and meanwhile refuses
+ * other submits. */
+struct big_submits {
+    rp_pool_t *pool;
+    long      *in, *out;
+    size_t     n;
+};
+
+static void *submit_big_maps(void *arg)
+{
+    struct big_submits *b = arg;
+    rp_result_t *r;
+    while (rp_map_async(b->pool, square, b->in, b->n, sizeof(long), b->out, sizeof(long), NULL,
+                        &r) == RP_OK) {
+        rp_result_get(r, RP_FOREVER, NULL);
+        rp_result_free(r);
+    }
+    return NULL;
+}
+
+static void *terminate_soon(void *arg)
+{
+    tu_sleep(0.02);
+    rp_pool_terminate(arg);
+    return NULL;
+}
+
+/* Terminated by another thread while a stream refills and a large submit is in
+ * flight: the stream's segments refused by the terminating pool are canceled
+ * (RP_ECANCELED), never RP_ECLOSED, in every one of 10 rounds. */
+static void test_stream_terminate_from_another_thread(void)
+{
+    size_t n = 200000, nbig = 1 << 22;
+    long *in = tu_iota(n);
+    struct big_submits b = { NULL, tu_iota(nbig), malloc(nbig * sizeof(long)), nbig };
+    rp_map_opts_t mo = { .buffersize = 64, .chunksize = 8 };
+    for (int round = 0; round < 10; round++) {
+        rp_pool_t *p = tu_pool(0, NULL);
+        if (!p)
+            continue;
+        rp_iter_t *it;
+        CU_ASSERT_EQUAL_FATAL(rp_imap_unordered(p, square, in, n, sizeof(long), sizeof(long),
+                                                &mo, &it), RP_OK);
+        b.pool = p;
+        pthread_t sub, term;
+        pthread_create(&sub, NULL, submit_big_maps, &b);
+        pthread_create(&term, NULL, terminate_soon, p);
+        size_t idx, k = 0, closed = 0, wrong = 0;
+        long v;
+        rp_error_t e;
+        int rc;
+        while ((rc = rp_iter_next(it, 60, &idx, &v, &e)) != RP_DONE && rc != RP_ETIMEDOUT) {
+            closed += rc == RP_ECLOSED;
+            wrong += rc == RP_OK ? v != (long)(idx * idx) : rc != RP_ECANCELED && rc != RP_ECLOSED;
+            k++;
+        }
+        pthread_join(term, NULL);
+        pthread_join(sub, NULL);
+        CU_ASSERT_EQUAL(rc, RP_DONE);
+        CU_ASSERT_EQUAL(k, n);
+        CU_ASSERT_EQUAL(wrong, 0);
+        CU_ASSERT_EQUAL(closed, 0);
+        if (closed)
+            printf("\n  round %d: %zu items RP_ECLOSED after a terminate ", round, closed);
+        rp_iter_free(it);
+        CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
+        rp_pool_free(p);
+    }
+    free(b.in);
+    free(b.out);
+    free(in);
+}
+
 /* Inside a task, rp_ctx_index is the item's index in the whole stream, not in its
  * segment: 10,000 items through a window of 1,000 (segments of 250), ordered and
  * unordered, over an array and over a producer, fixed and variable-size outputs. */
@@ -668,6 +742,7 @@ int main(int argc, char **argv)
         TU_TEST(test_stream_bad_arguments),
         TU_TEST(test_stream_close_midway),
         TU_TEST(test_stream_terminate_midway),
+        TU_TEST(test_stream_terminate_from_another_thread),
         TU_TEST(test_stream_ctx_index_global),
         TU_TEST(test_stream_worker_death_names_item),
         TU_END,
