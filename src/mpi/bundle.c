@@ -141,34 +141,24 @@ static void send_rank(struct mpi_pool *mp, int rk)
     struct mbundle *b = &mp->bundle[rk];
     struct inflight *fl = b->head;
     int live = 0;
-    struct inflight *one = NULL;
     for (struct inflight *f = fl; f; f = f->dnext)
-        if (f->deferred) { /* (not: dropped since, its rank given up) */
-            live++;
-            one = f;
-        }
+        live += f->deferred; /* (not: dropped since, its rank given up) */
     b->head = b->tail = NULL;
     b->nparts = 0;
     if (live == 0 || mp->rank_broken[rk])
         return;
-    if (live == 1) {
-        one->deferred = false;
-        if (MPI_Isend(one->buf.buf, (int)one->buf.len, MPI_BYTE, rk, one->tag, mp->comm,
-                      &one->req) != MPI_SUCCESS)
-            rp__mpi_break_rank(mp, rk, "MPI_Isend failed");
-        return;
-    }
-    /* a buffer whose send is done (normally both); never waited for: the leader
-     * may itself be waiting for the master to take a large bundle of results */
+    /* for two or more, a buffer whose send is done (normally both); never waited
+     * for: the leader may itself be waiting for the master to take a large bundle
+     * of results */
     int q = -1;
-    for (int k = 0; k < 2 && q < 0; k++) {
+    for (int k = 0; k < 2 && q < 0 && live > 1; k++) {
         int i = (b->turn + k) % 2, done = 1;
         if (b->req[i] != MPI_REQUEST_NULL)
             MPI_Test(&b->req[i], &done, MPI_STATUS_IGNORE);
         if (done)
             q = i;
     }
-    if (q < 0) { /* both still going out: each batch alone */
+    if (q < 0) { /* one, or both buffers still going out: each batch alone */
         for (struct inflight *f = fl; f; f = f->dnext)
             if (f->deferred) {
                 f->deferred = false;
