@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int world_rank, world_size;
@@ -1380,6 +1381,55 @@ static void test_mpi_one_batch_at_a_time_uses_one_area(void)
     tu_pool_done(p);
 }
 
+/* Items of 25 ms, one per batch, on ranks of more than 8 workers: the ranks pace
+ * their turns (src/mpi/pace.c): a worker holding its next batch leaves its result
+ * for the rank's next turn, and a turn's results go to the master in one bundle.
+ * A worker killed meanwhile, with a finished batch not sent yet and another
+ * queued: only the item it died in fails; every other item, the finished one and
+ * the queued one included, comes back right. */
+static int slow_kill_k(const void *in, void *out, rp_ctx_t *ctx)
+{
+    (void)ctx;
+    int i = *(const int *)in;
+    struct timespec ts = { 0, 25 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+    if (i == 7 * 12 + 5)
+        raise(SIGKILL);
+    *(int *)out = 3 * i;
+    return 0;
+}
+
+static void test_mpi_paced_rank_loses_nothing(void)
+{
+    int per_rank = 12; /* more than SPIN_WORKERS_MAX: no receives posted in advance */
+    rp_pool_opts_t o = { .workers = per_rank * (world_size - 1) };
+    rp_pool_t *p = world_pool(&o);
+    if (!p)
+        return;
+    int n = o.workers * 10; /* ten rounds: the killed item comes after pacing began */
+    int *in = malloc((size_t)n * sizeof *in), *out = malloc((size_t)n * sizeof *out);
+    CU_ASSERT_FATAL(in && out);
+    for (int i = 0; i < n; i++)
+        in[i] = i, out[i] = -1;
+    rp_map_opts_t mo = { .chunksize = 1 };
+    for (int round = 0; round < 2; round++) { /* the replacement paces again */
+        rp_error_t err;
+        CU_ASSERT_EQUAL(rp_map(p, slow_kill_k, in, (size_t)n, sizeof *in, out, sizeof *out,
+                               &mo, &err), RP_EWORKER);
+        CU_ASSERT_EQUAL(err.index, 7 * 12 + 5);
+        CU_ASSERT_EQUAL(err.signal, SIGKILL);
+        int bad = 0;
+        for (int i = 0; i < n; i++)
+            bad += i != 7 * 12 + 5 && out[i] != 3 * i;
+        CU_ASSERT_EQUAL(bad, 0);
+        for (int i = 0; i < n; i++)
+            out[i] = -1;
+    }
+    free(in);
+    free(out);
+    tu_pool_done(p);
+}
+
 int main(int argc, char **argv)
 {
     int provided;
@@ -1430,6 +1480,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_item_size_limit),
         TU_TEST(test_mpi_initarg_size_limit),
         TU_TEST(test_mpi_one_batch_at_a_time_uses_one_area),
+        TU_TEST(test_mpi_paced_rank_loses_nothing),
         TU_END
     };
     if (world_rank != 0) /* one report, from the master */

@@ -36,7 +36,8 @@
  * (a serving rank's loop), slot.c (a batch's shared region and its results),
  * child.c (the worker process, its supervision, the in-process mode), leader.c
  * (node leaders: where the workers live), bundle.c (with leaders: several
- * batches, or several results, in one message).
+ * batches, or several results, in one message), pace.c (a rank of many workers
+ * with long batches: a turn every few ms, not per result).
  *
  * Locks of the master, in order: the core's (pool->lock, a result's lock), then
  * plock, then mp->lock.
@@ -91,6 +92,10 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define SPIN_POLL_S   50e-6               /* the pool thread, after an event */
 #define CHECK_S       100e-6              /* a rank looks for dead children this often */
 #define SLEEP_MAX_S   1e-3                /* longest idle sleep */
+#define LAZY_BATCH_S  20e-3               /* batches this long pace a rank's turns (pace.c) */
+#define LAZY_TURN_S   1e-3                /* ... a turn every batch/20, at least this */
+#define LAZY_TURN_MAX_S 5e-3              /* ... and at most this apart */
+#define PROBE_MAX     32                  /* messages a rank receives in one turn */
 #define SPIN_WORKERS_MAX 8                /* a rank with more workers and its worker
                                            * processes do not poll (yielding) for each
                                            * other on an oversubscribed node: a worker's
@@ -180,6 +185,7 @@ struct wctl {
 struct rankbell {
     _Atomic uint32_t bell;
     _Atomic uint32_t rank_sleeps;
+    _Atomic uint32_t paced;     /* the rank paces its turns (pace.c) */
     _Atomic uint64_t dirty[DIRTY_WORDS];
 };
 
@@ -238,6 +244,7 @@ struct server {
     MPI_Request       breq[2];
     int               bturn, bparts;
     struct prepost   *pre;      /* receives posted in advance (prepost.c), or NULL */
+    double            batch_s;  /* how long its workers' batches ran, recent average */
 };
 
 /* Local worker lw has something for its rank (a batch done, records to send, ...). */
@@ -274,6 +281,16 @@ void rp__mpi_prepost_free(struct server *sv);
 /* prepost.c: the tag of the next message from the master if no posted receive
  * will take it (a stray: for the probe), else -1. */
 int  rp__mpi_prepost_stray(struct server *sv);
+
+/* pace.c: a rank of many workers with long batches paces its turns. batch: a
+ * worker finished a batch of that many seconds; quiet: whether worker ctl's
+ * process, done with batch k, leaves the rank asleep (it holds its next batch);
+ * wait: at the end of a turn that received nothing from the master, sleeps until
+ * the next paced turn or a ring (the bell no longer `rung`), and returns true, or
+ * returns false at once when the rank is not pacing. */
+void rp__mpi_pace_batch(struct server *sv, double seconds);
+bool rp__mpi_pace_quiet(const struct server *sv, const struct wctl *ctl, uint32_t k);
+bool rp__mpi_pace_wait(struct server *sv, uint32_t rung, double turn_at);
 
 /* slot.c: the batch regions. */
 size_t rp__mpi_record_free(const struct slotdesc *sd);
