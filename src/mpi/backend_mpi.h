@@ -93,9 +93,12 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define CHECK_S       100e-6              /* a rank looks for dead children this often */
 #define SLEEP_MAX_S   1e-3                /* longest idle sleep */
 #define LAZY_BATCH_S  20e-3               /* batches this long pace a rank's turns (pace.c) */
-#define LAZY_TURN_S   1e-3                /* ... a turn every batch/20, at least this */
-#define LAZY_TURN_MAX_S 5e-3              /* ... and at most this apart */
+#define LAZY_TURN_S   1e-3                /* ... a turn this often (5 ms: the master's
+                                           * batches backed up in the shared-memory
+                                           * transport between turns at 1,000 workers
+                                           * a rank, and the workers starved) */
 #define PROBE_MAX     32                  /* messages a rank receives in one turn */
+#define PACED_BUNDLE_BYTES ((size_t)4000) /* a paced rank's bundles (pace.c): sent eagerly */
 #define SPIN_WORKERS_MAX 8                /* a rank with more workers and its worker
                                            * processes do not poll (yielding) for each
                                            * other on an oversubscribed node: a worker's
@@ -245,6 +248,7 @@ struct server {
     int               bturn, bparts;
     struct prepost   *pre;      /* receives posted in advance (prepost.c), or NULL */
     double            batch_s;  /* how long its workers' batches ran, recent average */
+    size_t            bundle_max; /* a bundle goes out once this large (0: BUNDLE_BYTES) */
 };
 
 /* Local worker lw has something for its rank (a batch done, records to send, ...). */
@@ -392,6 +396,8 @@ struct inflight {
 /* The master's bundles to one rank (bundle.c): the batches picked for it in a
  * dispatch pass (head..tail), and two buffers, one may still be going out. */
 struct mbundle {
+    bool             on;   /* this rank's batches are bundled: a leader, or a rank
+                              that sent a bundle (it paces its turns, pace.c) */
     struct inflight *head, *tail;
     int              nparts;
     rp__wbuf         buf[2];
@@ -471,8 +477,9 @@ struct mpi_pool {
     bool            leaders;     /* a node's workers live on its leader */
     int            *rank_first;  /* rank rk's workers: rank_wlist[rank_first[rk] .. */
     int            *rank_wlist;  /* ... rank_first[rk + 1]), in order */
-    /* bundles (bundle.c): with leaders, one message per rank per dispatch pass */
-    struct mbundle *bundle;      /* per rank; NULL: no bundles */
+    /* bundles (bundle.c): one message per rank per dispatch pass, to leaders and
+     * to ranks that pace their turns */
+    struct mbundle *bundle;      /* per rank; NULL: out of memory */
     int            *bundle_ranks; /* the ranks with batches deferred in this pass */
     int             nbundle_ranks;
 };

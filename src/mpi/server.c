@@ -409,7 +409,9 @@ static int serve_loop(struct server *sv)
         bool probe = !sv->pre || now - probed >= CHECK_S;
         if (probe)
             probed = now;
-        for (int m = 0; m < PROBE_MAX && probe; m++) {
+        /* a paced turn takes all that came meanwhile (pace.c) */
+        int most = atomic_load(&sv->bell->paced) ? PROBE_MAX + DEPTH * sv->nlocal : PROBE_MAX;
+        for (int m = 0; m < most && probe; m++) {
             int flag = 0, tag = MPI_ANY_TAG;
             MPI_Message msg;
             MPI_Status st;
@@ -454,9 +456,9 @@ static int serve_loop(struct server *sv)
             if (holding && (rc = rp__mpi_server_ctl(sv, RP__MSG_ALIVE, 0, RP_OK)) != RP_OK)
                 return rc;
         }
-        /* many workers, long batches: the next turn in a few ms (pace.c),
+        /* many workers, long batches: the next turn in a millisecond (pace.c),
          * unless the master's messages filled this turn (more may be waiting) */
-        if (got < PROBE_MAX && rp__mpi_pace_wait(sv, rung, turn_at)) {
+        if (got < most && rp__mpi_pace_wait(sv, rung, turn_at)) {
             idle_since = rp__now();
             nap = 20e-6;
             continue;
