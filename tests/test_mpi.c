@@ -1381,9 +1381,9 @@ static void test_mpi_one_batch_at_a_time_uses_one_area(void)
     tu_pool_done(p);
 }
 
-/* Items of 25 ms, one per batch, on ranks of more than 8 workers: the ranks pace
- * their turns (src/mpi/pace.c): a worker holding its next batch leaves its result
- * for the rank's next turn, and a turn's results go to the master in one bundle.
+/* Items of 25 ms, one per batch, on ranks of more than 8 workers (src/mpi/pace.c):
+ * a worker holding its next batch leaves its result for the rank's next turn
+ * without waking it, and results and batches travel in bundles.
  * A worker killed meanwhile, with a finished batch not sent yet and another
  * queued: only the item it died in fails; every other item, the finished one and
  * the queued one included, comes back right. */
@@ -1399,20 +1399,20 @@ static int slow_kill_k(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
-static void test_mpi_paced_rank_loses_nothing(void)
+static void test_mpi_quiet_results_lose_nothing(void)
 {
     int per_rank = 12; /* more than SPIN_WORKERS_MAX: no receives posted in advance */
     rp_pool_opts_t o = { .workers = per_rank * (world_size - 1) };
     rp_pool_t *p = world_pool(&o);
     if (!p)
         return;
-    int n = o.workers * 10; /* ten rounds: the killed item comes after pacing began */
+    int n = o.workers * 10; /* ten rounds: the killed item comes after quiet results began */
     int *in = malloc((size_t)n * sizeof *in), *out = malloc((size_t)n * sizeof *out);
     CU_ASSERT_FATAL(in && out);
     for (int i = 0; i < n; i++)
         in[i] = i, out[i] = -1;
     rp_map_opts_t mo = { .chunksize = 1 };
-    for (int round = 0; round < 2; round++) { /* the replacement paces again */
+    for (int round = 0; round < 2; round++) { /* a second map, with the replacement process */
         rp_error_t err;
         CU_ASSERT_EQUAL(rp_map(p, slow_kill_k, in, (size_t)n, sizeof *in, out, sizeof *out,
                                &mo, &err), RP_EWORKER);
@@ -1480,7 +1480,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_item_size_limit),
         TU_TEST(test_mpi_initarg_size_limit),
         TU_TEST(test_mpi_one_batch_at_a_time_uses_one_area),
-        TU_TEST(test_mpi_paced_rank_loses_nothing),
+        TU_TEST(test_mpi_quiet_results_lose_nothing),
         TU_END
     };
     if (world_rank != 0) /* one report, from the master */

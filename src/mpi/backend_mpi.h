@@ -37,7 +37,7 @@
  * child.c (the worker process, its supervision, the in-process mode), leader.c
  * (node leaders: where the workers live), bundle.c (with leaders: several
  * batches, or several results, in one message), pace.c (a rank of many workers
- * with long batches: a turn every few ms, not per result).
+ * with long batches: not woken per result, bundles both ways).
  *
  * Locks of the master, in order: the core's (pool->lock, a result's lock), then
  * plock, then mp->lock.
@@ -92,12 +92,8 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define SPIN_POLL_S   50e-6               /* the pool thread, after an event */
 #define CHECK_S       100e-6              /* a rank looks for dead children this often */
 #define SLEEP_MAX_S   1e-3                /* longest idle sleep */
-#define LAZY_BATCH_S  20e-3               /* batches this long pace a rank's turns (pace.c) */
-#define LAZY_TURN_S   1e-3                /* ... a turn this often (5 ms: the master's
-                                           * batches backed up in the shared-memory
-                                           * transport between turns at 1,000 workers
-                                           * a rank, and the workers starved) */
-#define PROBE_MAX     32                  /* messages a rank receives in one turn */
+#define LAZY_BATCH_S  20e-3               /* batches this long: fewer wake-ups and
+                                           * messages for a rank of many (pace.c) */
 #define PACED_BUNDLE_BYTES ((size_t)4000) /* a paced rank's bundles (pace.c): sent eagerly */
 #define SPIN_WORKERS_MAX 8                /* a rank with more workers and its worker
                                            * processes do not poll (yielding) for each
@@ -188,7 +184,7 @@ struct wctl {
 struct rankbell {
     _Atomic uint32_t bell;
     _Atomic uint32_t rank_sleeps;
-    _Atomic uint32_t paced;     /* the rank paces its turns (pace.c) */
+    _Atomic uint32_t paced;     /* long batches, many workers: quiet results (pace.c) */
     _Atomic uint64_t dirty[DIRTY_WORDS];
 };
 
@@ -286,15 +282,11 @@ void rp__mpi_prepost_free(struct server *sv);
  * will take it (a stray: for the probe), else -1. */
 int  rp__mpi_prepost_stray(struct server *sv);
 
-/* pace.c: a rank of many workers with long batches paces its turns. batch: a
- * worker finished a batch of that many seconds; quiet: whether worker ctl's
- * process, done with batch k, leaves the rank asleep (it holds its next batch);
- * wait: at the end of a turn that received nothing from the master, sleeps until
- * the next paced turn or a ring (the bell no longer `rung`), and returns true, or
- * returns false at once when the rank is not pacing. */
+/* pace.c: a rank of many workers with long batches. batch: a worker finished a
+ * batch of that many seconds; quiet: whether worker ctl's process, done with
+ * batch k, leaves the rank asleep (it holds its next batch). */
 void rp__mpi_pace_batch(struct server *sv, double seconds);
 bool rp__mpi_pace_quiet(const struct server *sv, const struct wctl *ctl, uint32_t k);
-bool rp__mpi_pace_wait(struct server *sv, uint32_t rung, double turn_at);
 
 /* slot.c: the batch regions. */
 size_t rp__mpi_record_free(const struct slotdesc *sd);
@@ -397,7 +389,7 @@ struct inflight {
  * dispatch pass (head..tail), and two buffers, one may still be going out. */
 struct mbundle {
     bool             on;   /* this rank's batches are bundled: a leader, or a rank
-                              that sent a bundle (it paces its turns, pace.c) */
+                              that sent a bundle (pace.c) */
     struct inflight *head, *tail;
     int              nparts;
     rp__wbuf         buf[2];

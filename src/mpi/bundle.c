@@ -15,7 +15,7 @@
  * messages in the order it would have seen them one by one. The master hands each
  * part to the handler of a lone message (recv.c).
  *
- * A rank that paces its turns (pace.c) bundles its results the same way, without
+ * A rank of many workers with long batches (pace.c) bundles its results the same way, without
  * leaders; the master, on its first bundle, bundles that rank's batches too.
  *
  * Bundles batch themselves: an idle master picks one batch per pass and a leader

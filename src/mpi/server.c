@@ -395,9 +395,7 @@ static int serve_loop(struct server *sv)
     double probed = 0;
     rp__mpi_precise_naps();
     for (;;) {
-        int events = 0, got = 0;
-        uint32_t rung = atomic_load(&sv->bell->bell); /* as the turn starts (pace.c) */
-        double turn_at = rp__now();
+        int events = 0;
         if (sv->pre) { /* receives posted in advance (prepost.c) */
             int rc = rp__mpi_prepost_poll(sv, &events);
             if (rc == RP_DONE)
@@ -409,9 +407,7 @@ static int serve_loop(struct server *sv)
         bool probe = !sv->pre || now - probed >= CHECK_S;
         if (probe)
             probed = now;
-        /* a paced turn takes all that came meanwhile (pace.c) */
-        int most = atomic_load(&sv->bell->paced) ? PROBE_MAX + DEPTH * sv->nlocal : PROBE_MAX;
-        for (int m = 0; m < most && probe; m++) {
+        for (int m = 0; m < 32 && probe; m++) {
             int flag = 0, tag = MPI_ANY_TAG;
             MPI_Message msg;
             MPI_Status st;
@@ -422,7 +418,6 @@ static int serve_loop(struct server *sv)
             if (!flag)
                 break;
             events++;
-            got++;
             int rc = serve_message(sv, &msg, &st);
             if (rc == RP_DONE)
                 return RP_OK;
@@ -455,13 +450,6 @@ static int serve_loop(struct server *sv)
             bool holding = sv->posted_total != sv->sent_total;
             if (holding && (rc = rp__mpi_server_ctl(sv, RP__MSG_ALIVE, 0, RP_OK)) != RP_OK)
                 return rc;
-        }
-        /* many workers, long batches: the next turn in a millisecond (pace.c),
-         * unless the master's messages filled this turn (more may be waiting) */
-        if (got < most && rp__mpi_pace_wait(sv, rung, turn_at)) {
-            idle_since = rp__now();
-            nap = 20e-6;
-            continue;
         }
         if (events) {
             idle_since = rp__now();
