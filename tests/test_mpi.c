@@ -1381,12 +1381,11 @@ static void test_mpi_one_batch_at_a_time_uses_one_area(void)
     tu_pool_done(p);
 }
 
-/* Items of 25 ms, one per batch, on ranks of more than 8 workers (src/mpi/pace.c):
- * a worker holding its next batch leaves its result for the rank's next turn
- * without waking it, and results and batches travel in bundles.
- * A worker killed meanwhile, with a finished batch not sent yet and another
- * queued: only the item it died in fails; every other item, the finished one and
- * the queued one included, comes back right. */
+/* Items of 25 ms, one per batch, on ranks of more than 8 workers (no receives
+ * posted in advance; each worker holds two batches, DEPTH_LONG): a worker killed
+ * with a finished batch whose result may not be sent yet and another queued:
+ * only the item it died in fails; every other item, the finished one and the
+ * queued one included, comes back right. */
 static int slow_kill_k(const void *in, void *out, rp_ctx_t *ctx)
 {
     (void)ctx;
@@ -1399,14 +1398,14 @@ static int slow_kill_k(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
-static void test_mpi_quiet_results_lose_nothing(void)
+static void test_mpi_many_workers_crash_loses_nothing(void)
 {
     int per_rank = 12; /* more than SPIN_WORKERS_MAX: no receives posted in advance */
     rp_pool_opts_t o = { .workers = per_rank * (world_size - 1) };
     rp_pool_t *p = world_pool(&o);
     if (!p)
         return;
-    int n = o.workers * 10; /* ten rounds: the killed item comes after quiet results began */
+    int n = o.workers * 10; /* ten rounds: the killed item comes mid-map */
     int *in = malloc((size_t)n * sizeof *in), *out = malloc((size_t)n * sizeof *out);
     CU_ASSERT_FATAL(in && out);
     for (int i = 0; i < n; i++)
@@ -1480,7 +1479,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_item_size_limit),
         TU_TEST(test_mpi_initarg_size_limit),
         TU_TEST(test_mpi_one_batch_at_a_time_uses_one_area),
-        TU_TEST(test_mpi_quiet_results_lose_nothing),
+        TU_TEST(test_mpi_many_workers_crash_loses_nothing),
         TU_END
     };
     if (world_rank != 0) /* one report, from the master */

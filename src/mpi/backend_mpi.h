@@ -36,8 +36,7 @@
  * (a serving rank's loop), slot.c (a batch's shared region and its results),
  * child.c (the worker process, its supervision, the in-process mode), leader.c
  * (node leaders: where the workers live), bundle.c (with leaders: several
- * batches, or several results, in one message), pace.c (a rank of many workers
- * with long batches: not woken per result, bundles both ways).
+ * batches, or several results, in one message).
  *
  * Locks of the master, in order: the core's (pool->lock, a result's lock), then
  * plock, then mp->lock.
@@ -92,9 +91,6 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define SPIN_POLL_S   50e-6               /* the pool thread, after an event */
 #define CHECK_S       100e-6              /* a rank looks for dead children this often */
 #define SLEEP_MAX_S   1e-3                /* longest idle sleep */
-#define LAZY_BATCH_S  20e-3               /* batches this long: fewer wake-ups and
-                                           * messages for a rank of many (pace.c) */
-#define PACED_BUNDLE_BYTES ((size_t)4000) /* a paced rank's bundles (pace.c): sent eagerly */
 #define SPIN_WORKERS_MAX 8                /* a rank with more workers and its worker
                                            * processes do not poll (yielding) for each
                                            * other on an oversubscribed node: a worker's
@@ -184,7 +180,6 @@ struct wctl {
 struct rankbell {
     _Atomic uint32_t bell;
     _Atomic uint32_t rank_sleeps;
-    _Atomic uint32_t paced;     /* long batches, many workers: quiet results (pace.c) */
     _Atomic uint64_t dirty[DIRTY_WORDS];
 };
 
@@ -243,8 +238,6 @@ struct server {
     MPI_Request       breq[2];
     int               bturn, bparts;
     struct prepost   *pre;      /* receives posted in advance (prepost.c), or NULL */
-    double            batch_s;  /* how long its workers' batches ran, recent average */
-    size_t            bundle_max; /* a bundle goes out once this large (0: BUNDLE_BYTES) */
 };
 
 /* Local worker lw has something for its rank (a batch done, records to send, ...). */
@@ -281,12 +274,6 @@ void rp__mpi_prepost_free(struct server *sv);
 /* prepost.c: the tag of the next message from the master if no posted receive
  * will take it (a stray: for the probe), else -1. */
 int  rp__mpi_prepost_stray(struct server *sv);
-
-/* pace.c: a rank of many workers with long batches. batch: a worker finished a
- * batch of that many seconds; quiet: whether worker ctl's process, done with
- * batch k, leaves the rank asleep (it holds its next batch). */
-void rp__mpi_pace_batch(struct server *sv, double seconds);
-bool rp__mpi_pace_quiet(const struct server *sv, const struct wctl *ctl, uint32_t k);
 
 /* slot.c: the batch regions. */
 size_t rp__mpi_record_free(const struct slotdesc *sd);
@@ -388,8 +375,6 @@ struct inflight {
 /* The master's bundles to one rank (bundle.c): the batches picked for it in a
  * dispatch pass (head..tail), and two buffers, one may still be going out. */
 struct mbundle {
-    bool             on;   /* this rank's batches are bundled: a leader, or a rank
-                              that sent a bundle (pace.c) */
     struct inflight *head, *tail;
     int              nparts;
     rp__wbuf         buf[2];
@@ -469,9 +454,8 @@ struct mpi_pool {
     bool            leaders;     /* a node's workers live on its leader */
     int            *rank_first;  /* rank rk's workers: rank_wlist[rank_first[rk] .. */
     int            *rank_wlist;  /* ... rank_first[rk + 1]), in order */
-    /* bundles (bundle.c): one message per rank per dispatch pass, to leaders and
-     * to ranks that pace their turns */
-    struct mbundle *bundle;      /* per rank; NULL: out of memory */
+    /* bundles (bundle.c): with leaders, one message per rank per dispatch pass */
+    struct mbundle *bundle;      /* per rank; NULL: no bundles */
     int            *bundle_ranks; /* the ranks with batches deferred in this pass */
     int             nbundle_ranks;
 };

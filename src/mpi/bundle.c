@@ -15,9 +15,6 @@
  * messages in the order it would have seen them one by one. The master hands each
  * part to the handler of a lone message (recv.c).
  *
- * A rank of many workers with long batches (pace.c) bundles its results the same way, without
- * leaders; the master, on its first bundle, bundles that rank's batches too.
- *
  * Bundles batch themselves: an idle master picks one batch per pass and a leader
  * finishes one per turn (a bundle of one goes as itself, as without leaders);
  * under load more results wait between the master's polls and a pass feeds
@@ -65,6 +62,8 @@ static void finish(rp__wbuf *b, int n)
 
 int rp__mpi_bundle_open(struct mpi_pool *mp)
 {
+    if (!mp->leaders)
+        return RP_OK;
     mp->bundle = calloc((size_t)mp->size, sizeof *mp->bundle);
     mp->bundle_ranks = calloc((size_t)mp->size, sizeof *mp->bundle_ranks);
     if (!mp->bundle || !mp->bundle_ranks) {
@@ -74,13 +73,11 @@ int rp__mpi_bundle_open(struct mpi_pool *mp)
         mp->bundle_ranks = NULL;
         return RP_ENOMEM;
     }
-    for (int rk = 0; rk < mp->size; rk++) {
-        mp->bundle[rk].on = mp->leaders;
+    for (int rk = 0; rk < mp->size; rk++)
         for (int q = 0; q < 2; q++) {
             rp__wbuf_init(&mp->bundle[rk].buf[q]);
             mp->bundle[rk].req[q] = MPI_REQUEST_NULL;
         }
-    }
     return RP_OK;
 }
 
@@ -235,8 +232,7 @@ int rp__mpi_bundle_batches(struct server *sv, const char *buf, size_t len)
 
 bool rp__mpi_bundle_room(struct server *sv, size_t len)
 {
-    size_t most = sv->bundle_max ? sv->bundle_max : BUNDLE_BYTES;
-    if (sv->bparts > 0 && sv->bout[sv->bturn].len + len > most &&
+    if (sv->bparts > 0 && sv->bout[sv->bturn].len + len > BUNDLE_BYTES &&
         rp__mpi_bundle_flush(sv) != RP_OK)
         return false;
     if (sv->bparts > 0)

@@ -277,10 +277,7 @@ static void child_main(struct server *sv, struct lworker *lw)
             _exit(0);
         }
         atomic_store(&ctl->completed, k + 1);
-        if (rp__mpi_pace_quiet(sv, ctl, k))
-            rp__mpi_mark(sv, lw); /* the rank's next paced turn sends it */
-        else
-            ring_bell(sv, lw);
+        ring_bell(sv, lw);
         if (max_tasks > 0 && tasks >= max_tasks) {
             atomic_store(&ctl->state, CHILD_RETIRING);
             _exit(0);

@@ -499,8 +499,6 @@ static int handle_bundle(struct mpi_pool *mp, int src, rp__rbuf *r)
     const char *part;
     size_t len;
     int rc;
-    if (mp->bundle) /* a rank that bundles takes bundles: its batches go so too */
-        mp->bundle[src].on = true;
     while ((rc = rp__mpi_bundle_next(r, &local, &part, &len)) == 1) {
         rp__wire_hdr h;
         rp__rbuf pr;

@@ -120,8 +120,7 @@ int rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p)
     rp__trace("mpi: job %llu items [%zu, %zu) -> worker %d", (unsigned long long)job->id,
               start, start + count, w->id);
     fl->req = fl->dreq = MPI_REQUEST_NULL;
-    if (mp->bundle && mp->bundle[w->rank].on && !separate) { /* with the rank's other
-                                                               batches of this pass */
+    if (mp->bundle && !separate) { /* goes with the rank's other batches of this pass */
         rp__mpi_bundle_defer(mp, fl, w);
         return 1;
     }

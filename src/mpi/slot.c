@@ -219,8 +219,6 @@ int rp__mpi_send_finished(struct server *sv, struct lworker *lw, int *events)
             rc = send_canceled_rest(sv, lw, s);
         if (rc != RP_OK)
             return rc;
-        if (!stopped)
-            rp__mpi_pace_batch(sv, (double)sd->compute_ns * 1e-9);
         rp__mpi_set_nsent(sv, lw, lw->nsent + 1);
         if (events)
             (*events)++;
