@@ -435,7 +435,8 @@ void rp__local_take_unclaimed(struct lpool *lp, struct ljob *lj,
                               void (*fn)(void *arg, uint64_t a, uint64_t b), void *arg);
 /* New work is claimable: bumps work_seq (an idle worker about to sleep sees it)
  * and wakes as many sleepers as rp__sched_wake_on_submit says `items` chunks
- * need. Anyone. */
+ * need (rp__sched_wake_beside, when the spinners share the caller's CPU).
+ * Anyone. */
 void rp__local_wake_workers(struct rp__hdr *hdr, uint64_t items);
 
 /* arena.c (master under L, except var_alloc: workers) */
