@@ -123,6 +123,22 @@ static inline uint32_t rp__sched_wake_on_submit(uint64_t items, uint32_t spinnin
     return want < sleeping ? (uint32_t)want : sleeping;
 }
 
+/* Local workers, a submit on a machine of several CPUs that wakes nobody by
+ * rp__sched_wake_on_submit: `beside` of the `spinning` idle workers were last
+ * seen on the submitter's CPU. Such a spinner takes a job only by taking that CPU
+ * while the submitter waits for it asleep (a futex wake each way: ~7 us per
+ * rp_apply instead of ~0.6), and the scheduler then keeps both there while
+ * another CPU idles. So they count for nothing, and sleepers are woken for what
+ * the other spinners cannot take, if one of the sleepers was last seen on
+ * another CPU (`away`: else a wake would only add a worker to the same CPU). */
+static inline uint32_t rp__sched_wake_beside(uint64_t items, uint32_t spinning,
+                                             uint32_t beside, uint32_t sleeping, bool away)
+{
+    if (beside == 0 || beside > spinning || !away)
+        return 0;
+    return rp__sched_wake_on_submit(items, spinning - beside, sleeping);
+}
+
 /* Local workers: after a claim, whether the claimer must wake one sleeper itself.
  * A submit that saw a spinner woke nobody; if the spinner took an earlier job,
  * the later one would wait for it. So whoever claims and still sees claimable

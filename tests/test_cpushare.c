@@ -4,8 +4,11 @@
  * when the pool has no other CPU (result.c, ops->runs_on). Each test runs in
  * both situations: a process pinned to one CPU before the pool starts, and a
  * pool started on every CPU whose workers and master then pin themselves to the
- * same one. Results, failures, crashes, timeouts and callbacks must be exactly
- * what they are otherwise; nothing may hang. Behaviour only: no timing. */
+ * same one. And, with two CPUs, split: the master and worker 0 on one, worker 1
+ * on the other, where a submit whose only spinning worker is the one beside the
+ * master wakes worker 1 (claim.c, rp__sched_wake_beside). Results, failures,
+ * crashes, timeouts and callbacks must be exactly what they are otherwise;
+ * nothing may hang. Behaviour only: no timing. */
 #define _GNU_SOURCE 1
 #include "testutil.h"
 
@@ -15,22 +18,22 @@
 
 static cpu_set_t saved; /* the test process's CPUs before a test */
 
-/* Worker initializer: the worker moves to the CPU in *arg. */
+/* Worker initializer: worker k moves to the CPU in arg[k % 2]. */
 static int pin_self(const void *arg, rp_ctx_t *ctx)
 {
-    (void)ctx;
     cpu_set_t one;
     CPU_ZERO(&one);
-    CPU_SET(*(const int *)arg, &one);
+    CPU_SET(((const int *)arg)[rp_ctx_worker(ctx) % 2], &one);
     return sched_setaffinity(0, sizeof one, &one) == 0 ? 0 : rp_raise(ctx, 1, "pinning failed");
 }
 
-static int first_cpu(void)
+/* The n-th CPU this process may use (0 = the first), or -1. */
+static int nth_cpu(int n)
 {
     for (int c = 0; c < CPU_SETSIZE; c++)
-        if (CPU_ISSET(c, &saved))
+        if (CPU_ISSET(c, &saved) && n-- == 0)
             return c;
-    return 0;
+    return -1;
 }
 
 static void pin_master(int cpu)
@@ -41,26 +44,36 @@ static void pin_master(int cpu)
     CU_ASSERT_EQUAL(sched_setaffinity(0, sizeof one, &one), 0);
 }
 
-/* A pool of 2 workers on the same CPU as this thread: started on that CPU only
- * (only_one: the pool sees one CPU), or started on all, then every process
- * moved to it (the pool sees several). */
-static rp_pool_t *shared_pool(bool only_one)
+enum layout {
+    ONE_CPU, /* started on one CPU: the pool sees one */
+    PINNED,  /* started on all, then every process moved to the first */
+    SPLIT,   /* started on all, then the master and worker 0 on the first, worker 1
+                on the second */
+};
+
+/* A pool of 2 workers laid out as said (NULL for SPLIT on a single CPU). */
+static rp_pool_t *shared_pool(enum layout how)
 {
-    static int cpu;
+    static int cpus[2];
     CU_ASSERT_EQUAL_FATAL(sched_getaffinity(0, sizeof saved, &saved), 0);
-    cpu = first_cpu();
+    cpus[0] = nth_cpu(0);
+    cpus[1] = how == SPLIT ? nth_cpu(1) : cpus[0];
+    if (cpus[1] < 0) {
+        printf("(one CPU: no split layout) ");
+        return NULL;
+    }
     rp_pool_opts_t o;
     memset(&o, 0, sizeof o);
-    if (only_one) {
-        pin_master(cpu);
+    if (how == ONE_CPU) {
+        pin_master(cpus[0]);
     } else {
         o.initializer = pin_self;
-        o.initarg = &cpu;
-        o.initarg_size = sizeof cpu;
+        o.initarg = cpus;
+        o.initarg_size = sizeof cpus;
     }
     rp_pool_t *p = tu_local_pool(2, &o);
-    if (!only_one)
-        pin_master(cpu);
+    if (how != ONE_CPU)
+        pin_master(cpus[0]);
     return p;
 }
 
@@ -92,14 +105,16 @@ static int mixed(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
-static void applies(bool only_one)
+static void applies(enum layout how)
 {
-    rp_pool_t *p = shared_pool(only_one);
+    rp_pool_t *p = shared_pool(how);
     if (!p)
         return;
     int wrong = 0;
     for (long i = 0; i < 3000; i++) {
         long y = -1;
+        if (i % 100 == 99)
+            tu_sleep(0.001); /* the idle workers fall asleep: the next submits wake them */
         int rc = rp_apply(p, square, &i, sizeof i, &y, sizeof y, NULL);
         wrong += rc != RP_OK || y != i * i;
     }
@@ -112,17 +127,20 @@ static void applies(bool only_one)
     shared_done(p);
 }
 
-static void test_cpushare_apply_one_cpu(void) { applies(true); }
-static void test_cpushare_apply_pinned(void) { applies(false); }
+static void test_cpushare_apply_one_cpu(void) { applies(ONE_CPU); }
+static void test_cpushare_apply_pinned(void) { applies(PINNED); }
+static void test_cpushare_apply_split(void) { applies(SPLIT); }
 
 /* A task's failure and a worker's death reach the waiter, and the pool goes on. */
-static void failures(bool only_one)
+static void failures(enum layout how)
 {
-    rp_pool_t *p = shared_pool(only_one);
+    rp_pool_t *p = shared_pool(how);
     if (!p)
         return;
     for (long i = 1; i < 200; i += 2) {
         long y = 0;
+        if (i % 20 == 19)
+            tu_sleep(0.001); /* as in applies() */
         rp_error_t e;
         memset(&e, 0, sizeof e);
         rp_result_t *r = NULL;
@@ -147,13 +165,14 @@ static void failures(bool only_one)
     shared_done(p);
 }
 
-static void test_cpushare_failures_one_cpu(void) { failures(true); }
-static void test_cpushare_failures_pinned(void) { failures(false); }
+static void test_cpushare_failures_one_cpu(void) { failures(ONE_CPU); }
+static void test_cpushare_failures_pinned(void) { failures(PINNED); }
+static void test_cpushare_failures_split(void) { failures(SPLIT); }
 
 /* A wait with a deadline ends at it while the task runs, then the result comes. */
-static void timeouts(bool only_one)
+static void timeouts(enum layout how)
 {
-    rp_pool_t *p = shared_pool(only_one);
+    rp_pool_t *p = shared_pool(how);
     if (!p)
         return;
     long slow = -2, y = 0;
@@ -167,8 +186,9 @@ static void timeouts(bool only_one)
     shared_done(p);
 }
 
-static void test_cpushare_timeout_one_cpu(void) { timeouts(true); }
-static void test_cpushare_timeout_pinned(void) { timeouts(false); }
+static void test_cpushare_timeout_one_cpu(void) { timeouts(ONE_CPU); }
+static void test_cpushare_timeout_pinned(void) { timeouts(PINNED); }
+static void test_cpushare_timeout_split(void) { timeouts(SPLIT); }
 
 struct seen {
     _Atomic int ok, failed;
@@ -189,9 +209,9 @@ static void on_error(const rp_error_t *e, void *arg)
 }
 
 /* Callbacks run once each, before the wait returns. */
-static void callbacks(bool only_one)
+static void callbacks(enum layout how)
 {
-    rp_pool_t *p = shared_pool(only_one);
+    rp_pool_t *p = shared_pool(how);
     if (!p)
         return;
     struct seen s = { 0, 0, -1 };
@@ -220,20 +240,25 @@ static void callbacks(bool only_one)
     shared_done(p);
 }
 
-static void test_cpushare_callbacks_one_cpu(void) { callbacks(true); }
-static void test_cpushare_callbacks_pinned(void) { callbacks(false); }
+static void test_cpushare_callbacks_one_cpu(void) { callbacks(ONE_CPU); }
+static void test_cpushare_callbacks_pinned(void) { callbacks(PINNED); }
+static void test_cpushare_callbacks_split(void) { callbacks(SPLIT); }
 
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
         TU_TEST(test_cpushare_apply_one_cpu),
         TU_TEST(test_cpushare_apply_pinned),
+        TU_TEST(test_cpushare_apply_split),
         TU_TEST(test_cpushare_failures_one_cpu),
         TU_TEST(test_cpushare_failures_pinned),
+        TU_TEST(test_cpushare_failures_split),
         TU_TEST(test_cpushare_timeout_one_cpu),
         TU_TEST(test_cpushare_timeout_pinned),
+        TU_TEST(test_cpushare_timeout_split),
         TU_TEST(test_cpushare_callbacks_one_cpu),
         TU_TEST(test_cpushare_callbacks_pinned),
+        TU_TEST(test_cpushare_callbacks_split),
         TU_END,
     };
     return tu_run("cpushare", tests, argc, argv);

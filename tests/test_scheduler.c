@@ -685,6 +685,21 @@ static void test_scheduler_local_burst_wakes_sleeper(void)
     CU_ASSERT_TRUE(rp__sched_wake_after_claim(true, 0, 1));
 }
 
+/* A submit whose spinners were all seen on the submitter's CPU wakes a sleeper
+ * seen on another CPU; not when a spinner is elsewhere, nor when the sleepers
+ * share the submitter's CPU too. */
+static void test_scheduler_local_wake_beside_submitter(void)
+{
+    CU_ASSERT_EQUAL(rp__sched_wake_beside(1, 1, 1, 1, true), 1);
+    CU_ASSERT_EQUAL(rp__sched_wake_beside(1, 1, 1, 1, false), 0); /* sleeper beside too */
+    CU_ASSERT_EQUAL(rp__sched_wake_beside(1, 2, 1, 1, true), 0);  /* another spinner */
+    CU_ASSERT_EQUAL(rp__sched_wake_beside(1, 1, 0, 1, true), 0);  /* spinner elsewhere */
+    CU_ASSERT_EQUAL(rp__sched_wake_beside(3, 2, 2, 5, true), 3);
+    CU_ASSERT_EQUAL(rp__sched_wake_beside(3, 3, 1, 5, true), 1);
+    CU_ASSERT_EQUAL(rp__sched_wake_beside(1, 1, 2, 1, true), 0);  /* counts raced: no wake */
+    CU_ASSERT_EQUAL(rp__sched_wake_beside(1, 1, 1, 0, true), 0);
+}
+
 /* ---- the default worker count (topo.c) ---------------------------------------------------- */
 
 /* The workers the scheduler shares out default to the cores this process may use:
@@ -758,6 +773,7 @@ int main(int argc, char **argv)
         TU_TEST(test_scheduler_many_workers_one_each),
         TU_TEST(test_scheduler_random_putbacks_cover),
         TU_TEST(test_scheduler_local_burst_wakes_sleeper),
+        TU_TEST(test_scheduler_local_wake_beside_submitter),
         TU_TEST(test_scheduler_default_workers_follow_affinity),
         TU_TEST(test_scheduler_bind_to_one_core),
         TU_END

@@ -16,8 +16,17 @@ void rp__local_wake_workers(struct rp__hdr *hdr, uint64_t items)
     uint32_t sleeping = rp__local_idle_count(hdr->sleeping, hdr->idlew);
     if (sleeping == 0)
         return;
-    uint32_t n = rp__sched_wake_on_submit(items, rp__local_idle_count(hdr->spinning, hdr->idlew),
-                                          sleeping);
+    uint32_t spinning = rp__local_idle_count(hdr->spinning, hdr->idlew);
+    uint32_t n = rp__sched_wake_on_submit(items, spinning, sleeping);
+    if (n == 0 && hdr->max_spin > 1) { /* do the spinners share this CPU? */
+        int cpu = sched_getcpu(), nw = (int)hdr->idlew * 64;
+        uint32_t beside = 0;
+        rp__local_seen_away(hdr, hdr->spinning, false, nw, cpu, false, &beside);
+        if (beside > 0)
+            n = rp__sched_wake_beside(items, spinning, beside, sleeping,
+                                      rp__local_seen_away(hdr, hdr->sleeping, false, nw, cpu,
+                                                          true, NULL) > 0);
+    }
     if (n > 0)
         rp__futex_wake(&hdr->work_seq, (int)n);
 }

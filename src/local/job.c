@@ -323,18 +323,11 @@ size_t rp__local_progress(rp_pool_t *pool, struct rp__job *job)
 }
 
 /* Whether a worker that is not asleep was last seen on a CPU other than cpu:
- * one spinning there takes a new job, one running a chunk there claims it next. */
+ * one spinning there takes a new job, one running a chunk there claims it next.
+ * Only the workers not asleep are looked at, up to the first such one. */
 static bool awake_elsewhere(struct lpool *lp, int cpu)
 {
-    struct rp__hdr *hdr = lp->hdr;
-    for (int k = 0; k < lp->nworkers; k++) {
-        int32_t on = atomic_load_explicit(&hdr->wcpu[k], memory_order_relaxed);
-        if (on != 0 && on != cpu + 1
-            && !(atomic_load_explicit(&hdr->sleeping[k / 64], memory_order_relaxed)
-                 & (UINT64_C(1) << (k % 64))))
-            return true;
-    }
-    return false;
+    return rp__local_seen_away(lp->hdr, lp->hdr->sleeping, true, lp->nworkers, cpu, true, NULL);
 }
 
 /* ops->runs_on: range 0 holds the first claim of every job, and the CPU of its

@@ -348,6 +348,42 @@ static inline void rp__local_seen_on(struct rp__hdr *hdr, int k, int cpu)
         atomic_store_explicit(&hdr->wcpu[k], cpu + 1, memory_order_relaxed);
 }
 
+/* Where workers were last seen (hdr->wcpu), of the first nw: those whose bit is
+ * set in the idle mask `mask`, or with `awake` those whose bit is clear (not
+ * asleep). Returns how many were seen on a CPU other than cpu, up to the first
+ * one when `first`; *here (if not NULL) counts those seen on cpu meanwhile. A
+ * word of the mask at a time, so only the workers named are looked at. */
+static inline uint32_t rp__local_seen_away(const struct rp__hdr *hdr, _Atomic uint64_t *mask,
+                                           bool awake, int nw, int cpu, bool first,
+                                           uint32_t *here)
+{
+    uint32_t away = 0, at = 0;
+    for (int w = 0; w * 64 < nw; w++) {
+        uint64_t bits = atomic_load_explicit(&mask[w], memory_order_relaxed);
+        if (awake)
+            bits = ~bits;
+        if (nw - w * 64 < 64)
+            bits &= (UINT64_C(1) << (nw - w * 64)) - 1;
+        for (; bits; bits &= bits - 1) {
+            int32_t on = atomic_load_explicit(&hdr->wcpu[w * 64 + __builtin_ctzll(bits)],
+                                              memory_order_relaxed);
+            if (on == 0) /* not seen yet, or dead */
+                continue;
+            if (on == cpu + 1) {
+                at++;
+                continue;
+            }
+            away++;
+            if (first)
+                goto out;
+        }
+    }
+out:
+    if (here)
+        *here = at;
+    return away;
+}
+
 /* Whether any bit is set in the first `words` words of an idle mask. */
 static inline bool rp__local_idle_any(_Atomic uint64_t *mask, uint32_t words)
 {
@@ -399,7 +435,8 @@ void rp__local_take_unclaimed(struct lpool *lp, struct ljob *lj,
                               void (*fn)(void *arg, uint64_t a, uint64_t b), void *arg);
 /* New work is claimable: bumps work_seq (an idle worker about to sleep sees it)
  * and wakes as many sleepers as rp__sched_wake_on_submit says `items` chunks
- * need. Anyone. */
+ * need (rp__sched_wake_beside, when the spinners share the caller's CPU).
+ * Anyone. */
 void rp__local_wake_workers(struct rp__hdr *hdr, uint64_t items);
 
 /* arena.c (master under L, except var_alloc: workers) */
