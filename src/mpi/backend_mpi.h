@@ -18,7 +18,7 @@
  * a *batch* (consecutive items of one job, the task as an rp__fnref), sent with
  * MPI_Isend, several in flight per worker, so workers never wait for a round
  * trip. Small inputs are copied into the batch message; large ones follow as a
- * second message sent straight from the caller's array. A serving rank receives a
+ * second message, sent from a copy (outbox.c). A serving rank receives a
  * batch straight into a memory region it shares with the worker's child
  * (MPI_Mprobe + MPI_Mrecv), posts it, and the child runs it with rp__worker_run,
  * writing outputs and failure records into the same region. The rank then sends
@@ -357,7 +357,7 @@ struct inflight {
     size_t          shown;      /* what this batch adds to its mjob's `running` */
     int             exp;        /* EXP_* class of its expected length */
     rp__wbuf        buf;
-    MPI_Request     req, dreq;  /* the batch, its separate input */
+    MPI_Request     req;        /* the batch (its separate input: outbox.c) */
     bool            used;
     /* stranded (stranded.c): its rank fell silent and its items run elsewhere; the
      * slot stays taken (the send may still be in progress) until the rank answers
@@ -458,6 +458,11 @@ struct mpi_pool {
     struct mbundle *bundle;      /* per rank; NULL: no bundles */
     int            *bundle_ranks; /* the ranks with batches deferred in this pass */
     int             nbundle_ranks;
+    /* sends let go of before they completed, with their buffers (outbox.c) */
+    MPI_Request    *out_req;
+    void          **out_buf;     /* freed when its send completes */
+    int            *out_idx;
+    int             nout, capout;
 };
 
 static inline struct mpi_pool *rp__mpi_of(rp_pool_t *pool)
@@ -595,7 +600,7 @@ void rp__mpi_bundle_close(struct mpi_pool *mp);
 void rp__mpi_bundle_defer(struct mpi_pool *mp, struct inflight *fl, const struct mworker *w);
 /* The end of a dispatch pass: one message per rank (the batch itself when alone). */
 void rp__mpi_bundle_send(struct mpi_pool *mp);
-/* Rank given up: its bundles' sends are dropped. */
+/* Rank given up: its bundles' sends are let go of (outbox.c). */
 void rp__mpi_bundle_cancel(struct mpi_pool *mp, int rank);
 /* A serving rank: a BUNDLE of batches from the master (buf, len bytes) posted to
  * its workers. \return RP_OK, RP_EPROTO, RP_EMPI. */
@@ -685,5 +690,16 @@ static inline size_t rp__mpi_align(size_t v, size_t a)
 {
     return (v + a - 1) & ~(a - 1);
 }
+
+/* ---- outbox.c: sends the master let go of ---------------------------------------------- */
+
+/* Takes the started send *req (set to MPI_REQUEST_NULL) and its buffer buf (from
+ * malloc, or NULL): buf is freed once the send completes, never before (at once
+ * when *req is MPI_REQUEST_NULL already). */
+void rp__mpi_outbox_add(struct mpi_pool *mp, MPI_Request *req, void *buf);
+/* Frees the buffers of the sends that completed: once per pass of the pool thread. */
+void rp__mpi_outbox_poll(struct mpi_pool *mp);
+/* The pool ends: what is still pending is let go, its buffers kept. */
+void rp__mpi_outbox_close(struct mpi_pool *mp);
 
 #endif /* RP_MPI_BACKEND_H */

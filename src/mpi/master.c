@@ -137,7 +137,7 @@ static int collect_ready(struct mpi_pool *mp, rp_error_t *err)
         w->tag = TAG_WORK0 + i / mp->nranks;
         for (int k = 0; k < DEPTH; k++) {
             rp__wbuf_init(&w->fl[k].buf);
-            w->fl[k].req = w->fl[k].dreq = MPI_REQUEST_NULL;
+            w->fl[k].req = MPI_REQUEST_NULL;
         }
     }
     char *all = NULL;
@@ -503,6 +503,7 @@ void rp__mpi_pool_retire(rp_pool_t *pool)
     if (!mp->sv) {
         rp__mpi_recv_stop(mp);
         rp__mpi_bundle_close(mp);
+        rp__mpi_outbox_close(mp);
     }
     rp__mpi_end(&mp->comm, keep);
     mp->retired = true;
