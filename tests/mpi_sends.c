@@ -17,6 +17,14 @@
  *     the input and frees the pool at once, the rank still stopped (join gives it
  *     up), and leaves main (MPI_Finalize) while the sends to it are pending: once
  *     the rank runs again, every rank ends cleanly.
+ *   mpi_sends pool FLAG: RP_MPI_STRANDED_TIMEOUT=2: as stranded, but the input lies
+ *     in a buffer of rp_pool_alloc (sent from it, not copied), which the caller
+ *     gives back with rp_pool_free_buffer while the rank is stopped; later maps
+ *     (their input in another such buffer) are right.
+ *   mpi_sends poolfree FLAG: as pool, then the pool is freed and main left while
+ *     the rank is still stopped (as free).
+ *   mpi_sends pooldrop FLAG: as poolfree, but the buffer is not given back: the
+ *     pool's end frees it (rp_pool_free).
  *
  * Then the caller unmaps the map's input array and lets the rank run again: it
  * takes the sends it was given before it stopped. No rank may crash or stop the
@@ -94,12 +102,14 @@ static uint32_t word(int i, int j, uint32_t salt)
     return (uint32_t)i * 1000003u + (uint32_t)j + salt;
 }
 
-static uint32_t *make_input(uint32_t salt)
+/* The input of a map: mapped, or in a buffer of rp_pool_alloc when pool is given. */
+static uint32_t *make_input(uint32_t salt, rp_pool_t *pool)
 {
     size_t bytes = (size_t)N * WORDS * sizeof(uint32_t);
-    uint32_t *in = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                        -1, 0);
-    if (in == MAP_FAILED)
+    uint32_t *in = pool ? rp_pool_alloc(pool, bytes)
+                        : mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (in == MAP_FAILED || !in)
         return NULL;
     for (int i = 0; i < N; i++)
         for (int j = 0; j < WORDS; j++)
@@ -136,11 +146,14 @@ static int check(bool ok, const char *what)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: mpi_sends stranded|unreachable|free FLAG\n");
+        fprintf(stderr, "usage: mpi_sends stranded|unreachable|free|pool|poolfree|pooldrop"
+                        " FLAG\n");
         return 1;
     }
     bool unreach = strcmp(argv[1], "unreachable") == 0;
-    bool early_free = strcmp(argv[1], "free") == 0;
+    bool in_pool = strncmp(argv[1], "pool", 4) == 0;
+    bool drop = strcmp(argv[1], "pooldrop") == 0;
+    bool early_free = strcmp(argv[1], "free") == 0 || strcmp(argv[1], "poolfree") == 0 || drop;
     snprintf(flag, sizeof flag, "%s", argv[2]); /* (every rank: the workers inherit it) */
     snprintf(stopped, sizeof stopped, "%s.stopped", flag);
     snprintf(resumed, sizeof resumed, "%s.resumed", flag);
@@ -169,7 +182,7 @@ int main(int argc, char **argv)
     for (double t0 = now(); rc == RP_OK && !exists(stopped) && now() - t0 < 60;)
         usleep(10000);
     fails += check(exists(stopped), "a rank stopped");
-    uint32_t *in = make_input(0);
+    uint32_t *in = make_input(0, in_pool ? pool : NULL);
     out_t *out = calloc(N, sizeof *out);
     if (!in || !out) {
         fprintf(stderr, "mpi_sends: out of memory\n");
@@ -188,8 +201,12 @@ int main(int argc, char **argv)
     if (unreach) /* the rank is given up (4 s of silence) */
         sleep(5);
     fails += check(!exists(resumed), "the rank is still stopped");
-    /* the caller is done with its array: it goes */
-    munmap(in, (size_t)N * WORDS * sizeof(uint32_t));
+    /* the caller is done with its array: it goes (a pool's buffer, given back:
+     * the library frees it, not before the sends from it completed) */
+    if (!in_pool)
+        munmap(in, (size_t)N * WORDS * sizeof(uint32_t));
+    else if (!drop)
+        fails += check(rp_pool_free_buffer(pool, in) == RP_OK, "the buffer is given back");
     if (early_free) { /* the rank runs again after the pool ended */
         fails += check(rp_result_get(stop, 60.0, &err) == RP_OK, "the stopping job succeeds");
         rp_result_free(stop);
@@ -205,7 +222,7 @@ int main(int argc, char **argv)
     while (!exists(resumed))
         usleep(10000);
     sleep(2);
-    uint32_t *again = make_input(7);
+    uint32_t *again = make_input(7, in_pool ? pool : NULL);
     fails += check(again != NULL, "a new input");
     rc = rp_result_get(stop, 120.0, &err);
     fails += check(rc == RP_OK, "the stopping job succeeds");
@@ -228,7 +245,8 @@ int main(int argc, char **argv)
     rp_pool_close(pool);
     rp_pool_join(pool);
     rp_pool_free(pool);
-    munmap(again, (size_t)N * WORDS * sizeof(uint32_t));
+    if (!in_pool) /* (a pool's buffer went with the pool) */
+        munmap(again, (size_t)N * WORDS * sizeof(uint32_t));
     free(out);
     unlink(flag);
     unlink(stopped);

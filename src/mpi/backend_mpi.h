@@ -340,6 +340,7 @@ struct mjob {
     struct rp__job *job;
     rp__fnref       fn;
     bool            too_large;   /* its items exceed RP_MPI_ITEM_MAX: it fails at once */
+    bool            in_pool;     /* its input lies in a buffer of rp_pool_alloc (send.c) */
     _Atomic size_t  running;     /* items reported by PROGRESS, not yet by a RESULT */
     struct mjob    *next;        /* the queue of jobs submitted, not yet scheduled */
 };
@@ -460,9 +461,11 @@ struct mpi_pool {
     int             nbundle_ranks;
     /* sends let go of before they completed, with their buffers (outbox.c) */
     MPI_Request    *out_req;
-    void          **out_buf;     /* freed when its send completes */
+    struct mout    *out;         /* each send's buffer and what it reads */
     int            *out_idx;
     int             nout, capout;
+    struct mheld   *held;        /* pool buffers given up while sends read them */
+    int             nheld, capheld;
 };
 
 static inline struct mpi_pool *rp__mpi_of(rp_pool_t *pool)
@@ -693,10 +696,32 @@ static inline size_t rp__mpi_align(size_t v, size_t a)
 
 /* ---- outbox.c: sends the master let go of ---------------------------------------------- */
 
+/* A send in the outbox: its buffer (freed once it completes, or NULL) and the
+ * bytes it reads (from, len: in a buffer of rp_pool_alloc when buf is NULL). */
+struct mout {
+    void       *buf;
+    const char *from;
+    size_t      len;
+};
+/* A buffer of rp_pool_alloc the pool gave up while sends from it were pending. */
+struct mheld {
+    char  *p;
+    size_t size;
+};
+
 /* Takes the started send *req (set to MPI_REQUEST_NULL) and its buffer buf (from
  * malloc, or NULL): buf is freed once the send completes, never before (at once
  * when *req is MPI_REQUEST_NULL already). */
 void rp__mpi_outbox_add(struct mpi_pool *mp, MPI_Request *req, void *buf);
+/* Takes the started send *req of len bytes from `from`, in a buffer of
+ * rp_pool_alloc: a buffer given up while such a send is pending is freed only
+ * once none is (rp__mpi_buf_release). */
+void rp__mpi_outbox_add_from(struct mpi_pool *mp, MPI_Request *req, const void *from,
+                             size_t len);
+/* ops->buf_release: a buffer of rp_pool_alloc given up (any thread, not under
+ * plock): freed now, or once no send from it is pending; kept for the life of
+ * the process if one still was when the pool ended. */
+void rp__mpi_buf_release(rp_pool_t *pool, void *p, size_t bytes);
 /* Frees the buffers of the sends that completed: once per pass of the pool thread. */
 void rp__mpi_outbox_poll(struct mpi_pool *mp);
 /* The pool ends: what is still pending is let go, its buffers kept. */

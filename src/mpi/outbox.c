@@ -10,10 +10,16 @@
  * before. What is still pending when the pool ends is let go (MPI_Request_free)
  * and its buffer kept for the life of the process: the rank may take it even then.
  *
- * The large inputs of batches come here too, copied: see send.c. Under plock. */
+ * The large inputs of batches come here too: copied (send.c), or, when they lie
+ * in a buffer of rp_pool_alloc (malloc'd memory the library frees), sent from that
+ * buffer as it is. Such a buffer given up (rp_pool_free_buffer, rp_pool_free)
+ * while a send from it is pending is held here and freed once no send from it is
+ * (checked with the completions), or kept for the life of the process when one
+ * still was as the pool ended. Under plock, but rp__mpi_buf_release. */
 #include "backend_mpi.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 /* The buffers of sends still pending when their pool ended, for the life of the
@@ -21,6 +27,18 @@
 static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
 static void **kept;
 static size_t nkept, capkept;
+
+/* What the sends let go of at the end of a pool read in buffers of rp_pool_alloc
+ * (under kept_lock): a buffer given up later is kept when it holds one of them. */
+static struct mout *gone;
+static size_t ngone, capgone;
+static bool gone_unknown; /* one could not be remembered: every such buffer is kept */
+
+static bool overlaps(const struct mout *o, const char *p, size_t size)
+{
+    uintptr_t a = (uintptr_t)o->from, b = (uintptr_t)p;
+    return !o->buf && o->len && a < b + size && b < a + o->len;
+}
 
 static void keep(void *buf)
 {
@@ -40,10 +58,40 @@ static void keep(void *buf)
     pthread_mutex_unlock(&kept_lock);
 }
 
-void rp__mpi_outbox_add(struct mpi_pool *mp, MPI_Request *req, void *buf)
+/* Remembers a range of a pool buffer read by a send let go at the end (its buffer
+ * is then kept, never freed: a later allocation cannot take its addresses). */
+static void remember_gone(const struct mout *o)
+{
+    pthread_mutex_lock(&kept_lock);
+    if (ngone == capgone) {
+        size_t cap = capgone ? 2 * capgone : 16;
+        struct mout *g = realloc(gone, cap * sizeof *g);
+        if (g) {
+            gone = g;
+            capgone = cap;
+        }
+    }
+    if (ngone < capgone)
+        gone[ngone++] = *o;
+    else
+        gone_unknown = true;
+    pthread_mutex_unlock(&kept_lock);
+}
+
+static bool gone_reads(const char *p, size_t size)
+{
+    pthread_mutex_lock(&kept_lock);
+    bool in = gone_unknown;
+    for (size_t k = 0; k < ngone && !in; k++)
+        in = overlaps(&gone[k], p, size);
+    pthread_mutex_unlock(&kept_lock);
+    return in;
+}
+
+static void add(struct mpi_pool *mp, MPI_Request *req, struct mout o)
 {
     if (*req == MPI_REQUEST_NULL) {
-        free(buf);
+        free(o.buf);
         return;
     }
     if (mp->nout == mp->capout) {
@@ -51,24 +99,61 @@ void rp__mpi_outbox_add(struct mpi_pool *mp, MPI_Request *req, void *buf)
         MPI_Request *r = realloc(mp->out_req, (size_t)cap * sizeof *r);
         if (r)
             mp->out_req = r;
-        void **b = r ? realloc(mp->out_buf, (size_t)cap * sizeof *b) : NULL;
+        struct mout *b = r ? realloc(mp->out, (size_t)cap * sizeof *b) : NULL;
         if (b)
-            mp->out_buf = b;
+            mp->out = b;
         int *i = b ? realloc(mp->out_idx, (size_t)cap * sizeof *i) : NULL;
         if (i)
             mp->out_idx = i;
         if (!i) { /* the send goes on unwatched; its buffer is never freed */
             MPI_Request_free(req);
             *req = MPI_REQUEST_NULL;
-            keep(buf);
+            if (o.buf)
+                keep(o.buf);
+            else
+                remember_gone(&o);
             return;
         }
         mp->capout = cap;
     }
     mp->out_req[mp->nout] = *req;
-    mp->out_buf[mp->nout] = buf;
+    mp->out[mp->nout] = o;
     mp->nout++;
     *req = MPI_REQUEST_NULL;
+}
+
+void rp__mpi_outbox_add(struct mpi_pool *mp, MPI_Request *req, void *buf)
+{
+    add(mp, req, (struct mout){ buf, NULL, 0 });
+}
+
+void rp__mpi_outbox_add_from(struct mpi_pool *mp, MPI_Request *req, const void *from,
+                             size_t len)
+{
+    add(mp, req, (struct mout){ NULL, from, len });
+}
+
+/* Whether a send still pending reads [p, p + size). */
+static bool pending_reads(const struct mpi_pool *mp, const char *p, size_t size)
+{
+    for (int k = 0; k < mp->nout; k++)
+        if (overlaps(&mp->out[k], p, size))
+            return true;
+    return false;
+}
+
+/* Frees the held pool buffers no pending send reads any more. */
+static void free_held(struct mpi_pool *mp)
+{
+    int kept = 0;
+    for (int h = 0; h < mp->nheld; h++) {
+        if (!pending_reads(mp, mp->held[h].p, mp->held[h].size)) {
+            free(mp->held[h].p);
+            continue;
+        }
+        mp->held[kept++] = mp->held[h];
+    }
+    mp->nheld = kept;
 }
 
 void rp__mpi_outbox_poll(struct mpi_pool *mp)
@@ -83,14 +168,48 @@ void rp__mpi_outbox_poll(struct mpi_pool *mp)
     int kept = 0;
     for (int k = 0; k < mp->nout; k++) {
         if (mp->out_req[k] == MPI_REQUEST_NULL) { /* completed: set so by MPI_Testsome */
-            free(mp->out_buf[k]);
+            free(mp->out[k].buf);
             continue;
         }
         mp->out_req[kept] = mp->out_req[k];
-        mp->out_buf[kept] = mp->out_buf[k];
+        mp->out[kept] = mp->out[k];
         kept++;
     }
     mp->nout = kept;
+    if (mp->nheld > 0)
+        free_held(mp);
+}
+
+void rp__mpi_buf_release(rp_pool_t *pool, void *p, size_t bytes)
+{
+    struct mpi_pool *mp = rp__mpi_of(pool);
+    bool held = false;
+    if (mp && !mp->sv) {
+        pthread_mutex_lock(&mp->plock);
+        rp__mpi_outbox_poll(mp); /* (the sends done by now need not hold it) */
+        if (pending_reads(mp, p, bytes)) {
+            if (mp->nheld == mp->capheld) {
+                int cap = mp->capheld ? 2 * mp->capheld : 4;
+                struct mheld *h = realloc(mp->held, (size_t)cap * sizeof *h);
+                if (h) {
+                    mp->held = h;
+                    mp->capheld = cap;
+                }
+            }
+            if (mp->nheld < mp->capheld)
+                mp->held[mp->nheld++] = (struct mheld){ p, bytes };
+            else /* no room to hold it: kept for good */
+                keep(p);
+            held = true;
+        }
+        pthread_mutex_unlock(&mp->plock);
+    }
+    if (held)
+        rp__trace("mpi: a buffer of rp_pool_alloc given up while sends read it: held");
+    else if (gone_reads(p, bytes)) /* read by a send let go as its pool ended */
+        keep(p);
+    else
+        free(p);
 }
 
 void rp__mpi_outbox_close(struct mpi_pool *mp)
@@ -100,13 +219,20 @@ void rp__mpi_outbox_close(struct mpi_pool *mp)
         rp__trace("mpi: %d sends never taken: let go, their buffers kept", mp->nout);
     for (int k = 0; k < mp->nout; k++) {
         MPI_Request_free(&mp->out_req[k]);
-        keep(mp->out_buf[k]);
+        if (mp->out[k].buf)
+            keep(mp->out[k].buf);
+        else
+            remember_gone(&mp->out[k]);
     }
+    for (int h = 0; h < mp->nheld; h++) /* (each read by a send let go just now) */
+        keep(mp->held[h].p);
     free(mp->out_req);
-    free(mp->out_buf);
+    free(mp->out);
     free(mp->out_idx);
+    free(mp->held);
     mp->out_req = NULL;
-    mp->out_buf = NULL;
+    mp->out = NULL;
     mp->out_idx = NULL;
-    mp->nout = mp->capout = 0;
+    mp->held = NULL;
+    mp->nout = mp->capout = mp->nheld = mp->capheld = 0;
 }

@@ -1,7 +1,8 @@
 /* The master's batches out: what the scheduler picked becomes a BATCH message to
  * the worker's rank (the input inline, or, when large, as a second message sent
- * from a copy, see outbox.c), tracked as in flight until its result, its worker's
- * death report, or the end of its rank. Under plock. */
+ * from a copy, or from the buffer of rp_pool_alloc it lies in: see outbox.c),
+ * tracked as in flight until its result, its worker's death report, or the end of
+ * its rank. Under plock. */
 #include "backend_mpi.h"
 
 #include <stdlib.h>
@@ -95,14 +96,16 @@ int rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p)
         b.retries = (uint32_t)job->retries;
     /* A large input goes as its own message, from a copy the library owns until the
      * send completes (outbox.c): the caller may reuse its array once the job
-     * returns, and a rank that stopped answering may take the send much later. */
+     * returns, and a rank that stopped answering may take the send much later.
+     * From a buffer of rp_pool_alloc it goes as it is: the library frees that
+     * memory, and not while a send from it is pending (rp__mpi_buf_release). */
     const char *input = job->in + start * job->in_size;
     size_t inbytes = count * job->in_size;
     bool separate = inbytes > INLINE_MAX;
-    char *copy = separate ? malloc(inbytes) : NULL;
+    char *copy = separate && !mj->in_pool ? malloc(inbytes) : NULL;
     if (separate && copy)
         memcpy(copy, input, inbytes);
-    if ((separate && !copy) ||
+    if ((separate && !mj->in_pool && !copy) ||
         rp__wire_put_batch(&fl->buf, (uint32_t)w->id, &b, separate ? NULL : input) != RP_OK) {
         rp_error_t e;
         free(copy);
@@ -132,9 +135,12 @@ int rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p)
     MPI_Request dreq = MPI_REQUEST_NULL;
     if (MPI_Isend(fl->buf.buf, (int)fl->buf.len, MPI_BYTE, w->rank, w->tag, mp->comm,
                   &fl->req) != MPI_SUCCESS ||
-        (separate && MPI_Isend(copy, (int)inbytes, MPI_BYTE, w->rank, w->tag, mp->comm,
-                               &dreq) != MPI_SUCCESS))
+        (separate && MPI_Isend(copy ? copy : input, (int)inbytes, MPI_BYTE, w->rank, w->tag,
+                               mp->comm, &dreq) != MPI_SUCCESS))
         rp__mpi_break_rank(mp, w->rank, "MPI_Isend failed");
-    rp__mpi_outbox_add(mp, &dreq, copy); /* (freed at once when not sent) */
+    if (copy || !separate)
+        rp__mpi_outbox_add(mp, &dreq, copy); /* (freed at once when not sent) */
+    else
+        rp__mpi_outbox_add_from(mp, &dreq, input, inbytes);
     return 1;
 }
