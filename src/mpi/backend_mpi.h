@@ -466,6 +466,11 @@ struct mpi_pool {
     int             nout, capout;
     struct mheld   *held;        /* pool buffers given up while sends read them */
     int             nheld, capheld;
+    /* under lock: pool buffers given up while plock was busy, for the next pass */
+    struct mheld   *given;
+    int             ngiven, capgiven;
+    _Atomic bool    anygiven;
+    bool            out_closed;  /* the pool ended: no more hand-overs */
 };
 
 static inline struct mpi_pool *rp__mpi_of(rp_pool_t *pool)
@@ -718,9 +723,10 @@ void rp__mpi_outbox_add(struct mpi_pool *mp, MPI_Request *req, void *buf);
  * once none is (rp__mpi_buf_release). */
 void rp__mpi_outbox_add_from(struct mpi_pool *mp, MPI_Request *req, const void *from,
                              size_t len);
-/* ops->buf_release: a buffer of rp_pool_alloc given up (any thread, not under
- * plock): freed now, or once no send from it is pending; kept for the life of
- * the process if one still was when the pool ended. */
+/* ops->buf_release: a buffer of rp_pool_alloc given up (any thread; plock only
+ * tried, else the buffer is handed to the next pass): freed now, or once no send
+ * from it is pending; kept for the life of the process if one still was when the
+ * pool ended. */
 void rp__mpi_buf_release(rp_pool_t *pool, void *p, size_t bytes);
 /* Frees the buffers of the sends that completed: once per pass of the pool thread. */
 void rp__mpi_outbox_poll(struct mpi_pool *mp);

@@ -15,7 +15,8 @@
  * buffer as it is. Such a buffer given up (rp_pool_free_buffer, rp_pool_free)
  * while a send from it is pending is held here and freed once no send from it is
  * (checked with the completions), or kept for the life of the process when one
- * still was as the pool ended. Under plock, but rp__mpi_buf_release. */
+ * still was as the pool ended. Under plock, but rp__mpi_buf_release (any thread:
+ * it only trylocks plock, and hands the buffer over under mp->lock when busy). */
 #include "backend_mpi.h"
 
 #include <pthread.h>
@@ -142,6 +143,54 @@ static bool pending_reads(const struct mpi_pool *mp, const char *p, size_t size)
     return false;
 }
 
+/* Appends x to the list (v, n, cap). \return false when there is no room. */
+static bool push(struct mheld **v, int *n, int *cap, struct mheld x)
+{
+    if (*n == *cap) {
+        int c = *cap ? 2 * *cap : 4;
+        struct mheld *w = realloc(*v, (size_t)c * sizeof *w);
+        if (!w)
+            return false;
+        *v = w;
+        *cap = c;
+    }
+    (*v)[(*n)++] = x;
+    return true;
+}
+
+/* A buffer given up, under plock: held while a pending send reads it, else freed
+ * (or kept: read by a send let go as its pool ended). */
+static void hold_or_free(struct mpi_pool *mp, struct mheld b)
+{
+    if (!pending_reads(mp, b.p, b.size)) {
+        if (gone_reads(b.p, b.size))
+            keep(b.p);
+        else
+            free(b.p);
+    } else if (push(&mp->held, &mp->nheld, &mp->capheld, b)) {
+        rp__trace("mpi: a buffer of rp_pool_alloc given up while sends read it: held");
+    } else { /* no room to hold it: kept for good */
+        keep(b.p);
+    }
+}
+
+/* Under plock: the buffers handed over while plock was busy (rp__mpi_buf_release). */
+static void take_given(struct mpi_pool *mp)
+{
+    if (!atomic_load_explicit(&mp->anygiven, memory_order_acquire))
+        return;
+    pthread_mutex_lock(&mp->lock);
+    struct mheld *g = mp->given;
+    int n = mp->ngiven;
+    mp->given = NULL;
+    mp->ngiven = mp->capgiven = 0;
+    atomic_store(&mp->anygiven, false);
+    pthread_mutex_unlock(&mp->lock);
+    for (int k = 0; k < n; k++)
+        hold_or_free(mp, g[k]);
+    free(g);
+}
+
 /* Frees the held pool buffers no pending send reads any more. */
 static void free_held(struct mpi_pool *mp)
 {
@@ -158,6 +207,7 @@ static void free_held(struct mpi_pool *mp)
 
 void rp__mpi_outbox_poll(struct mpi_pool *mp)
 {
+    take_given(mp);
     if (mp->nout == 0)
         return;
     int done = 0;
@@ -183,38 +233,41 @@ void rp__mpi_outbox_poll(struct mpi_pool *mp)
 void rp__mpi_buf_release(rp_pool_t *pool, void *p, size_t bytes)
 {
     struct mpi_pool *mp = rp__mpi_of(pool);
-    bool held = false;
-    if (mp && !mp->sv) {
-        pthread_mutex_lock(&mp->plock);
-        rp__mpi_outbox_poll(mp); /* (the sends done by now need not hold it) */
-        if (pending_reads(mp, p, bytes)) {
-            if (mp->nheld == mp->capheld) {
-                int cap = mp->capheld ? 2 * mp->capheld : 4;
-                struct mheld *h = realloc(mp->held, (size_t)cap * sizeof *h);
-                if (h) {
-                    mp->held = h;
-                    mp->capheld = cap;
-                }
-            }
-            if (mp->nheld < mp->capheld)
-                mp->held[mp->nheld++] = (struct mheld){ p, bytes };
-            else /* no room to hold it: kept for good */
-                keep(p);
-            held = true;
-        }
-        pthread_mutex_unlock(&mp->plock);
-    }
-    if (held)
-        rp__trace("mpi: a buffer of rp_pool_alloc given up while sends read it: held");
-    else if (gone_reads(p, bytes)) /* read by a send let go as its pool ended */
-        keep(p);
-    else
+    struct mheld b = { p, bytes };
+    if (!mp || mp->sv) {
         free(p);
+        return;
+    }
+    /* (a user thread only ever trylocks plock: its holder may be this thread, in a
+     * callback, or be waiting for locks of the core) */
+    if (pthread_mutex_trylock(&mp->plock) == 0) {
+        rp__mpi_outbox_poll(mp); /* (the sends done by now need not hold it) */
+        hold_or_free(mp, b);
+        pthread_mutex_unlock(&mp->plock);
+        return;
+    }
+    /* plock busy: the pool thread takes it on its next pass, or the pool's end */
+    pthread_mutex_lock(&mp->lock);
+    bool handed = !mp->out_closed && push(&mp->given, &mp->ngiven, &mp->capgiven, b);
+    if (handed)
+        atomic_store_explicit(&mp->anygiven, true, memory_order_release);
+    bool closed = mp->out_closed;
+    pthread_mutex_unlock(&mp->lock);
+    if (handed)
+        return;
+    if (closed && !gone_reads(p, bytes)) /* (every send let go is in `gone`) */
+        free(p);
+    else
+        keep(p);
 }
 
 void rp__mpi_outbox_close(struct mpi_pool *mp)
 {
     rp__mpi_outbox_poll(mp);
+    pthread_mutex_lock(&mp->lock); /* (no more hand-overs: rp__mpi_buf_release) */
+    mp->out_closed = true;
+    pthread_mutex_unlock(&mp->lock);
+    take_given(mp);
     if (mp->nout > 0)
         rp__trace("mpi: %d sends never taken: let go, their buffers kept", mp->nout);
     for (int k = 0; k < mp->nout; k++) {
