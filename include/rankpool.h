@@ -425,7 +425,8 @@ RP_API int rp_result_on_ready(rp_result_t *res, rp_callback_fn fn, void *userdat
  * wholly inside one such buffer moves no bytes on the local backend (workers read
  * the inputs and write the outputs in place, at the same address in every worker,
  * replacements included). On mpi it is ordinary memory of the master (items
- * travel as usual), so the same program runs on both. Contents are undefined, as
+ * travel as usual, large inputs straight from the buffer, not copied), so the
+ * same program runs on both. Contents are undefined, as
  * with malloc. The buffer belongs to the caller until rp_pool_free_buffer or
  * rp_pool_free, which releases it: after rp_pool_free it is gone.
  * \return the buffer (64-byte aligned), or NULL with errno EINVAL (bytes 0, a
@@ -434,6 +435,8 @@ RP_API int rp_result_on_ready(rp_result_t *res, rp_callback_fn fn, void *userdat
  * memory; on mpi more than the machine's memory). */
 RP_API void *rp_pool_alloc(rp_pool_t *pool, size_t bytes);
 /** Releases a buffer of rp_pool_alloc (NULL: nothing). No map may still use it.
+ * The pointer is invalid from then on (on mpi the memory itself is freed once no
+ * send from it is pending: a rank that stopped answering may take one late).
  * \return RP_OK, or RP_EINVAL (nothing freed) for a pointer that is not the start
  * of a live buffer of this pool. */
 RP_API int rp_pool_free_buffer(rp_pool_t *pool, void *ptr);

@@ -151,6 +151,11 @@ struct rp__backend_ops {
     void *(*buf_alloc)(rp_pool_t *pool, size_t bytes);
     /* Gives back a buffer of buf_alloc (bytes as asked). pool->lock held. */
     void  (*buf_free)(rp_pool_t *pool, void *p, size_t bytes);
+    /* May be NULL (free()). Without buf_alloc: takes a buffer rp_pool_alloc
+     * malloc'd that the pool gives up (rp_pool_free_buffer, rp_pool_free) and
+     * free()s it, at once or once nothing the backend started still reads it.
+     * pool->lock not held. */
+    void  (*buf_release)(rp_pool_t *pool, void *p, size_t bytes);
     /* May be NULL (waiters spin as if it said RP__RUNS_ELSEWHERE). Where job
      * runs, or is about to be taken, as far as the backend knows (the CPU its
      * worker was last seen on), seen from the calling thread: RP__RUNS_*. A

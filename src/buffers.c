@@ -4,7 +4,9 @@
  * moves no bytes; on a backend that shares nothing (mpi) ordinary malloc'd memory,
  * so one program runs on both. The pool keeps the list of its buffers (under
  * pool->lock): a pointer that is not one is refused, and rp_pool_free forgets
- * them all (the local region is unmapped with the pool; malloc'd ones are freed). */
+ * them all (the local region is unmapped with the pool; malloc'd ones are freed,
+ * by the backend when it has ops->buf_release: mpi keeps one until the sends from
+ * it completed). */
 #include "backend.h"
 
 #include <errno.h>
@@ -21,6 +23,17 @@ struct rp__buffers {
     struct rp__buf *v;
     size_t          n, cap;
 };
+
+/* Frees a malloc'd buffer the pool gave up, or hands it to the backend, which
+ * frees it once nothing it started still reads it (mpi: a send from it pending to
+ * a rank the master stopped waiting for). Not under pool->lock. */
+static void release(rp_pool_t *pool, void *p, size_t size)
+{
+    if (pool->ops->buf_release)
+        pool->ops->buf_release(pool, p, size);
+    else
+        free(p);
+}
 
 void *rp_pool_alloc(rp_pool_t *pool, size_t bytes)
 {
@@ -73,27 +86,33 @@ int rp_pool_free_buffer(rp_pool_t *pool, void *ptr)
     if (rc != RP_OK)
         return RP_EINVAL;
     rc = RP_EINVAL;
+    size_t size = 0;
     pthread_mutex_lock(&pool->lock);
     struct rp__buffers *b = atomic_load(&pool->buffers);
     for (size_t i = 0; b && i < b->n; i++) {
         if (b->v[i].p != ptr)
             continue;
+        size = b->v[i].size;
         if (pool->ops->buf_free)
-            pool->ops->buf_free(pool, ptr, b->v[i].size);
-        else
-            free(ptr);
+            pool->ops->buf_free(pool, ptr, size);
         b->v[i] = b->v[--b->n];
         rc = RP_OK;
         break;
     }
     pthread_mutex_unlock(&pool->lock);
+    if (rc == RP_OK && !pool->ops->buf_alloc) /* malloc'd: out of the list, ours to free */
+        release(pool, ptr, size);
     return rc;
 }
 
 bool rp__pool_shares(rp_pool_t *pool, const void *p, size_t bytes)
 {
-    if (!pool->ops->buf_alloc || !p || !atomic_load_explicit(&pool->buffers,
-                                                             memory_order_relaxed))
+    return pool->ops->buf_alloc && rp__pool_owns(pool, p, bytes);
+}
+
+bool rp__pool_owns(rp_pool_t *pool, const void *p, size_t bytes)
+{
+    if (!p || !atomic_load_explicit(&pool->buffers, memory_order_relaxed))
         return false;
     bool in = false;
     uintptr_t a = (uintptr_t)p;
@@ -114,7 +133,7 @@ void rp__pool_drop_buffers(rp_pool_t *pool)
         return;
     if (!pool->ops->buf_alloc)
         for (size_t i = 0; i < b->n; i++)
-            free(b->v[i].p);
+            release(pool, b->v[i].p, b->v[i].size);
     free(b->v);
     free(b);
     atomic_store(&pool->buffers, NULL);

@@ -133,7 +133,11 @@ void rp__worker_fill_failure(rp_error_t *e, rp_ctx_t *ctx, int code, int rc, siz
  * buffer the backend shares with its workers (never on a backend without
  * buf_alloc). Takes pool->lock. */
 bool rp__pool_shares(rp_pool_t *pool, const void *p, size_t bytes);
-/* rp_pool_free: forgets every buffer (frees those the core allocated). */
+/* Whether [p, p + bytes) lies in one live buffer of the pool, shared or not (the
+ * memory is the library's to free: ops->buf_release). Takes pool->lock. */
+bool rp__pool_owns(rp_pool_t *pool, const void *p, size_t bytes);
+/* rp_pool_free: forgets every buffer (frees those the core allocated, through
+ * ops->buf_release when the backend has one). */
 void rp__pool_drop_buffers(rp_pool_t *pool);
 
 /* Runs an initializer in a worker; fills *err (code RP_EINIT) on failure. */

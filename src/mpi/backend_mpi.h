@@ -18,7 +18,7 @@
  * a *batch* (consecutive items of one job, the task as an rp__fnref), sent with
  * MPI_Isend, several in flight per worker, so workers never wait for a round
  * trip. Small inputs are copied into the batch message; large ones follow as a
- * second message sent straight from the caller's array. A serving rank receives a
+ * second message, sent from a copy (outbox.c). A serving rank receives a
  * batch straight into a memory region it shares with the worker's child
  * (MPI_Mprobe + MPI_Mrecv), posts it, and the child runs it with rp__worker_run,
  * writing outputs and failure records into the same region. The rank then sends
@@ -340,6 +340,7 @@ struct mjob {
     struct rp__job *job;
     rp__fnref       fn;
     bool            too_large;   /* its items exceed RP_MPI_ITEM_MAX: it fails at once */
+    bool            in_pool;     /* its input lies in a buffer of rp_pool_alloc (send.c) */
     _Atomic size_t  running;     /* items reported by PROGRESS, not yet by a RESULT */
     struct mjob    *next;        /* the queue of jobs submitted, not yet scheduled */
 };
@@ -357,7 +358,7 @@ struct inflight {
     size_t          shown;      /* what this batch adds to its mjob's `running` */
     int             exp;        /* EXP_* class of its expected length */
     rp__wbuf        buf;
-    MPI_Request     req, dreq;  /* the batch, its separate input */
+    MPI_Request     req;        /* the batch (its separate input: outbox.c) */
     bool            used;
     /* stranded (stranded.c): its rank fell silent and its items run elsewhere; the
      * slot stays taken (the send may still be in progress) until the rank answers
@@ -458,6 +459,18 @@ struct mpi_pool {
     struct mbundle *bundle;      /* per rank; NULL: no bundles */
     int            *bundle_ranks; /* the ranks with batches deferred in this pass */
     int             nbundle_ranks;
+    /* sends let go of before they completed, with their buffers (outbox.c) */
+    MPI_Request    *out_req;
+    struct mout    *out;         /* each send's buffer and what it reads */
+    int            *out_idx;
+    int             nout, capout;
+    struct mheld   *held;        /* pool buffers given up while sends read them */
+    int             nheld, capheld;
+    /* under lock: pool buffers given up while plock was busy, for the next pass */
+    struct mheld   *given;
+    int             ngiven, capgiven;
+    _Atomic bool    anygiven;
+    bool            out_closed;  /* the pool ended: no more hand-overs */
 };
 
 static inline struct mpi_pool *rp__mpi_of(rp_pool_t *pool)
@@ -595,7 +608,7 @@ void rp__mpi_bundle_close(struct mpi_pool *mp);
 void rp__mpi_bundle_defer(struct mpi_pool *mp, struct inflight *fl, const struct mworker *w);
 /* The end of a dispatch pass: one message per rank (the batch itself when alone). */
 void rp__mpi_bundle_send(struct mpi_pool *mp);
-/* Rank given up: its bundles' sends are dropped. */
+/* Rank given up: its bundles' sends are let go of (outbox.c). */
 void rp__mpi_bundle_cancel(struct mpi_pool *mp, int rank);
 /* A serving rank: a BUNDLE of batches from the master (buf, len bytes) posted to
  * its workers. \return RP_OK, RP_EPROTO, RP_EMPI. */
@@ -685,5 +698,39 @@ static inline size_t rp__mpi_align(size_t v, size_t a)
 {
     return (v + a - 1) & ~(a - 1);
 }
+
+/* ---- outbox.c: sends the master let go of ---------------------------------------------- */
+
+/* A send in the outbox: its buffer (freed once it completes, or NULL) and the
+ * bytes it reads (from, len: in a buffer of rp_pool_alloc when buf is NULL). */
+struct mout {
+    void       *buf;
+    const char *from;
+    size_t      len;
+};
+/* A buffer of rp_pool_alloc the pool gave up while sends from it were pending. */
+struct mheld {
+    char  *p;
+    size_t size;
+};
+
+/* Takes the started send *req (set to MPI_REQUEST_NULL) and its buffer buf (from
+ * malloc, or NULL): buf is freed once the send completes, never before (at once
+ * when *req is MPI_REQUEST_NULL already). */
+void rp__mpi_outbox_add(struct mpi_pool *mp, MPI_Request *req, void *buf);
+/* Takes the started send *req of len bytes from `from`, in a buffer of
+ * rp_pool_alloc: a buffer given up while such a send is pending is freed only
+ * once none is (rp__mpi_buf_release). */
+void rp__mpi_outbox_add_from(struct mpi_pool *mp, MPI_Request *req, const void *from,
+                             size_t len);
+/* ops->buf_release: a buffer of rp_pool_alloc given up (any thread; plock only
+ * tried, else the buffer is handed to the next pass): freed now, or once no send
+ * from it is pending; kept for the life of the process if one still was when the
+ * pool ended. */
+void rp__mpi_buf_release(rp_pool_t *pool, void *p, size_t bytes);
+/* Frees the buffers of the sends that completed: once per pass of the pool thread. */
+void rp__mpi_outbox_poll(struct mpi_pool *mp);
+/* The pool ends: what is still pending is let go, its buffers kept. */
+void rp__mpi_outbox_close(struct mpi_pool *mp);
 
 #endif /* RP_MPI_BACKEND_H */

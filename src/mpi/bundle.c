@@ -81,14 +81,15 @@ int rp__mpi_bundle_open(struct mpi_pool *mp)
     return RP_OK;
 }
 
-/* Drops the sends of rank rk's bundles (it may never receive them). */
-static void drop_sends(struct mbundle *b)
+/* Lets go of the sends of a rank's bundles (it may take them much later, or
+ * never): their buffers go with them, freed once the sends complete (outbox.c). */
+static void drop_sends(struct mpi_pool *mp, struct mbundle *b)
 {
     for (int q = 0; q < 2; q++)
         if (b->req[q] != MPI_REQUEST_NULL) {
             MPI_Cancel(&b->req[q]);
-            MPI_Request_free(&b->req[q]);
-            b->req[q] = MPI_REQUEST_NULL;
+            rp__mpi_outbox_add(mp, &b->req[q], b->buf[q].buf);
+            rp__wbuf_init(&b->buf[q]);
         }
 }
 
@@ -103,7 +104,7 @@ void rp__mpi_bundle_close(struct mpi_pool *mp)
             if (b->req[q] != MPI_REQUEST_NULL)
                 MPI_Test(&b->req[q], &done, MPI_STATUS_IGNORE);
         }
-        drop_sends(b); /* (the pool has ended: what is left nobody receives) */
+        drop_sends(mp, b); /* (the pool has ended: what is left nobody may take) */
         for (int q = 0; q < 2; q++)
             rp__wbuf_free(&b->buf[q]);
     }
@@ -116,7 +117,7 @@ void rp__mpi_bundle_close(struct mpi_pool *mp)
 void rp__mpi_bundle_cancel(struct mpi_pool *mp, int rank)
 {
     if (mp->bundle)
-        drop_sends(&mp->bundle[rank]);
+        drop_sends(mp, &mp->bundle[rank]);
 }
 
 void rp__mpi_bundle_defer(struct mpi_pool *mp, struct inflight *fl, const struct mworker *w)

@@ -137,7 +137,7 @@ static int collect_ready(struct mpi_pool *mp, rp_error_t *err)
         w->tag = TAG_WORK0 + i / mp->nranks;
         for (int k = 0; k < DEPTH; k++) {
             rp__wbuf_init(&w->fl[k].buf);
-            w->fl[k].req = w->fl[k].dreq = MPI_REQUEST_NULL;
+            w->fl[k].req = MPI_REQUEST_NULL;
         }
     }
     char *all = NULL;
@@ -360,6 +360,8 @@ static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
     mj->too_large = job->in_size > RP_MPI_ITEM_MAX ||
                     (!(job->flags & RP__JOB_VAR) &&
                      job->out_size > RP_MPI_ITEM_MAX - job->in_size);
+    /* (n * in_size fits: the core checked it against PTRDIFF_MAX) */
+    mj->in_pool = rp__pool_owns(pool, job->in, job->n * job->in_size);
     job->bdata = mj;
     atomic_fetch_add(&mp->unfinished, 1);
     pthread_mutex_lock(&mp->lock);
@@ -503,6 +505,7 @@ void rp__mpi_pool_retire(rp_pool_t *pool)
     if (!mp->sv) {
         rp__mpi_recv_stop(mp);
         rp__mpi_bundle_close(mp);
+        rp__mpi_outbox_close(mp);
     }
     rp__mpi_end(&mp->comm, keep);
     mp->retired = true;
@@ -574,6 +577,7 @@ const struct rp__backend_ops rp__backend_mpi = {
     .cancel = mpi_cancel,
     .watch = NULL,    /* completion is counted here, in the core's ledger */
     .kills = true,
+    .buf_release = rp__mpi_buf_release, /* kept while a send from it is pending */
 };
 
 /* ---- rankpool_mpi.h ------------------------------------------------------------------ */

@@ -75,6 +75,7 @@ static int dispatch(struct mpi_pool *mp)
 
 int rp__mpi_send_new(struct mpi_pool *mp)
 {
+    rp__mpi_outbox_poll(mp);
     take_pending(mp);
     return dispatch(mp);
 }

@@ -1,7 +1,8 @@
 /* The master's batches out: what the scheduler picked becomes a BATCH message to
  * the worker's rank (the input inline, or, when large, as a second message sent
- * straight from the caller's array), tracked as in flight until its result, its
- * worker's death report, or the end of its rank. Under plock. */
+ * from a copy, or from the buffer of rp_pool_alloc it lies in: see outbox.c),
+ * tracked as in flight until its result, its worker's death report, or the end of
+ * its rank. Under plock. */
 #include "backend_mpi.h"
 
 #include <stdlib.h>
@@ -22,17 +23,15 @@ static int expect_class(double s)
 
 void rp__mpi_release_inflight(struct mpi_pool *mp, struct inflight *fl, bool cancel)
 {
-    MPI_Request *reqs[2] = { &fl->req, &fl->dreq };
-    for (int q = 0; q < 2; q++) {
-        if (*reqs[q] == MPI_REQUEST_NULL)
-            continue;
-        if (cancel) { /* a rank given up: it may never receive them */
-            MPI_Cancel(reqs[q]);
-            MPI_Request_free(reqs[q]);
-        } else {
-            MPI_Wait(reqs[q], MPI_STATUS_IGNORE);
+    if (fl->req != MPI_REQUEST_NULL) {
+        if (cancel) { /* a rank given up: it may take the batch much later, or never */
+            MPI_Cancel(&fl->req);
+            rp__mpi_outbox_add(mp, &fl->req, fl->buf.buf); /* freed once taken */
+            rp__wbuf_init(&fl->buf);
+        } else { /* the rank has taken it (a result came, or it said BYE) */
+            MPI_Wait(&fl->req, MPI_STATUS_IGNORE);
         }
-        *reqs[q] = MPI_REQUEST_NULL;
+        fl->req = MPI_REQUEST_NULL;
     }
     if (!fl->stranded) { /* (a stranded one was counted out when it was stranded) */
         mp->nexp[fl->exp]--;
@@ -95,12 +94,21 @@ int rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p)
         b.timeout_ns = (uint64_t)(job->timeout * 1e9) + 1;
     if (job->retry_raised)
         b.retries = (uint32_t)job->retries;
-    /* A large input goes as its own message straight from the caller's array. */
+    /* A large input goes as its own message, from a copy the library owns until the
+     * send completes (outbox.c): the caller may reuse its array once the job
+     * returns, and a rank that stopped answering may take the send much later.
+     * From a buffer of rp_pool_alloc it goes as it is: the library frees that
+     * memory, and not while a send from it is pending (rp__mpi_buf_release). */
     const char *input = job->in + start * job->in_size;
     size_t inbytes = count * job->in_size;
     bool separate = inbytes > INLINE_MAX;
-    if (rp__wire_put_batch(&fl->buf, (uint32_t)w->id, &b, separate ? NULL : input) != RP_OK) {
+    char *copy = separate && !mj->in_pool ? malloc(inbytes) : NULL;
+    if (separate && copy)
+        memcpy(copy, input, inbytes);
+    if ((separate && !mj->in_pool && !copy) ||
+        rp__wire_put_batch(&fl->buf, (uint32_t)w->id, &b, separate ? NULL : input) != RP_OK) {
         rp_error_t e;
+        free(copy);
         rp__error_set(&e, RP_ENOMEM, start, w->id, w->host, "out of memory building a batch");
         rp__sched_finished(&mp->sched, p->worker, NULL, 0, 0);
         rp__mpi_fail_items(mp, job, start, start + count, &e);
@@ -119,15 +127,20 @@ int rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p)
     rp__mpi_held(mp, w->rank, 1);
     rp__trace("mpi: job %llu items [%zu, %zu) -> worker %d", (unsigned long long)job->id,
               start, start + count, w->id);
-    fl->req = fl->dreq = MPI_REQUEST_NULL;
+    fl->req = MPI_REQUEST_NULL;
     if (mp->bundle && !separate) { /* goes with the rank's other batches of this pass */
         rp__mpi_bundle_defer(mp, fl, w);
         return 1;
     }
+    MPI_Request dreq = MPI_REQUEST_NULL;
     if (MPI_Isend(fl->buf.buf, (int)fl->buf.len, MPI_BYTE, w->rank, w->tag, mp->comm,
                   &fl->req) != MPI_SUCCESS ||
-        (separate && MPI_Isend(input, (int)inbytes, MPI_BYTE, w->rank, w->tag, mp->comm,
-                               &fl->dreq) != MPI_SUCCESS))
+        (separate && MPI_Isend(copy ? copy : input, (int)inbytes, MPI_BYTE, w->rank, w->tag,
+                               mp->comm, &dreq) != MPI_SUCCESS))
         rp__mpi_break_rank(mp, w->rank, "MPI_Isend failed");
+    if (copy || !separate)
+        rp__mpi_outbox_add(mp, &dreq, copy); /* (freed at once when not sent) */
+    else
+        rp__mpi_outbox_add_from(mp, &dreq, input, inbytes);
     return 1;
 }
