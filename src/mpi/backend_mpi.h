@@ -339,6 +339,7 @@ void rp__mpi_inproc_init(struct server *sv, struct lworker *lw, rp__wire_ready *
 struct mjob {
     struct rp__job *job;
     rp__fnref       fn;
+    rp__anyfn       fn_of;       /* the function fn describes */
     bool            too_large;   /* its items exceed RP_MPI_ITEM_MAX: it fails at once */
     _Atomic size_t  running;     /* items reported by PROGRESS, not yet by a RESULT */
     struct mjob    *next;        /* the queue of jobs submitted, not yet scheduled */
@@ -480,6 +481,9 @@ void rp__mpi_kick_locked(struct mpi_pool *mp);
 void *rp__mpi_progress_main(void *arg);
 int   rp__mpi_progress_step(struct mpi_pool *mp);
 int   rp__mpi_send_new(struct mpi_pool *mp);
+/* A job submitted while this thread holds plock: the queued jobs, then this
+ * one, enter the scheduler, and what it picks goes out. \return events. */
+int   rp__mpi_submit_now(struct mpi_pool *mp, struct mjob *mj);
 /* recv.c: rp_result_cancel: job's items not sent yet are canceled (under plock). */
 void  rp__mpi_cancel_unsent(struct mpi_pool *mp, struct rp__job *job);
 void  rp__mpi_send_all_ranks(struct mpi_pool *mp, unsigned kind);

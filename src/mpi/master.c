@@ -347,14 +347,22 @@ static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
     struct mpi_pool *mp = rp__mpi_of(pool);
     if (mp->retired) /* stopped at exit */
         return RP_ECLOSED;
+    /* The last job's record, kept by mpi_release: for a job of the same task
+     * (back-to-back applies) its reference stands, with no lookup. */
     struct mjob *mj = atomic_exchange(&mp->spare_mjob, NULL);
-    if (mj)
-        memset(mj, 0, sizeof *mj);
-    else if (!(mj = calloc(1, sizeof *mj)))
-        return RP_ENOMEM;
-    if (rp__fnref_make((rp__anyfn)job->fn, &mj->fn) != RP_OK) {
-        free(mj);
-        return RP_EFNREF;
+    if (mj && mj->fn_of == (rp__anyfn)job->fn) {
+        mj->next = NULL;
+        atomic_store(&mj->running, 0);
+    } else {
+        if (mj)
+            memset(mj, 0, sizeof *mj);
+        else if (!(mj = calloc(1, sizeof *mj)))
+            return RP_ENOMEM;
+        if (rp__fnref_make((rp__anyfn)job->fn, &mj->fn) != RP_OK) {
+            free(mj);
+            return RP_EFNREF;
+        }
+        mj->fn_of = (rp__anyfn)job->fn;
     }
     mj->job = job;
     mj->too_large = job->in_size > RP_MPI_ITEM_MAX ||
@@ -362,24 +370,27 @@ static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
                      job->out_size > RP_MPI_ITEM_MAX - job->in_size);
     job->bdata = mj;
     atomic_fetch_add(&mp->unfinished, 1);
-    pthread_mutex_lock(&mp->lock);
-    if (mp->pending_tail)
-        mp->pending_tail->next = mj;
-    else
-        mp->pending = mj;
-    mp->pending_tail = mj;
-    atomic_fetch_add(&mp->npending, 1);
-    pthread_mutex_unlock(&mp->lock);
     /* Send the first batches from here when nobody else is moving messages (no
      * thread hand-off for an apply); wake the pool thread only for what is left.
      * (The job may be complete, even released, once plock is left.) */
     bool kick = true;
     if (pthread_mutex_trylock(&mp->plock) == 0) {
         if (!mp->terminating) {
-            rp__mpi_send_new(mp);
+            rp__mpi_submit_now(mp, mj);
             kick = rp__sched_has_work(&mp->sched);
+            mj = NULL;
         }
         pthread_mutex_unlock(&mp->plock);
+    }
+    if (mj) { /* for whoever holds plock next */
+        pthread_mutex_lock(&mp->lock);
+        if (mp->pending_tail)
+            mp->pending_tail->next = mj;
+        else
+            mp->pending = mj;
+        mp->pending_tail = mj;
+        atomic_fetch_add(&mp->npending, 1);
+        pthread_mutex_unlock(&mp->lock);
     }
     if (kick || atomic_load(&mp->deep))
         kick_pool_thread(mp);
