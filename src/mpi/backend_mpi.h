@@ -115,6 +115,8 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define STRANDED_S    30.0                /* RP_MPI_STRANDED_TIMEOUT's default */
 #define UNREACHABLE_S 120.0               /* RP_MPI_UNREACHABLE_TIMEOUT's default */
 #define SILENT_CHECK_S 0.1                /* the master looks for silent ranks this often */
+#define SILENT_CHECK_TURNS 16             /* ... at most once per this many polls (stranded.c) */
+#define DRIVE_CLOCK_TURNS 16              /* a waiter's polls per clock read (master.c) */
 
 /* ======================================================================================
  * A serving rank
@@ -444,6 +446,7 @@ struct mpi_pool {
     /* silent ranks (stranded.c) */
     double          stranded_s, unreachable_s; /* 0: never */
     double          silent_checked;
+    unsigned        silent_polls;   /* polls since the clock was read there */
     double         *rank_heard;  /* per rank: when it last sent anything, or was
                                     given a batch while it held none */
     int            *rank_held;   /* per rank: batches in flight, not stranded */
