@@ -117,6 +117,7 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define SILENT_CHECK_S 0.1                /* the master looks for silent ranks this often */
 #define SILENT_CHECK_TURNS 16             /* ... at most once per this many polls (stranded.c) */
 #define DRIVE_CLOCK_TURNS 16              /* a waiter's polls per clock read (master.c) */
+#define RANK_CLOCK_TURNS 8                /* a rank's idle spins per clock read (server.c) */
 
 /* ======================================================================================
  * A serving rank
