@@ -115,9 +115,11 @@ static void complete(rp_result_t *r)
 {
     struct rp__job *job = &r->job;
     rp__result_hold(r);
-    pthread_mutex_lock(&r->lock);
-    pthread_cond_broadcast(&r->cond); /* an iterator waiting for arrivals */
-    pthread_mutex_unlock(&r->lock);
+    if (job->flags & RP__JOB_TRACK) { /* an iterator waiting for arrivals */
+        pthread_mutex_lock(&r->lock);
+        pthread_cond_broadcast(&r->cond);
+        pthread_mutex_unlock(&r->lock);
+    }
     rp__done_set(atomic_load(&job->done));
     if ((job->flags & RP__JOB_NOTIFY) || atomic_load(&r->watched))
         rp__pool_notify(r->pool, r); /* the result is READY only after its callback */

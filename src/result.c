@@ -211,14 +211,15 @@ static void clear_failed_slots(rp_result_t *r)
 
 static void finalize(rp_result_t *r)
 {
-    pthread_mutex_lock(&r->lock);
-    if (atomic_load(&r->state) != RP__RES_PENDING) {
+    /* (READY is set under the lock, for the condition's waiters; the step to
+     * FINALIZING needs no lock: whoever wins it finalizes) */
+    int pending = RP__RES_PENDING;
+    if (!atomic_compare_exchange_strong(&r->state, &pending, RP__RES_FINALIZING)) {
+        pthread_mutex_lock(&r->lock);
         wait_ready_locked(r);
         pthread_mutex_unlock(&r->lock);
         return;
     }
-    atomic_store(&r->state, RP__RES_FINALIZING);
-    pthread_mutex_unlock(&r->lock);
 
     /* Threads still inside a backend call for this job are about to return (the
      * job is done); finish() frees the backend's state, so let them out first. */
@@ -234,9 +235,13 @@ static void finalize(rp_result_t *r)
     if (r->monitor) /* the journal's last records, the caller's indices; the bar */
         rp__monitor_final(r);
 
-    pthread_mutex_lock(&r->lock);
-    sort_fails(r);
-    pthread_mutex_unlock(&r->lock);
+    /* (the job is complete and released: no failure is added any more, and
+     * with none there is nothing to sort) */
+    if (r->nfails > 0 || r->failidx) {
+        pthread_mutex_lock(&r->lock);
+        sort_fails(r);
+        pthread_mutex_unlock(&r->lock);
+    }
     if ((r->job.flags & RP__JOB_VAR) && r->job.out)
         clear_failed_slots(r);
 
@@ -297,6 +302,26 @@ void rp__result_finalize(rp_result_t *r)
 
 /* ---- creation ------------------------------------------------------------------ */
 
+/* The record of the last result destroyed, kept for the next submit: a program
+ * of back-to-back rp_apply calls reuses one record instead of a calloc and a
+ * free per call. Only a record nobody references any more (its last reference
+ * dropped) is kept; at most one, so nothing grows. */
+static _Atomic(rp_result_t *) spare_result;
+
+static rp_result_t *record_new(void)
+{
+    rp_result_t *r = atomic_exchange_explicit(&spare_result, NULL, memory_order_acquire);
+    if (!r)
+        return calloc(1, sizeof *r);
+    memset(r, 0, sizeof *r);
+    return r;
+}
+
+static void record_free(rp_result_t *r)
+{
+    free(atomic_exchange_explicit(&spare_result, r, memory_order_acq_rel));
+}
+
 static void destroy(rp_result_t *r)
 {
     pthread_mutex_destroy(&r->lock);
@@ -312,7 +337,7 @@ static void destroy(rp_result_t *r)
     free(r->arr.v);
     rp__attempts_free(r);
     rp__monitor_free(r->monitor);
-    free(r);
+    record_free(r);
 }
 
 int rp__result_submit(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n,
@@ -339,7 +364,7 @@ int rp__result_submit_monitored(rp_pool_t *pool, rp_task_fn fn, const void *in, 
                                 const rp_map_opts_t *opts, unsigned flags, size_t index_base,
                                 struct rp__monitorres *monitor, rp_result_t **res)
 {
-    rp_result_t *r = calloc(1, sizeof *r);
+    rp_result_t *r = record_new();
     if (!r) {
         rp__monitor_free(monitor);
         return RP_ENOMEM;

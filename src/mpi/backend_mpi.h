@@ -115,6 +115,9 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define STRANDED_S    30.0                /* RP_MPI_STRANDED_TIMEOUT's default */
 #define UNREACHABLE_S 120.0               /* RP_MPI_UNREACHABLE_TIMEOUT's default */
 #define SILENT_CHECK_S 0.1                /* the master looks for silent ranks this often */
+#define SILENT_CHECK_TURNS 16             /* ... at most once per this many polls (stranded.c) */
+#define DRIVE_CLOCK_TURNS 16              /* a waiter's polls per clock read (master.c) */
+#define RANK_CLOCK_TURNS 8                /* a rank's idle spins per clock read (server.c) */
 
 /* ======================================================================================
  * A serving rank
@@ -339,6 +342,7 @@ void rp__mpi_inproc_init(struct server *sv, struct lworker *lw, rp__wire_ready *
 struct mjob {
     struct rp__job *job;
     rp__fnref       fn;
+    rp__anyfn       fn_of;       /* the function fn describes */
     bool            too_large;   /* its items exceed RP_MPI_ITEM_MAX: it fails at once */
     bool            in_pool;     /* its input lies in a buffer of rp_pool_alloc (send.c) */
     _Atomic size_t  running;     /* items reported by PROGRESS, not yet by a RESULT */
@@ -444,6 +448,7 @@ struct mpi_pool {
     /* silent ranks (stranded.c) */
     double          stranded_s, unreachable_s; /* 0: never */
     double          silent_checked;
+    unsigned        silent_polls;   /* polls since the clock was read there */
     double         *rank_heard;  /* per rank: when it last sent anything, or was
                                     given a batch while it held none */
     int            *rank_held;   /* per rank: batches in flight, not stranded */
@@ -493,6 +498,9 @@ void rp__mpi_kick_locked(struct mpi_pool *mp);
 void *rp__mpi_progress_main(void *arg);
 int   rp__mpi_progress_step(struct mpi_pool *mp);
 int   rp__mpi_send_new(struct mpi_pool *mp);
+/* A job submitted while this thread holds plock: the queued jobs, then this
+ * one, enter the scheduler, and what it picks goes out. \return events. */
+int   rp__mpi_submit_now(struct mpi_pool *mp, struct mjob *mj);
 /* recv.c: rp_result_cancel: job's items not sent yet are canceled (under plock). */
 void  rp__mpi_cancel_unsent(struct mpi_pool *mp, struct rp__job *job);
 void  rp__mpi_send_all_ranks(struct mpi_pool *mp, unsigned kind);

@@ -347,14 +347,22 @@ static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
     struct mpi_pool *mp = rp__mpi_of(pool);
     if (mp->retired) /* stopped at exit */
         return RP_ECLOSED;
+    /* The last job's record, kept by mpi_release: for a job of the same task
+     * (back-to-back applies) its reference stands, with no lookup. */
     struct mjob *mj = atomic_exchange(&mp->spare_mjob, NULL);
-    if (mj)
-        memset(mj, 0, sizeof *mj);
-    else if (!(mj = calloc(1, sizeof *mj)))
-        return RP_ENOMEM;
-    if (rp__fnref_make((rp__anyfn)job->fn, &mj->fn) != RP_OK) {
-        free(mj);
-        return RP_EFNREF;
+    if (mj && mj->fn_of == (rp__anyfn)job->fn) {
+        mj->next = NULL;
+        atomic_store(&mj->running, 0);
+    } else {
+        if (mj)
+            memset(mj, 0, sizeof *mj);
+        else if (!(mj = calloc(1, sizeof *mj)))
+            return RP_ENOMEM;
+        if (rp__fnref_make((rp__anyfn)job->fn, &mj->fn) != RP_OK) {
+            free(mj);
+            return RP_EFNREF;
+        }
+        mj->fn_of = (rp__anyfn)job->fn;
     }
     mj->job = job;
     mj->too_large = job->in_size > RP_MPI_ITEM_MAX ||
@@ -364,24 +372,27 @@ static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
     mj->in_pool = rp__pool_owns(pool, job->in, job->n * job->in_size);
     job->bdata = mj;
     atomic_fetch_add(&mp->unfinished, 1);
-    pthread_mutex_lock(&mp->lock);
-    if (mp->pending_tail)
-        mp->pending_tail->next = mj;
-    else
-        mp->pending = mj;
-    mp->pending_tail = mj;
-    atomic_fetch_add(&mp->npending, 1);
-    pthread_mutex_unlock(&mp->lock);
     /* Send the first batches from here when nobody else is moving messages (no
      * thread hand-off for an apply); wake the pool thread only for what is left.
      * (The job may be complete, even released, once plock is left.) */
     bool kick = true;
     if (pthread_mutex_trylock(&mp->plock) == 0) {
         if (!mp->terminating) {
-            rp__mpi_send_new(mp);
+            rp__mpi_submit_now(mp, mj);
             kick = rp__sched_has_work(&mp->sched);
+            mj = NULL;
         }
         pthread_mutex_unlock(&mp->plock);
+    }
+    if (mj) { /* for whoever holds plock next */
+        pthread_mutex_lock(&mp->lock);
+        if (mp->pending_tail)
+            mp->pending_tail->next = mj;
+        else
+            mp->pending = mj;
+        mp->pending_tail = mj;
+        atomic_fetch_add(&mp->npending, 1);
+        pthread_mutex_unlock(&mp->lock);
     }
     if (kick || atomic_load(&mp->deep))
         kick_pool_thread(mp);
@@ -399,7 +410,14 @@ static void mpi_drive(rp_pool_t *pool, struct rp__job *job, double until)
         return;
     double spin_until = fmin(until, now + SPIN_IDLE_S);
     atomic_fetch_add(&mp->drivers, 1);
-    while (!rp__done_is(atomic_load(&job->done)) && rp__now() < spin_until) {
+    /* Spinning, the clock is read every DRIVE_CLOCK_TURNS turns only: on some
+     * machines (VMs) a read costs as much as the turn's MPI_Test, and each
+     * turn's cost is what a result waits, on average half of it, before it is
+     * seen. (Yielding at each turn, every turn: a yield may last a time slice.) */
+    unsigned every = rp__mpi_yield_when_idle ? 1 : DRIVE_CLOCK_TURNS;
+    for (unsigned turn = 1; !rp__done_is(atomic_load(&job->done)); turn++) {
+        if (turn % every == 0 && (now = rp__now()) >= spin_until)
+            break;
         int events = 0;
         if (pthread_mutex_trylock(&mp->plock) == 0) {
             if (!mp->terminating)
@@ -413,7 +431,8 @@ static void mpi_drive(rp_pool_t *pool, struct rp__job *job, double until)
      * with nothing running, it lets the caller's next wait drive again. */
     bool last = atomic_fetch_sub(&mp->drivers, 1) == 1;
     if (last && atomic_load(&mp->unfinished) == 0) {
-        atomic_store(&mp->drove_ns, (int64_t)(rp__now() * 1e9));
+        /* (the last clock read: at most DRIVE_CLOCK_TURNS turns old) */
+        atomic_store(&mp->drove_ns, (int64_t)(now * 1e9));
     } else if (last) {
         atomic_store(&mp->drove_ns, 0);
         kick_pool_thread(mp);

@@ -18,8 +18,29 @@
 
 /* ---- one round ----------------------------------------------------------------------- */
 
-/* The jobs submitted since the last round enter the scheduler (oldest first is its
- * business). A job whose items exceed RP_MPI_ITEM_MAX fails here, whole. */
+/* One submitted job enters the scheduler (oldest first is its business). A job
+ * whose items exceed RP_MPI_ITEM_MAX fails here, whole. */
+static void take_job(struct mpi_pool *mp, struct mjob *mj)
+{
+    struct rp__job *job = mj->job;
+    bool var = job->flags & RP__JOB_VAR;
+    size_t per = job->in_size + (var ? 0 : job->out_size);
+    rp_error_t e;
+    if (mj->too_large) {
+        rp__error_set(&e, RP_EINVAL, 0, -1, mp->host,
+                      "an item of %zu + %zu bytes (in_size + out_size) is more than the "
+                      "mpi backend moves: RP_MPI_ITEM_MAX is %zu bytes (256 MiB - 64 KiB)",
+                      job->in_size, var ? (size_t)0 : job->out_size, (size_t)RP_MPI_ITEM_MAX);
+        rp__mpi_fail_items(mp, job, 0, job->n, &e);
+    } else if (rp__sched_add(&mp->sched, &job->sched, job->id, job->n, job->chunksize, per) !=
+               0) {
+        rp__error_set(&e, RP_ENOMEM, 0, -1, mp->host, "out of memory scheduling a job");
+        rp__sched_remove(&mp->sched, &job->sched);
+        rp__mpi_fail_items(mp, job, 0, job->n, &e);
+    }
+}
+
+/* The jobs submitted since the last round enter the scheduler, oldest first. */
 static void take_pending(struct mpi_pool *mp)
 {
     if (atomic_load(&mp->npending) == 0)
@@ -31,23 +52,7 @@ static void take_pending(struct mpi_pool *mp)
     pthread_mutex_unlock(&mp->lock);
     while (mj) {
         struct mjob *next = mj->next;
-        struct rp__job *job = mj->job;
-        bool var = job->flags & RP__JOB_VAR;
-        size_t per = job->in_size + (var ? 0 : job->out_size);
-        rp_error_t e;
-        if (mj->too_large) {
-            rp__error_set(&e, RP_EINVAL, 0, -1, mp->host,
-                          "an item of %zu + %zu bytes (in_size + out_size) is more than the "
-                          "mpi backend moves: RP_MPI_ITEM_MAX is %zu bytes (256 MiB - 64 KiB)",
-                          job->in_size, var ? (size_t)0 : job->out_size,
-                          (size_t)RP_MPI_ITEM_MAX);
-            rp__mpi_fail_items(mp, job, 0, job->n, &e);
-        } else if (rp__sched_add(&mp->sched, &job->sched, job->id, job->n, job->chunksize,
-                                 per) != 0) {
-            rp__error_set(&e, RP_ENOMEM, 0, -1, mp->host, "out of memory scheduling a job");
-            rp__sched_remove(&mp->sched, &job->sched);
-            rp__mpi_fail_items(mp, job, 0, job->n, &e);
-        }
+        take_job(mp, mj);
         mj = next;
     }
 }
@@ -77,6 +82,13 @@ int rp__mpi_send_new(struct mpi_pool *mp)
 {
     rp__mpi_outbox_poll(mp);
     take_pending(mp);
+    return dispatch(mp);
+}
+
+int rp__mpi_submit_now(struct mpi_pool *mp, struct mjob *mj)
+{
+    take_pending(mp); /* (queued by threads that found plock taken: older) */
+    take_job(mp, mj);
     return dispatch(mp);
 }
 

@@ -393,6 +393,10 @@ static int serve_loop(struct server *sv)
 {
     double idle_since = rp__now(), nap = 20e-6, checked = 0, reported = 0, now = 0;
     double probed = 0;
+    /* Turns spun idle since the clock was read: spinning for the next batch,
+     * the clock is read every RANK_CLOCK_TURNS turns only (a read can cost as
+     * much as the turn's poll, and the turn is what a batch waits to be seen) */
+    unsigned spun = 0;
     rp__mpi_precise_naps();
     for (;;) {
         int events = 0;
@@ -430,7 +434,10 @@ static int serve_loop(struct server *sv)
          * at every turn of a polling loop; the kernel's waitid walks every child,
          * so a rank of many workers looks less often (CHECK_S per 8 workers:
          * 12.9 ms for 1,024), not more system time per worker */
-        now = rp__now();
+        if (spun == 0 || spun >= RANK_CLOCK_TURNS) {
+            now = rp__now();
+            spun = 0;
+        }
         bool check = now - checked >= CHECK_S * (1 + sv->nlocal / 8);
         if (check)
             checked = now;
@@ -454,6 +461,7 @@ static int serve_loop(struct server *sv)
         if (events) {
             idle_since = rp__now();
             nap = 20e-6;
+            spun = 0;
             continue;
         }
         /* While a child computes, sleep on the bell (the child rings it when
@@ -466,12 +474,16 @@ static int serve_loop(struct server *sv)
         bool computing = sv->posted_total != sv->sent_total;
         double spin = !computing ? SPIN_IDLE_S : rp__mpi_pair_polls(sv) ? SPIN_BUSY_S : 0;
         if (now - idle_since < spin) {
-            if (computing)
+            if (computing) {
                 rp__mpi_pair_pause();
-            else
+                spun = 0;
+            } else {
                 rp__mpi_idle_pause();
+                spun = rp__mpi_yield_when_idle ? 0 : spun + 1;
+            }
             continue;
         }
+        spun = 0;
         uint32_t b = atomic_load(&sv->bell->bell);
         atomic_store(&sv->bell->rank_sleeps, 1);
         if (!any_dirty(sv)) {

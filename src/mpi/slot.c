@@ -61,11 +61,13 @@ static bool asked_to_leave(struct server *sv)
 
 bool rp__mpi_send_wait(struct server *sv, MPI_Request *reqs, int n)
 {
-    double t0 = rp__now();
+    double t0 = -1; /* (the clock is read only once the send is not through at once) */
     for (;;) {
         int flag = 0;
         if (MPI_Testall(n, reqs, &flag, MPI_STATUSES_IGNORE) != MPI_SUCCESS || flag)
             return true;
+        if (t0 < 0)
+            t0 = rp__now();
         /* The master reads every message while the pool runs (a given-up rank's
          * too). Asked to leave, and still not through after ANSWER_WAIT_S: the
          * master has ended the pool and will never read it. The send is

@@ -167,6 +167,10 @@ int rp__mpi_silent_check(struct mpi_pool *mp)
 {
     if (mp->stranded_s <= 0 && mp->unreachable_s <= 0)
         return 0;
+    /* (not a clock read at every poll: it can cost as much as the poll) */
+    if (++mp->silent_polls < SILENT_CHECK_TURNS)
+        return 0;
+    mp->silent_polls = 0;
     double now = rp__now();
     if (now - mp->silent_checked < SILENT_CHECK_S)
         return 0;
