@@ -18,7 +18,7 @@
  * a *batch* (consecutive items of one job, the task as an rp__fnref), sent with
  * MPI_Isend, several in flight per worker, so workers never wait for a round
  * trip. Small inputs are copied into the batch message; large ones follow as a
- * second message, sent from a copy (outbox.c). A serving rank receives a
+ * second message, sent from a copy (send.c, outbox.c). A serving rank receives a
  * batch straight into a memory region it shares with the worker's child
  * (MPI_Mprobe + MPI_Mrecv), posts it, and the child runs it with rp__worker_run,
  * writing outputs and failure records into the same region. The rank then sends
@@ -78,6 +78,7 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define BATCH_MIN_S   200e-6              /* shortest batch once item cost is known */
 #define SHORT_BATCH_S 100e-6              /* shorter batches need DEPTH in flight */
 #define LONG_BATCH_S  1e-3                /* for longer ones the pool thread naps */
+#define COPY_KEEP     ((size_t)2 << 20)   /* a slot keeps its input copy up to this */
 #define INLINE_MAX    ((size_t)16 << 10)  /* outputs up to this ride in the header */
 #define LEADERS_AUTO_RANKS 128           /* RP_MPI_LEADERS=auto: from this many ranks on
                                            * a node (measured: doc/mpi.md) */
@@ -362,7 +363,12 @@ struct inflight {
     size_t          shown;      /* what this batch adds to its mjob's `running` */
     int             exp;        /* EXP_* class of its expected length */
     rp__wbuf        buf;
-    MPI_Request     req;        /* the batch (its separate input: outbox.c) */
+    MPI_Request     req;        /* the batch */
+    /* its large input's copy (send.c), kept for the slot's next batches up to
+     * COPY_KEEP bytes, and the copy's send; a send from a buffer of rp_pool_alloc
+     * goes to outbox.c instead */
+    rp__wbuf        copy;
+    MPI_Request     dreq;
     bool            used;
     /* stranded (stranded.c): its rank fell silent and its items run elsewhere; the
      * slot stays taken (the send may still be in progress) until the rank answers

@@ -27,8 +27,10 @@ static void master_free(struct mpi_pool *mp)
 {
     if (mp->w)
         for (int i = 0; i < mp->nworkers; i++)
-            for (int k = 0; k < DEPTH; k++)
+            for (int k = 0; k < DEPTH; k++) {
                 rp__wbuf_free(&mp->w[i].fl[k].buf);
+                rp__wbuf_free(&mp->w[i].fl[k].copy);
+            }
     free(mp->w);
     free(mp->rank_broken);
     free(mp->rank_bye);
@@ -137,7 +139,8 @@ static int collect_ready(struct mpi_pool *mp, rp_error_t *err)
         w->tag = TAG_WORK0 + i / mp->nranks;
         for (int k = 0; k < DEPTH; k++) {
             rp__wbuf_init(&w->fl[k].buf);
-            w->fl[k].req = MPI_REQUEST_NULL;
+            rp__wbuf_init(&w->fl[k].copy);
+            w->fl[k].req = w->fl[k].dreq = MPI_REQUEST_NULL;
         }
     }
     char *all = NULL;

@@ -10,12 +10,13 @@
  * before. What is still pending when the pool ends is let go (MPI_Request_free)
  * and its buffer kept for the life of the process: the rank may take it even then.
  *
- * The large inputs of batches come here too: copied (send.c), or, when they lie
- * in a buffer of rp_pool_alloc (malloc'd memory the library frees), sent from that
- * buffer as it is. Such a buffer given up (rp_pool_free_buffer, rp_pool_free)
- * while a send from it is pending is held here and freed once no send from it is
- * (checked with the completions), or kept for the life of the process when one
- * still was as the pool ended. Under plock, but rp__mpi_buf_release (any thread:
+ * The copies of batches' large inputs (send.c) come here when their rank is given
+ * up; a large input that lies in a buffer of rp_pool_alloc (malloc'd memory the
+ * library frees) goes from that buffer as it is, its send watched here. Such a
+ * buffer given up (rp_pool_free_buffer, rp_pool_free) while a send from it is
+ * pending is held here and freed once no send from it is (checked with the
+ * completions), or kept for the life of the process when one still was as the
+ * pool ended. Under plock, but rp__mpi_buf_release (any thread:
  * it only trylocks plock, and hands the buffer over under mp->lock when busy). */
 #include "backend_mpi.h"
 

@@ -33,6 +33,18 @@ void rp__mpi_release_inflight(struct mpi_pool *mp, struct inflight *fl, bool can
         }
         fl->req = MPI_REQUEST_NULL;
     }
+    if (fl->dreq != MPI_REQUEST_NULL) { /* its input's copy: the same */
+        if (cancel) {
+            MPI_Cancel(&fl->dreq);
+            rp__mpi_outbox_add(mp, &fl->dreq, fl->copy.buf);
+            rp__wbuf_init(&fl->copy);
+        } else {
+            MPI_Wait(&fl->dreq, MPI_STATUS_IGNORE);
+        }
+        fl->dreq = MPI_REQUEST_NULL;
+    }
+    if (fl->copy.cap > COPY_KEEP) /* (kept for the next batch when small) */
+        rp__wbuf_free(&fl->copy);
     if (!fl->stranded) { /* (a stranded one was counted out when it was stranded) */
         mp->nexp[fl->exp]--;
         rp__mpi_held(mp, fl->rank, -1);
@@ -95,20 +107,26 @@ int rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p)
     if (job->retry_raised)
         b.retries = (uint32_t)job->retries;
     /* A large input goes as its own message, from a copy the library owns until the
-     * send completes (outbox.c): the caller may reuse its array once the job
-     * returns, and a rank that stopped answering may take the send much later.
-     * From a buffer of rp_pool_alloc it goes as it is: the library frees that
-     * memory, and not while a send from it is pending (rp__mpi_buf_release). */
+     * send completes: the caller may reuse its array once the job returns, and a
+     * rank that stopped answering may take the send much later (the copy then
+     * goes to outbox.c). The slot keeps its copy's memory for its next batches:
+     * fresh memory per batch cost a page fault per 4 KiB copied. From a buffer of
+     * rp_pool_alloc the input goes as it is: the library frees that memory, and
+     * not while a send from it is pending (rp__mpi_buf_release). */
     const char *input = job->in + start * job->in_size;
     size_t inbytes = count * job->in_size;
     bool separate = inbytes > INLINE_MAX;
-    char *copy = separate && !mj->in_pool ? malloc(inbytes) : NULL;
-    if (separate && copy)
-        memcpy(copy, input, inbytes);
+    char *copy = NULL;
+    if (separate && !mj->in_pool) {
+        fl->copy.len = 0;
+        if ((copy = rp__wbuf_grow(&fl->copy, inbytes)))
+            memcpy(copy, input, inbytes);
+        else
+            rp__wbuf_free(&fl->copy); /* (its error mark with it) */
+    }
     if ((separate && !mj->in_pool && !copy) ||
         rp__wire_put_batch(&fl->buf, (uint32_t)w->id, &b, separate ? NULL : input) != RP_OK) {
         rp_error_t e;
-        free(copy);
         rp__error_set(&e, RP_ENOMEM, start, w->id, w->host, "out of memory building a batch");
         rp__sched_finished(&mp->sched, p->worker, NULL, 0, 0);
         rp__mpi_fail_items(mp, job, start, start + count, &e);
@@ -136,11 +154,9 @@ int rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p)
     if (MPI_Isend(fl->buf.buf, (int)fl->buf.len, MPI_BYTE, w->rank, w->tag, mp->comm,
                   &fl->req) != MPI_SUCCESS ||
         (separate && MPI_Isend(copy ? copy : input, (int)inbytes, MPI_BYTE, w->rank, w->tag,
-                               mp->comm, &dreq) != MPI_SUCCESS))
+                               mp->comm, copy ? &fl->dreq : &dreq) != MPI_SUCCESS))
         rp__mpi_break_rank(mp, w->rank, "MPI_Isend failed");
-    if (copy || !separate)
-        rp__mpi_outbox_add(mp, &dreq, copy); /* (freed at once when not sent) */
-    else
+    if (separate && !copy)
         rp__mpi_outbox_add_from(mp, &dreq, input, inbytes);
     return 1;
 }
