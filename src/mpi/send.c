@@ -21,28 +21,25 @@ static int expect_class(double s)
     return EXP_LONG;
 }
 
+/* A batch's send (its message, or its input's copy) and the buffer it reads. */
+static void end_send(struct mpi_pool *mp, MPI_Request *req, rp__wbuf *buf, bool cancel)
+{
+    if (*req == MPI_REQUEST_NULL)
+        return;
+    if (cancel) { /* a rank given up: it may take the send much later, or never */
+        MPI_Cancel(req);
+        rp__mpi_outbox_add(mp, req, buf->buf); /* freed once taken */
+        rp__wbuf_init(buf);
+    } else { /* the rank has taken it (a result came, or it said BYE) */
+        MPI_Wait(req, MPI_STATUS_IGNORE);
+    }
+    *req = MPI_REQUEST_NULL;
+}
+
 void rp__mpi_release_inflight(struct mpi_pool *mp, struct inflight *fl, bool cancel)
 {
-    if (fl->req != MPI_REQUEST_NULL) {
-        if (cancel) { /* a rank given up: it may take the batch much later, or never */
-            MPI_Cancel(&fl->req);
-            rp__mpi_outbox_add(mp, &fl->req, fl->buf.buf); /* freed once taken */
-            rp__wbuf_init(&fl->buf);
-        } else { /* the rank has taken it (a result came, or it said BYE) */
-            MPI_Wait(&fl->req, MPI_STATUS_IGNORE);
-        }
-        fl->req = MPI_REQUEST_NULL;
-    }
-    if (fl->dreq != MPI_REQUEST_NULL) { /* its input's copy: the same */
-        if (cancel) {
-            MPI_Cancel(&fl->dreq);
-            rp__mpi_outbox_add(mp, &fl->dreq, fl->copy.buf);
-            rp__wbuf_init(&fl->copy);
-        } else {
-            MPI_Wait(&fl->dreq, MPI_STATUS_IGNORE);
-        }
-        fl->dreq = MPI_REQUEST_NULL;
-    }
+    end_send(mp, &fl->req, &fl->buf, cancel);
+    end_send(mp, &fl->dreq, &fl->copy, cancel);
     if (fl->copy.cap > COPY_KEEP) /* (kept for the next batch when small) */
         rp__wbuf_free(&fl->copy);
     if (!fl->stranded) { /* (a stranded one was counted out when it was stranded) */
@@ -116,15 +113,16 @@ int rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p)
     const char *input = job->in + start * job->in_size;
     size_t inbytes = count * job->in_size;
     bool separate = inbytes > INLINE_MAX;
+    bool copied = separate && !mj->in_pool;
     char *copy = NULL;
-    if (separate && !mj->in_pool) {
+    if (copied) {
         fl->copy.len = 0;
         if ((copy = rp__wbuf_grow(&fl->copy, inbytes)))
             memcpy(copy, input, inbytes);
         else
             rp__wbuf_free(&fl->copy); /* (its error mark with it) */
     }
-    if ((separate && !mj->in_pool && !copy) ||
+    if ((copied && !copy) ||
         rp__wire_put_batch(&fl->buf, (uint32_t)w->id, &b, separate ? NULL : input) != RP_OK) {
         rp_error_t e;
         rp__error_set(&e, RP_ENOMEM, start, w->id, w->host, "out of memory building a batch");
@@ -153,10 +151,10 @@ int rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p)
     MPI_Request dreq = MPI_REQUEST_NULL;
     if (MPI_Isend(fl->buf.buf, (int)fl->buf.len, MPI_BYTE, w->rank, w->tag, mp->comm,
                   &fl->req) != MPI_SUCCESS ||
-        (separate && MPI_Isend(copy ? copy : input, (int)inbytes, MPI_BYTE, w->rank, w->tag,
-                               mp->comm, copy ? &fl->dreq : &dreq) != MPI_SUCCESS))
+        (separate && MPI_Isend(copied ? copy : input, (int)inbytes, MPI_BYTE, w->rank, w->tag,
+                               mp->comm, copied ? &fl->dreq : &dreq) != MPI_SUCCESS))
         rp__mpi_break_rank(mp, w->rank, "MPI_Isend failed");
-    if (separate && !copy)
+    if (separate && !copied) /* from a buffer of rp_pool_alloc: its release waits */
         rp__mpi_outbox_add_from(mp, &dreq, input, inbytes);
     return 1;
 }
