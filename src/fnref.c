@@ -13,7 +13,10 @@
  *
  * dl_iterate_phdr takes the loader's lock and walks every object, so both
  * directions keep a small cache (the same few tasks are sent again and again), and
- * an object's contents hash is computed once per process. */
+ * an object's contents hash is computed once per loaded object. An object
+ * unloaded (dlclose) may leave its addresses to the next one loaded: the caches
+ * are forgotten whenever the loader's count of unloads moved (one
+ * dl_iterate_phdr call that stops at the first object, about 150 instructions). */
 #include "internal.h" /* first: config.h */
 #include "fnref.h"
 
@@ -77,6 +80,38 @@ static bool in_exec_segment(const struct dl_phdr_info *info, uintptr_t addr)
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static int unloads_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+    /* (dlpi_subs is there when size covers it: glibc >= 2.4) */
+    *(uint64_t *)data = size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs
+                            ? (uint64_t)info->dlpi_subs
+                            : 0;
+    return 1; /* the first object says it: no walk */
+}
+
+uint64_t rp__fnref_unloads(void)
+{
+    uint64_t subs = 0;
+    dl_iterate_phdr(unloads_cb, &subs);
+    return subs;
+}
+
+/* The caches below map addresses to objects and back; an object unloaded since
+ * (dlclose) may have left its addresses to another one. Called with cache_lock
+ * held: forgets everything when anything was unloaded since the last look. */
+static uint64_t cached_unloads;
+static unsigned cache_used, cache_next, idcache_used;
+
+static void forget_if_unloaded(uint64_t unloads)
+{
+    if (unloads != cached_unloads) {
+        cached_unloads = unloads;
+        cache_used = cache_next = 0;
+        idcache_used = 0;
+    }
+}
+
+
 /* Two 64-bit hashes side by side (FNV-1a and a multiply-xorshift): enough to tell
  * programs apart, which is all that is asked of them (not resistance to attack). */
 typedef struct { uint64_t a, b; } hash128;
@@ -136,7 +171,6 @@ static bool hash_contents(const struct dl_phdr_info *info, uint8_t out[RP__FNREF
 #define IDCACHE 8
 static struct { uintptr_t addr; const void *phdr; uint8_t id[RP__FNREF_HASHLEN]; }
     idcache[IDCACHE];
-static unsigned idcache_used;
 
 static bool contents_id(const struct dl_phdr_info *info, uint8_t id[RP__FNREF_HASHLEN])
 {
@@ -238,8 +272,6 @@ static int resolve_cb(struct dl_phdr_info *info, size_t size, void *data)
 #define CACHE 16
 
 static struct { rp__anyfn fn; rp__fnref ref; } cache[CACHE];
-static unsigned cache_next;
-static unsigned cache_used;
 
 static bool same_ref(const rp__fnref *a, const rp__fnref *b)
 {
@@ -248,9 +280,14 @@ static bool same_ref(const rp__fnref *a, const rp__fnref *b)
            strcmp(a->object, b->object) == 0;
 }
 
-static void cache_put(rp__anyfn fn, const rp__fnref *ref)
+/* (unloads: the generation the walk that found ref started from) */
+static void cache_put(rp__anyfn fn, const rp__fnref *ref, uint64_t unloads)
 {
     pthread_mutex_lock(&cache_lock);
+    if (unloads != cached_unloads) { /* unloaded meanwhile: ref may be stale */
+        pthread_mutex_unlock(&cache_lock);
+        return;
+    }
     unsigned k = cache_next++ % CACHE;
     cache[k].fn = fn;
     cache[k].ref = *ref;
@@ -263,7 +300,9 @@ int rp__fnref_make(rp__anyfn fn, rp__fnref *ref)
 {
     if (!fn || !ref)
         return RP_EINVAL;
+    uint64_t unloads = rp__fnref_unloads();
     pthread_mutex_lock(&cache_lock);
+    forget_if_unloaded(unloads);
     for (unsigned k = 0; k < cache_used; k++)
         if (cache[k].fn == fn) {
             *ref = cache[k].ref;
@@ -275,7 +314,7 @@ int rp__fnref_make(rp__anyfn fn, rp__fnref *ref)
     dl_iterate_phdr(make_cb, &a);
     if (!a.found)
         return RP_EFNREF;
-    cache_put(fn, ref);
+    cache_put(fn, ref, unloads);
     return RP_OK;
 }
 
@@ -296,7 +335,9 @@ int rp__fnref_resolve(const rp__fnref *ref, rp__anyfn *fn, char *why, size_t why
 {
     if (!ref || !fn)
         return RP_EINVAL;
+    uint64_t unloads = rp__fnref_unloads();
     pthread_mutex_lock(&cache_lock);
+    forget_if_unloaded(unloads);
     for (unsigned k = 0; k < cache_used; k++)
         if (same_ref(&cache[k].ref, ref)) {
             *fn = cache[k].fn;
@@ -326,6 +367,6 @@ int rp__fnref_resolve(const rp__fnref *ref, rp__anyfn *fn, char *why, size_t why
         return RP_EFNREF;
     }
     *fn = (rp__anyfn)a.addr;
-    cache_put(*fn, ref);
+    cache_put(*fn, ref, unloads);
     return RP_OK;
 }

@@ -43,6 +43,11 @@ int rp__fnref_make(rp__anyfn fn, rp__fnref *ref);
  * saying what did not match. Thread-safe; cached. */
 int rp__fnref_resolve(const rp__fnref *ref, rp__anyfn *fn, char *why, size_t whylen);
 
+/* How many objects the loader has unloaded (dlclose) so far in this process: a
+ * reference made for an address stays right while this count does not move (a
+ * new object never takes the place of one still loaded). */
+uint64_t rp__fnref_unloads(void);
+
 /* Formats ref for messages: "object+0xoffset [build-id 1a2b...]" (or "[contents
  * 1a2b...]" for an object without a build-id). */
 void rp__fnref_format(const rp__fnref *ref, char *buf, size_t len);

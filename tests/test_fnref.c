@@ -7,6 +7,7 @@
 #include "fnref.h"
 #include "testutil.h"
 
+#include <dlfcn.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -125,6 +126,50 @@ static int resolve_child(const char *hex)
     return 0;
 }
 
+typedef int (*dlmod_fn)(const void *, void *, rp_ctx_t *);
+
+static dlmod_fn dlmod_open(const char *which, void **handle)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/libdlmod_%s.so", TEST_DLDIR, which);
+    *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(*handle);
+    dlmod_fn f = (dlmod_fn)(uintptr_t)dlsym(*handle, "dlmod_task");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    return f;
+}
+
+/* A module unloaded, another loaded (often at the same address, its task at the
+ * same offset): the references made and resolved before do not stand for it. */
+static void test_fnref_module_unloaded_and_another_loaded(void)
+{
+    void *ha, *hb;
+    dlmod_fn fa = dlmod_open("a", &ha);
+    rp__fnref ra, rb;
+    rp__anyfn fn = NULL;
+    CU_ASSERT_EQUAL_FATAL(rp__fnref_make((rp__anyfn)fa, &ra), RP_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ra.object, "libdlmod_a.so"));
+    CU_ASSERT_EQUAL(rp__fnref_resolve(&ra, &fn, NULL, 0), RP_OK);
+    CU_ASSERT_PTR_EQUAL(fn, (rp__anyfn)fa);
+    uintptr_t a_at = (uintptr_t)fa;
+    CU_ASSERT_EQUAL_FATAL(dlclose(ha), 0);
+    /* a is gone: its reference names no loaded object any more */
+    char why[600];
+    CU_ASSERT_EQUAL(rp__fnref_resolve(&ra, &fn, why, sizeof why), RP_EFNREF);
+    dlmod_fn fb = dlmod_open("b", &hb);
+    CU_ASSERT_EQUAL_FATAL(rp__fnref_make((rp__anyfn)fb, &rb), RP_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(rb.object, "libdlmod_b.so"));
+    CU_ASSERT_FALSE(rb.idlen == ra.idlen && memcmp(rb.id, ra.id, ra.idlen) == 0);
+    CU_ASSERT_EQUAL(rp__fnref_resolve(&rb, &fn, NULL, 0), RP_OK);
+    CU_ASSERT_PTR_EQUAL(fn, (rp__anyfn)fb);
+    CU_ASSERT_EQUAL(rp__fnref_resolve(&ra, &fn, NULL, 0), RP_EFNREF);
+    long x = 5, y = 0;
+    CU_ASSERT_EQUAL(fb(&x, &y, NULL), 0);
+    CU_ASSERT_EQUAL(y, 2005);
+    printf("\n    b loaded %s a's address ", (uintptr_t)fb == a_at ? "at" : "away from");
+    dlclose(hb);
+}
+
 static void test_fnref_across_exec(void)
 {
     rp__fnref ref;
@@ -158,6 +203,7 @@ int main(int argc, char **argv)
         TU_TEST(test_fnref_other_binary_refused),
         TU_TEST(test_fnref_offset_outside_code_refused),
         TU_TEST(test_fnref_across_exec),
+        TU_TEST(test_fnref_module_unloaded_and_another_loaded),
         TU_END
     };
 #ifdef TEST_NO_BUILD_ID

@@ -5,7 +5,9 @@
  * only: no timing. */
 #include "testutil.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
+#include <stdint.h>
 
 enum { HELD = 48, CHURN = 1500, THREADS = 3 };
 
@@ -237,12 +239,74 @@ static void test_handles_with_callbacks(void)
     rp_pool_free(p);
 }
 
+/* ---- a task's module unloaded and another loaded between two applies ------------ */
+
+typedef int (*dlmod_fn)(const void *, void *, rp_ctx_t *);
+
+static dlmod_fn dlmod_open(const char *which, void **handle)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/libdlmod_%s.so", TEST_DLDIR, which);
+    *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(*handle);
+    dlmod_fn f = (dlmod_fn)(uintptr_t)dlsym(*handle, "dlmod_task");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    return f;
+}
+
+static bool on_mpi(void)
+{
+    const char *b = getenv("RP_BACKEND");
+    return b && strcmp(b, "mpi") == 0;
+}
+
+/* The task of module a is applied; a is unloaded and module b loaded, often at
+ * the same address (its task at the same offset, so the same pointer): an apply
+ * of b's task runs b's task, never a's. On MPI the same pool carries both (the
+ * serving ranks hold both modules); a local pool's workers see what was loaded
+ * when they were forked, so there b's task gets a new pool. */
+static void test_handles_task_module_reloaded(void)
+{
+    void *ha = NULL, *hb = NULL;
+    dlmod_fn fa = dlmod_open("a", &ha);
+    if (!tu_master_rank())
+        dlmod_open("b", &hb);
+    rp_pool_t *p = tu_pool(1, NULL);
+    if (!p) {
+        dlclose(ha);
+        if (hb)
+            dlclose(hb);
+        return;
+    }
+    long x = 5, y = 0;
+    rp_error_t e;
+    CU_ASSERT_EQUAL(rp_apply(p, (rp_task_fn)fa, &x, sizeof x, &y, sizeof y, &e), RP_OK);
+    CU_ASSERT_EQUAL(y, 1005);
+    uintptr_t a_at = (uintptr_t)fa;
+    CU_ASSERT_EQUAL_FATAL(dlclose(ha), 0);
+    dlmod_fn fb = dlmod_open("b", &hb);
+    if (!on_mpi()) {
+        tu_pool_done(p);
+        p = tu_pool(1, NULL);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    }
+    for (int i = 0; i < 3; i++) {
+        y = 0;
+        CU_ASSERT_EQUAL(rp_apply(p, (rp_task_fn)fb, &x, sizeof x, &y, sizeof y, &e), RP_OK);
+        CU_ASSERT_EQUAL(y, 2005);
+    }
+    printf("\n    b loaded %s a's address ", (uintptr_t)fb == a_at ? "at" : "away from");
+    tu_pool_done(p);
+    dlclose(hb);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_test tests[] = {
         TU_TEST(test_handles_outlive_other_applies),
         TU_TEST(test_handles_across_threads),
         TU_TEST(test_handles_with_callbacks),
+        TU_TEST(test_handles_task_module_reloaded),
         TU_END,
     };
     return tu_run("handles", tests, argc, argv);

@@ -344,6 +344,7 @@ struct mjob {
     struct rp__job *job;
     rp__fnref       fn;
     rp__anyfn       fn_of;       /* the function fn describes */
+    uint64_t        fn_unloads;  /* rp__fnref_unloads() when fn was made */
     bool            too_large;   /* its items exceed RP_MPI_ITEM_MAX: it fails at once */
     bool            in_pool;     /* its input lies in a buffer of rp_pool_alloc (send.c) */
     _Atomic size_t  running;     /* items reported by PROGRESS, not yet by a RESULT */

@@ -351,9 +351,12 @@ static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
     if (mp->retired) /* stopped at exit */
         return RP_ECLOSED;
     /* The last job's record, kept by mpi_release: for a job of the same task
-     * (back-to-back applies) its reference stands, with no lookup. */
+     * (back-to-back applies) its reference stands, with no lookup, unless an
+     * object was unloaded since it was made (another may now sit at the same
+     * address: then the task's pointer is looked up again). */
     struct mjob *mj = atomic_exchange(&mp->spare_mjob, NULL);
-    if (mj && mj->fn_of == (rp__anyfn)job->fn) {
+    uint64_t unloads = rp__fnref_unloads();
+    if (mj && mj->fn_of == (rp__anyfn)job->fn && mj->fn_unloads == unloads) {
         mj->next = NULL;
         atomic_store(&mj->running, 0);
     } else {
@@ -366,6 +369,7 @@ static int mpi_submit(rp_pool_t *pool, struct rp__job *job)
             return RP_EFNREF;
         }
         mj->fn_of = (rp__anyfn)job->fn;
+        mj->fn_unloads = unloads;
     }
     mj->job = job;
     mj->too_large = job->in_size > RP_MPI_ITEM_MAX ||
