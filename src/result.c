@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <math.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -305,27 +306,44 @@ void rp__result_finalize(rp_result_t *r)
 /* The record of the last result destroyed, kept for the next submit: a program
  * of back-to-back rp_apply calls reuses one record instead of a calloc and a
  * free per call. Only a record nobody references any more (its last reference
- * dropped) is kept; at most one, so nothing grows. */
+ * dropped) is kept; at most one, so nothing grows. A record's lock and condition
+ * variable are initialised once, when it is allocated, and kept with it (unlocked,
+ * nobody waiting: fit for the next result as they are); they are destroyed only
+ * when the record is freed. */
 static _Atomic(rp_result_t *) spare_result;
 
 static rp_result_t *record_new(void)
 {
     rp_result_t *r = atomic_exchange_explicit(&spare_result, NULL, memory_order_acquire);
-    if (!r)
-        return calloc(1, sizeof *r);
-    memset(r, 0, sizeof *r);
+    if (r) { /* everything but the lock and the condition variable starts at zero */
+        memset(r, 0, offsetof(rp_result_t, lock));
+        memset((char *)r + offsetof(rp_result_t, state), 0,
+               sizeof *r - offsetof(rp_result_t, state));
+        return r;
+    }
+    if (!(r = calloc(1, sizeof *r)))
+        return NULL;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&r->lock, NULL);
     return r;
 }
 
 static void record_free(rp_result_t *r)
 {
-    free(atomic_exchange_explicit(&spare_result, r, memory_order_acq_rel));
+    rp_result_t *old = atomic_exchange_explicit(&spare_result, r, memory_order_acq_rel);
+    if (old) {
+        pthread_mutex_destroy(&old->lock);
+        pthread_cond_destroy(&old->cond);
+        free(old);
+    }
 }
 
 static void destroy(rp_result_t *r)
 {
-    pthread_mutex_destroy(&r->lock);
-    pthread_cond_destroy(&r->cond);
     free(r->fails);
     free(r->cum);
     free(r->failidx);
@@ -370,12 +388,6 @@ int rp__result_submit_monitored(rp_pool_t *pool, rp_task_fn fn, const void *in, 
         return RP_ENOMEM;
     }
     r->monitor = monitor;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cond, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&r->lock, NULL);
     atomic_init(&r->state, RP__RES_PENDING);
     atomic_init(&r->refs, 1);
     atomic_init(&r->opsbusy, 0);

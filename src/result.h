@@ -32,7 +32,9 @@ struct rp_result {
     rp_map_opts_t    opts;       /* callbacks and userdata */
     bool             submitted;  /* ops->submit accepted the job */
 
-    /* Lock order: pool->lock, then this lock, then backend locks. */
+    /* Lock order: pool->lock, then this lock, then backend locks. The lock and
+     * cond stay initialised while the record is reused (result.c: record_new
+     * zeroes what lies before lock and from state on). */
     pthread_mutex_t  lock;
     pthread_cond_t   cond;       /* broadcast when state becomes READY */
     _Atomic int      state;      /* RP__RES_* */
