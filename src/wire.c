@@ -5,6 +5,7 @@
 #include "wire.h"
 
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 /* ---- writer ---------------------------------------------------------------------- */
@@ -363,7 +364,8 @@ int rp__wire_put_batch(rp__wbuf *w, uint32_t worker, const rp__wire_batch *m,
     if (!at)
         return w->err;
     rp__wire_hdr_write(at, RP__MSG_BATCH, worker,
-                       (input ? 0 : RP__BATCH_SEPARATE) | (control ? RP__BATCH_CONTROL : 0),
+                       (input ? 0 : RP__BATCH_SEPARATE) | (control ? RP__BATCH_CONTROL : 0) |
+                           (m->untimed ? RP__BATCH_UNTIMED : 0),
                        w->len);
     at += RP__WIRE_HDR_SIZE;
     uint64_t v[7] = { m->job, m->seq, m->start, m->count, m->chunk, m->in_size, m->out_size };
@@ -390,7 +392,26 @@ int rp__wire_put_batch(rp__wbuf *w, uint32_t worker, const rp__wire_batch *m,
 
 int rp__wire_get_batch(rp__rbuf *r, const rp__wire_hdr *h, rp__wire_batch *m)
 {
-    memset(m, 0, sizeof *m);
+    return rp__wire_get_batch_known(r, h, m, NULL, 0);
+}
+
+/* The encoded reference at r, if it is `known` (skipped) \return true. */
+static bool fnref_is_known(rp__rbuf *r, const void *known, size_t known_len)
+{
+    if (!known || r->left < known_len || memcmp(r->p, known, known_len) != 0)
+        return false;
+    rp__rbuf_get(r, known_len);
+    return true;
+}
+
+int rp__wire_get_batch_known(rp__rbuf *r, const rp__wire_hdr *h, rp__wire_batch *m,
+                             const void *known, size_t known_len)
+{
+    /* (all but the reference: a batch is read per apply, the reference is 300 bytes) */
+    memset(m, 0, offsetof(rp__wire_batch, fn));
+    memset(&m->fn, 0, offsetof(rp__fnref, object) + 1);
+    m->input = NULL;
+    m->untimed = h->flags & RP__BATCH_UNTIMED;
     const char *fixed = rp__rbuf_get(r, 7 * 8 + 4); /* (one bounds check, not eight) */
     if (fixed) {
         uint64_t v[7];
@@ -409,8 +430,13 @@ int rp__wire_get_batch(rp__rbuf *r, const rp__wire_hdr *h, rp__wire_batch *m)
         m->retries = rp__rbuf_u32(r);
         rp__rbuf_u32(r);
     }
-    if (r->err || rp__wire_get_fnref(r, &m->fn) != RP_OK)
+    if (r->err)
         return RP_EPROTO;
+    m->fn_raw = r->p;
+    m->fn_known = fnref_is_known(r, known, known_len);
+    if (!m->fn_known && rp__wire_get_fnref(r, &m->fn) != RP_OK)
+        return RP_EPROTO;
+    m->fn_rawlen = (size_t)(r->p - m->fn_raw);
     uint32_t pad = rp__rbuf_u32(r);
     if (pad >= 8 || !rp__rbuf_get(r, pad))
         return r->err = RP_EPROTO;

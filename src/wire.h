@@ -147,12 +147,19 @@ typedef struct rp__wire_batch {
     uint32_t   retries;    /* a task's failure runs again in place (RP__BATCH_CONTROL) */
     rp__fnref  fn;
     const char *input;     /* count * in_size bytes, inside the message */
+    bool       untimed;    /* RP__BATCH_UNTIMED: the batch is its whole job */
+    /* read: the task's reference as encoded in the message (fn_rawlen bytes) */
+    const char *fn_raw;
+    size_t     fn_rawlen;
+    bool       fn_known;   /* the encoding was the caller's `known` one: fn not decoded */
 } rp__wire_batch;
 
 /* Header flags of a BATCH: its input is not in the message but follows as a
  * separate raw message (sent straight from the caller's array: no copy);
  * CONTROL: timeout_ns and retries follow the job flags (else they are 0). */
-enum { RP__BATCH_SEPARATE = 1u, RP__BATCH_CONTROL = 2u };
+enum { RP__BATCH_SEPARATE = 1u, RP__BATCH_CONTROL = 2u, RP__BATCH_UNTIMED = 4u };
+/* (UNTIMED: the batch holds every item of its job, so nobody needs the time it
+ * took: the serving rank does not read the clock around it) */
 
 /* Writes the whole message; the input is copied from `input`, or, when input is
  * NULL, announced as a separate message (RP__BATCH_SEPARATE). */
@@ -161,6 +168,11 @@ int rp__wire_put_batch(rp__wbuf *w, uint32_t worker, const rp__wire_batch *m,
 /* Reads a batch message; m->input points into the message (NULL for a separate
  * input). Checks the sizes add up. */
 int rp__wire_get_batch(rp__rbuf *r, const rp__wire_hdr *h, rp__wire_batch *m);
+/* The same, where `known` (known_len bytes, may be NULL) is the encoded reference
+ * of an earlier batch: a batch of the same task (the bytes match) leaves m->fn
+ * undecoded and sets m->fn_known; the caller has the function already. */
+int rp__wire_get_batch_known(rp__rbuf *r, const rp__wire_hdr *h, rp__wire_batch *m,
+                             const void *known, size_t known_len);
 
 /* RESULT: the fixed part, then nrec records, then (flag RP__RESULT_INLINE) the
  * count * out_size output bytes; without the flag they follow as a separate raw

@@ -79,6 +79,50 @@ static void test_wire_batch_round_trip(void)
     rp__wbuf_free(&w);
 }
 
+/* Reading a batch with the reference of an earlier one known: the same task's
+ * reference is recognised (not decoded), another task's is decoded; the rest of
+ * the batch reads the same either way. UNTIMED travels in the header. */
+static void test_wire_batch_known_reference(void)
+{
+    double in[2] = { 7, 8 };
+    rp__wbuf w;
+    rp__wbuf_init(&w);
+    rp__wire_batch m = { .job = 4, .seq = 1, .start = 0, .count = 2, .in_size = sizeof *in,
+                         .out_size = 8, .untimed = true };
+    sample_ref(&m.fn);
+    CU_ASSERT_EQUAL_FATAL(rp__wire_put_batch(&w, 1, &m, in), RP_OK);
+    rp__wire_hdr h;
+    rp__rbuf r;
+    rp__wire_batch b, c;
+    CU_ASSERT_EQUAL_FATAL(rp__wire_open(w.buf, w.len, &h, &r), RP_OK);
+    CU_ASSERT_EQUAL_FATAL(rp__wire_get_batch_known(&r, &h, &b, NULL, 0), RP_OK);
+    CU_ASSERT_FALSE(b.fn_known);
+    CU_ASSERT_TRUE(b.untimed);
+    CU_ASSERT_EQUAL(b.fn.offset, m.fn.offset);
+    CU_ASSERT_STRING_EQUAL(b.fn.object, m.fn.object);
+    CU_ASSERT_EQUAL_FATAL(b.fn_rawlen, 20 + m.fn.idlen + strlen(m.fn.object));
+    char known[400];
+    memcpy(known, b.fn_raw, b.fn_rawlen);
+    size_t known_len = b.fn_rawlen;
+    /* the same task again */
+    CU_ASSERT_EQUAL_FATAL(rp__wire_open(w.buf, w.len, &h, &r), RP_OK);
+    CU_ASSERT_EQUAL_FATAL(rp__wire_get_batch_known(&r, &h, &c, known, known_len), RP_OK);
+    CU_ASSERT_TRUE(c.fn_known);
+    CU_ASSERT_EQUAL(c.count, 2);
+    CU_ASSERT_EQUAL(memcmp(c.input, in, sizeof in), 0);
+    /* another task (another offset): decoded */
+    m.fn.offset += 16;
+    m.untimed = false;
+    CU_ASSERT_EQUAL_FATAL(rp__wire_put_batch(&w, 1, &m, in), RP_OK);
+    CU_ASSERT_EQUAL_FATAL(rp__wire_open(w.buf, w.len, &h, &r), RP_OK);
+    CU_ASSERT_EQUAL_FATAL(rp__wire_get_batch_known(&r, &h, &c, known, known_len), RP_OK);
+    CU_ASSERT_FALSE(c.fn_known);
+    CU_ASSERT_FALSE(c.untimed);
+    CU_ASSERT_EQUAL(c.fn.offset, m.fn.offset);
+    CU_ASSERT_EQUAL(memcmp(c.input, in, sizeof in), 0);
+    rp__wbuf_free(&w);
+}
+
 /* A batch of a job with a time limit and retries carries them (header flag
  * RP__BATCH_CONTROL); one without neither has the flag nor the bytes. */
 static void test_wire_batch_control(void)
@@ -564,6 +608,7 @@ int main(int argc, char **argv)
         TU_TEST(test_wire_hello_round_trip),
         TU_TEST(test_wire_batch_round_trip),
         TU_TEST(test_wire_batch_control),
+        TU_TEST(test_wire_batch_known_reference),
         TU_TEST(test_wire_result_records),
         TU_TEST(test_wire_batch_separate_input),
         TU_TEST(test_wire_header_checks),

@@ -154,6 +154,7 @@ struct slotdesc {
     uint64_t   timeout_ns;  /* an item's time limit, 0 = none: the rank kills the child */
     uint32_t   retries;     /* a task's own failure runs again in place */
     char      *base;        /* the region the batch is in (rp__mpi_slot_pick) */
+    bool       untimed;     /* the batch is its whole job: compute_ns stays 0 */
 };
 
 enum { CHILD_STARTING, CHILD_READY, CHILD_INIT_FAILED, CHILD_RETIRING };
@@ -242,6 +243,12 @@ struct server {
     MPI_Request       breq[2];
     int               bturn, bparts;
     struct prepost   *pre;      /* receives posted in advance (prepost.c), or NULL */
+    /* the last task resolved (slot.c): its reference as the BATCH encodes it, the
+     * function, and rp__fnref_unloads() before it was resolved */
+    char              fn_raw[20 + RP__FNREF_IDMAX + RP__FNREF_NAMEMAX];
+    size_t            fn_rawlen;
+    rp_task_fn        fn_last;
+    uint64_t          fn_unloads;
 };
 
 /* Local worker lw has something for its rank (a batch done, records to send, ...). */

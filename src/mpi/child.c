@@ -163,7 +163,8 @@ bool rp__mpi_run_slot(struct server *sv, struct lworker *lw, rp_ctx_t *ctx, uint
         if (max_tasks > 0 && len > (size_t)(max_tasks - *tasks))
             len = (size_t)(max_tasks - *tasks); /* then it retires */
         sd->var_last = 0;
-        double t0 = rp__now();
+        /* (a batch that is its whole job is not timed: nobody sizes its rest) */
+        double t0 = sd->untimed ? 0 : rp__now();
         if (sd->flags & RP__JOB_BATCH) { /* batch tasks: no per-item stop or limit */
             ctx->ran = len;
             rp__worker_run_batch(ctx, sd->fn, in + off * sd->in_size, sd->in_size,
@@ -179,7 +180,8 @@ bool rp__mpi_run_slot(struct server *sv, struct lworker *lw, rp_ctx_t *ctx, uint
                            out ? out + off * sd->out_size : NULL, sd->out_size,
                            sd->start + off, len, &ctl->cur, child_on_fail, &cr);
         }
-        sd->compute_ns += (uint64_t)((rp__now() - t0) * 1e9);
+        if (!sd->untimed)
+            sd->compute_ns += (uint64_t)((rp__now() - t0) * 1e9);
         sd->resume = off + ctx->ran;
         *tasks += (long)ctx->ran;
         if (ctx->ran < len)

@@ -98,7 +98,7 @@ int rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p)
                          .start = start + job->index_base, .count = count,
                          .chunk = job->chunksize, .in_size = job->in_size,
                          .out_size = var ? 0 : job->out_size, .flags = job->flags,
-                         .fn = mj->fn };
+                         .fn = mj->fn, .untimed = count == job->n };
     if (job->timeout > 0)
         b.timeout_ns = (uint64_t)(job->timeout * 1e9) + 1;
     if (job->retry_raised)

@@ -219,15 +219,15 @@ static int serve_one(struct server *sv, struct lworker *lw, int *events)
  * Only the workers marked dirty (by their process, or by this rank) and those with
  * a send in progress are looked at; every worker every SCAN_S, in case, and for
  * the time limits, which no process marks (a deadline passes by itself: a timed
- * item is killed at most SCAN_S late, well inside the documented 50 ms). */
-static int serve_workers(struct server *sv, bool check_children, int *events)
+ * item is killed at most SCAN_S late, well inside the documented 50 ms). `now`
+ * is the serving loop's clock (read every RANK_CLOCK_TURNS idle turns). */
+static int serve_workers(struct server *sv, bool check_children, double now, int *events)
 {
     if (check_children && !sv->inproc) {
         int rc = reap_children(sv);
         if (rc != RP_OK)
             return rc;
     }
-    double now = rp__now();
     bool all = now - sv->scanned >= SCAN_S;
     if (all)
         sv->scanned = now;
@@ -441,7 +441,7 @@ static int serve_loop(struct server *sv)
         bool check = now - checked >= CHECK_S * (1 + sv->nlocal / 8);
         if (check)
             checked = now;
-        int rc = serve_workers(sv, check, &events);
+        int rc = serve_workers(sv, check, now, &events); /* (the turn's clock) */
         if (rc == RP_OK && now - reported >= PROGRESS_S) {
             reported = now;
             rc = report_progress(sv);

@@ -312,7 +312,8 @@ int rp__mpi_post_batch(struct server *sv, struct lworker *lw, int s, int tag, co
     if (rp__wire_open(buf, msglen, &h, &r) != RP_OK)
         return RP_EPROTO;
     bool separate = h.flags & RP__BATCH_SEPARATE;
-    if (rp__wire_get_batch(&r, &h, &b) != RP_OK) {
+    if (rp__wire_get_batch_known(&r, &h, &b, sv->fn_last ? sv->fn_raw : NULL, sv->fn_rawlen) !=
+        RP_OK) {
         if (separate && drop_next(sv, tag) != RP_OK)
             return RP_EMPI;
         return RP_EPROTO;
@@ -326,6 +327,7 @@ int rp__mpi_post_batch(struct server *sv, struct lworker *lw, int s, int tag, co
     sd->flags = b.flags;
     sd->timeout_ns = b.timeout_ns;
     sd->retries = b.retries;
+    sd->untimed = b.untimed;
     size_t inbytes = (size_t)(b.in_size * b.count);
     size_t outbytes = (size_t)(b.out_size * b.count);
     sd->in_off = separate ? rp__mpi_align(msglen, 64) : (size_t)(b.input - buf);
@@ -348,14 +350,30 @@ int rp__mpi_post_batch(struct server *sv, struct lworker *lw, int s, int tag, co
     if (!fits)
         return send_batch_failure(sv, lw, s, RP_ENOMEM,
                                   "batch too large for the worker's transfer area");
-    rp__anyfn fn;
-    char why[200 + RP__FNREF_NAMEMAX];
-    if (rp__fnref_resolve(&b.fn, &fn, why, sizeof why) != RP_OK) {
-        char msg[sizeof why + 100]; /* cut to rp_error_t's 256 bytes later */
-        snprintf(msg, sizeof msg, "rank %d on %s: %s", sv->rank, sv->host, why);
-        return send_batch_failure(sv, lw, s, RP_EFNREF, msg);
+    /* The task of the last batch again (the same reference, nothing unloaded
+     * since): no lookup */
+    uint64_t unloads = rp__fnref_unloads();
+    rp_task_fn task = sv->fn_last;
+    if (!b.fn_known || unloads != sv->fn_unloads) {
+        rp__anyfn fn;
+        char why[200 + RP__FNREF_NAMEMAX];
+        if (b.fn_known) /* (not decoded: the same bytes as the last one's) */
+            rp__wire_get_fnref(&(rp__rbuf){ sv->fn_raw, sv->fn_rawlen, RP_OK }, &b.fn);
+        sv->fn_last = NULL;
+        if (rp__fnref_resolve(&b.fn, &fn, why, sizeof why) != RP_OK) {
+            char msg[sizeof why + 100]; /* cut to rp_error_t's 256 bytes later */
+            snprintf(msg, sizeof msg, "rank %d on %s: %s", sv->rank, sv->host, why);
+            return send_batch_failure(sv, lw, s, RP_EFNREF, msg);
+        }
+        task = (rp_task_fn)fn;
+        if (b.fn_rawlen <= sizeof sv->fn_raw) {
+            memcpy(sv->fn_raw, b.fn_raw, b.fn_rawlen);
+            sv->fn_rawlen = b.fn_rawlen;
+            sv->fn_last = task;
+            sv->fn_unloads = unloads;
+        }
     }
-    sd->fn = (rp_task_fn)fn;
+    sd->fn = task;
     atomic_store(&sd->stop, 0);
     lw->nposted++;
     sv->posted_total++;
