@@ -563,6 +563,9 @@ int rp__result_wait(rp_result_t *r, double timeout)
     if (is_ready(r) || in_own_callback(r))
         return RP_OK;
     timeout = rp__timeout(timeout);
+    /* Only this thread would complete it, once the callback it runs returns. */
+    if (timeout != 0 && pool_finalizes(r) && rp__pool_serviced_here(r->pool))
+        return RP_EDEADLK;
     if (pool_finalizes(r) || !r->submitted)
         return wait_cond(r, timeout);
     if (!ops_enter(r))
@@ -818,6 +821,10 @@ void rp_result_free(rp_result_t *res)
         atomic_store(&res->free_pending, true);
         return;
     }
-    rp__result_wait(res, RP_FOREVER);
+    /* In a callback of its pool, a result that thread completes: freed once it has. */
+    if (rp__result_wait(res, RP_FOREVER) == RP_EDEADLK) {
+        atomic_store(&res->free_pending, true);
+        return;
+    }
     rp__result_release(res);
 }

@@ -412,6 +412,10 @@ static void mpi_drive(rp_pool_t *pool, struct rp__job *job, double until)
     if (now >= until || rp__done_is(atomic_load(&job->done)))
         return;
     double spin_until = fmin(until, now + SPIN_IDLE_S);
+    /* The pool thread itself (a callback that waits for a job of its pool): no
+     * other thread would move the job's messages, so it drives to the end. */
+    if (pthread_equal(pthread_self(), mp->thread))
+        spin_until = until;
     atomic_fetch_add(&mp->drivers, 1);
     /* Spinning, the clock is read every DRIVE_CLOCK_TURNS turns only: on some
      * machines (VMs) a read costs as much as the turn's MPI_Test, and each
