@@ -590,6 +590,12 @@ void rp__result_await_arrival(rp_result_t *r, double timeout)
     rp_pool_t *pool = r->pool;
     if (pool->ops->collect) {
         pool->ops->collect(pool, &r->job, false, timeout);
+    } else if (pool->ops->drive && rp__pool_serviced_here(pool)) {
+        /* The pool thread itself (an imap in one of its callbacks): nobody else
+         * would move the messages that bring the arrivals. A slice; the caller
+         * looks for arrivals and comes back. */
+        double slice = timeout < 0 || isinf(timeout) ? 1e-3 : fmin(timeout, 1e-3);
+        pool->ops->drive(pool, &r->job, rp__now() + slice);
     } else {
         pthread_mutex_lock(&r->lock);
         if (r->arr.len == 0 && !job_done(r) && atomic_load(&r->job.processed) < r->job.n) {

@@ -102,6 +102,52 @@ static void test_reentry_map_in_callback(void)
     tu_pool_done(p);
 }
 
+static atomic_int iter_got = -1, iter_wrong = -1, iter_end;
+
+static void imap_in_callback(rp_result_t *r, void *userdata)
+{
+    (void)r;
+    (void)userdata;
+    long in[NESTED];
+    for (int i = 0; i < NESTED; i++)
+        in[i] = i;
+    rp_iter_t *it;
+    if (rp_imap_unordered(nest_pool, slow_square, in, NESTED, sizeof *in, sizeof(long), NULL,
+                          &it) != RP_OK)
+        return;
+    int got = 0, wrong = 0, rc;
+    size_t index;
+    long out;
+    while ((rc = rp_iter_next(it, 30.0, &index, &out, NULL)) == RP_OK) {
+        got++;
+        wrong += out != (long)(index * index);
+    }
+    rp_iter_free(it);
+    atomic_store(&iter_got, got);
+    atomic_store(&iter_wrong, wrong);
+    atomic_store(&iter_end, rc);
+}
+
+/* An iterator consumed inside a callback yields every item (mpi: the pool
+ * thread moves the messages that bring them while it waits). */
+static void test_reentry_imap_in_callback(void)
+{
+    rp_pool_t *p = tu_pool(2, NULL);
+    if (!p)
+        return;
+    nest_pool = p;
+    long x = 3, y = 0;
+    rp_map_opts_t o = { .callback = imap_in_callback };
+    rp_result_t *r;
+    CU_ASSERT_EQUAL_FATAL(rp_apply_async(p, square, &x, sizeof x, &y, sizeof y, &o, &r), RP_OK);
+    CU_ASSERT_EQUAL(rp_result_get(r, RP_FOREVER, NULL), RP_OK);
+    CU_ASSERT_EQUAL(atomic_load(&iter_got), NESTED);
+    CU_ASSERT_EQUAL(atomic_load(&iter_wrong), 0);
+    CU_ASSERT_EQUAL(atomic_load(&iter_end), RP_DONE);
+    rp_result_free(r);
+    tu_pool_done(p);
+}
+
 /* ---- a callback waits for a result only the pool's thread can complete ---------- */
 
 static long inner_out[NESTED];
@@ -188,6 +234,7 @@ int main(int argc, char **argv)
     static const tu_test tests[] = {
         TU_TEST(test_reentry_err_filled_when_refused),
         TU_TEST(test_reentry_map_in_callback),
+        TU_TEST(test_reentry_imap_in_callback),
         TU_TEST(test_reentry_wait_in_callback),
         TU_END,
     };
