@@ -148,6 +148,52 @@ static void test_reentry_imap_in_callback(void)
     tu_pool_done(p);
 }
 
+static int half_second(const void *in, void *out, rp_ctx_t *ctx)
+{
+    tu_sleep(0.5);
+    return square(in, out, ctx);
+}
+
+#define LONG_NESTED 40 /* 10 s of work on 2 workers */
+static atomic_int long_started, long_rc = 1;
+
+static void long_map_in_callback(rp_result_t *r, void *userdata)
+{
+    (void)r;
+    (void)userdata;
+    static long in[LONG_NESTED], out[LONG_NESTED];
+    atomic_store(&long_started, 1);
+    atomic_store(&long_rc, rp_map(nest_pool, half_second, in, LONG_NESTED, sizeof *in, out,
+                                  sizeof *out, NULL, NULL));
+}
+
+/* rp_pool_terminate from another thread returns promptly while a callback waits
+ * in a map of its pool, and that map ends canceled. */
+static void test_reentry_terminate_during_map_in_callback(void)
+{
+    rp_pool_t *p = tu_pool(2, NULL);
+    if (!p)
+        return;
+    nest_pool = p;
+    long x = 3, y = 0;
+    rp_map_opts_t o = { .callback = long_map_in_callback };
+    rp_result_t *r;
+    CU_ASSERT_EQUAL_FATAL(rp_apply_async(p, square, &x, sizeof x, &y, sizeof y, &o, &r), RP_OK);
+    double end = tu_now() + 60;
+    while (!atomic_load(&long_started) && tu_now() < end)
+        tu_sleep(0.01);
+    tu_sleep(0.3);
+    double t0 = tu_now();
+    CU_ASSERT_EQUAL(rp_pool_terminate(p), RP_OK);
+    double took = tu_now() - t0;
+    CU_ASSERT(took < 5.0); /* the nested map alone would take 10 s */
+    CU_ASSERT_EQUAL(rp_result_get(r, RP_FOREVER, NULL), RP_OK);
+    CU_ASSERT_EQUAL(atomic_load(&long_rc), RP_ECANCELED);
+    rp_result_free(r);
+    CU_ASSERT_EQUAL(rp_pool_join(p), RP_OK);
+    rp_pool_free(p);
+}
+
 /* ---- a callback waits for a result only the pool's thread can complete ---------- */
 
 static long inner_out[NESTED];
@@ -235,6 +281,7 @@ int main(int argc, char **argv)
         TU_TEST(test_reentry_err_filled_when_refused),
         TU_TEST(test_reentry_map_in_callback),
         TU_TEST(test_reentry_imap_in_callback),
+        TU_TEST(test_reentry_terminate_during_map_in_callback),
         TU_TEST(test_reentry_wait_in_callback),
         TU_END,
     };

@@ -413,8 +413,10 @@ static void mpi_drive(rp_pool_t *pool, struct rp__job *job, double until)
         return;
     double spin_until = fmin(until, now + SPIN_IDLE_S);
     /* The pool thread itself (a callback that waits for a job of its pool): no
-     * other thread would move the job's messages, so it drives to the end. */
-    if (pthread_equal(pthread_self(), mp->thread))
+     * other thread would move the job's messages, or carry out a terminate, so
+     * it does both, to the end. */
+    bool self = pthread_equal(pthread_self(), mp->thread);
+    if (self)
         spin_until = until;
     atomic_fetch_add(&mp->drivers, 1);
     /* Spinning, the clock is read every DRIVE_CLOCK_TURNS turns only: on some
@@ -427,7 +429,9 @@ static void mpi_drive(rp_pool_t *pool, struct rp__job *job, double until)
             break;
         int events = 0;
         if (pthread_mutex_trylock(&mp->plock) == 0) {
-            if (!mp->terminating)
+            if (self)
+                events = rp__mpi_progress_nested(mp);
+            else if (!mp->terminating)
                 events = rp__mpi_progress_step(mp);
             pthread_mutex_unlock(&mp->plock);
         }
