@@ -4,6 +4,7 @@
 #include "backend_mpi.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,7 +285,14 @@ static int serve_pool(rp_pool_t *pool, struct mpi_pool *mp, rp_error_t *err)
     }
     mp->sv = sv;
     pool->is_master = false;
+    /* The rank's worker processes are its children: while it serves, how they end
+     * is its own to see. A program's SIGCHLD setting (SIG_IGN, SA_NOCLDWAIT: they
+     * would be reaped for it; a handler that reaps them) is put back after. */
+    struct sigaction dfl = { .sa_handler = SIG_DFL }, user;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGCHLD, &dfl, &user);
     int rc = rp__mpi_server_run(sv, err);
+    sigaction(SIGCHLD, &user, NULL);
     pool->nworkers = (int)sv->hello.nworkers;
     if (rc != RP_OK) {
         if (err->code == 0)
