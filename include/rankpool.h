@@ -220,7 +220,11 @@ RP_API void rp_pool_free(rp_pool_t *pool);
 
 /** Applies fn to each of the n items of in[] (in_size bytes each) and writes the
  * outputs to out[] (out_size bytes each) in input order; blocks until done.
- * out may be NULL when out_size is 0. *err (may be NULL) gets the lowest failing item.
+ * out may be NULL when out_size is 0; in_size 0 is RP_EINVAL. *err (may be NULL)
+ * gets the lowest failing item, or, for a call refused before anything ran
+ * (RP_EINVAL, RP_ECLOSED, ...), that code and a message (index 0, worker -1).
+ * In a callback of the same pool, opts with callbacks: RP_EDEADLK (they would
+ * run on the thread that waits), nothing run.
  * \return RP_OK, or the lowest failing item's code (RP_ETASK, RP_EWORKER, ...);
  * every successful item's output is in out[] either way. */
 RP_API int rp_map(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_t in_size,
@@ -283,7 +287,11 @@ RP_API void rp_varout_free(rp_varout_t *out);
 
 /* ---- results (AsyncResult) ------------------------------------------------- */
 
-/** Waits until ready or timeout. \return RP_OK (ready) or RP_ETIMEDOUT. */
+/** Waits until ready or timeout. \return RP_OK (ready) or RP_ETIMEDOUT; RP_EDEADLK
+ * (at once, unless timeout polls) in a callback of the result's pool when only
+ * that callback's thread can complete it (it has callbacks, or is watched by
+ * rp_result_wait_any): it becomes ready once the callback returns. The same for
+ * rp_result_get, rp_result_wait_all and rp_result_wait_any. */
 RP_API int  rp_result_wait(rp_result_t *res, double timeout);
 /** \return true once every item has been processed, failed ones included. */
 RP_API bool rp_result_ready(const rp_result_t *res);
@@ -302,8 +310,10 @@ RP_API const rp_error_t *rp_result_error(const rp_result_t *res, size_t i);
 RP_API void rp_result_progress(const rp_result_t *res, size_t *done, size_t *total);
 /** Frees a result; if it is not ready yet, waits for it first. Other threads may
  * be waiting on it meanwhile (rp_result_wait, rp_result_get, rp_result_ready):
- * they return as usual, and the memory goes when the last of them has. No call on
- * the result may start once rp_result_free has been called. */
+ * they return as usual, and the memory goes when the last of them has. In a
+ * callback of its pool, a result that thread completes (see rp_result_wait) is
+ * not waited for: it goes once complete. No call on the result may start once
+ * rp_result_free has been called. */
 RP_API void rp_result_free(rp_result_t *res);
 
 /* ---- progress and resume ---------------------------------------------------

@@ -53,9 +53,11 @@ int rp_map_batch(rp_pool_t *pool, rp_batch_fn fn, const void *in, size_t n, size
                  void *out, size_t out_size, const rp_map_opts_t *opts, rp_error_t *err)
 {
     rp_result_t *r;
-    int rc = rp_map_batch_async(pool, fn, in, n, in_size, out, out_size, opts, &r);
+    int rc = rp__blocking_check(pool, opts);
+    if (rc == RP_OK)
+        rc = rp_map_batch_async(pool, fn, in, n, in_size, out, out_size, opts, &r);
     if (rc != RP_OK)
-        return rc;
+        return rp__call_refused(err, rc, "rp_map_batch");
     rc = rp_result_get(r, RP_FOREVER, err);
     rp_result_free(r);
     return rc;

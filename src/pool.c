@@ -335,9 +335,21 @@ void rp__pool_notify(rp_pool_t *pool, rp_result_t *r)
     pool->ops->kick(pool);
 }
 
+/* The pool whose completions this thread is running (rp__pool_service), if any:
+ * while it runs one of their callbacks, a result only it can complete waits for
+ * itself (rp__pool_serviced_here). */
+static _Thread_local const rp_pool_t *serviced_pool;
+
+bool rp__pool_serviced_here(const rp_pool_t *pool)
+{
+    return pool && serviced_pool == pool;
+}
+
 void rp__pool_service(rp_pool_t *pool)
 {
     struct pool_core *c = core_of(pool);
+    const rp_pool_t *outer = serviced_pool;
+    serviced_pool = pool;
     for (;;) {
         pthread_mutex_lock(&c->nlock);
         rp_result_t *r = c->nhead;
@@ -348,10 +360,11 @@ void rp__pool_service(rp_pool_t *pool)
         }
         pthread_mutex_unlock(&c->nlock);
         if (!r)
-            return;
+            break;
         rp__result_finalize(r);
         rp__result_release(r);
     }
+    serviced_pool = outer;
 }
 
 bool rp__pool_terminating(const rp_pool_t *pool)
@@ -524,13 +537,32 @@ static int wait_get_free(rp_result_t *r, rp_error_t *err)
     return rc;
 }
 
+int rp__blocking_check(const rp_pool_t *pool, const rp_map_opts_t *opts)
+{
+    if (opts && (opts->callback || opts->error_callback) && rp__pool_serviced_here(pool))
+        return RP_EDEADLK;
+    return RP_OK;
+}
+
+int rp__call_refused(rp_error_t *err, int rc, const char *call)
+{
+    if (err)
+        rp__error_set(err, rc, 0, -1, NULL, "%s: %s", call,
+                      rc == RP_EDEADLK ? "its callback would run on this thread, which "
+                                         "waits for it (a callback of the same pool)"
+                                       : rp_strerror(rc));
+    return rc;
+}
+
 int rp_map(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_t in_size,
            void *out, size_t out_size, const rp_map_opts_t *opts, rp_error_t *err)
 {
     rp_result_t *r;
-    int rc = rp_map_async(pool, fn, in, n, in_size, out, out_size, opts, &r);
+    int rc = rp__blocking_check(pool, opts);
+    if (rc == RP_OK)
+        rc = rp_map_async(pool, fn, in, n, in_size, out, out_size, opts, &r);
     if (rc != RP_OK)
-        return rc;
+        return rp__call_refused(err, rc, "rp_map");
     return wait_get_free(r, err);
 }
 
@@ -546,6 +578,6 @@ int rp_apply(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t in_size, voi
     rp_result_t *r;
     int rc = rp_map_async(pool, fn, in, 1, in_size, out, out_size, NULL, &r);
     if (rc != RP_OK)
-        return rc;
+        return rp__call_refused(err, rc, "rp_apply");
     return wait_get_free(r, err);
 }

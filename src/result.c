@@ -575,6 +575,9 @@ int rp__result_wait(rp_result_t *r, double timeout)
     if (is_ready(r) || in_own_callback(r))
         return RP_OK;
     timeout = rp__timeout(timeout);
+    /* Only this thread would complete it, once the callback it runs returns. */
+    if (timeout != 0 && pool_finalizes(r) && rp__pool_serviced_here(r->pool))
+        return RP_EDEADLK;
     if (pool_finalizes(r) || !r->submitted)
         return wait_cond(r, timeout);
     if (!ops_enter(r))
@@ -599,6 +602,12 @@ void rp__result_await_arrival(rp_result_t *r, double timeout)
     rp_pool_t *pool = r->pool;
     if (pool->ops->collect) {
         pool->ops->collect(pool, &r->job, false, timeout);
+    } else if (pool->ops->drive && rp__pool_serviced_here(pool)) {
+        /* The pool thread itself (an imap in one of its callbacks): nobody else
+         * would move the messages that bring the arrivals. A slice; the caller
+         * looks for arrivals and comes back. */
+        double slice = timeout < 0 || isinf(timeout) ? 1e-3 : fmin(timeout, 1e-3);
+        pool->ops->drive(pool, &r->job, rp__now() + slice);
     } else {
         pthread_mutex_lock(&r->lock);
         if (r->arr.len == 0 && !job_done(r) && atomic_load(&r->job.processed) < r->job.n) {
@@ -830,6 +839,10 @@ void rp_result_free(rp_result_t *res)
         atomic_store(&res->free_pending, true);
         return;
     }
-    rp__result_wait(res, RP_FOREVER);
+    /* In a callback of its pool, a result that thread completes: freed once it has. */
+    if (rp__result_wait(res, RP_FOREVER) == RP_EDEADLK) {
+        atomic_store(&res->free_pending, true);
+        return;
+    }
     rp__result_release(res);
 }

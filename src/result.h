@@ -120,6 +120,16 @@ bool rp__result_find_error(rp_result_t *r, size_t index, rp_error_t *e);
 /* Whether this thread is running one of pool's callbacks (where join and free
  * would wait for the callback itself to return). */
 bool rp__in_callback_of(const rp_pool_t *pool);
+/* pool.c: whether this thread runs pool's completions and callbacks (its pool
+ * thread, in rp__pool_service): a result only that thread completes (with
+ * callbacks, or watched) cannot become ready while it waits. */
+bool rp__pool_serviced_here(const rp_pool_t *pool);
+/* pool.c: RP_EDEADLK when a blocking map with callbacks in opts is called where
+ * they would have to run (a callback of the same pool), else RP_OK. */
+int rp__blocking_check(const rp_pool_t *pool, const rp_map_opts_t *opts);
+/* pool.c: a blocking call ran nothing: fills *err (may be NULL) with rc and a
+ * message naming the call (no item, worker -1). \return rc. */
+int rp__call_refused(rp_error_t *err, int rc, const char *call);
 /* RP__JOB_TRACK: waits up to timeout for an item to arrive (or the job to
  * complete), letting the backend collect what has arrived. */
 void rp__result_await_arrival(rp_result_t *r, double timeout);

@@ -60,9 +60,13 @@ int rp_map_var(rp_pool_t *pool, rp_task_fn fn, const void *in, size_t n, size_t 
                const rp_map_opts_t *opts, rp_varout_t **out, rp_error_t *err)
 {
     rp_result_t *r;
-    int rc = rp_map_var_async(pool, fn, in, n, in_size, opts, out, &r);
+    int rc = rp__blocking_check(pool, opts);
+    if (rc == RP_OK)
+        rc = rp_map_var_async(pool, fn, in, n, in_size, opts, out, &r);
+    else if (out)
+        *out = NULL;
     if (rc != RP_OK)
-        return rc;
+        return rp__call_refused(err, rc, "rp_map_var");
     rc = rp_result_get(r, RP_FOREVER, err);
     rp_result_free(r);
     return rc;

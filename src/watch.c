@@ -113,6 +113,16 @@ static size_t first_ready(rp_result_t *const *res, size_t n)
     return n;
 }
 
+/* Whether every non-NULL result of res[0..n) belongs to the pool whose callback
+ * this thread runs: watched, they could only become ready once it returned. */
+static bool all_serviced_here(rp_result_t *const *res, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (res[i] && !rp__pool_serviced_here(res[i]->pool))
+            return false;
+    return true;
+}
+
 int rp_result_wait_any(rp_result_t *const *res, size_t n, double timeout, size_t *index)
 {
     if (!res || n == 0)
@@ -124,6 +134,8 @@ int rp_result_wait_any(rp_result_t *const *res, size_t n, double timeout, size_t
         return RP_EINVAL;
     double deadline = rp__deadline(timeout);
     size_t got = first_ready(res, n);
+    if (got == n && rp__now() < deadline && all_serviced_here(res, n))
+        return RP_EDEADLK;
     if (got == n && rp__now() < deadline) {
         struct rp__watcher *ws = calloc(n, sizeof *ws);
         if (!ws)
@@ -177,8 +189,9 @@ int rp_result_wait_all(rp_result_t *const *res, size_t n, double timeout)
     double deadline = rp__deadline(timeout);
     for (size_t i = 0; i < n; i++) {
         double left = isinf(deadline) ? RP_FOREVER : fmax(0, deadline - rp__now());
-        if (rp_result_wait(res[i], left) != RP_OK)
-            return RP_ETIMEDOUT;
+        int rc = rp_result_wait(res[i], left);
+        if (rc != RP_OK)
+            return rc;
     }
     return RP_OK;
 }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # On 2 MPI ranks: the semantic, dispatch, crash, reliability, timeout, progress, journal,
-# buffer, stream and handle suites (shared
+# buffer, stream, handle and re-entry suites (shared
 # with the local backend) and the MPI-specific suite; a pool whose serving rank
 # runs another binary (MPMD: RP_EFNREF); the same with two programs linked without
 # a build-id whose task sits at the same offset (refused, while one such program
@@ -11,7 +11,7 @@ top=${top_builddir:-.}
 driver=$top/tests/mpi-driver
 "$driver" 2 tests/test_semantics tests/test_dispatch tests/test_crash tests/test_reliability \
     tests/test_cancel tests/test_timeout tests/test_progress tests/test_journal tests/test_buffers \
-    tests/test_stream tests/test_handles tests/test_mpi || exit $?
+    tests/test_stream tests/test_handles tests/test_reentry tests/test_mpi || exit $?
 "$driver" --mpmd tests/mpi_hosts efnref : tests/mpi_other || exit $?
 "$driver" --mpmd tests/mpi_nobid same : tests/mpi_nobid || exit $?
 "$driver" --mpmd tests/mpi_nobid other : tests/mpi_nobid_other || exit $?

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- tasks --------------------------------------------------------------------- */
@@ -216,6 +217,32 @@ static void test_crash_segfault_mid_chunk(void) { check_death(square_segv, 16, S
 static void test_crash_abort(void) { check_death(square_abort, 0, SIGABRT, -1); }
 static void test_crash_exit_status_mid_chunk(void) { check_death(square_exit3, 5, 0, 3); }
 static void test_crash_sigkill_mid_chunk(void) { check_death(square_kill9, 7, SIGKILL, -1); }
+
+/* A program that ignores SIGCHLD (its children reaped for it), or reaps every
+ * child in its own handler, still learns how a worker died: the signal and the
+ * exit status. Its setting is its own again after the pool. */
+static void reap_all(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+    errno = saved;
+}
+
+static void check_death_with_sigchld(void (*action)(int))
+{
+    struct sigaction user = { .sa_handler = action }, before, after;
+    sigemptyset(&user.sa_mask);
+    sigaction(SIGCHLD, &user, &before);
+    check_death(square_segv, 0, SIGSEGV, -1);
+    check_death(square_exit3, 5, 0, 3);
+    sigaction(SIGCHLD, &before, &after);
+    CU_ASSERT(after.sa_handler == action);
+}
+
+static void test_crash_sigchld_ignored(void) { check_death_with_sigchld(SIG_IGN); }
+static void test_crash_sigchld_reaped_by_program(void) { check_death_with_sigchld(reap_all); }
 
 /* One chunk of all the items: the worker holding it dies at item 37; the 162
  * items after it were held by the dead worker and not started: they run on the
@@ -678,6 +705,8 @@ int main(int argc, char **argv)
         TU_TEST(test_crash_abort),
         TU_TEST(test_crash_exit_status_mid_chunk),
         TU_TEST(test_crash_sigkill_mid_chunk),
+        TU_TEST(test_crash_sigchld_ignored),
+        TU_TEST(test_crash_sigchld_reaped_by_program),
         TU_TEST(test_crash_rest_of_chunk_runs_elsewhere),
         TU_TEST(test_crash_every_item),
         TU_TEST(test_crash_imap),

@@ -380,7 +380,7 @@ static void test_pool_workers_from_env(void)
     rp_pool_free(p);
 
     o.workers = 0;
-    const char *bad[] = { "0", "-2", "two", "3x", "99999999999" };
+    const char *bad[] = { "0", "-2", "two", "3x", "99999999999", "2000" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         rp_error_t e;
         setenv("RP_WORKERS", bad[i], 1);

@@ -265,20 +265,23 @@ static int local_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *
     /* By default: $RP_WORKERS (rankpool-run -n N), else one per usable core (at
      * most $SLURM_CPUS_PER_TASK). */
     int nw = opts ? opts->workers : 0;
+    bool from_env = nw == 0;
     if (nw == 0 && rp__env_workers(&nw) != RP_OK) {
         if (err)
             rp__error_set(err, RP_EINVAL, 0, -1, pool->host,
-                          "RP_WORKERS must be a whole number from 1 to 4096");
+                          "RP_WORKERS must be a whole number from 1 to %d", RP__MAXWORKERS);
         return RP_EINVAL;
     }
+    from_env = from_env && nw > 0;
     if (nw == 0)
         nw = rp__default_workers();
     if (nw < 1)
         nw = 1;
     if (nw > RP__MAXWORKERS) {
         if (err)
-            rp__error_set(err, RP_EINVAL, 0, -1, pool->host, "at most %d local workers",
-                          RP__MAXWORKERS);
+            rp__error_set(err, RP_EINVAL, 0, -1, pool->host,
+                          "at most %d local workers (%s is %d)", RP__MAXWORKERS,
+                          from_env ? "RP_WORKERS" : "opts.workers", nw);
         return RP_EINVAL;
     }
     pthread_once(&reg_once, reg_init);

@@ -422,6 +422,7 @@ struct mpi_pool {
     struct mworker *w;
     pthread_t       thread;
     bool            thread_started;
+    struct ending  *ending;      /* the pool thread's stop/terminate progress (its stack) */
     pthread_mutex_t lock;
     pthread_cond_t  cond;        /* terminate waits: the pool thread is done */
     pthread_cond_t  kick;        /* the pool thread's nap */
@@ -511,6 +512,9 @@ void rp__mpi_kick_locked(struct mpi_pool *mp);
  * jobs into the scheduler, what it picks out to the workers (under plock). */
 void *rp__mpi_progress_main(void *arg);
 int   rp__mpi_progress_step(struct mpi_pool *mp);
+/* The pool thread waiting inside one of its callbacks (ops->drive): one round as
+ * its loop would make it, terminate included. Under plock. \return events. */
+int   rp__mpi_progress_nested(struct mpi_pool *mp);
 int   rp__mpi_send_new(struct mpi_pool *mp);
 /* A job submitted while this thread holds plock: the queued jobs, then this
  * one, enter the scheduler, and what it picks goes out. \return events. */

@@ -4,6 +4,7 @@
 #include "backend_mpi.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,7 +285,14 @@ static int serve_pool(rp_pool_t *pool, struct mpi_pool *mp, rp_error_t *err)
     }
     mp->sv = sv;
     pool->is_master = false;
+    /* The rank's worker processes are its children: while it serves, how they end
+     * is its own to see. A program's SIGCHLD setting (SIG_IGN, SA_NOCLDWAIT: they
+     * would be reaped for it; a handler that reaps them) is put back after. */
+    struct sigaction dfl = { .sa_handler = SIG_DFL }, user;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGCHLD, &dfl, &user);
     int rc = rp__mpi_server_run(sv, err);
+    sigaction(SIGCHLD, &user, NULL);
     pool->nworkers = (int)sv->hello.nworkers;
     if (rc != RP_OK) {
         if (err->code == 0)
@@ -416,6 +424,12 @@ static void mpi_drive(rp_pool_t *pool, struct rp__job *job, double until)
     if (now >= until || rp__done_is(atomic_load(&job->done)))
         return;
     double spin_until = fmin(until, now + SPIN_IDLE_S);
+    /* The pool thread itself (a callback that waits for a job of its pool): no
+     * other thread would move the job's messages, or carry out a terminate, so
+     * it does both, to the end. */
+    bool self = pthread_equal(pthread_self(), mp->thread);
+    if (self)
+        spin_until = until;
     atomic_fetch_add(&mp->drivers, 1);
     /* Spinning, the clock is read every DRIVE_CLOCK_TURNS turns only: on some
      * machines (VMs) a read costs as much as the turn's MPI_Test, and each
@@ -427,7 +441,9 @@ static void mpi_drive(rp_pool_t *pool, struct rp__job *job, double until)
             break;
         int events = 0;
         if (pthread_mutex_trylock(&mp->plock) == 0) {
-            if (!mp->terminating)
+            if (self)
+                events = rp__mpi_progress_nested(mp);
+            else if (!mp->terminating)
                 events = rp__mpi_progress_step(mp);
             pthread_mutex_unlock(&mp->plock);
         }

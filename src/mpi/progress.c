@@ -275,6 +275,15 @@ static bool rest(struct mpi_pool *mp, const struct ending *st, double idle_since
     return true;
 }
 
+int rp__mpi_progress_nested(struct mpi_pool *mp)
+{
+    struct ending *st = mp->ending;
+    int events = end_step(mp, st);
+    if (!st->finished)
+        events += rp__mpi_progress_step(mp);
+    return events;
+}
+
 /* Runs the core's callbacks if ops->kick asked for it. \return 1 if it did. */
 static int service(struct mpi_pool *mp)
 {
@@ -290,6 +299,7 @@ void *rp__mpi_progress_main(void *arg)
     double idle_since = rp__now(), nap = 20e-6;
     rp__mpi_precise_naps();
     struct ending st = { false, false, 0 };
+    mp->ending = &st;
     for (;;) {
         pthread_mutex_lock(&mp->plock);
         int events = end_step(mp, &st);
