@@ -89,7 +89,8 @@ run() {
     echo 0 >"$work/others"
     others &
     sampler=$!
-    hosts_mpirun "$work/out" 900 "$@"
+    hosts_mpirun "$work/out" 900 "$@" & # waited for: a signal ends the wait at once
+    wait $!
     local rc=$?
     kill "$sampler" 2>/dev/null
     wait "$sampler" 2>/dev/null
