@@ -262,8 +262,8 @@ END {
     printf ".TP\n.B RP_MPI_LEADERS\n1: on the mpi backend, the lowest serving rank of each " \
            "node hosts all the node's workers and exchanges their batches and results with " \
            "the master in bundles (node leaders); 0: each serving rank hosts its own; auto " \
-           "(the default): leaders from 128 ranks on the master's node, with at most 1024 " \
-           "workers.\n" > out
+           "(the default): leaders, with at most 1024 workers, from 128 ranks on one node, " \
+           "or from 8 ranks on the master's node when the pool spans several.\n" > out
     printf "%s", see_also("") > out
     close(out)
     print out

@@ -600,9 +600,11 @@ int  rp__mpi_bcast_status(MPI_Comm comm, int32_t *status);
 
 /* leader.c: node leaders (RP_MPI_LEADERS). */
 /* Whether the pool has node leaders: RP_MPI_LEADERS=1 or 0, or auto (the default):
- * when this node runs LEADERS_AUTO_RANKS ranks or more, the pool has as many
- * (nranks serving, and the master), and one leader can host all nworkers (the
- * master decides; the HELLO tells the ranks). */
+ * when one leader can host all nworkers and, on one node, this node runs
+ * LEADERS_AUTO_RANKS ranks or more and the pool has as many (nranks serving, and
+ * the master); on several nodes (the pool has more ranks than this node runs),
+ * when this node runs LEADERS_AUTO_NODE_RANKS (leader.c) or more (the master
+ * decides; the HELLO tells the ranks). */
 bool rp__mpi_leaders_wanted(int nranks, int nworkers);
 /* Every rank of comm, when the HELLO asks for leaders (collective): *leader, the
  * lowest serving rank (1..nranks) of this rank's node, INT_MAX if none; *members

@@ -15,6 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* RP_MPI_LEADERS=auto on a pool over several nodes: from this many ranks on the
+ * master's node (measured over TCP between nodes: doc/mpi.md) */
+#define LEADERS_AUTO_NODE_RANKS 8
 
 bool rp__mpi_leaders_wanted(int nranks, int nworkers)
 {
@@ -25,15 +28,20 @@ bool rp__mpi_leaders_wanted(int nranks, int nworkers)
         return true;
     if (v && *v && strcmp(v, "auto"))
         rp__trace("mpi: RP_MPI_LEADERS=%s is not 1, 0 or auto: auto", v);
-    /* auto: where leaders were measured to win (doc/mpi.md, "Node leaders"): the
-     * pool and this node have LEADERS_AUTO_RANKS ranks or more (the master
-     * included), and one leader can host every worker of the pool */
+    /* auto: where leaders were measured to win (doc/mpi.md, "Node leaders"), and
+     * one leader can host every worker of the pool: on one node, the pool and
+     * this node have LEADERS_AUTO_RANKS ranks or more (the master included); on
+     * several (the pool has more ranks than this node runs: the others' messages
+     * cross the network), this node runs LEADERS_AUTO_NODE_RANKS or more */
     int lrank, local = 0;
     rp__local_rank_size(&lrank, &local);
-    bool on = nranks + 1 >= LEADERS_AUTO_RANKS && local >= LEADERS_AUTO_RANKS &&
-              nworkers <= RANK_WORKERS_MAX;
-    rp__trace("mpi: RP_MPI_LEADERS auto: %d serving ranks, %d ranks on this node, %d workers: "
-              "node leaders %s", nranks, local, nworkers, on ? "on" : "off");
+    bool nodes = local > 0 && nranks + 1 > local;
+    bool on = nworkers <= RANK_WORKERS_MAX &&
+              (nodes ? local >= LEADERS_AUTO_NODE_RANKS
+                     : nranks + 1 >= LEADERS_AUTO_RANKS && local >= LEADERS_AUTO_RANKS);
+    rp__trace("mpi: RP_MPI_LEADERS auto: %d serving ranks, %d ranks on this node%s, %d workers: "
+              "node leaders %s", nranks, local, nodes ? " of several" : "", nworkers,
+              on ? "on" : "off");
     return on;
 }
 
