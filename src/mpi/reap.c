@@ -12,6 +12,7 @@
 #include "backend_mpi.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -54,11 +55,16 @@ void rp__mpi_reap_watch(struct server *sv, struct lworker *lw)
         struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)lw->local };
         if (epoll_ctl(sv->reap_fd, EPOLL_CTL_ADD, lw->pidfd, &ev) == 0)
             return;
+        int e = errno;
         close(lw->pidfd);
         lw->pidfd = -1;
+        errno = e;
     }
+    if (sv->unwatched++ == 0)
+        rp__trace("mpi: rank %d: worker %d's process has no pidfd (%s): ended processes "
+                  "are looked for with waitid while one has none", sv->rank, lw->id,
+                  strerror(errno));
     lw->unwatched = true;
-    sv->unwatched++;
 }
 
 void rp__mpi_reap_forget(struct server *sv, struct lworker *lw)
