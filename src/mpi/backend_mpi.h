@@ -247,6 +247,7 @@ struct server {
     bool              reaping;  /* reap.c set up: reap_fd is its epoll set, or -1 */
     int               reap_fd;
     int               unwatched; /* worker processes without a pidfd in the set */
+    int               reap_fd_max; /* pidfds numbered from here on are not kept */
 };
 
 /* Local worker lw has something for its rank (a batch done, records to send, ...). */

@@ -4,7 +4,7 @@
  * walked every child of the rank in the kernel (15% of a 500-worker rank's CPU),
  * and an unreaped child of the program's own hid the workers' ends from it. A
  * process whose pidfd cannot be had (no pidfd_open: ENOSYS; no epoll; out of
- * descriptors) is counted unwatched, and while any is, server.c also looks as it
+ * descriptors, or fewer than FDS_SPARE left to the program) is counted unwatched, and while any is, server.c also looks as it
  * did before (waitid, or every worker in turn). The descriptors are not closed in
  * the worker processes (a fork copies them; closing hundreds would cost the child
  * more than keeping them); the rank removes a process's pidfd from the set before
@@ -12,14 +12,24 @@
 #include "backend_mpi.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Descriptors left to the program and to MPI: a pidfd numbered above the soft
+ * RLIMIT_NOFILE less this many is given back, and its process left unwatched. */
+#define FDS_SPARE 128
+
 void rp__mpi_reap_init(struct server *sv)
 {
+    struct rlimit rl;
+    sv->reap_fd_max = INT_MAX;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        sv->reap_fd_max = rl.rlim_cur > FDS_SPARE ? (int)(rl.rlim_cur - FDS_SPARE) : 0;
     sv->unwatched = 0;
     for (int i = 0; i < sv->nlocal; i++)
         sv->w[i].pidfd = -1;
@@ -51,6 +61,11 @@ void rp__mpi_reap_watch(struct server *sv, struct lworker *lw)
     if (!sv->reaping || lw->pid <= 0)
         return;
     lw->pidfd = sv->reap_fd >= 0 ? pidfd_of(lw->pid) : -1;
+    if (lw->pidfd >= sv->reap_fd_max) {
+        close(lw->pidfd);
+        lw->pidfd = -1;
+        errno = EMFILE;
+    }
     if (lw->pidfd >= 0) {
         struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)lw->local };
         if (epoll_ctl(sv->reap_fd, EPOLL_CTL_ADD, lw->pidfd, &ev) == 0)
