@@ -67,6 +67,20 @@ int MPI_Mrecv(void *buf, int count, MPI_Datatype type, MPI_Message *msg, MPI_Sta
 
 static const char *lib = "rankpool-mpi";
 
+/* --timeline 1: each item's output also carries when it started and ended (the
+ * node's CLOCK_REALTIME: one clock for every process of one node) and on which
+ * worker, and the master prints the map's timeline (TL lines, below). */
+struct tl_out {
+    long v, start_ns, end_ns, worker;
+};
+
+static long real_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
 static int task_sleep(const void *in, void *out, rp_ctx_t *ctx)
 {
     (void)ctx;
@@ -77,6 +91,72 @@ static int task_sleep(const void *in, void *out, rp_ctx_t *ctx)
         ;
     *(long *)out = (x & 0xffffffffL) * 3 + 1;
     return RP_OK;
+}
+
+static int task_sleep_tl(const void *in, void *out, rp_ctx_t *ctx)
+{
+    struct tl_out *o = out;
+    o->start_ns = real_ns();
+    task_sleep(in, &o->v, ctx);
+    o->end_ns = real_ns();
+    o->worker = rp_ctx_worker(ctx);
+    return RP_OK;
+}
+
+static int cmp_long(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+/* The map's timeline from its items' records (times in ms from the map's start,
+ * t0; it ended at t1): when each worker started its first item (percentiles over
+ * the workers), the items started per 250 ms, when each worker ended its last
+ * item, and how many items each worker started in the last second. */
+static void timeline(const struct tl_out *o, long items, int w, long t0, long t1)
+{
+    long *first = malloc((size_t)w * sizeof *first), *last = calloc((size_t)w, sizeof *last);
+    int *tailn = calloc((size_t)w, sizeof *tailn);
+    long nbins = (t1 - t0) / 250000000L + 1;
+    long *bins = calloc((size_t)nbins, sizeof *bins);
+    if (!first || !last || !tailn || !bins)
+        return;
+    for (int i = 0; i < w; i++)
+        first[i] = t1 - t0;
+    for (long i = 0; i < items; i++) {
+        long k = o[i].worker, s = o[i].start_ns - t0, e = o[i].end_ns - t0;
+        if (k < 0 || k >= w)
+            continue;
+        first[k] = s < first[k] ? s : first[k];
+        last[k] = e > last[k] ? e : last[k];
+        if (s >= 0 && s / 250000000L < nbins)
+            bins[s / 250000000L]++;
+        if (o[i].start_ns >= t1 - 1000000000L)
+            tailn[k]++;
+    }
+    qsort(first, (size_t)w, sizeof *first, cmp_long);
+    qsort(last, (size_t)w, sizeof *last, cmp_long);
+    static const int pct[] = { 0, 10, 50, 90, 99, 100 };
+    printf("TL map %.0f ms, %d workers, %ld items\nTL first item started (ms), percentiles "
+           "0/10/50/90/99/100:", (t1 - t0) / 1e6, w, items);
+    for (int i = 0; i < 6; i++)
+        printf(" %.0f", first[(size_t)(pct[i] * (w - 1) / 100)] / 1e6);
+    printf("\nTL last item ended (ms), percentiles 0/10/50/90/99/100:");
+    for (int i = 0; i < 6; i++)
+        printf(" %.0f", last[(size_t)(pct[i] * (w - 1) / 100)] / 1e6);
+    printf("\nTL items started per 250 ms:");
+    for (long b = 0; b < nbins; b++)
+        printf(" %ld", bins[b]);
+    long hist[5] = { 0 };
+    for (int i = 0; i < w; i++)
+        hist[tailn[i] < 4 ? tailn[i] : 4]++;
+    printf("\nTL workers by items started in the last second (0/1/2/3/4+): %ld %ld %ld %ld "
+           "%ld\n", hist[0], hist[1], hist[2], hist[3], hist[4]);
+    fflush(stdout);
+    free(first);
+    free(last);
+    free(tailn);
+    free(bins);
 }
 
 static void result(const char *wl, const char *variant, int workers, const char *metric,
@@ -107,25 +187,29 @@ static long long node_count(const char *file, const char *key)
 }
 
 /* The serving ranks' page faults and context switches over the pool's life,
- * their worker processes' included (reaped by then), summed on every rank: the
- * master contributes nothing. Every rank gets the sums (faults, switches). */
-static void ranks_totals(bool master, double sums[2])
+ * their worker processes' included (reaped by then), and the ranks' own CPU time
+ * (user, system: their processes only), summed on every rank: the master
+ * contributes nothing. Every rank gets the sums (faults, switches, user, system). */
+static void ranks_totals(bool master, double sums[4])
 {
-    double mine[2] = { 0, 0 };
+    double mine[4] = { 0, 0, 0, 0 };
     if (!master) {
         struct rusage self, kids;
         getrusage(RUSAGE_SELF, &self);
         getrusage(RUSAGE_CHILDREN, &kids);
         mine[0] = (double)(self.ru_minflt + self.ru_majflt + kids.ru_minflt + kids.ru_majflt);
         mine[1] = (double)(self.ru_nvcsw + self.ru_nivcsw + kids.ru_nvcsw + kids.ru_nivcsw);
+        mine[2] = (double)self.ru_utime.tv_sec + 1e-6 * (double)self.ru_utime.tv_usec;
+        mine[3] = (double)self.ru_stime.tv_sec + 1e-6 * (double)self.ru_stime.tv_usec;
     }
-    MPI_Allreduce(mine, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(mine, sums, 4, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
 }
 
 int main(int argc, char **argv)
 {
     const char *mode = "map";
     long ms = 10, items = 0, workers = 0, reps = 1;
+    bool tl = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--mode"))
             mode = argv[i + 1];
@@ -137,6 +221,8 @@ int main(int argc, char **argv)
             workers = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--reps"))
             reps = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--timeline"))
+            tl = atol(argv[i + 1]) != 0;
     }
     const char *leaders = getenv("RP_MPI_LEADERS");
     if (leaders && !strcmp(leaders, "1"))
@@ -161,7 +247,7 @@ int main(int argc, char **argv)
     }
     if (!rp_pool_is_master(p)) {
         rp_pool_free(p);
-        double sums[2];
+        double sums[4];
         ranks_totals(false, sums);
         MPI_Finalize();
         return 0;
@@ -176,6 +262,9 @@ int main(int argc, char **argv)
     char wl[32];
     snprintf(wl, sizeof wl, "scale_%s", mode);
     long *in = malloc((size_t)items * sizeof *in), *out = malloc((size_t)items * sizeof *out);
+    struct tl_out *tlo = tl ? malloc((size_t)items * sizeof *tlo) : NULL;
+    if (tl && !tlo)
+        return 2;
     rp_result_t **res = strcmp(mode, "apply") ? NULL : malloc((size_t)items * sizeof *res);
     if (!in || !out || (!strcmp(mode, "apply") && !res))
         return 2;
@@ -198,6 +287,16 @@ int main(int argc, char **argv)
                     bad = 1;
                 rp_result_free(res[i]);
             }
+        } else if (tl) {
+            long t0 = real_ns();
+            if (rp_map(p, task_sleep_tl, in, (size_t)items, sizeof *in, tlo, sizeof *tlo, NULL,
+                       NULL) != RP_OK)
+                bad = 1;
+            long t1 = real_ns();
+            for (long i = 0; i < items; i++)
+                out[i] = tlo[i].v;
+            if (!bad)
+                timeline(tlo, items, w, t0, t1);
         } else if (rp_map(p, task_sleep, in, (size_t)items, sizeof *in, out, sizeof *out, NULL,
                           NULL) != RP_OK) {
             bad = 1;
@@ -238,7 +337,7 @@ int main(int argc, char **argv)
     rp_pool_join(p);
     double t_join = bench_now() - t0;
     rp_pool_free(p);
-    double sums[2];
+    double sums[4];
     ranks_totals(true, sums);
     result("scale_startstop", variant, w, "create", "s", "lower", t_create);
     result("scale_startstop", variant, w, "close+join", "s", "lower", t_join);
@@ -246,9 +345,14 @@ int main(int argc, char **argv)
     result("scale_ranks", variant, w, "faults_per_worker", "faults", "lower", sums[0] / w);
     result("scale_ranks", variant, w, "switches_per_task", "switches", "lower",
            sums[1] / ((double)items * reps));
+    result("scale_ranks", variant, w, "rank_user_per_task", "us", "lower",
+           1e6 * sums[2] / ((double)items * reps));
+    result("scale_ranks", variant, w, "rank_sys_per_task", "us", "lower",
+           1e6 * sums[3] / ((double)items * reps));
     free(in);
     free(out);
     free(res);
+    free(tlo);
     MPI_Finalize();
     return bad ? 1 : 0;
 }

@@ -87,6 +87,17 @@ static int crash_five(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
+/* Hangs on 0 (until killed), doubles anything else. */
+static int hang_on_zero(const void *in, void *out, rp_ctx_t *ctx)
+{
+    (void)ctx;
+    int i = *(const int *)in;
+    while (i == 0)
+        pause();
+    *(int *)out = 2 * i;
+    return 0;
+}
+
 static int crash_several(const void *in, void *out, rp_ctx_t *ctx)
 {
     int i = *(const int *)in;
@@ -556,6 +567,59 @@ static void test_mpi_program_child_left_to_program(void)
     int status = 0;
     CU_ASSERT_EQUAL(waitpid(own, &status, 0), own);
     CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 7);
+}
+
+/* A child of the program's own that ends while the pool runs and stays unreaped,
+ * on every rank: the ranks still find their workers' deaths (each worker process
+ * is watched on its own, so the program's child is never looked at; without that,
+ * waitid shows it first and the ranks ask each worker in turn), kill and replace a
+ * worker past its item's time limit, and leave that child with its exit status
+ * to the program. */
+static void test_mpi_program_child_ends_while_pool_runs(void)
+{
+    pid_t own = fork();
+    if (own == 0) {
+        usleep(300000);
+        _exit(9);
+    }
+    CU_ASSERT_FATAL(own > 0);
+    rp_pool_opts_t o = { .workers = 2 * (world_size - 1) };
+    rp_pool_t *p = world_pool(&o);
+    if (p) {
+        enum { N = 40 };
+        int in[N], out[N];
+        for (int i = 0; i < N; i++)
+            in[i] = i, out[i] = -1;
+        rp_map_opts_t mo = { .chunksize = 1 };
+        for (int round = 0; round < 3; round++) {
+            if (round == 1)
+                usleep(500000); /* the program's child has ended by now */
+            rp_error_t err;
+            CU_ASSERT_EQUAL(rp_map(p, crash_five, in, N, sizeof *in, out, sizeof *out, &mo,
+                                   &err), RP_EWORKER);
+            CU_ASSERT_EQUAL(err.index, 5);
+            CU_ASSERT_EQUAL(err.signal, SIGSEGV);
+            int bad = 0;
+            for (int i = 0; i < N; i++)
+                bad += i != 5 && out[i] != 2 * i;
+            CU_ASSERT_EQUAL(bad, 0);
+        }
+        /* a timed item that overruns: its process is killed, found, replaced */
+        rp_map_opts_t to = { .chunksize = 1, .task_timeout = 0.2 };
+        int hin[2] = { 1, 0 }, hout[2] = { -1, -1 };
+        rp_error_t err;
+        CU_ASSERT_EQUAL(rp_map(p, hang_on_zero, hin, 2, sizeof *hin, hout, sizeof *hout, &to,
+                               &err), RP_ETASKTIMEOUT);
+        CU_ASSERT_EQUAL(err.index, 1);
+        CU_ASSERT_EQUAL(hout[0], 2);
+        double x = 3, y = 0;
+        CU_ASSERT_EQUAL(rp_apply(p, square, &x, 8, &y, 8, NULL), RP_OK);
+        CU_ASSERT_EQUAL(y, 9);
+        tu_pool_done(p);
+    }
+    int status = 0;
+    CU_ASSERT_EQUAL(waitpid(own, &status, 0), own);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 9);
 }
 
 /* Several deaths inside large batches: exactly the items that died fail, with
@@ -1459,6 +1523,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_initializer_failure_everywhere),
         TU_TEST(test_mpi_crash_of_a_task),
         TU_TEST(test_mpi_program_child_left_to_program),
+        TU_TEST(test_mpi_program_child_ends_while_pool_runs),
         TU_TEST(test_mpi_crashes_inside_batches),
         TU_TEST(test_mpi_replacement_cannot_start),
         TU_TEST(test_mpi_progress_while_master_computes),

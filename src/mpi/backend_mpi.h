@@ -120,8 +120,7 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define DRIVE_CLOCK_TURNS 16              /* a waiter's polls per clock read (master.c) */
 #define RANK_CLOCK_TURNS 8                /* a rank's idle spins per clock read (server.c) */
 
-/* ======================================================================================
- * A serving rank
+/* =============================================================================== * A serving rank
  * ==================================================================================== */
 
 /* One batch's region, shared by the rank and its worker's child:
@@ -209,6 +208,8 @@ struct lworker {
     size_t         prog_items;  /* ... and the count reported */
     unsigned       spawns;      /* processes started for it so far */
     unsigned       init_deaths; /* its processes killed in their initializer, in a row */
+    int            pidfd;       /* its process's pidfd in the rank's set (reap.c), or -1 */
+    bool           unwatched;   /* its process has none: found by waitid (server.c) */
 };
 
 struct server {
@@ -249,6 +250,10 @@ struct server {
     size_t            fn_rawlen;
     rp_task_fn        fn_last;
     uint64_t          fn_unloads;
+    bool              reaping;  /* reap.c set up: reap_fd is its epoll set, or -1 */
+    int               reap_fd;
+    int               unwatched; /* worker processes without a pidfd in the set */
+    int               reap_fd_max; /* pidfds numbered from here on are not kept */
 };
 
 /* Local worker lw has something for its rank (a batch done, records to send, ...). */
@@ -320,10 +325,21 @@ void rp__mpi_slot_drain(struct server *sv, struct lworker *lw, int s);
  * send is using: a worker with one batch at a time uses (and so touches) one. */
 void rp__mpi_slot_pick(struct lworker *lw, int s);
 
+/* reap.c: the ends of the workers' processes, through a pidfd each in one epoll
+ * set. init: sets it up (map_workers); end: closes it. watch: a process just
+ * forked (its pidfd into the set, or counted unwatched); forget: lw->pid is reaped
+ * or given up (out of the set). watched: handles every watched process that ended
+ * (reaped, reported, replaced: rp__mpi_child_ended). */
+void rp__mpi_reap_init(struct server *sv);
+void rp__mpi_reap_end(struct server *sv);
+void rp__mpi_reap_watch(struct server *sv, struct lworker *lw);
+void rp__mpi_reap_forget(struct server *sv, struct lworker *lw);
+int  rp__mpi_reap_watched(struct server *sv);
+
 /* child.c: the worker processes. */
 int  rp__mpi_spawn_child(struct server *sv, struct lworker *lw);
 int  rp__mpi_await_child(struct server *sv, struct lworker *lw, rp_error_t *err);
-void rp__mpi_kill_child(struct lworker *lw);
+void rp__mpi_kill_child(struct server *sv, struct lworker *lw);
 /* Sends SIGKILL to every child of the rank, reaps none. */
 void rp__mpi_signal_children(struct server *sv);
 /* Kills every child of the rank, then reaps them (their exits overlap). */
@@ -342,8 +358,7 @@ void rp__mpi_inproc_handlers(void);
 void rp__mpi_inproc_run(struct server *sv, struct lworker *lw);
 void rp__mpi_inproc_init(struct server *sv, struct lworker *lw, rp__wire_ready *m);
 
-/* ======================================================================================
- * The master
+/* =============================================================================== * The master
  * ==================================================================================== */
 
 /* The backend's state of one job. */

@@ -303,6 +303,7 @@ int rp__mpi_spawn_child(struct server *sv, struct lworker *lw)
     }
     lw->pid = pid;
     lw->spawns++;
+    rp__mpi_reap_watch(sv, lw);
     return RP_OK;
 }
 
@@ -316,6 +317,7 @@ int rp__mpi_await_child(struct server *sv, struct lworker *lw, rp_error_t *err)
             *err = lw->ctl->init_err;
             waitpid(lw->pid, NULL, 0);
             lw->pid = 0;
+            rp__mpi_reap_forget(sv, lw);
             return RP_EINIT;
         }
         int status;
@@ -324,6 +326,7 @@ int rp__mpi_await_child(struct server *sv, struct lworker *lw, rp_error_t *err)
             if (r != lw->pid)
                 status = -1; /* not known */
             lw->pid = 0;
+            rp__mpi_reap_forget(sv, lw);
             if (atomic_load(&lw->ctl->state) == CHILD_INIT_FAILED) {
                 *err = lw->ctl->init_err;
                 return RP_EINIT;
@@ -345,13 +348,14 @@ int rp__mpi_await_child(struct server *sv, struct lworker *lw, rp_error_t *err)
     }
 }
 
-void rp__mpi_kill_child(struct lworker *lw)
+void rp__mpi_kill_child(struct server *sv, struct lworker *lw)
 {
     if (lw->pid > 0) {
         kill(lw->pid, SIGKILL);
         waitpid(lw->pid, NULL, 0);
         lw->pid = 0;
     }
+    rp__mpi_reap_forget(sv, lw);
 }
 
 void rp__mpi_signal_children(struct server *sv)
@@ -365,7 +369,7 @@ void rp__mpi_kill_children(struct server *sv)
 {
     rp__mpi_signal_children(sv);
     for (int i = 0; i < sv->nlocal; i++)
-        rp__mpi_kill_child(&sv->w[i]);
+        rp__mpi_kill_child(sv, &sv->w[i]);
 }
 
 /* ---- the rank's side: deaths ---------------------------------------------------------- */
@@ -455,6 +459,7 @@ int rp__mpi_child_ended(struct server *sv, struct lworker *lw, int status)
     struct wctl *ctl = lw->ctl;
     pid_t pid = lw->pid;
     lw->pid = 0;
+    rp__mpi_reap_forget(sv, lw);
     bool retiring = atomic_load(&ctl->state) == CHILD_RETIRING && status >= 0 &&
                     WIFEXITED(status) && WEXITSTATUS(status) == 0;
     /* what it finished goes first, in order */
@@ -488,6 +493,7 @@ int rp__mpi_worker_gone(struct server *sv, struct lworker *lw, const char *why)
     if (lw->pid > 0 && atomic_load(&lw->ctl->state) == CHILD_INIT_FAILED) {
         waitpid(lw->pid, NULL, 0);
         lw->pid = 0;
+        rp__mpi_reap_forget(sv, lw);
     }
     lw->gone = true;
     rp__trace("mpi: worker %d on rank %d is gone: %s", lw->id, sv->rank, why);

@@ -22,6 +22,7 @@
 void rp__mpi_server_free(struct server *sv)
 {
     rp__mpi_kill_children(sv);
+    rp__mpi_reap_end(sv);
     rp__mpi_bundle_end(sv);
     free(sv->lead_ids);
     sv->lead_ids = NULL;
@@ -125,15 +126,20 @@ int rp__mpi_server_cancel(struct server *sv, uint64_t job, uint32_t flags)
     return RP_OK;
 }
 
-/* The workers' processes that ended, in one system call when none did, not one per
- * worker (with hundreds of workers a rank spent its time in waitpid): waitid
- * without reaping shows an ended child of this process, reaped here if it is a
- * worker's. An ended child of the program's own is left to the program; while it
- * is there it hides the workers' ends from waitid, so every worker is asked in
- * turn instead, at most every SCAN_S (not at every check: with 1,000 workers that
- * was 1,000 system calls per CHECK_S). */
+/* The workers' processes that ended: those watched through their pidfd (reap.c),
+ * at the cost of the ends, not of the children. While a process is unwatched
+ * (no pidfd), also in one system call when none did, not one per worker (with
+ * hundreds of workers a rank spent its time in waitpid): waitid without reaping
+ * shows an ended child of this process, reaped here if it is a worker's. An ended
+ * child of the program's own is left to the program; while it is there it hides
+ * the workers' ends from waitid, so every worker is asked in turn instead, at most
+ * every SCAN_S (not at every check: with 1,000 workers that was 1,000 system calls
+ * per CHECK_S). */
 static int reap_children(struct server *sv)
 {
+    int rc = rp__mpi_reap_watched(sv);
+    if (rc != RP_OK || (sv->reap_fd >= 0 && sv->unwatched == 0))
+        return rc;
     for (;;) {
         siginfo_t si;
         memset(&si, 0, sizeof si);
@@ -430,15 +436,17 @@ static int serve_loop(struct server *sv)
             if (sv->inproc)
                 break; /* the batch ran here: its result goes out first */
         }
-        /* waitpid is a system call: look for dead children every CHECK_S, not
-         * at every turn of a polling loop; the kernel's waitid walks every child,
-         * so a rank of many workers looks less often (CHECK_S per 8 workers:
-         * 12.9 ms for 1,024), not more system time per worker */
+        /* a look for dead children is a system call: every CHECK_S, not at every
+         * turn of a polling loop; the kernel's waitid walks every child, so while
+         * it is used (a process without a pidfd, reap.c) a rank of many workers
+         * looks less often (CHECK_S per 8 workers: 12.9 ms for 1,024), not more
+         * system time per worker */
         if (spun == 0 || spun >= RANK_CLOCK_TURNS) {
             now = rp__now();
             spun = 0;
         }
-        bool check = now - checked >= CHECK_S * (1 + sv->nlocal / 8);
+        bool walks = sv->reap_fd < 0 || sv->unwatched > 0;
+        bool check = now - checked >= CHECK_S * (walks ? 1 + sv->nlocal / 8 : 1);
         if (check)
             checked = now;
         int rc = serve_workers(sv, check, now, &events); /* (the turn's clock) */
@@ -590,6 +598,7 @@ static int map_workers(struct server *sv)
     sv->w = calloc((size_t)(sv->nlocal > 0 ? sv->nlocal : 1), sizeof *sv->w);
     if (!sv->bell || !sv->w)
         return RP_ENOMEM;
+    rp__mpi_reap_init(sv);
     /* One mapping for every worker's control page, one for all their regions: a
      * fork copies one mapping, not five per worker (with hundreds of workers per
      * rank, copying the others' mappings made each fork slower than the last). */
