@@ -311,6 +311,13 @@ void rp__result_finalize(rp_result_t *r)
  * nobody waiting: fit for the next result as they are); they are destroyed only
  * when the record is freed. */
 static _Atomic(rp_result_t *) spare_result;
+/* record_new clears around the lock and the condition variable: nothing else may lie
+ * between them and the state that follows them */
+_Static_assert(offsetof(rp_result_t, cond) >= offsetof(rp_result_t, lock) &&
+               offsetof(rp_result_t, state) >= offsetof(rp_result_t, cond) &&
+               offsetof(rp_result_t, state) - offsetof(rp_result_t, lock) <=
+                   sizeof(pthread_mutex_t) + sizeof(pthread_cond_t) + sizeof(int),
+               "rp_result_t: lock, cond and state must be adjacent");
 
 static rp_result_t *record_new(void)
 {

@@ -9,6 +9,7 @@
 #include "testutil.h"
 #include "wire.h" /* (the framing's constants, for a malformed message) */
 
+#include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
@@ -95,6 +96,30 @@ static int hang_on_zero(const void *in, void *out, rp_ctx_t *ctx)
     while (i == 0)
         pause();
     *(int *)out = 2 * i;
+    return 0;
+}
+
+/* The pidfds open in the worker process that runs the item (a rank's own, copied
+ * by the fork, would take the task's descriptors). */
+static int count_pidfds(const void *in, void *out, rp_ctx_t *ctx)
+{
+    (void)in;
+    (void)ctx;
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return rp_raise(ctx, RP_ESYS, "opendir /proc/self/fd");
+    for (struct dirent *e; (e = readdir(d));) {
+        char path[64], link[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(path, link, sizeof link - 1);
+        if (len > 0) {
+            link[len] = 0;
+            n += strstr(link, "pidfd") != NULL;
+        }
+    }
+    closedir(d);
+    *(int *)out = n;
     return 0;
 }
 
@@ -575,6 +600,28 @@ static void test_mpi_program_child_left_to_program(void)
  * waitid shows it first and the ranks ask each worker in turn), kill and replace a
  * worker past its item's time limit, and leave that child with its exit status
  * to the program. */
+/* A rank watches each worker process through a pidfd; a worker forked after others
+ * must not keep the rank's pidfds of them. */
+static void test_mpi_worker_holds_no_pidfds(void)
+{
+    rp_pool_opts_t o = { .workers = 8 * (world_size - 1) };
+    rp_pool_t *p = world_pool(&o);
+    if (!p)
+        return;
+    enum { N = 64 };
+    int in[N], out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i, out[i] = -1;
+    rp_map_opts_t mo = { .chunksize = 1 };
+    CU_ASSERT_EQUAL(rp_map(p, count_pidfds, in, N, sizeof *in, out, sizeof *out, &mo, NULL),
+                    RP_OK);
+    int most = 0;
+    for (int i = 0; i < N; i++)
+        most = out[i] > most ? out[i] : most;
+    CU_ASSERT_EQUAL(most, 0);
+    tu_pool_done(p);
+}
+
 static void test_mpi_program_child_ends_while_pool_runs(void)
 {
     pid_t own = fork();
@@ -1524,6 +1571,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_crash_of_a_task),
         TU_TEST(test_mpi_program_child_left_to_program),
         TU_TEST(test_mpi_program_child_ends_while_pool_runs),
+        TU_TEST(test_mpi_worker_holds_no_pidfds),
         TU_TEST(test_mpi_crashes_inside_batches),
         TU_TEST(test_mpi_replacement_cannot_start),
         TU_TEST(test_mpi_progress_while_master_computes),

@@ -334,6 +334,8 @@ void rp__mpi_reap_init(struct server *sv);
 void rp__mpi_reap_end(struct server *sv);
 void rp__mpi_reap_watch(struct server *sv, struct lworker *lw);
 void rp__mpi_reap_forget(struct server *sv, struct lworker *lw);
+/* In a worker process just forked: closes its copies of the rank's pidfds and set. */
+void rp__mpi_reap_in_child(struct server *sv);
 int  rp__mpi_reap_watched(struct server *sv);
 
 /* child.c: the worker processes. */

@@ -244,6 +244,7 @@ static void child_await(struct wctl *ctl, uint32_t k, bool spin)
 static void child_main(struct server *sv, struct lworker *lw)
 {
     struct wctl *ctl = lw->ctl;
+    rp__mpi_reap_in_child(sv);
     child_setup(sv, lw);
     const char *die = getenv("RP_TEST_DIE_IN_RECORD");
     if (die && lw->id == 0 && lw->spawns == 0)

@@ -5,10 +5,11 @@
  * and an unreaped child of the program's own hid the workers' ends from it. A
  * process whose pidfd cannot be had (no pidfd_open: ENOSYS; no epoll; out of
  * descriptors, or fewer than FDS_SPARE left to the program) is counted unwatched, and while any is, server.c also looks as it
- * did before (waitid, or every worker in turn). The descriptors are not closed in
- * the worker processes (a fork copies them; closing hundreds would cost the child
- * more than keeping them); the rank removes a process's pidfd from the set before
- * closing it, so a copy held by a child never leaves a stale entry. */
+ * did before (waitid, or every worker in turn). A worker process closes the copies
+ * its fork gave it (rp__mpi_reap_in_child): they would take the task's descriptors
+ * (up to the rank's limit less FDS_SPARE) and are of no use there; a close costs
+ * the child well under a microsecond each, against a millisecond or more for the
+ * fork itself at such counts. */
 #include "backend_mpi.h"
 
 #include <errno.h>
@@ -80,6 +81,18 @@ void rp__mpi_reap_watch(struct server *sv, struct lworker *lw)
                   "are looked for with waitid while one has none", sv->rank, lw->id,
                   strerror(errno));
     lw->unwatched = true;
+}
+
+void rp__mpi_reap_in_child(struct server *sv)
+{
+    if (!sv->reaping)
+        return;
+    for (int i = 0; i < sv->nlocal; i++)
+        if (sv->w[i].pidfd >= 0)
+            close(sv->w[i].pidfd);
+    if (sv->reap_fd >= 0)
+        close(sv->reap_fd);
+    sv->reaping = false;
 }
 
 void rp__mpi_reap_forget(struct server *sv, struct lworker *lw)
