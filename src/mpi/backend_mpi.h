@@ -473,13 +473,13 @@ struct mpi_pool {
     /* sends let go of before they completed, with their buffers (outbox.c) */
     MPI_Request    *out_req;
     struct mout    *out;         /* each send's buffer and what it reads */
-    int            *out_idx;
-    int             nout, capout;
+    int            *out_idx;     /* MPI_Testsome's (nout <= INT_MAX) */
+    size_t          nout, capout;
     struct mheld   *held;        /* pool buffers given up while sends read them */
-    int             nheld, capheld;
+    size_t          nheld, capheld;
     /* under lock: pool buffers given up while plock was busy, for the next pass */
     struct mheld   *given;
-    int             ngiven, capgiven;
+    size_t          ngiven, capgiven;
     _Atomic bool    anygiven;
     bool            out_closed;  /* the pool ended: no more hand-overs */
 };
