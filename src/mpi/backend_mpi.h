@@ -79,6 +79,7 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define SHORT_BATCH_S 100e-6              /* shorter batches need DEPTH in flight */
 #define LONG_BATCH_S  1e-3                /* for longer ones the pool thread naps */
 #define COPY_KEEP     ((size_t)2 << 20)   /* a slot keeps its input copy up to this */
+#define COPY_BUDGET   ((size_t)64 << 20)  /* ... while the pool's copies stay within this */
 #define INLINE_MAX    ((size_t)16 << 10)  /* outputs up to this ride in the header */
 #define LEADERS_AUTO_RANKS 128           /* RP_MPI_LEADERS=auto: from this many ranks on
                                            * a node (measured: doc/mpi.md) */
@@ -365,7 +366,8 @@ struct inflight {
     rp__wbuf        buf;
     MPI_Request     req;        /* the batch */
     /* its large input's copy (send.c), kept for the slot's next batches up to
-     * COPY_KEEP bytes, and the copy's send; a send from a buffer of rp_pool_alloc
+     * COPY_KEEP bytes (while the pool's copies stay within COPY_BUDGET), and the
+     * copy's send; a send from a buffer of rp_pool_alloc
      * goes to outbox.c instead */
     rp__wbuf        copy;
     MPI_Request     dreq;
@@ -438,6 +440,7 @@ struct mpi_pool {
     bool            job_ended;   /* a job was completed in this poll */
     bool            terminating;
     int             nexp[EXP_CLASSES]; /* batches in flight by expected length */
+    size_t          copy_bytes;  /* the slots' input copies (send.c), kept or in use */
     bool            retired;     /* stopped, its communicator freed (pool_retire) */
     bool           *rank_broken; /* per rank: gave up on it */
     bool           *rank_bye;    /* per rank: said BYE */
