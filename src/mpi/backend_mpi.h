@@ -485,6 +485,7 @@ struct mpi_pool {
     size_t          ngiven, capgiven;
     _Atomic bool    anygiven;
     bool            out_closed;  /* the pool ended: no more hand-overs */
+    bool            hand_over;   /* tests: every buffer given back is handed over */
 };
 
 static inline struct mpi_pool *rp__mpi_of(rp_pool_t *pool)

@@ -245,7 +245,7 @@ void rp__mpi_buf_release(rp_pool_t *pool, void *p, size_t bytes)
     }
     /* (a user thread only ever trylocks plock: its holder may be this thread, in a
      * callback, or be waiting for locks of the core) */
-    if (pthread_mutex_trylock(&mp->plock) == 0) {
+    if (!mp->hand_over && pthread_mutex_trylock(&mp->plock) == 0) {
         rp__mpi_outbox_poll(mp); /* (the sends done by now need not hold it) */
         hold_or_free(mp, b);
         pthread_mutex_unlock(&mp->plock);
