@@ -1292,8 +1292,12 @@ static void test_mpi_workers_beyond_limit(void)
         setrlimit(RLIMIT_NPROC, &old);
     CU_ASSERT_EQUAL(rc, RP_EINVAL);
     CU_ASSERT_EQUAL(tu_count_children(), children);
-    if (world_rank == 0)
+    if (world_rank == 0) { /* the refusal names the rank (the lowest worker's) and host */
         CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "RLIMIT_NPROC"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "rank 1 on "));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err.message, err.host));
+        CU_ASSERT_TRUE(err.host[0] != '\0');
+    }
     if (rc == RP_OK && rp_pool_is_master(p))
         tu_pool_done(p);
     else if (rc == RP_OK)
