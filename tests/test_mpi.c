@@ -1015,8 +1015,14 @@ static int ends_of_item(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
+/* ASan's allocator, when it replaces glibc's (mallinfo2 then says nothing). */
+extern size_t __sanitizer_get_current_allocated_bytes(void) __attribute__((weak));
+
+/* The bytes the process has malloc'd and not freed. */
 static size_t malloc_in_use(void)
 {
+    if (__sanitizer_get_current_allocated_bytes)
+        return __sanitizer_get_current_allocated_bytes();
     struct mallinfo2 m = mallinfo2();
     return m.uordblks + m.hblkhd;
 }
