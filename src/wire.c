@@ -86,21 +86,25 @@ const void *rp__rbuf_get(rp__rbuf *r, size_t n)
     return p;
 }
 
+/* The next n bytes into v (v as it was when they are not there). */
+static void rbuf_copy(rp__rbuf *r, void *v, size_t n)
+{
+    const void *p = rp__rbuf_get(r, n);
+    if (p)
+        memcpy(v, p, n);
+}
+
 uint32_t rp__rbuf_u32(rp__rbuf *r)
 {
     uint32_t v = 0;
-    const void *p = rp__rbuf_get(r, sizeof v);
-    if (p)
-        memcpy(&v, p, sizeof v);
+    rbuf_copy(r, &v, sizeof v);
     return v;
 }
 
 uint64_t rp__rbuf_u64(rp__rbuf *r)
 {
     uint64_t v = 0;
-    const void *p = rp__rbuf_get(r, sizeof v);
-    if (p)
-        memcpy(&v, p, sizeof v);
+    rbuf_copy(r, &v, sizeof v);
     return v;
 }
 

@@ -29,6 +29,9 @@ for mode in pool poolfree pooldrop; do
     mpirun3 -x RP_MPI_STRANDED_TIMEOUT=2 "$top/tests/mpi_sends" $mode "$flag" ||
         { echo "mpi-sends: $mode: failed"; fail=1; }
 done
+echo "=== the same, the buffer handed to the pool thread (as when its lock is busy)"
+mpirun3 -x RP_MPI_STRANDED_TIMEOUT=2 -x RP_TEST_BUF_HAND_OVER=1 "$top/tests/mpi_sends" pool \
+    "$flag" || { echo "mpi-sends: pool, handed over: failed"; fail=1; }
 rm -f "$flag" "$flag.stopped" "$flag.resumed"
 [ $fail -eq 0 ] && echo "=== pending sends to a stopped rank: handled"
 exit $fail

@@ -31,6 +31,7 @@
  * job, and a later map is right in every item (stranded: on both workers again).
  * Exit status: the number of failed checks. */
 #include "rankpool_mpi.h"
+#include "mpitest.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -53,13 +54,6 @@ typedef struct {
 
 static char flag[256], stopped[300], resumed[300];
 
-static void touch(const char *path)
-{
-    int fd = open(path, O_CREAT | O_WRONLY, 0600);
-    if (fd >= 0)
-        close(fd);
-}
-
 static bool exists(const char *path)
 {
     struct stat st;
@@ -71,18 +65,7 @@ static int stop_rank_once(const void *in, void *out, rp_ctx_t *ctx)
 {
     (void)in;
     (void)ctx;
-    *(int *)out = 0;
-    int fd = open(flag, O_CREAT | O_EXCL | O_WRONLY, 0600);
-    if (fd < 0)
-        return 0;
-    close(fd);
-    pid_t rank = getppid();
-    kill(rank, SIGSTOP);
-    touch(stopped);
-    usleep((useconds_t)(HOLD_S * 1e6));
-    touch(resumed);
-    kill(rank, SIGCONT);
-    *(int *)out = 1;
+    *(int *)out = mt_stop_rank_once(flag, HOLD_S, stopped, resumed);
     return 0;
 }
 
@@ -129,22 +112,9 @@ static int wrong(const out_t *out, uint32_t salt)
     return bad;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int check(bool ok, const char *what)
-{
-    if (!ok)
-        fprintf(stderr, "mpi_sends: FAILED: %s\n", what);
-    return !ok;
-}
-
 int main(int argc, char **argv)
 {
+    mt_named("mpi_sends");
     if (argc < 3) {
         fprintf(stderr, "usage: mpi_sends stranded|unreachable|free|pool|poolfree|pooldrop"
                         " FLAG\n");
@@ -178,10 +148,10 @@ int main(int argc, char **argv)
     int one = 1, got = 0;
     rp_result_t *stop = NULL;
     rc = rp_apply_async(pool, stop_rank_once, &one, sizeof one, &got, sizeof got, NULL, &stop);
-    fails += check(rc == RP_OK, "the stopping job starts");
-    for (double t0 = now(); rc == RP_OK && !exists(stopped) && now() - t0 < 60;)
+    fails += mt_check(rc == RP_OK, "the stopping job starts");
+    for (double t0 = mt_now(); rc == RP_OK && !exists(stopped) && mt_now() - t0 < 60;)
         usleep(10000);
-    fails += check(exists(stopped), "a rank stopped");
+    fails += mt_check(exists(stopped), "a rank stopped");
     uint32_t *in = make_input(0, in_pool ? pool : NULL);
     out_t *out = calloc(N, sizeof *out);
     if (!in || !out) {
@@ -189,30 +159,30 @@ int main(int argc, char **argv)
         return 1;
     }
     rp_map_opts_t mo = { .chunksize = 1 };
-    double t0 = now();
+    double t0 = mt_now();
     rc = rp_map(pool, sum_words, in, N, WORDS * sizeof(uint32_t), out, sizeof *out, &mo, &err);
-    double took = now() - t0;
+    double took = mt_now() - t0;
     printf("mpi_sends %s: map %s in %.2f s%s%s\n", argv[1], rp_err_name(rc), took,
            rc ? ": " : "", rc ? err.message : "");
-    fails += check(rc == RP_OK, "the map succeeds");
-    fails += check(wrong(out, 0) == 0, "every item is right");
+    fails += mt_check(rc == RP_OK, "the map succeeds");
+    fails += mt_check(wrong(out, 0) == 0, "every item is right");
     bool early = !exists(resumed);
-    fails += check(early, "the map returns before the stopped rank runs again");
+    fails += mt_check(early, "the map returns before the stopped rank runs again");
     if (unreach) /* the rank is given up (4 s of silence) */
         sleep(5);
-    fails += check(!exists(resumed), "the rank is still stopped");
+    fails += mt_check(!exists(resumed), "the rank is still stopped");
     /* the caller is done with its array: it goes (a pool's buffer, given back:
      * the library frees it, not before the sends from it completed) */
     if (!in_pool)
         munmap(in, (size_t)N * WORDS * sizeof(uint32_t));
     else if (!drop)
-        fails += check(rp_pool_free_buffer(pool, in) == RP_OK, "the buffer is given back");
+        fails += mt_check(rp_pool_free_buffer(pool, in) == RP_OK, "the buffer is given back");
     if (early_free) { /* the rank runs again after the pool ended */
-        fails += check(rp_result_get(stop, 60.0, &err) == RP_OK, "the stopping job succeeds");
+        fails += mt_check(rp_result_get(stop, 60.0, &err) == RP_OK, "the stopping job succeeds");
         rp_result_free(stop);
         rp_pool_close(pool);
         rp_pool_join(pool);
-        fails += check(!exists(resumed), "the pool ends before the rank runs again");
+        fails += mt_check(!exists(resumed), "the pool ends before the rank runs again");
         rp_pool_free(pool);
         free(out);
         printf("mpi_sends %s: %d failed checks\n", argv[1], fails);
@@ -223,17 +193,17 @@ int main(int argc, char **argv)
         usleep(10000);
     sleep(2);
     uint32_t *again = make_input(7, in_pool ? pool : NULL);
-    fails += check(again != NULL, "a new input");
+    fails += mt_check(again != NULL, "a new input");
     rc = rp_result_get(stop, 120.0, &err);
-    fails += check(rc == RP_OK, "the stopping job succeeds");
+    fails += mt_check(rc == RP_OK, "the stopping job succeeds");
     rp_result_free(stop);
     bool used[2] = { false, false };
     for (int round = 0; round < 20 && !(used[0] && used[1]); round++) {
         memset(out, 0, N * sizeof *out);
         rc = rp_map(pool, sum_words, again, N, WORDS * sizeof(uint32_t), out, sizeof *out,
                     &mo, &err);
-        fails += check(rc == RP_OK, "a later map succeeds");
-        fails += check(wrong(out, 7) == 0, "a later map is right in every item");
+        fails += mt_check(rc == RP_OK, "a later map succeeds");
+        fails += mt_check(wrong(out, 7) == 0, "a later map is right in every item");
         for (int i = 0; i < N; i++)
             if (out[i].worker >= 0 && out[i].worker < 2)
                 used[out[i].worker] = true;
@@ -241,7 +211,7 @@ int main(int argc, char **argv)
             break;
     }
     if (!unreach)
-        fails += check(used[0] && used[1], "both workers run items again");
+        fails += mt_check(used[0] && used[1], "both workers run items again");
     rp_pool_close(pool);
     rp_pool_join(pool);
     rp_pool_free(pool);

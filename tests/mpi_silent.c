@@ -24,6 +24,7 @@
  *     rp_result_progress says 0 while nothing else finished.
  * Exit status: the number of failed checks. */
 #include "rankpool_mpi.h"
+#include "mpitest.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -43,21 +44,6 @@ static char flag[256];
 static double hold_s;
 static int stop_item; /* the item whose first run stops its rank */
 
-/* The first time only (FLAGFILE made): stops this worker's rank for hold_s.
- * \return whether it did. */
-static int stop_rank_once(void)
-{
-    int fd = open(flag, O_CREAT | O_EXCL | O_WRONLY, 0600);
-    if (fd < 0)
-        return 0;
-    close(fd);
-    pid_t rank = getppid();
-    kill(rank, SIGSTOP);
-    usleep((useconds_t)(hold_s * 1e6));
-    kill(rank, SIGCONT);
-    return 1;
-}
-
 static int stop_once(const void *in, void *out, rp_ctx_t *ctx)
 {
     out_t *o = out;
@@ -65,7 +51,7 @@ static int stop_once(const void *in, void *out, rp_ctx_t *ctx)
     o->worker = rp_ctx_worker(ctx);
     o->stopped = 0;
     if (*(const int *)in == stop_item)
-        o->stopped = stop_rank_once();
+        o->stopped = mt_stop_rank_once(flag, hold_s, NULL, NULL);
     usleep(20000);
     return 0;
 }
@@ -79,7 +65,7 @@ static int stop_at_five(const void *in, void *out, rp_ctx_t *ctx)
     o->worker = rp_ctx_worker(ctx);
     o->stopped = 0;
     if (v == 5)
-        o->stopped = stop_rank_once();
+        o->stopped = mt_stop_rank_once(flag, hold_s, NULL, NULL);
     usleep(v == 10 ? 5000000 : 10000);
     return 0;
 }
@@ -109,22 +95,9 @@ static int imap_all(rp_pool_t *pool, const int *in, int n, out_t *out, rp_error_
     return worst;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int check(bool ok, const char *what)
-{
-    if (!ok)
-        fprintf(stderr, "mpi_silent: FAILED: %s\n", what);
-    return !ok;
-}
-
 int main(int argc, char **argv)
 {
+    mt_named("mpi_silent");
     bool unreach = argc > 1 && strcmp(argv[1], "unreachable") == 0;
     bool progress = argc > 1 && strcmp(argv[1], "progress") == 0;
     bool stream = argc > 1 && strcmp(argv[1], "stream") == 0;
@@ -162,63 +135,63 @@ int main(int argc, char **argv)
         rp_map_opts_t po = { .chunksize = 10 };
         rp_result_t *res = NULL;
         rc = rp_map_async(pool, stop_at_five, in, 20, sizeof *in, out, sizeof *out, &po, &res);
-        fails += check(rc == RP_OK, "the map starts");
+        fails += mt_check(rc == RP_OK, "the map starts");
         if (rc == RP_OK) {
             /* the batch is handed over about 1 s in; item 10 ends 5 s in */
             usleep(3500000);
             size_t done = 0, total = 0;
             rp_result_progress(res, &done, &total);
             printf("mpi_silent progress: %zu of %zu processed 3.5 s in\n", done, total);
-            fails += check(done == 0, "a stranded batch's processed items no longer count");
+            fails += mt_check(done == 0, "a stranded batch's processed items no longer count");
             rc = rp_result_get(res, 60.0, &err);
-            fails += check(rc == RP_OK, "the map succeeds");
+            fails += mt_check(rc == RP_OK, "the map succeeds");
             int bad = 0;
             for (int i = 0; i < 20; i++)
                 bad += out[i].value != 7 * i;
-            fails += check(bad == 0, "every item is right");
+            fails += mt_check(bad == 0, "every item is right");
             rp_result_free(res);
         }
         usleep((useconds_t)(hold_s * 1e6)); /* the stopped rank runs again */
         goto end;
     }
-    double t0 = now();
+    double t0 = mt_now();
     if (stream)
         rc = imap_all(pool, in, N, out, &err);
     else
         rc = rp_map(pool, stop_once, in, N, sizeof *in, out, sizeof *out, &mo, &err);
-    double took = now() - t0;
+    double took = mt_now() - t0;
     printf("mpi_silent %s: map %s in %.2f s%s%s\n", argv[1],
            rp_err_name(rc), took, rc ? ": " : "", rc ? err.message : "");
     if (unreach) {
-        fails += check(rc == RP_EWORKER, "the map fails with RP_EWORKER");
-        fails += check(strstr(err.message, "RP_MPI_UNREACHABLE_TIMEOUT") != NULL,
-                       "the message names RP_MPI_UNREACHABLE_TIMEOUT");
+        fails += mt_check(rc == RP_EWORKER, "the map fails with RP_EWORKER");
+        fails += mt_check(strstr(err.message, "RP_MPI_UNREACHABLE_TIMEOUT") != NULL,
+                          "the message names RP_MPI_UNREACHABLE_TIMEOUT");
         char host[64];
         gethostname(host, sizeof host);
         host[sizeof host - 1] = '\0';
-        fails += check(strstr(err.message, host) != NULL, "the message names the host");
-        fails += check(took < hold_s, "the items failed before the rank ran again");
+        fails += mt_check(strstr(err.message, host) != NULL, "the message names the host");
+        fails += mt_check(took < hold_s, "the items failed before the rank ran again");
     } else {
-        fails += check(rc == RP_OK, "the map succeeds");
+        fails += mt_check(rc == RP_OK, "the map succeeds");
         int bad = 0;
         for (int i = 0; i < N; i++)
             bad += out[i].value != 7 * i;
-        fails += check(bad == 0, "every item is right");
-        fails += check(out[stop_item].stopped == 0, "the stopped item's late duplicate is "
-                                                    "dropped");
-        fails += check(took < hold_s, "the map ends before the rank runs again");
+        fails += mt_check(bad == 0, "every item is right");
+        fails += mt_check(out[stop_item].stopped == 0, "the stopped item's late duplicate is "
+                          "dropped");
+        fails += mt_check(took < hold_s, "the map ends before the rank runs again");
         /* the rank runs again: its worker takes work again */
         usleep((useconds_t)(hold_s * 1e6));
         bool used[2] = { false, false };
         for (int round = 0; round < 20 && !(used[0] && used[1]); round++) {
             rc = rp_map(pool, stop_once, in + 1, N - 1, sizeof *in, out, sizeof *out, &mo,
                         &err);
-            fails += check(rc == RP_OK, "a later map succeeds");
+            fails += mt_check(rc == RP_OK, "a later map succeeds");
             for (int i = 0; i < N - 1; i++)
                 if (out[i].worker >= 0 && out[i].worker < 2)
                     used[out[i].worker] = true;
         }
-        fails += check(used[0] && used[1], "both workers run items again");
+        fails += mt_check(used[0] && used[1], "both workers run items again");
     }
 end:
     rp_pool_close(pool);

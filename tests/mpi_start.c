@@ -5,6 +5,7 @@
  * communicator and maps: a failed start leaves the communicator usable.
  * Exit status: the number of failed checks over all ranks. */
 #include "rankpool_mpi.h"
+#include "mpitest.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,22 +17,16 @@ static int twice(const void *in, void *out, rp_ctx_t *ctx)
     return 0;
 }
 
-static int check(bool ok, int rank, const char *what)
-{
-    if (!ok)
-        fprintf(stderr, "mpi_start: rank %d: FAILED: %s\n", rank, what);
-    return !ok;
-}
-
 int main(int argc, char **argv)
 {
     int provided, rank, size, fails = 0;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    mt_named("mpi_start: rank %d", rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     const char *t = getenv("RP_MPI_START_TIMEOUT");
-    fails += check(t && atof(t) > 0 && atof(t) <= 10, rank,
-                   "RP_MPI_START_TIMEOUT must be set to a few seconds");
+    fails += mt_check(t && atof(t) > 0 && atof(t) <= 10,
+                      "RP_MPI_START_TIMEOUT must be set to a few seconds");
     int missing = size - 1;
     if (rank != missing) {
         rp_pool_t *pool = NULL;
@@ -41,19 +36,19 @@ int main(int argc, char **argv)
         double took = MPI_Wtime() - t0;
         printf("rank %d: rp_pool_create: %s after %.1f s: %s\n", rank, rp_err_name(rc), took,
                err.message);
-        fails += check(rc == RP_EMPI && pool == NULL, rank, "RP_EMPI expected");
-        fails += check(took < 30, rank, "took too long");
+        fails += mt_check(rc == RP_EMPI && pool == NULL, "RP_EMPI expected");
+        fails += mt_check(took < 30, "took too long");
         char name[32];
         snprintf(name, sizeof name, "rank %d", missing);
         if (rank == 0)
-            fails += check(strstr(err.message, name) != NULL, rank, "missing rank not named");
+            fails += mt_check(strstr(err.message, name) != NULL, "missing rank not named");
     }
     MPI_Barrier(MPI_COMM_WORLD);
 
     rp_pool_t *pool = NULL;
     rp_error_t err;
     int rc = rp_pool_create_comm(&pool, NULL, MPI_COMM_WORLD, &err);
-    fails += check(rc == RP_OK, rank, "the second pool did not start");
+    fails += mt_check(rc == RP_OK, "the second pool did not start");
     if (rc == RP_OK && rp_pool_is_master(pool)) {
         int in[100], out[100], bad = 0;
         for (int i = 0; i < 100; i++)
@@ -61,7 +56,7 @@ int main(int argc, char **argv)
         rc = rp_map(pool, twice, in, 100, sizeof *in, out, sizeof *out, NULL, &err);
         for (int i = 0; i < 100; i++)
             bad += out[i] != 2 * i;
-        fails += check(rc == RP_OK && bad == 0, rank, "map on the second pool");
+        fails += mt_check(rc == RP_OK && bad == 0, "map on the second pool");
         printf("second pool: %d workers, map %s\n", rp_pool_size(pool), rp_err_name(rc));
         rp_pool_close(pool);
         rp_pool_join(pool);

@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -1116,6 +1117,63 @@ static void every_rank_returns(const char *what)
     }
 }
 
+/* The first and last words of an item of ITEM_WORDS longs. */
+enum { ITEM_WORDS = 128 << 10 }; /* 1 MiB: sent as its own message */
+static int ends_of_item(const void *in, void *out, rp_ctx_t *ctx)
+{
+    const long *w = in;
+    *(long *)out = w[0] + w[ITEM_WORDS - 1];
+    return 0;
+}
+
+/* ASan's allocator, when it replaces glibc's (mallinfo2 then says nothing). */
+extern size_t __sanitizer_get_current_allocated_bytes(void) __attribute__((weak));
+
+/* The bytes the process has malloc'd and not freed. */
+static size_t malloc_in_use(void)
+{
+    if (__sanitizer_get_current_allocated_bytes)
+        return __sanitizer_get_current_allocated_bytes();
+    struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd;
+}
+
+/* A buffer of rp_pool_alloc given back while the pool thread holds its lock is
+ * handed to that thread (the test hook RP_TEST_BUF_HAND_OVER makes every buffer
+ * go that way), which frees it on its next pass: the master's memory in use
+ * falls by the buffer's size without another call into the pool. */
+static void test_mpi_buffer_handed_over_is_freed(void)
+{
+    if (world_rank == 0)
+        setenv("RP_TEST_BUF_HAND_OVER", "1", 1);
+    rp_pool_t *p = world_pool(NULL);
+    unsetenv("RP_TEST_BUF_HAND_OVER");
+    if (!p)
+        return;
+    enum { N = 64 };
+    size_t bytes = (size_t)N * ITEM_WORDS * sizeof(long);
+    long *in = rp_pool_alloc(p, bytes), out[N];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(in);
+    for (int i = 0; i < N; i++) {
+        in[(size_t)i * ITEM_WORDS] = i;
+        in[(size_t)i * ITEM_WORDS + ITEM_WORDS - 1] = 1000 * i;
+    }
+    rp_map_opts_t mo = { .chunksize = 1 }; /* (sent from the buffer as it is) */
+    CU_ASSERT_EQUAL(rp_map(p, ends_of_item, in, N, ITEM_WORDS * sizeof(long), out,
+                           sizeof(long), &mo, NULL), RP_OK);
+    int bad = 0;
+    for (int i = 0; i < N; i++)
+        bad += out[i] != 1001 * i;
+    CU_ASSERT_EQUAL(bad, 0);
+    size_t held = malloc_in_use();
+    CU_ASSERT_EQUAL(rp_pool_free_buffer(p, in), RP_OK);
+    bool freed = false;
+    for (double t0 = tu_now(); !freed && tu_now() - t0 < 30; tu_sleep(0.01))
+        freed = malloc_in_use() + bytes - bytes / 16 <= held;
+    CU_ASSERT_TRUE(freed);
+    tu_pool_done(p);
+}
+
 static void given_up_with_large_result(bool unread)
 {
     if (unread && world_rank == 0)
@@ -1351,8 +1409,12 @@ static void test_mpi_workers_beyond_limit(void)
         setrlimit(RLIMIT_NPROC, &old);
     CU_ASSERT_EQUAL(rc, RP_EINVAL);
     CU_ASSERT_EQUAL(tu_count_children(), children);
-    if (world_rank == 0)
+    if (world_rank == 0) { /* the refusal names the rank (the lowest worker's) and host */
         CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "RLIMIT_NPROC"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "rank 1 on "));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err.message, err.host));
+        CU_ASSERT_TRUE(err.host[0] != '\0');
+    }
     if (rc == RP_OK && rp_pool_is_master(p))
         tu_pool_done(p);
     else if (rc == RP_OK)
@@ -1593,6 +1655,7 @@ int main(int argc, char **argv)
         TU_TEST(test_mpi_initarg_size_limit),
         TU_TEST(test_mpi_one_batch_at_a_time_uses_one_area),
         TU_TEST(test_mpi_many_workers_crash_loses_nothing),
+        TU_TEST(test_mpi_buffer_handed_over_is_freed),
         TU_END
     };
     if (world_rank != 0) /* one report, from the master */

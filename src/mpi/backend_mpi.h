@@ -79,6 +79,7 @@ enum { TAG_START = 7300, TAG_CTL = 7301, TAG_DATA = 7302, TAG_WORK0 = 7310 };
 #define SHORT_BATCH_S 100e-6              /* shorter batches need DEPTH in flight */
 #define LONG_BATCH_S  1e-3                /* for longer ones the pool thread naps */
 #define COPY_KEEP     ((size_t)2 << 20)   /* a slot keeps its input copy up to this */
+#define COPY_BUDGET   ((size_t)64 << 20)  /* ... while the pool's copies stay within this */
 #define INLINE_MAX    ((size_t)16 << 10)  /* outputs up to this ride in the header */
 #define LEADERS_AUTO_RANKS 128           /* RP_MPI_LEADERS=auto: from this many ranks on
                                            * a node (measured: doc/mpi.md) */
@@ -390,7 +391,8 @@ struct inflight {
     rp__wbuf        buf;
     MPI_Request     req;        /* the batch */
     /* its large input's copy (send.c), kept for the slot's next batches up to
-     * COPY_KEEP bytes, and the copy's send; a send from a buffer of rp_pool_alloc
+     * COPY_KEEP bytes (while the pool's copies stay within COPY_BUDGET), and the
+     * copy's send; a send from a buffer of rp_pool_alloc
      * goes to outbox.c instead */
     rp__wbuf        copy;
     MPI_Request     dreq;
@@ -464,6 +466,7 @@ struct mpi_pool {
     bool            job_ended;   /* a job was completed in this poll */
     bool            terminating;
     int             nexp[EXP_CLASSES]; /* batches in flight by expected length */
+    size_t          copy_bytes;  /* the slots' input copies (send.c), kept or in use */
     bool            retired;     /* stopped, its communicator freed (pool_retire) */
     bool           *rank_broken; /* per rank: gave up on it */
     bool           *rank_bye;    /* per rank: said BYE */
@@ -499,15 +502,16 @@ struct mpi_pool {
     /* sends let go of before they completed, with their buffers (outbox.c) */
     MPI_Request    *out_req;
     struct mout    *out;         /* each send's buffer and what it reads */
-    int            *out_idx;
-    int             nout, capout;
+    int            *out_idx;     /* MPI_Testsome's (nout <= INT_MAX) */
+    size_t          nout, capout;
     struct mheld   *held;        /* pool buffers given up while sends read them */
-    int             nheld, capheld;
+    size_t          nheld, capheld;
     /* under lock: pool buffers given up while plock was busy, for the next pass */
     struct mheld   *given;
-    int             ngiven, capgiven;
+    size_t          ngiven, capgiven;
     _Atomic bool    anygiven;
     bool            out_closed;  /* the pool ended: no more hand-overs */
+    bool            hand_over;   /* tests: every buffer given back is handed over */
 };
 
 static inline struct mpi_pool *rp__mpi_of(rp_pool_t *pool)

@@ -204,6 +204,9 @@ static int master_start(rp_pool_t *pool, struct mpi_pool *mp, const rp_pool_opts
     /* Tests only: what a given-up rank still sends is left unread, as by a master
      * that has ended the pool: the rank must leave by itself. */
     mp->leave_unread = getenv("RP_TEST_UNREAD_GIVEN_UP") != NULL;
+    /* Tests only: a buffer given back is handed to the pool thread, as when plock
+     * is busy (outbox.c). */
+    mp->hand_over = getenv("RP_TEST_BUF_HAND_OVER") != NULL;
     if (rc == RP_OK && (!mp->w || !mp->rank_broken || !mp->rank_bye ||
                         (mp->leaders && !mp->rank_first) ||
                         rp__sched_open(&mp->sched, &conf, (uint32_t)mp->nworkers) != 0)) {

@@ -20,9 +20,11 @@
  * it only trylocks plock, and hands the buffer over under mp->lock when busy). */
 #include "backend_mpi.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* The buffers of sends still pending when their pool ended, for the life of the
  * process (reachable, so no leak checker counts them). */
@@ -36,6 +38,34 @@ static struct mout *gone;
 static size_t ngone, capgone;
 static bool gone_unknown; /* one could not be remembered: every such buffer is kept */
 
+/* Reallocates the array whose pointer is at pv to cap elements of `size` bytes.
+ * \return false, the array as it was, when there is no memory. */
+static bool resize(void *pv, size_t cap, size_t size)
+{
+    void *a;
+    memcpy(&a, pv, sizeof a);
+    if (!(a = realloc(a, cap * size)))
+        return false;
+    memcpy(pv, &a, sizeof a);
+    return true;
+}
+
+/* Room for one more element in the array whose pointer is at pv (n elements of
+ * `size` bytes, *cap allocated, at most `most`): doubled when full.
+ * \return false when there is none (no memory, or `most` reached). */
+static bool room(void *pv, size_t n, size_t *cap, size_t size, size_t most)
+{
+    if (n < *cap)
+        return true;
+    size_t c = *cap ? 2 * *cap : 16;
+    if (c > most)
+        c = most;
+    if (c <= n || !resize(pv, c, size))
+        return false;
+    *cap = c;
+    return true;
+}
+
 static bool overlaps(const struct mout *o, const char *p, size_t size)
 {
     uintptr_t a = (uintptr_t)o->from, b = (uintptr_t)p;
@@ -47,16 +77,8 @@ static void keep(void *buf)
     if (!buf)
         return;
     pthread_mutex_lock(&kept_lock);
-    if (nkept == capkept) {
-        size_t cap = capkept ? 2 * capkept : 16;
-        void **k = realloc(kept, cap * sizeof *k);
-        if (k) {
-            kept = k;
-            capkept = cap;
-        }
-    }
-    if (nkept < capkept)
-        kept[nkept++] = buf;
+    if (room(&kept, nkept, &capkept, sizeof *kept, SIZE_MAX / sizeof *kept))
+        kept[nkept++] = buf; /* (else: unreachable, but never freed either) */
     pthread_mutex_unlock(&kept_lock);
 }
 
@@ -65,15 +87,7 @@ static void keep(void *buf)
 static void remember_gone(const struct mout *o)
 {
     pthread_mutex_lock(&kept_lock);
-    if (ngone == capgone) {
-        size_t cap = capgone ? 2 * capgone : 16;
-        struct mout *g = realloc(gone, cap * sizeof *g);
-        if (g) {
-            gone = g;
-            capgone = cap;
-        }
-    }
-    if (ngone < capgone)
+    if (room(&gone, ngone, &capgone, sizeof *gone, SIZE_MAX / sizeof *gone))
         gone[ngone++] = *o;
     else
         gone_unknown = true;
@@ -96,28 +110,24 @@ static void add(struct mpi_pool *mp, MPI_Request *req, struct mout o)
         free(o.buf);
         return;
     }
-    if (mp->nout == mp->capout) {
-        int cap = mp->capout ? 2 * mp->capout : 16;
-        MPI_Request *r = realloc(mp->out_req, (size_t)cap * sizeof *r);
-        if (r)
-            mp->out_req = r;
-        struct mout *b = r ? realloc(mp->out, (size_t)cap * sizeof *b) : NULL;
-        if (b)
-            mp->out = b;
-        int *i = b ? realloc(mp->out_idx, (size_t)cap * sizeof *i) : NULL;
-        if (i)
-            mp->out_idx = i;
-        if (!i) { /* the send goes on unwatched; its buffer is never freed */
-            MPI_Request_free(req);
-            *req = MPI_REQUEST_NULL;
-            if (o.buf)
-                keep(o.buf);
-            else
-                remember_gone(&o);
-            return;
-        }
-        mp->capout = cap;
+    /* The three arrays share capout: grown together (one grown alone is grown
+     * again, to the same size, next time). MPI_Testsome counts in int: past
+     * INT_MAX sends pending (not to be met: each holds a batch's buffer), a
+     * send goes on unwatched, as when memory runs out. */
+    size_t cap = mp->capout;
+    if (!room(&mp->out_req, mp->nout, &cap, sizeof *mp->out_req, INT_MAX) ||
+        !resize(&mp->out, cap, sizeof *mp->out) ||
+        !resize(&mp->out_idx, cap, sizeof *mp->out_idx)) {
+        /* the send goes on unwatched; its buffer is never freed */
+        MPI_Request_free(req);
+        *req = MPI_REQUEST_NULL;
+        if (o.buf)
+            keep(o.buf);
+        else
+            remember_gone(&o);
+        return;
     }
+    mp->capout = cap;
     mp->out_req[mp->nout] = *req;
     mp->out[mp->nout] = o;
     mp->nout++;
@@ -138,23 +148,17 @@ void rp__mpi_outbox_add_from(struct mpi_pool *mp, MPI_Request *req, const void *
 /* Whether a send still pending reads [p, p + size). */
 static bool pending_reads(const struct mpi_pool *mp, const char *p, size_t size)
 {
-    for (int k = 0; k < mp->nout; k++)
+    for (size_t k = 0; k < mp->nout; k++)
         if (overlaps(&mp->out[k], p, size))
             return true;
     return false;
 }
 
 /* Appends x to the list (v, n, cap). \return false when there is no room. */
-static bool push(struct mheld **v, int *n, int *cap, struct mheld x)
+static bool push(struct mheld **v, size_t *n, size_t *cap, struct mheld x)
 {
-    if (*n == *cap) {
-        int c = *cap ? 2 * *cap : 4;
-        struct mheld *w = realloc(*v, (size_t)c * sizeof *w);
-        if (!w)
-            return false;
-        *v = w;
-        *cap = c;
-    }
+    if (!room(v, *n, cap, sizeof **v, SIZE_MAX / sizeof **v))
+        return false;
     (*v)[(*n)++] = x;
     return true;
 }
@@ -182,12 +186,12 @@ static void take_given(struct mpi_pool *mp)
         return;
     pthread_mutex_lock(&mp->lock);
     struct mheld *g = mp->given;
-    int n = mp->ngiven;
+    size_t n = mp->ngiven;
     mp->given = NULL;
     mp->ngiven = mp->capgiven = 0;
     atomic_store(&mp->anygiven, false);
     pthread_mutex_unlock(&mp->lock);
-    for (int k = 0; k < n; k++)
+    for (size_t k = 0; k < n; k++)
         hold_or_free(mp, g[k]);
     free(g);
 }
@@ -195,8 +199,8 @@ static void take_given(struct mpi_pool *mp)
 /* Frees the held pool buffers no pending send reads any more. */
 static void free_held(struct mpi_pool *mp)
 {
-    int kept = 0;
-    for (int h = 0; h < mp->nheld; h++) {
+    size_t kept = 0;
+    for (size_t h = 0; h < mp->nheld; h++) {
         if (!pending_reads(mp, mp->held[h].p, mp->held[h].size)) {
             free(mp->held[h].p);
             continue;
@@ -212,12 +216,12 @@ void rp__mpi_outbox_poll(struct mpi_pool *mp)
     if (mp->nout == 0)
         return;
     int done = 0;
-    if (MPI_Testsome(mp->nout, mp->out_req, &done, mp->out_idx, MPI_STATUSES_IGNORE) !=
+    if (MPI_Testsome((int)mp->nout, mp->out_req, &done, mp->out_idx, MPI_STATUSES_IGNORE) !=
             MPI_SUCCESS ||
         done <= 0) /* (MPI_UNDEFINED: none active) */
         return;
-    int kept = 0;
-    for (int k = 0; k < mp->nout; k++) {
+    size_t kept = 0;
+    for (size_t k = 0; k < mp->nout; k++) {
         if (mp->out_req[k] == MPI_REQUEST_NULL) { /* completed: set so by MPI_Testsome */
             free(mp->out[k].buf);
             continue;
@@ -241,7 +245,7 @@ void rp__mpi_buf_release(rp_pool_t *pool, void *p, size_t bytes)
     }
     /* (a user thread only ever trylocks plock: its holder may be this thread, in a
      * callback, or be waiting for locks of the core) */
-    if (pthread_mutex_trylock(&mp->plock) == 0) {
+    if (!mp->hand_over && pthread_mutex_trylock(&mp->plock) == 0) {
         rp__mpi_outbox_poll(mp); /* (the sends done by now need not hold it) */
         hold_or_free(mp, b);
         pthread_mutex_unlock(&mp->plock);
@@ -270,15 +274,15 @@ void rp__mpi_outbox_close(struct mpi_pool *mp)
     pthread_mutex_unlock(&mp->lock);
     take_given(mp);
     if (mp->nout > 0)
-        rp__trace("mpi: %d sends never taken: let go, their buffers kept", mp->nout);
-    for (int k = 0; k < mp->nout; k++) {
+        rp__trace("mpi: %zu sends never taken: let go, their buffers kept", mp->nout);
+    for (size_t k = 0; k < mp->nout; k++) {
         MPI_Request_free(&mp->out_req[k]);
         if (mp->out[k].buf)
             keep(mp->out[k].buf);
         else
             remember_gone(&mp->out[k]);
     }
-    for (int h = 0; h < mp->nheld; h++) /* (each read by a send let go just now) */
+    for (size_t h = 0; h < mp->nheld; h++) /* (each read by a send let go just now) */
         keep(mp->held[h].p);
     free(mp->out_req);
     free(mp->out);

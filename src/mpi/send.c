@@ -38,10 +38,14 @@ static void end_send(struct mpi_pool *mp, MPI_Request *req, rp__wbuf *buf, bool 
 
 void rp__mpi_release_inflight(struct mpi_pool *mp, struct inflight *fl, bool cancel)
 {
+    size_t had = fl->copy.cap;
     end_send(mp, &fl->req, &fl->buf, cancel);
-    end_send(mp, &fl->dreq, &fl->copy, cancel);
-    if (fl->copy.cap > COPY_KEEP) /* (kept for the next batch when small) */
+    end_send(mp, &fl->dreq, &fl->copy, cancel); /* (cancel: the copy goes to outbox.c) */
+    /* kept for the slot's next batch when small, as long as the pool's copies
+     * stay within COPY_BUDGET (at 8 workers every slot keeps its copy) */
+    if (fl->copy.cap > COPY_KEEP || mp->copy_bytes > COPY_BUDGET)
         rp__wbuf_free(&fl->copy);
+    mp->copy_bytes -= had - fl->copy.cap;
     if (!fl->stranded) { /* (a stranded one was counted out when it was stranded) */
         mp->nexp[fl->exp]--;
         rp__mpi_held(mp, fl->rank, -1);
@@ -116,11 +120,13 @@ int rp__mpi_send_pick(struct mpi_pool *mp, const rp__pick *p)
     bool copied = separate && !mj->in_pool;
     char *copy = NULL;
     if (copied) {
+        size_t had = fl->copy.cap;
         fl->copy.len = 0;
         if ((copy = rp__wbuf_grow(&fl->copy, inbytes)))
             memcpy(copy, input, inbytes);
         else
             rp__wbuf_free(&fl->copy); /* (its error mark with it) */
+        mp->copy_bytes += fl->copy.cap - had; /* (unsigned: also when it shrank) */
     }
     if ((copied && !copy) ||
         rp__wire_put_batch(&fl->buf, (uint32_t)w->id, &b, separate ? NULL : input) != RP_OK) {
