@@ -111,9 +111,8 @@ static int count_pidfds(const void *in, void *out, rp_ctx_t *ctx)
     if (!d)
         return rp_raise(ctx, RP_ESYS, "opendir /proc/self/fd");
     for (struct dirent *e; (e = readdir(d));) {
-        char path[64], link[64];
-        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
-        ssize_t len = readlink(path, link, sizeof link - 1);
+        char link[64];
+        ssize_t len = readlinkat(dirfd(d), e->d_name, link, sizeof link - 1);
         if (len > 0) {
             link[len] = 0;
             n += strstr(link, "pidfd") != NULL;
