@@ -345,6 +345,7 @@ RP_API void rp_result_free(rp_result_t *res);
 /* ---- inside a task --------------------------------------------------------- */
 
 /** Describes a task's failure; use as `return rp_raise(ctx, code, "...", ...)`.
+ * fmt NULL or "": the message says "task raised <code> without a message".
  * \return code, or RP_ETASK when code is 0 (a raise is always a failure). */
 RP_API int rp_raise(rp_ctx_t *ctx, int code, const char *fmt, ...) RP_PRINTF(3, 4);
 /** rp_raise with a plain message instead of a format, for callers that cannot call

@@ -14,8 +14,10 @@ void rp__worker_fill_failure(rp_error_t *e, rp_ctx_t *ctx, int code, int rc, siz
 {
     rp__error_set(e, code, index, ctx->worker, ctx->host, "%s", "");
     e->task_code = rc;
-    if (ctx->raised)
+    if (ctx->raised && ctx->message[0])
         memcpy(e->message, ctx->message, sizeof e->message);
+    else if (ctx->raised) /* rp_raise with no text (NULL or "") */
+        snprintf(e->message, sizeof e->message, "%s raised %d without a message", what, rc);
     else
         snprintf(e->message, sizeof e->message, "%s returned %d", what, rc);
     e->message[sizeof e->message - 1] = '\0';

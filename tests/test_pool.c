@@ -329,7 +329,8 @@ static void test_pool_strerror_odd_values(void)
 }
 
 /* rp_raise_str: rp_raise without a format (for Fortran): the message is taken as
- * it is, '%' included; code 0 still fails the item. */
+ * it is, '%' included; code 0 still fails the item; no text at all still says
+ * what failed. */
 static int raise_plain(const void *in, void *out, rp_ctx_t *ctx)
 {
     long x = *(const long *)in;
@@ -359,6 +360,7 @@ static void test_pool_raise_str(void)
     CU_ASSERT_STRING_EQUAL(e1->message, "100% wrong %s");
     CU_ASSERT_EQUAL(e2->index, 2);
     CU_ASSERT_EQUAL(e2->task_code, 12);
+    CU_ASSERT_STRING_EQUAL(e2->message, "task raised 12 without a message");
     CU_ASSERT_EQUAL(out[3], 3);
     rp_result_free(r);
     rp_pool_free(p);
