@@ -170,7 +170,10 @@ static int collect_ready(struct mpi_pool *mp, rp_error_t *err)
     free(displs);
     if (bad >= 0) {
         rp__error_set(err, RP_EPROTO, 0, -1, mp->host,
-                      "malformed or missing start-up answer from rank %d", bad);
+                      "no usable start-up answer from rank %d: it could not take the "
+                      "pool's settings or set up its workers (another rankpool version "
+                      "on that rank, or out of memory there; RP_DEBUG=1 on the ranks "
+                      "traces why)", bad);
         return RP_EPROTO;
     }
     return verdict;

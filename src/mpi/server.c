@@ -696,9 +696,12 @@ int rp__mpi_server_run(struct server *sv, rp_error_t *err)
     if (go)
         return rc;
     int lrc = rp__mpi_server_leaders(sv); /* (collective: before any return) */
+    const char *step = rc != RP_OK ? "the pool's settings" : "the node leaders' step";
     if (rc == RP_OK)
         rc = lrc;
     if (rc != RP_OK) { /* the master waits for every rank's answer: none from here */
+        rp__trace("mpi: rank %d on %s gives no start-up answer: %s: %s", sv->rank, sv->host,
+                  step, rp_strerror(rc));
         int32_t status;
         if (rp__mpi_gather_blobs(sv->comm, NULL, NULL, NULL, NULL) == RP_OK)
             rp__mpi_bcast_status(sv->comm, &status);
