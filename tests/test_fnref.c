@@ -126,25 +126,12 @@ static int resolve_child(const char *hex)
     return 0;
 }
 
-typedef int (*dlmod_fn)(const void *, void *, rp_ctx_t *);
-
-static dlmod_fn dlmod_open(const char *which, void **handle)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/libdlmod_%s.so", TEST_DLDIR, which);
-    *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(*handle);
-    dlmod_fn f = (dlmod_fn)(uintptr_t)dlsym(*handle, "dlmod_task");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    return f;
-}
-
 /* A module unloaded, another loaded (often at the same address, its task at the
  * same offset): the references made and resolved before do not stand for it. */
 static void test_fnref_module_unloaded_and_another_loaded(void)
 {
     void *ha, *hb;
-    dlmod_fn fa = dlmod_open("a", &ha);
+    tu_dlmod_fn fa = tu_dlmod_open("a", &ha);
     rp__fnref ra, rb;
     rp__anyfn fn = NULL;
     CU_ASSERT_EQUAL_FATAL(rp__fnref_make((rp__anyfn)fa, &ra), RP_OK);
@@ -156,7 +143,7 @@ static void test_fnref_module_unloaded_and_another_loaded(void)
     /* a is gone: its reference names no loaded object any more */
     char why[600];
     CU_ASSERT_EQUAL(rp__fnref_resolve(&ra, &fn, why, sizeof why), RP_EFNREF);
-    dlmod_fn fb = dlmod_open("b", &hb);
+    tu_dlmod_fn fb = tu_dlmod_open("b", &hb);
     CU_ASSERT_EQUAL_FATAL(rp__fnref_make((rp__anyfn)fb, &rb), RP_OK);
     CU_ASSERT_PTR_NOT_NULL(strstr(rb.object, "libdlmod_b.so"));
     CU_ASSERT_FALSE(rb.idlen == ra.idlen && memcmp(rb.id, ra.id, ra.idlen) == 0);

@@ -241,19 +241,6 @@ static void test_handles_with_callbacks(void)
 
 /* ---- a task's module unloaded and another loaded between two applies ------------ */
 
-typedef int (*dlmod_fn)(const void *, void *, rp_ctx_t *);
-
-static dlmod_fn dlmod_open(const char *which, void **handle)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/libdlmod_%s.so", TEST_DLDIR, which);
-    *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(*handle);
-    dlmod_fn f = (dlmod_fn)(uintptr_t)dlsym(*handle, "dlmod_task");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    return f;
-}
-
 static bool on_mpi(void)
 {
     const char *b = getenv("RP_BACKEND");
@@ -268,9 +255,9 @@ static bool on_mpi(void)
 static void test_handles_task_module_reloaded(void)
 {
     void *ha = NULL, *hb = NULL;
-    dlmod_fn fa = dlmod_open("a", &ha);
+    tu_dlmod_fn fa = tu_dlmod_open("a", &ha);
     if (!tu_master_rank())
-        dlmod_open("b", &hb);
+        tu_dlmod_open("b", &hb);
     rp_pool_t *p = tu_pool(1, NULL);
     if (!p) {
         dlclose(ha);
@@ -284,7 +271,7 @@ static void test_handles_task_module_reloaded(void)
     CU_ASSERT_EQUAL(y, 1005);
     uintptr_t a_at = (uintptr_t)fa;
     CU_ASSERT_EQUAL_FATAL(dlclose(ha), 0);
-    dlmod_fn fb = dlmod_open("b", &hb);
+    tu_dlmod_fn fb = tu_dlmod_open("b", &hb);
     if (!on_mpi()) {
         tu_pool_done(p);
         p = tu_pool(1, NULL);

@@ -556,6 +556,22 @@ static void test_mpi_crash_of_a_task(void)
     tu_pool_done(p);
 }
 
+/* A map of n items with chunksize 1 over crash_five: item 5's worker dies by
+ * SIGSEGV (RP_EWORKER naming it), every other item is right. */
+static void map_crash_five(rp_pool_t *p, const int *in, int *out, int n)
+{
+    rp_map_opts_t mo = { .chunksize = 1 };
+    rp_error_t err;
+    CU_ASSERT_EQUAL(rp_map(p, crash_five, in, (size_t)n, sizeof *in, out, sizeof *out, &mo, &err),
+                    RP_EWORKER);
+    CU_ASSERT_EQUAL(err.index, 5);
+    CU_ASSERT_EQUAL(err.signal, SIGSEGV);
+    int bad = 0;
+    for (int i = 0; i < n; i++)
+        bad += i != 5 && out[i] != 2 * i;
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
 /* A child of the program's own that ended and was not reaped, on every rank: the
  * ranks still find their workers' deaths (waitid shows the program's child first,
  * so the ranks ask each worker's process instead), and leave that child with its
@@ -575,18 +591,8 @@ static void test_mpi_program_child_left_to_program(void)
         int in[N], out[N];
         for (int i = 0; i < N; i++)
             in[i] = i, out[i] = -1;
-        rp_map_opts_t mo = { .chunksize = 1 };
-        for (int round = 0; round < 3; round++) { /* a death, its replacement, again */
-            rp_error_t err;
-            CU_ASSERT_EQUAL(rp_map(p, crash_five, in, N, sizeof *in, out, sizeof *out, &mo,
-                                   &err), RP_EWORKER);
-            CU_ASSERT_EQUAL(err.index, 5);
-            CU_ASSERT_EQUAL(err.signal, SIGSEGV);
-            int bad = 0;
-            for (int i = 0; i < N; i++)
-                bad += i != 5 && out[i] != 2 * i;
-            CU_ASSERT_EQUAL(bad, 0);
-        }
+        for (int round = 0; round < 3; round++) /* a death, its replacement, again */
+            map_crash_five(p, in, out, N);
         tu_pool_done(p);
     }
     int status = 0;
@@ -637,19 +643,10 @@ static void test_mpi_program_child_ends_while_pool_runs(void)
         int in[N], out[N];
         for (int i = 0; i < N; i++)
             in[i] = i, out[i] = -1;
-        rp_map_opts_t mo = { .chunksize = 1 };
         for (int round = 0; round < 3; round++) {
             if (round == 1)
                 usleep(500000); /* the program's child has ended by now */
-            rp_error_t err;
-            CU_ASSERT_EQUAL(rp_map(p, crash_five, in, N, sizeof *in, out, sizeof *out, &mo,
-                                   &err), RP_EWORKER);
-            CU_ASSERT_EQUAL(err.index, 5);
-            CU_ASSERT_EQUAL(err.signal, SIGSEGV);
-            int bad = 0;
-            for (int i = 0; i < N; i++)
-                bad += i != 5 && out[i] != 2 * i;
-            CU_ASSERT_EQUAL(bad, 0);
+            map_crash_five(p, in, out, N);
         }
         /* a timed item that overruns: its process is killed, found, replaced */
         rp_map_opts_t to = { .chunksize = 1, .task_timeout = 0.2 };

@@ -173,6 +173,25 @@ static inline bool tu_dead(pid_t pid, double seconds)
 
 typedef struct { const char *name; void (*fn)(void); } tu_test;
 
+#ifdef TEST_DLDIR
+#include <dlfcn.h>
+#include <stdint.h>
+/* The task of the small test module libdlmod_<which>.so (tests/dlmod.c), loaded
+ * with dlopen; *handle for dlclose. */
+typedef int (*tu_dlmod_fn)(const void *, void *, rp_ctx_t *);
+
+static inline tu_dlmod_fn tu_dlmod_open(const char *which, void **handle)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/libdlmod_%s.so", TEST_DLDIR, which);
+    *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(*handle);
+    tu_dlmod_fn f = (tu_dlmod_fn)(uintptr_t)dlsym(*handle, "dlmod_task");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    return f;
+}
+#endif
+
 /* Runs one suite and returns the number of failures (0 = success). With an
  * argument, runs only the tests whose names contain it. */
 static inline int tu_run(const char *suite, const tu_test *tests, int argc, char **argv)
