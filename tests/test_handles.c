@@ -241,10 +241,9 @@ static void test_handles_with_callbacks(void)
 
 /* ---- a task's module unloaded and another loaded between two applies ------------ */
 
-static bool on_mpi(void)
+static bool on_mpi(const rp_pool_t *p)
 {
-    const char *b = getenv("RP_BACKEND");
-    return b && strcmp(b, "mpi") == 0;
+    return strcmp(rp_pool_backend(p), "mpi") == 0;
 }
 
 /* The task of module a is applied; a is unloaded and module b loaded, often at
@@ -272,7 +271,7 @@ static void test_handles_task_module_reloaded(void)
     uintptr_t a_at = (uintptr_t)fa;
     CU_ASSERT_EQUAL_FATAL(dlclose(ha), 0);
     tu_dlmod_fn fb = tu_dlmod_open("b", &hb);
-    if (!on_mpi()) {
+    if (!on_mpi(p)) {
         tu_pool_done(p);
         p = tu_pool(1, NULL);
         CU_ASSERT_PTR_NOT_NULL_FATAL(p);
