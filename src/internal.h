@@ -150,6 +150,8 @@ void rp__error_set(rp_error_t *e, int code, size_t index, int worker, const char
 /* ---- small helpers (util.c) ---------------------------------------------------- */
 
 double rp__now(void);                         /* monotonic seconds */
+/* A condition variable whose timed waits count on CLOCK_MONOTONIC (rp__now's). */
+void rp__cond_init_monotonic(pthread_cond_t *cond);
 struct timespec;
 /* *ts = CLOCK_MONOTONIC now + seconds (>= 0): a deadline for a condition variable
  * made with CLOCK_MONOTONIC. */

@@ -151,11 +151,7 @@ static struct rp__monitor *watch_of(rp_pool_t *pool)
     pthread_mutex_lock(&pool->lock);
     struct rp__monitor *w = pool->monitor;
     if (!w && (w = calloc(1, sizeof *w)) != NULL) {
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&w->cond, &ca);
-        pthread_condattr_destroy(&ca);
+        rp__cond_init_monotonic(&w->cond);
         pthread_mutex_init(&w->lock, NULL);
         if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
             pthread_mutex_destroy(&w->lock);

@@ -330,11 +330,7 @@ static rp_result_t *record_new(void)
     }
     if (!(r = calloc(1, sizeof *r)))
         return NULL;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    rp__cond_init_monotonic(&r->cond);
     pthread_mutex_init(&r->lock, NULL);
     return r;
 }

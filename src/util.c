@@ -9,6 +9,15 @@
 #include <time.h>
 #include <unistd.h>
 
+void rp__cond_init_monotonic(pthread_cond_t *cond)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cond, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
 double rp__now(void)
 {
     struct timespec ts;

@@ -333,12 +333,8 @@ static int mpi_start(rp_pool_t *pool, const rp_pool_opts_t *opts, rp_error_t *er
     } else {
         pthread_mutex_init(&mp->lock, NULL);
         pthread_mutex_init(&mp->plock, NULL);
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&mp->cond, &ca);
-        pthread_cond_init(&mp->kick, &ca);
-        pthread_condattr_destroy(&ca);
+        rp__cond_init_monotonic(&mp->cond);
+        rp__cond_init_monotonic(&mp->kick);
         rp__wbuf_init(&mp->ctl);
         mp->preq = MPI_REQUEST_NULL;
         rc = master_start(pool, mp, opts, err);
